@@ -1,0 +1,82 @@
+"""The `diagnosis` of DESIGN.md as one pure function, shared by the static and dynamic analyses.
+
+Both analyses reduce their result to the same `FlowSummary` and call `diagnose`, so the thresholds
+exist once. The band is asymmetric on purpose: the head's own gradient is normally ~10x the first
+layer's, so a first/last ratio of -1 is ordinary while +1 already means growth toward the input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+EXPLODING_LOG10_RATIO = 2.0
+VANISHING_LOG10_RATIO = -3.0
+EXPLODING_ABS_SCALE = 1e4  # any weight's grad RMS or the output RMS above this
+VANISHING_OUTPUT_RMS = 1e-3
+VANISHING_ALL_GRAD_RMS = 1e-5
+RECURRENT_EXPLODING_LOG10 = 2.0  # gradient at the first time step / at the last step
+RECURRENT_VANISHING_LOG10 = -3.0
+
+
+@dataclass
+class FlowSummary:
+    """The numbers the diagnosis reads, in the same units for prediction and measurement."""
+
+    log10_ratio_first_last: float | None
+    grad_rms: list[float]  # every weight layer's gradient RMS, forward order
+    output_rms: float | None
+    nonfinite: bool = False
+    recurrent_log10_time_ratio: dict[str, float] = field(default_factory=dict)  # layer -> log10
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    label: str  # "exploding" | "vanishing" | "healthy"
+    reasons: tuple[str, ...]
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def diagnose(flow: FlowSummary) -> Diagnosis:
+    """Apply DESIGN.md's definition; every reason that fires is kept for the report."""
+    exploding: list[str] = []
+    vanishing: list[str] = []
+    if flow.nonfinite or any(not math.isfinite(g) for g in flow.grad_rms):
+        exploding.append("non-finite gradients or activations")
+    ratio = flow.log10_ratio_first_last
+    if _finite(ratio) and ratio > EXPLODING_LOG10_RATIO:
+        exploding.append(f"first/last gradient ratio 10^{ratio:.1f} > 10^{EXPLODING_LOG10_RATIO:g}")
+    if _finite(ratio) and ratio < VANISHING_LOG10_RATIO:
+        vanishing.append(f"first/last gradient ratio 10^{ratio:.1f} < 10^{VANISHING_LOG10_RATIO:g}")
+    finite_grads = [g for g in flow.grad_rms if math.isfinite(g)]
+    if finite_grads and max(finite_grads) > EXPLODING_ABS_SCALE:
+        exploding.append(f"a weight gradient RMS of {max(finite_grads):.3g} > {EXPLODING_ABS_SCALE:g}")
+    out = flow.output_rms
+    if _finite(out) and out > EXPLODING_ABS_SCALE:
+        exploding.append(f"output RMS {out:.3g} > {EXPLODING_ABS_SCALE:g}")
+    if _finite(out) and out < VANISHING_OUTPUT_RMS:
+        vanishing.append(f"output RMS {out:.3g} < {VANISHING_OUTPUT_RMS:g} (signal collapse)")
+    if finite_grads and max(finite_grads) < VANISHING_ALL_GRAD_RMS:
+        vanishing.append(f"every weight gradient RMS < {VANISHING_ALL_GRAD_RMS:g} (signal collapse)")
+    for layer, r in flow.recurrent_log10_time_ratio.items():
+        if not _finite(r):
+            continue
+        if r > RECURRENT_EXPLODING_LOG10:
+            exploding.append(f"{layer}: gradient at the first time step 10^{r:.1f} times the last step's")
+        elif r < RECURRENT_VANISHING_LOG10:
+            vanishing.append(f"{layer}: gradient at the first time step 10^{r:.1f} times the last step's")
+    if exploding:
+        return Diagnosis("exploding", tuple(exploding))
+    if vanishing:
+        return Diagnosis("vanishing", tuple(vanishing))
+    return Diagnosis("healthy", ())
+
+
+def log10_ratio(first: float, last: float) -> float | None:
+    """log10(first / last) of two gradient RMS values; None when undefined (zero or non-finite)."""
+    if not (math.isfinite(first) and math.isfinite(last)) or first <= 0 or last <= 0:
+        return None
+    return math.log10(first) - math.log10(last)

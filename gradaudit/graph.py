@@ -1,0 +1,251 @@
+"""The LayerGraph: the one intermediate both loaders produce and every analysis reads.
+
+A LayerGraph is a plain `networkx.DiGraph`. Each node is one operation; its attributes follow the
+schema below so the static estimator, the probe, the rules and the reports never need to know
+whether the model came from ONNX or PyTorch.
+
+Node attributes (all present on every node):
+    name      str     the name a user recognises (ONNX node name, torch module path / fx name)
+    op        str     one of OP_KINDS
+    fn        str|None  sub-kind: activation function for op="activation" (a name known to
+                      gradaudit.activations), norm kind for op="norm" ("batch", "layer",
+                      "group", "instance", "rms"), pool kind for op="pool" ("max", "avg",
+                      "global_avg", "global_max"), cell for op="recurrent" ("rnn_tanh",
+                      "rnn_relu", "lstm", "gru"), reduce kind for op="reduce" ("mean", "sum")
+    attrs     dict    op-specific numbers: see ATTRS below
+    params    dict[str, ParamStats]  role -> statistics of a parameter tensor of this node
+    out_shape tuple[int, ...] | None   shape of the (first) output, batch included
+    source    str     original op type (ONNX op_type, torch module class or function name)
+    order     int     position in forward (topological) execution order, from 0
+
+ATTRS by op (keys the loaders set when they apply):
+    linear     fan_in, fan_out (per-element forward / backward fans, from `dense_fans`)
+    conv       fan_in, fan_out (from `conv_fans`), stride, groups, kernel, dilation, transposed
+    embedding  num_embeddings, fan_in=1, fan_out (≈ batch tokens per row; may be omitted)
+    activation alpha / beta / min / max / approximate ... (function parameters)
+    norm       axis / num_groups / eps; affine params under params "scale" / "bias"
+    recurrent  hidden, seq_len, time_axis, num_layers, bidirectional, fan_in (input size)
+    attention  embed_dim, num_heads, scale (the logit scale, default 1/sqrt(head_dim))
+    pool       kernel, stride
+    softmax    axis
+    concat     axis
+    scale      value (a constant multiplier: Mul/Div by a constant)
+
+Param roles: "weight" (ndim >= 2 for linear/conv/embedding), "bias", "scale" (norm gamma),
+"weight_ih", "weight_hh", "bias_ih", "bias_hh" (recurrent; stacked over gates as in torch),
+"in_proj_weight", "out_proj_weight" (attention). `ParamStats.name` is the key under which the
+tensor is found in the ModelHandle's torch module (`named_parameters()` qualified name).
+
+Edges u -> v carry `slots`: the list of input positions of v fed by u (x + x gives [0, 1]).
+
+Graph attributes: inputs (list of input node ids, in order), outputs (list of node ids whose
+results are the model outputs, in order), partial (bool: parts of the model are not represented),
+partial_reason (str), format ("onnx" | "torch").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import networkx as nx
+
+OP_KINDS = frozenset(
+    {
+        "input",  # a model input
+        "constant",  # a non-trainable constant tensor feeding the graph
+        "linear",  # Gemm / MatMul with a weight / nn.Linear
+        "conv",  # Conv / ConvTranspose / nn.ConvNd
+        "embedding",  # Gather from a weight table / nn.Embedding
+        "matmul",  # product of two activations (attention scores, ...)
+        "activation",  # elementwise nonlinearity, fn names it
+        "norm",  # batch/layer/group/instance/rms normalisation, fn names it
+        "add",  # elementwise sum of activations (residuals)
+        "mul",  # elementwise product of activations (gating)
+        "scale",  # multiplication by a constant
+        "concat",
+        "pool",
+        "softmax",
+        "attention",  # a fused attention block (nn.MultiheadAttention)
+        "recurrent",  # RNN / LSTM / GRU
+        "reshape",  # reshape-like: Reshape, Flatten, Transpose, Squeeze, Slice, Split, ...
+        "dropout",
+        "identity",
+        "reduce",  # mean / sum over axes
+        "output",
+        "unknown",  # an op no gain rule covers; the static estimate becomes partial
+    }
+)
+
+WEIGHT_ROLES = ("weight", "weight_ih", "weight_hh", "in_proj_weight", "out_proj_weight")
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """Statistics of one parameter tensor, taken once by the loader from the real weights.
+
+    `row_sum_sq` is the mean over output units of (sum of that unit's incoming weights)^2: with a
+    non-centred input of mean mu, a linear layer's output second moment gains row_sum_sq * mu^2,
+    which is how constant or biased weights make a signal grow coherently.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    mean: float
+    std: float
+    rms: float
+    absmax: float
+    nonfinite: int
+    row_sum_sq: float
+    rows_identical: bool
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def param_stats(name: str, tensor: Any, out_axis: int = 0) -> ParamStats:
+    """Take the statistics of a weight tensor (torch tensor or numpy array).
+
+    `out_axis` is the axis of output units (0 for torch Linear/Conv weights, 1 for an ONNX
+    Gemm weight without transB or a MatMul weight of shape (in, out)).
+    """
+    import numpy as np
+
+    arr = tensor.detach().cpu().double().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, dtype=np.float64)
+    shape = tuple(int(d) for d in arr.shape)
+    numel = int(arr.size)
+    if numel == 0:
+        return ParamStats(name, shape, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, False)
+    finite = np.isfinite(arr)
+    nonfinite = int(numel - finite.sum())
+    vals = arr[finite] if nonfinite else arr
+    if vals.size == 0:
+        return ParamStats(name, shape, numel, math.nan, math.nan, math.nan, math.nan, nonfinite, math.nan, False)
+    mean = float(vals.mean())
+    std = float(vals.std())
+    rms = float(math.sqrt(float(np.mean(vals * vals))))
+    absmax = float(np.abs(vals).max())
+    row_sum_sq = 0.0
+    rows_identical = False
+    if arr.ndim >= 2 and not nonfinite:
+        rows = np.moveaxis(arr, out_axis, 0).reshape(shape[out_axis], -1)
+        row_sum_sq = float(np.mean(rows.sum(axis=1) ** 2))
+        if rows.shape[0] > 1:
+            spread = float(np.abs(rows - rows[:1]).max())
+            rows_identical = spread <= 1e-12 * max(absmax, 1e-30)
+    return ParamStats(name, shape, numel, mean, std, rms, absmax, nonfinite, row_sum_sq, rows_identical)
+
+
+def dense_fans(in_features: int, out_features: int) -> dict[str, float]:
+    """Fans of a dense layer: each output sums `in_features` inputs and vice versa."""
+    return {"fan_in": float(in_features), "fan_out": float(out_features)}
+
+
+def conv_fans(
+    weight_shape: tuple[int, ...], groups: int = 1, stride: Iterable[int] = (), transposed: bool = False
+) -> dict[str, float]:
+    """Per-element fans of a convolution (THEORY.md: stride s divides the backward fan by ~s^d).
+
+    Torch/ONNX Conv weight: (C_out, C_in/groups, *k). ConvTranspose weight: (C_in, C_out/groups, *k).
+    For a transposed conv the roles swap: the forward pass scatters, so the stride divides the
+    forward fan instead of the backward one.
+    """
+    kernel = math.prod(weight_shape[2:]) if len(weight_shape) > 2 else 1
+    strides = math.prod(stride) if stride else 1
+    if transposed:
+        c_in, c_out_g = weight_shape[0], weight_shape[1]
+        fan_in = (c_in / groups) * kernel / strides
+        fan_out = c_out_g * kernel
+    else:
+        c_out, c_in_g = weight_shape[0], weight_shape[1]
+        fan_in = c_in_g * kernel
+        fan_out = (c_out / groups) * kernel / strides
+    return {"fan_in": float(fan_in), "fan_out": float(fan_out)}
+
+
+def new_graph(fmt: str) -> nx.DiGraph:
+    """An empty LayerGraph with its graph-level attributes set."""
+    return nx.DiGraph(inputs=[], outputs=[], partial=False, partial_reason="", format=fmt)
+
+
+def add_node(
+    graph: nx.DiGraph,
+    node_id: str,
+    *,
+    name: str,
+    op: str,
+    source: str,
+    fn: str | None = None,
+    attrs: dict[str, Any] | None = None,
+    params: dict[str, ParamStats] | None = None,
+    out_shape: tuple[int, ...] | None = None,
+    inputs: Iterable[str] = (),
+) -> None:
+    """Add one node following the schema, with edges from its input nodes in slot order."""
+    if op not in OP_KINDS:
+        raise ValueError(f"unknown op kind {op!r} for node {name!r}")
+    graph.add_node(
+        node_id,
+        name=name,
+        op=op,
+        fn=fn,
+        attrs=dict(attrs or {}),
+        params=dict(params or {}),
+        out_shape=tuple(out_shape) if out_shape is not None else None,
+        source=source,
+        order=graph.number_of_nodes(),
+    )
+    for slot, src in enumerate(inputs):
+        if graph.has_edge(src, node_id):
+            graph.edges[src, node_id]["slots"].append(slot)
+        else:
+            graph.add_edge(src, node_id, slots=[slot])
+
+
+def ordered_inputs(graph: nx.DiGraph, node_id: str) -> list[str]:
+    """The producers of a node's inputs in slot order (a producer used twice appears twice)."""
+    pairs = [(slot, src) for src in graph.predecessors(node_id) for slot in graph.edges[src, node_id]["slots"]]
+    return [src for _, src in sorted(pairs)]
+
+
+def forward_order(graph: nx.DiGraph) -> list[str]:
+    """Node ids in forward execution order (the loaders' `order`, a topological order)."""
+    return sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One *weight layer* of DESIGN.md: a parameter tensor with ndim >= 2."""
+
+    node: str  # node id in the LayerGraph
+    layer: str  # display name of the node
+    param: str  # qualified parameter name in the torch module
+    role: str
+    op: str
+
+
+def weight_layers(graph: nx.DiGraph) -> list[WeightLayer]:
+    """Weight tensors (ndim >= 2) ordered by first use in the forward pass, each listed once."""
+    seen: set[str] = set()
+    layers: list[WeightLayer] = []
+    for node_id in forward_order(graph):
+        data = graph.nodes[node_id]
+        for role in WEIGHT_ROLES:
+            stats = data["params"].get(role)
+            if stats is None or stats.ndim < 2 or stats.name in seen:
+                continue
+            seen.add(stats.name)
+            layers.append(WeightLayer(node_id, data["name"], stats.name, role, data["op"]))
+    return layers
+
+
+def depth(graph: nx.DiGraph) -> int:
+    """Longest chain of weight-bearing nodes from an input to an output (the network's depth)."""
+    best: dict[str, int] = {}
+    for node_id in forward_order(graph):
+        here = 1 if any(r in graph.nodes[node_id]["params"] for r in WEIGHT_ROLES) else 0
+        best[node_id] = here + max((best[p] for p in graph.predecessors(node_id)), default=0)
+    return max(best.values(), default=0)

@@ -1,0 +1,57 @@
+"""The default loss of an audit, and its static counterpart.
+
+DESIGN.md measures gradient flow "under the model's own loss or a default one". The default must
+look like a real training loss so absolute gradient scales mean something:
+- an output produced by a softmax is read as probabilities: negative log-likelihood of seeded
+  random labels along the softmax axis (the gradient at the logits is then p - onehot);
+- any other float output: squared error against seeded N(0, 1) targets, summed over features and
+  averaged over the batch, L = (1/B) sum 1/2 (y - t)^2, so dL/dy = (y - t)/B.
+The static estimator uses `output_grad_sq` for the same loss, so prediction and measurement share
+their absolute scale.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+PROBABILITY_FLOOR = 1e-30
+
+
+def default_loss(outputs: Sequence[torch.Tensor], output_ops: Sequence[str], axes: Sequence[int], seed: int) -> torch.Tensor:
+    """Default loss over every float output; `output_ops[i]` is the LayerGraph op of output i."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    total = None
+    for y, op, axis in zip(outputs, output_ops, axes):
+        if not torch.is_floating_point(y) or y.numel() == 0:
+            continue
+        batch = y.shape[0] if y.dim() > 0 else 1
+        if op == "softmax" and y.dim() > 0:
+            probs = torch.movedim(y, axis, -1)
+            classes = probs.shape[-1]
+            flat = probs.reshape(-1, classes)
+            labels = torch.randint(0, classes, (flat.shape[0],), generator=gen)
+            picked = flat.gather(1, labels[:, None]).squeeze(1)
+            term = -torch.log(picked.clamp_min(PROBABILITY_FLOOR)).sum() / batch
+        else:
+            target = torch.randn(y.shape, generator=gen, dtype=torch.float32).to(y.dtype)
+            term = 0.5 * ((y - target) ** 2).sum() / batch
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("the model has no floating-point output to take a loss of")
+    return total
+
+
+def output_grad_sq(op: str, q: float, shape: tuple[int, ...] | None, axis: int = -1) -> float:
+    """Predicted E[(dL/dy)^2] per element at an output under `default_loss`.
+
+    Squared error: E[(y - t)^2] / B^2 = (q + 1) / B^2 with t ~ N(0, 1) independent of y.
+    Softmax output: the gradient is handed to the logits as p - onehot, whose mean square per
+    element is ~1/C for near-uniform p; the static estimator applies it at the softmax input.
+    """
+    batch = shape[0] if shape else 1
+    if op == "softmax" and shape:
+        classes = shape[axis]
+        return 1.0 / (max(classes, 1) * batch * batch)
+    return (q + 1.0) / (batch * batch)
