@@ -2,8 +2,9 @@
 
 DESIGN.md measures gradient flow "under the model's own loss or a default one". The default must
 look like a real training loss so absolute gradient scales mean something:
-- an output produced by a softmax is read as probabilities: negative log-likelihood of seeded
-  random labels along the softmax axis (the gradient at the logits is then p - onehot);
+- an output produced by a softmax is read as probabilities (by a log-softmax, as log-probabilities):
+  negative log-likelihood of seeded random labels along the softmax axis (the gradient at the
+  logits is then p - onehot);
 - any other float output: squared error against seeded N(0, 1) targets, summed over features and
   averaged over the batch, L = (1/B) sum 1/2 (y - t)^2, so dL/dy = (y - t)/B.
 The static estimator uses `output_grad_sq` for the same loss, so prediction and measurement share
@@ -20,20 +21,25 @@ PROBABILITY_FLOOR = 1e-30
 
 
 def default_loss(outputs: Sequence[torch.Tensor], output_ops: Sequence[str], axes: Sequence[int], seed: int) -> torch.Tensor:
-    """Default loss over every float output; `output_ops[i]` is the LayerGraph op of output i."""
+    """Default loss over every float output.
+
+    `output_ops[i]` names what produced output i: "softmax", "log_softmax" or any other op kind;
+    `axes[i]` is the softmax axis (ignored for other outputs).
+    """
     gen = torch.Generator().manual_seed(seed + 7919)
     total = None
     for y, op, axis in zip(outputs, output_ops, axes):
         if not torch.is_floating_point(y) or y.numel() == 0:
             continue
         batch = y.shape[0] if y.dim() > 0 else 1
-        if op == "softmax" and y.dim() > 0:
-            probs = torch.movedim(y, axis, -1)
-            classes = probs.shape[-1]
-            flat = probs.reshape(-1, classes)
+        if op in ("softmax", "log_softmax") and y.dim() > 0:
+            values = torch.movedim(y, axis, -1)
+            classes = values.shape[-1]
+            flat = values.reshape(-1, classes)
             labels = torch.randint(0, classes, (flat.shape[0],), generator=gen)
             picked = flat.gather(1, labels[:, None]).squeeze(1)
-            term = -torch.log(picked.clamp_min(PROBABILITY_FLOOR)).sum() / batch
+            log_prob = picked if op == "log_softmax" else torch.log(picked.clamp_min(PROBABILITY_FLOOR))
+            term = -log_prob.sum() / batch
         else:
             target = torch.randn(y.shape, generator=gen, dtype=torch.float32).to(y.dtype)
             term = 0.5 * ((y - target) ** 2).sum() / batch
@@ -51,7 +57,7 @@ def output_grad_sq(op: str, q: float, shape: tuple[int, ...] | None, axis: int =
     element is ~1/C for near-uniform p; the static estimator applies it at the softmax input.
     """
     batch = shape[0] if shape else 1
-    if op == "softmax" and shape:
+    if op in ("softmax", "log_softmax") and shape:
         classes = shape[axis]
         return 1.0 / (max(classes, 1) * batch * batch)
     return (q + 1.0) / (batch * batch)

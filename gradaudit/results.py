@@ -123,3 +123,6 @@ class Audit:
     timing: dict[str, float]
     partial: bool = False
     notes: list[str] = field(default_factory=list)
+    # code -> {"name", "summary", "doc"} for every code among the findings, filled by the
+    # orchestrator from the rule registry so renderers need not import the rules.
+    explanations: dict[str, dict[str, str]] = field(default_factory=dict)
