@@ -1,0 +1,104 @@
+"""The pipeline of DESIGN.md in one place: handle -> static -> probe -> rules -> remedies -> Audit.
+
+Also the Python API: `gradaudit.audit(model, example_inputs)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradaudit import gate
+from gradaudit.graph import depth, weight_layers
+from gradaudit.model import ModelHandle
+from gradaudit.results import Audit
+
+
+@dataclass
+class AuditOptions:
+    """How to run an audit; the CLI and the Python API both fill this."""
+
+    passes: int = 3
+    seed: int = 0
+    static_only: bool = False
+    sharpness: bool = False
+    timeout: float | None = None
+    data: tuple | None = None  # a real batch to probe with instead of synthetic inputs
+    rule_config: Any = None  # gradaudit.rules.RuleConfig; None = defaults
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit:
+    """Analyse a loaded model; never modifies `handle.module`."""
+    from gradaudit.probe import run_probe
+    from gradaudit.remedies import recommend
+    from gradaudit.rules import get_rule, run_rules
+    from gradaudit.static import estimate
+
+    options = options or AuditOptions()
+    timing = {"load_s": 0.0, "static_s": 0.0, "probe_s": 0.0, **options.timing}
+
+    started = time.perf_counter()
+    static = estimate(handle.graph, handle.inputs)
+    timing["static_s"] = time.perf_counter() - started
+
+    probe = None
+    probe_skipped = handle.probe_unavailable
+    if options.static_only:
+        probe_skipped = "static analysis only (--static-only)"
+    elif handle.module is None or handle.runner is None:
+        probe_skipped = probe_skipped or "the model cannot be executed"
+    if not probe_skipped:
+        started = time.perf_counter()
+        probe = run_probe(
+            handle,
+            passes=options.passes,
+            seed=options.seed,
+            data=options.data,
+            sharpness=options.sharpness,
+            timeout=options.timeout,
+        )
+        timing["probe_s"] = time.perf_counter() - started
+
+    findings = run_rules(handle, static, probe, options.rule_config)
+    recommendations = recommend(findings, handle, static, probe)
+    explanations = {}
+    for finding in findings:
+        rule = get_rule(finding.code)
+        explanations[finding.code] = {"name": rule.name, "summary": rule.summary, "doc": rule.doc}
+
+    return Audit(
+        source=handle.source,
+        format=handle.format,
+        parameters=handle.parameters,
+        weight_layers=len(weight_layers(handle.graph)),
+        depth=depth(handle.graph),
+        verdict=gate.verdict(findings),
+        diagnosis=probe.diagnosis if probe is not None else static.diagnosis,
+        static=static,
+        probe=probe,
+        probe_skipped=probe_skipped,
+        findings=findings,
+        recommendations=recommendations,
+        timing=timing,
+        partial=bool(handle.graph.graph.get("partial")) or static.partial,
+        notes=list(handle.warnings),
+        explanations=explanations,
+    )
+
+
+def audit(model: Any, example_inputs: Any, **options: Any) -> Audit:
+    """Audit a torch module on example inputs (a tensor or a tuple of tensors).
+
+    Keyword options are those of AuditOptions (passes, seed, static_only, sharpness, timeout, data,
+    rule_config).
+    """
+    from gradaudit.loaders.torch_loader import from_module
+
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    started = time.perf_counter()
+    handle = from_module(model, inputs)
+    opts = AuditOptions(**options)
+    opts.timing["load_s"] = time.perf_counter() - started
+    return run_audit(handle, opts)
