@@ -59,57 +59,180 @@ def cli() -> None:
     """Audit a neural network for exploding and vanishing gradients before training it."""
 
 
+MODEL_SUFFIXES = (".onnx", ".pt2")
+
+
+def _expand_sources(sources: Sequence[str]) -> list[str]:
+    """Model files and specs in the order given; a directory stands for its model files."""
+    expanded: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+            if not found:
+                raise InputError(f"{source}: directory contains no model files ({', '.join(MODEL_SUFFIXES)})")
+            expanded.extend(found)
+        else:
+            expanded.append(source)
+    return expanded
+
+
+def _settings(ctx: click.Context, config_file: str | None) -> dict:
+    """Merged settings: command-line flags the user typed win over environment and pyproject."""
+    from gradaudit.config import resolve
+
+    typed = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if source is click.core.ParameterSource.COMMANDLINE:
+            typed[name.replace("_", "-")] = value
+    if "input-shapes" in typed:
+        typed["input-shape"] = typed.pop("input-shapes")
+    settings = resolve(typed, config_file)
+    settings["input-shape"] = [s if isinstance(s, tuple) else _parse_config_shape(s) for s in settings["input-shape"]] or None
+    return settings
+
+
+def _parse_config_shape(value) -> tuple[int, ...]:
+    if isinstance(value, list) and all(isinstance(d, int) and d > 0 for d in value):
+        return tuple(value)
+    if isinstance(value, str):
+        try:
+            return _parse_shape(value)
+        except click.BadParameter as problem:
+            raise InputError(f"config 'input-shape': {problem.message}") from None
+    raise InputError(f"config 'input-shape': {value!r} is not a shape such as \"8,3,32,32\"")
+
+
+class _Progress:
+    """Elapsed-time line on stderr while a model is analysed, only on a terminal."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label, self.enabled = label, enabled
+        self._stop = None
+
+    def __enter__(self):
+        if self.enabled:
+            import threading
+
+            self._stop = threading.Event()
+            started = time.perf_counter()
+
+            def tick() -> None:
+                while not self._stop.wait(0.5):
+                    elapsed = time.perf_counter() - started
+                    if elapsed >= 1.0:
+                        sys.stderr.write(f"\r{self.label} {elapsed:5.1f}s")
+                        sys.stderr.flush()
+                sys.stderr.write("\r\033[K")
+
+            self._thread = threading.Thread(target=tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+
+
+def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
+    """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
+    from gradaudit.audit import AuditOptions, run_audit
+    from gradaudit.config import rule_config
+    from gradaudit.loaders import load
+
+    audits = []
+    for source in _expand_sources(sources):
+        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
+            started = time.perf_counter()
+            handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"])
+            options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
+                                   sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
+                                   rule_config=rule_config(settings))
+            options.timing["load_s"] = time.perf_counter() - started
+            audits.append(run_audit(handle, options))
+    return audits
+
+
+def _common_options(command):
+    """Options shared by `check` and `baseline`: how to load and analyse the models."""
+    decorators = [
+        click.argument("sources", nargs=-1, required=True),
+        click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
+                     help="Shape of one model input, batch first (e.g. 8,3,32,32); repeat for several inputs."),
+        click.option("--batch", type=click.IntRange(1), help="Batch size for symbolic batch dimensions of ONNX inputs [8]."),
+        click.option("--passes", type=click.IntRange(1, 100), help="Real forward+backward passes of the dynamic probe [3]."),
+        click.option("--seed", type=int, help="Seed of the synthetic batches and the default loss [0]."),
+        click.option("--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."),
+        click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."),
+        click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
+        click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only one verdict line per model."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 @cli.command()
-@click.argument("source")
-@click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
-              help="Shape of one model input, batch first (e.g. 8,3,32,32); repeat for several inputs.")
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1),
-              help="Batch size for symbolic batch dimensions of ONNX inputs.")
-@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
-              help="Lowest finding severity that fails the gate (exit 1).")
+@_common_options
+@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), help="Lowest finding severity that fails the gate (exit 1) [error].")
+@click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False), help="Fail only on findings this baseline does not record.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "sarif", "junit"]), default="text",
               show_default=True, help="Report printed on stdout.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the HTML report here.")
 @click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
-@click.option("--passes", default=3, show_default=True, type=click.IntRange(1, 100),
-              help="Real forward+backward passes of the dynamic probe.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the synthetic batches and the default loss.")
-@click.option("--static-only", is_flag=True, help="Skip the dynamic probe (no forward or backward pass).")
-@click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue).")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1.0),
-              help="Seconds the probe may spend before it stops after the current pass.")
-@click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def check(source: str, input_shapes, batch, fail_on, fmt, json_path, html_path, sarif_path, junit_path,
-          passes, seed, static_only, sharpness, timeout, trust, quiet, debug) -> None:
-    """Audit SOURCE: an .onnx file, a .pt2 / TorchScript file, or a `module:factory` spec."""
-    from gradaudit.audit import AuditOptions, run_audit
-    from gradaudit.loaders import load
-    from gradaudit.report import Format, render, write_atomic
+@click.pass_context
+def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_) -> None:
+    """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
+    from gradaudit import baseline
+    from gradaudit.report import Format, render_all, write_atomic
 
+    settings = _settings(ctx, config_file)
     files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
-    _check_output_paths(source, files)
-    started = time.perf_counter()
-    handle = load(source, input_shapes, trust=trust, batch=batch)
-    options = AuditOptions(passes=passes, seed=seed, static_only=static_only, sharpness=sharpness, timeout=timeout)
-    options.timing["load_s"] = time.perf_counter() - started
-    result = run_audit(handle, options)
+    for source in sources:
+        _check_output_paths(source, files)
+    known = baseline.load(settings["baseline"]) if settings["baseline"] else set()
+    audits = _audit_all(sources, settings, quiet)
 
     formats = {"--json": Format.JSON, "--html": Format.HTML, "--sarif": Format.SARIF, "--junit": Format.JUNIT}
-    rendered = {flag: render(result, formats[flag]) for flag, path in files.items() if path}
+    rendered = {flag: render_all(audits, formats[flag]) for flag, path in files.items() if path}
     for flag, text in rendered.items():
         write_atomic(files[flag], text)
-    code = gate.exit_code(result.findings, fail_on)
+    code = max(gate.exit_code(baseline.new_findings(a, known), settings["fail-on"]) for a in audits)
     if quiet:
-        click.echo(f"{result.verdict}: {result.diagnosis.label} ({source})")
+        for a in audits:
+            click.echo(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
     elif fmt == "text":
-        click.echo(render(result, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
+        click.echo(render_all(audits, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
     else:
-        click.echo(render(result, Format(fmt)), nl=False)
+        click.echo(render_all(audits, Format(fmt)), nl=False)
     raise click.exceptions.Exit(code)
+
+
+@cli.command("baseline")
+@_common_options
+@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False),
+              help="Baseline file to write (e.g. .gradaudit-baseline.json).")
+@click.pass_context
+def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **_) -> None:
+    """Record the current findings of models so `check --baseline` fails only on new ones."""
+    from gradaudit import baseline
+    from gradaudit.report import write_atomic
+
+    settings = _settings(ctx, config_file)
+    for source in sources:
+        _check_output_paths(source, {"--output": output})
+    audits = _audit_all(sources, settings, quiet)
+    write_atomic(output, baseline.to_json(audits))
+    count = sum(len(a.findings) for a in audits)
+    click.echo(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
 
 
 @cli.command()

@@ -81,6 +81,12 @@ OP_KINDS = frozenset(
 WEIGHT_ROLES = ("weight", "weight_ih", "weight_hh", "in_proj_weight", "out_proj_weight")
 
 
+def is_weight_role(role: str) -> bool:
+    """A weight-matrix role: the WEIGHT_ROLES, plus per-layer/direction recurrent ones
+    (`weight_ih_l1`, `weight_hh_l0_reverse`) of stacked or bidirectional RNNs."""
+    return role in WEIGHT_ROLES or role.startswith(("weight_ih_", "weight_hh_"))
+
+
 @dataclass(frozen=True)
 class ParamStats:
     """Statistics of one parameter tensor, taken once by the loader from the real weights.
@@ -233,9 +239,8 @@ def weight_layers(graph: nx.DiGraph) -> list[WeightLayer]:
     layers: list[WeightLayer] = []
     for node_id in forward_order(graph):
         data = graph.nodes[node_id]
-        for role in WEIGHT_ROLES:
-            stats = data["params"].get(role)
-            if stats is None or stats.ndim < 2 or stats.name in seen:
+        for role, stats in data["params"].items():
+            if not is_weight_role(role) or stats.ndim < 2 or stats.name in seen:
                 continue
             seen.add(stats.name)
             layers.append(WeightLayer(node_id, data["name"], stats.name, role, data["op"]))
@@ -246,6 +251,6 @@ def depth(graph: nx.DiGraph) -> int:
     """Longest chain of weight-bearing nodes from an input to an output (the network's depth)."""
     best: dict[str, int] = {}
     for node_id in forward_order(graph):
-        here = 1 if any(r in graph.nodes[node_id]["params"] for r in WEIGHT_ROLES) else 0
+        here = 1 if any(is_weight_role(r) for r in graph.nodes[node_id]["params"]) else 0
         best[node_id] = here + max((best[p] for p in graph.predecessors(node_id)), default=0)
     return max(best.values(), default=0)

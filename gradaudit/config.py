@@ -1,0 +1,155 @@
+"""Configuration: `[tool.gradaudit]` in the nearest pyproject.toml, environment, command line.
+
+Every option is declared once in OPTIONS (name, type, default, doc); the rule thresholds are the
+fields of `gradaudit.rules.RuleConfig`, exposed under the same kebab-case names. Precedence, as in
+coverage.py and ruff: command line > environment (GRADAUDIT_FAIL_ON, ...) > pyproject > defaults.
+Unknown keys and ill-typed values are input errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from gradaudit.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    kind: str  # "str" | "int" | "float" | "bool" | "list" | "dict"
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("fail-on", "str", "error", "lowest severity that fails the gate", ("error", "warning", "never")),
+    Option("input-shape", "list", [], "input shapes, batch first, e.g. [\"8,3,32,32\"]"),
+    Option("batch", "int", 8, "batch size for symbolic batch dimensions"),
+    Option("passes", "int", 3, "real forward+backward passes of the probe"),
+    Option("seed", "int", 0, "seed of synthetic batches and the default loss"),
+    Option("timeout", "float", 300.0, "seconds the probe may spend"),
+    Option("baseline", "str", None, "baseline file: only findings not in it fail the gate"),
+    Option("static-only", "bool", False, "skip the dynamic probe"),
+)
+
+
+def rule_options() -> tuple[Option, ...]:
+    """The RuleConfig fields as options (thresholds, ignore, per-layer ignores)."""
+    from gradaudit.rules import RuleConfig
+
+    kinds = {int: "int", float: "float", bool: "bool", str: "str"}
+    found = []
+    for field in dataclasses.fields(RuleConfig):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        kind = kinds.get(type(default), "dict" if isinstance(default, dict) else "list")
+        doc = field.metadata.get("doc", "") if field.metadata else ""
+        found.append(Option(field.name.replace("_", "-"), kind, default, doc))
+    return tuple(found)
+
+
+def all_options() -> dict[str, Option]:
+    return {o.key: o for o in OPTIONS + rule_options()}
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml from `start` (cwd) upward."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_file(path: Path, required: bool) -> dict[str, Any]:
+    """The [tool.gradaudit] table of a TOML file ({} when absent and not required)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as problem:
+        raise InputError(f"config {path}: cannot read it ({problem})") from None
+    table = data.get("tool", {}).get("gradaudit")
+    if table is None:
+        if required:
+            raise InputError(f"config {path}: has no [tool.gradaudit] table")
+        return {}
+    if not isinstance(table, dict):
+        raise InputError(f"config {path}: [tool.gradaudit] must be a table")
+    return table
+
+
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+}
+
+
+def _from_environment(option: Option, text: str, name: str) -> Any:
+    """Environment values are strings: lists are ';'-separated, booleans 1/true/yes."""
+    try:
+        if option.kind == "int":
+            return int(text)
+        if option.kind == "float":
+            return float(text)
+    except ValueError:
+        raise InputError(f"environment {name}: must be {option.kind}, got {text!r}") from None
+    if option.kind == "bool":
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if option.kind == "list":
+        return [part for part in text.split(";") if part]
+    if option.kind == "dict":
+        raise InputError(f"environment {name}: '{option.key}' can only be set in a config file")
+    return text
+
+
+def _checked(option: Option, value: Any, origin: str) -> Any:
+    if not _TYPE_CHECKS[option.kind](value):
+        raise InputError(f"{origin}: '{option.key}' must be of type {option.kind}, got {value!r}")
+    if option.choices and value not in option.choices:
+        raise InputError(f"{origin}: '{option.key}' must be one of {', '.join(option.choices)}, got {value!r}")
+    return float(value) if option.kind == "float" else value
+
+
+def resolve(cli_values: Mapping[str, Any], config_file: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Merge defaults < pyproject (or --config) < environment < command line; keys kebab-case."""
+    options = all_options()
+    merged = {key: option.default for key, option in options.items()}
+    path = Path(config_file) if config_file else find_pyproject()
+    if config_file and not path.is_file():
+        raise InputError(f"config {config_file}: no such file")
+    table = read_file(path, required=bool(config_file)) if path else {}
+    for key, value in table.items():
+        if key not in options:
+            raise InputError(f"config {path}: unknown key '{key}' (known: {', '.join(sorted(options))})")
+        merged[key] = _checked(options[key], value, f"config {path}")
+    environ = os.environ if environ is None else environ
+    for key, option in options.items():
+        name = "GRADAUDIT_" + key.upper().replace("-", "_")
+        if name in environ:
+            merged[key] = _checked(option, _from_environment(option, environ[name], name), f"environment {name}")
+    for key, value in cli_values.items():
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+def rule_config(merged: Mapping[str, Any]):
+    """A RuleConfig from the merged options."""
+    from gradaudit.rules import RuleConfig
+
+    names = {f.name for f in dataclasses.fields(RuleConfig)}
+    return RuleConfig(**{k.replace("-", "_"): v for k, v in merged.items() if k.replace("-", "_") in names})

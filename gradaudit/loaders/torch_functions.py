@@ -1,0 +1,311 @@
+"""Rules for the torch functions and tensor methods fx records in traced-through code.
+
+Keyed by name (`F.relu`, `torch.relu` and `x.relu_()` are all "relu"; a trailing in-place "_"
+is dropped), so functional and method spellings share one rule. A rule gets a `Call` and returns
+a `NodeSpec`, or a list of `Stage`s when one torch call stands for a small chain of vocabulary
+ops (scaled_dot_product_attention = matmul -> scale -> softmax -> matmul).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from gradaudit.graph import dense_fans
+from gradaudit.loaders.torch_ops import Call, NodeSpec, adaptive_pool, conv_attrs, per_dim, softmax_axis
+
+
+@dataclass
+class Stage:
+    """One op of an expanded call; `inputs` name the call's data operands (int) or earlier stages."""
+
+    suffix: str  # node id suffix; "" for the final stage, which keeps the call's own id
+    spec: NodeSpec
+    inputs: list[int | str]
+    shape: tuple[int, ...] | None = None  # output shape of an intermediate stage
+
+
+FunctionRule = Callable[[Call], "NodeSpec | list[Stage]"]
+
+
+def constant_rms(value: Any) -> float:
+    """RMS of a constant operand (tensor or Python number)."""
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().double().pow(2).mean().sqrt())
+    return abs(float(value))
+
+
+def _activation(fn: str, **attr_args: tuple[int, str, Any]) -> FunctionRule:
+    """An activation; attr_args maps an attr to (position, keyword, default) of the call."""
+
+    def rule(call: Call) -> NodeSpec:
+        return NodeSpec("activation", fn, {key: call.arg(*spec) for key, spec in attr_args.items()})
+
+    return rule
+
+
+def _gelu(call: Call) -> NodeSpec:
+    return NodeSpec("activation", "gelu", {"approximate": call.arg(1, "approximate", "none")})
+
+
+def _clamp(call: Call) -> NodeSpec:
+    """clamp/clip with constant bounds: relu when clamped at 0 from below only, else hardtanh."""
+    low, high = call.arg(1, "min"), call.arg(2, "max")
+    if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+        return NodeSpec("unknown")
+    if low == 0 and high is None:
+        return NodeSpec("activation", "relu")
+    return NodeSpec("activation", "hardtanh", {"min": -math.inf if low is None else float(low),
+                                               "max": math.inf if high is None else float(high)})
+
+
+def _prelu(call: Call) -> NodeSpec:
+    stats = call.param(1, "weight", 0)
+    return NodeSpec("activation", "prelu", {"slope": float(call.arg(1, "weight").detach().mean())},
+                    {"slope": stats} if stats else {})
+
+
+def _with_params(spec: NodeSpec, **stats: Any) -> NodeSpec:
+    spec.params.update({role: s for role, s in stats.items() if s is not None})
+    return spec
+
+
+def _linear(call: Call) -> NodeSpec:
+    weight = call.arg(1, "weight")
+    if call.is_data[1]:  # a weight computed from the input (hypernetwork): a product of activations
+        return NodeSpec("matmul", attrs={"contraction": int(weight.shape[-1])})
+    spec = NodeSpec("linear", attrs=dense_fans(weight.shape[-1], weight.shape[0]))
+    return _with_params(spec, weight=call.param(1, "weight", 0), bias=call.param(2, "bias", 0))
+
+
+def _conv(transposed: bool) -> FunctionRule:
+    def rule(call: Call) -> NodeSpec:
+        weight = call.arg(1, "weight")
+        groups = call.arg(6, "groups", 1)
+        dilation = call.arg(7 if transposed else 5, "dilation", 1)
+        attrs = conv_attrs(tuple(weight.shape), call.arg(3, "stride", 1), groups, dilation, transposed)
+        return _with_params(NodeSpec("conv", attrs=attrs), weight=call.param(1, "weight", 0), bias=call.param(2, "bias", 0))
+
+    return rule
+
+
+def _embedding(weight_at: int) -> FunctionRule:
+    def rule(call: Call) -> NodeSpec:
+        weight = call.arg(weight_at, "weight")
+        spec = NodeSpec("embedding", attrs={"num_embeddings": int(weight.shape[0]), "fan_in": 1.0})
+        return _with_params(spec, weight=call.param(weight_at, "weight", 0))
+
+    return rule
+
+
+def _norm(kind: str, weight_at: int, bias_at: int | None, eps_at: int, **attr_args: tuple[int, str, Any]) -> FunctionRule:
+    def rule(call: Call) -> NodeSpec:
+        attrs = {key: call.arg(*spec) for key, spec in attr_args.items()}
+        attrs["eps"] = call.arg(eps_at, "eps", 1e-5)
+        if "normalized_shape" in attrs:
+            attrs["normalized_shape"] = list(attrs["normalized_shape"])
+            attrs["axis"] = list(range(-len(attrs["normalized_shape"]), 0))
+        bias = call.param(bias_at, "bias", 0) if bias_at is not None else None
+        return _with_params(NodeSpec("norm", kind, attrs), scale=call.param(weight_at, "weight", 0), bias=bias)
+
+    return rule
+
+
+def _lrn(call: Call) -> NodeSpec:
+    return NodeSpec("norm", "lrn", {"size": call.arg(1, "size"), "alpha": call.arg(2, "alpha", 1e-4),
+                                    "beta": call.arg(3, "beta", 0.75), "bias": call.arg(4, "k", 1.0)})
+
+
+def _pool(kind: str) -> FunctionRule:
+    def rule(call: Call) -> NodeSpec:
+        dims = call.args[0].dim() - 2
+        kernel = per_dim(call.arg(1, "kernel_size"), dims)
+        stride = call.arg(2, "stride") or kernel
+        return NodeSpec("pool", kind, {"kernel": kernel, "stride": per_dim(stride, dims)})
+
+    return rule
+
+
+def _adaptive(kind: str) -> FunctionRule:
+    return lambda call: adaptive_pool(kind, call.args[0], call.arg(1, "output_size"))
+
+
+def _softmax(fn: str | None) -> FunctionRule:
+    return lambda call: NodeSpec("softmax", fn, {"axis": softmax_axis(call.arg(1, "dim"), call.args[0].dim())})
+
+
+def _reduce(fn: str) -> FunctionRule:
+    def rule(call: Call) -> NodeSpec:
+        axis = call.arg(1, "dim")
+        return NodeSpec("reduce", fn, {"axis": list(axis) if isinstance(axis, (tuple, list)) else axis})
+
+    return rule
+
+
+def _concat(call: Call) -> NodeSpec:
+    return NodeSpec("concat", attrs={"axis": call.arg(1, "dim", 0)})
+
+
+def _add(call: Call) -> NodeSpec:
+    return NodeSpec("add")
+
+
+def _product(call: Call) -> NodeSpec:
+    """x * y of two activations is a gate (mul); by a constant it is a scale by its RMS."""
+    if all(call.is_data[:2]):
+        return NodeSpec("mul")
+    position = 1 if call.is_data[0] else 0
+    spec = NodeSpec("scale", attrs={"value": constant_rms(call.args[position])})
+    return _with_params(spec, scale=call.param(position, ("input", "other")[position], 0))
+
+
+def _divide(call: Call) -> NodeSpec:
+    if call.is_data[0] and not call.is_data[1]:
+        divisor = call.args[1]
+        inverse = 1.0 / divisor.double() if isinstance(divisor, torch.Tensor) else 1.0 / float(divisor)
+        return NodeSpec("scale", attrs={"value": constant_rms(inverse)})
+    return NodeSpec("unknown")
+
+
+def _negate(call: Call) -> NodeSpec:
+    return NodeSpec("scale", attrs={"value": 1.0})
+
+
+def _matmul(call: Call) -> NodeSpec:
+    """a @ b: a matmul of two activations, or a linear layer when one side is a weight."""
+    a, b = call.args[0], call.args[1]
+    if all(call.is_data[:2]):
+        return NodeSpec("matmul", attrs={"contraction": int(a.shape[-1])})
+    if call.is_data[0]:  # x @ W, W (..., in, out): output units along the last axis
+        spec = NodeSpec("linear", attrs=dense_fans(b.shape[-2], b.shape[-1]))
+        return _with_params(spec, weight=call.param(1, "other", b.dim() - 1))
+    spec = NodeSpec("linear", attrs=dense_fans(a.shape[-1], a.shape[-2]))  # W @ x, W (..., out, in)
+    return _with_params(spec, weight=call.param(0, "input", a.dim() - 2))
+
+
+def _einsum(call: Call) -> NodeSpec:
+    """A two-operand einsum: a linear layer when one operand is a weight, else a matmul.
+
+    The contraction is the product of the sizes of the indices summed away (absent from the output).
+    """
+    equation, operands = call.args[0].replace(" ", "").replace("...", ""), call.args[1:]
+    inputs, _, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != 2 or len(operands) != 2 or not output:  # also the rare list-of-operands form
+        return NodeSpec("unknown")
+    sizes = {letter: int(size) for term, x in zip(terms, operands) for letter, size in zip(term, x.shape[-len(term):])}
+    summed = [letter for letter in set(inputs) - set(output) - {","}]
+    contraction = math.prod(sizes[letter] for letter in summed)
+    data = list(call.is_data[1:3])
+    if all(data) or not any(data):
+        return NodeSpec("matmul", attrs={"contraction": contraction})
+    weight_at = data.index(False)
+    term = terms[weight_at]
+    kept = [i for i, letter in enumerate(term) if letter in output]
+    fan_out = math.prod(operands[weight_at].shape[i] for i in kept)
+    spec = NodeSpec("linear", attrs=dense_fans(contraction, fan_out))
+    return _with_params(spec, weight=call.param(weight_at + 1, "", kept[0] if kept else 0))
+
+
+def _sdpa(call: Call) -> NodeSpec | list[Stage]:
+    """softmax(q k^T * scale) v as the vocabulary's matmul -> scale -> softmax -> matmul."""
+    if len(call.args) < 3:  # query/key/value passed by keyword
+        return NodeSpec("unknown")
+    q, k = call.args[0], call.args[1]
+    scale = call.arg(6, "scale") or 1.0 / math.sqrt(q.shape[-1])
+    scores = tuple(q.shape[:-1]) + (int(k.shape[-2]),)
+    return [
+        Stage("scores", NodeSpec("matmul", attrs={"contraction": int(q.shape[-1])}), [0, 1], scores),
+        Stage("scaled", NodeSpec("scale", attrs={"value": float(scale)}), ["scores"], scores),
+        Stage("weights", NodeSpec("softmax", attrs={"axis": -1}), ["scaled"], scores),
+        Stage("", NodeSpec("matmul", attrs={"contraction": int(k.shape[-2])}), ["weights", 2]),
+    ]
+
+
+def _fixed(op: str) -> FunctionRule:
+    return lambda call: NodeSpec(op)
+
+
+def _dropout(call: Call) -> NodeSpec:
+    return NodeSpec("dropout", attrs={"p": float(call.arg(1, "p", 0.5))})
+
+
+RESHAPES = (
+    "view reshape flatten unflatten permute transpose t contiguous squeeze unsqueeze expand expand_as repeat narrow "
+    "split split_with_sizes tensor_split chunk unbind getitem flip roll pad movedim moveaxis select index_select "
+    "gather view_as reshape_as swapaxes swapdims pixel_shuffle pixel_unshuffle repeat_interleave tile broadcast_to "
+    "T mT"
+).split()
+# Casts and copies keep values; masked_fill sets masked positions to a constant (an attention mask
+# before a softmax) and passes the rest through unchanged.
+CASTS = "to type type_as float double half bfloat16 clone masked_fill".split()
+SIMPLE_ACTIVATIONS = ("relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf").split()
+
+FUNCTION_RULES: dict[str, FunctionRule] = {
+    **{name: _activation(name) for name in SIMPLE_ACTIVATIONS},
+    "gelu": _gelu,
+    "leaky_relu": _activation("leaky_relu", alpha=(1, "negative_slope", 0.01)),
+    "elu": _activation("elu", alpha=(1, "alpha", 1.0)),
+    "celu": _activation("celu", alpha=(1, "alpha", 1.0)),
+    "softplus": _activation("softplus", beta=(1, "beta", 1.0)),
+    "hardtanh": _activation("hardtanh", min=(1, "min_val", -1.0), max=(2, "max_val", 1.0)),
+    "clamp": _clamp,
+    "clamp_min": _clamp,
+    "clip": _clamp,
+    "prelu": _prelu,
+    "linear": _linear,
+    **{f"conv{d}d": _conv(False) for d in (1, 2, 3)},
+    **{f"conv_transpose{d}d": _conv(True) for d in (1, 2, 3)},
+    "embedding": _embedding(1),
+    "layer_norm": _norm("layer", 2, 3, 4, normalized_shape=(1, "normalized_shape", ())),
+    "batch_norm": _norm("batch", 3, 4, 7, momentum=(6, "momentum", 0.1)),
+    "group_norm": _norm("group", 2, 3, 4, num_groups=(1, "num_groups", 1)),
+    "instance_norm": _norm("instance", 3, 4, 7),
+    "rms_norm": _norm("rms", 2, None, 3, normalized_shape=(1, "normalized_shape", ())),
+    "local_response_norm": _lrn,
+    **{f"max_pool{d}d": _pool("max") for d in (1, 2, 3)},
+    **{f"avg_pool{d}d": _pool("avg") for d in (1, 2, 3)},
+    **{f"adaptive_avg_pool{d}d": _adaptive("avg") for d in (1, 2, 3)},
+    **{f"adaptive_max_pool{d}d": _adaptive("max") for d in (1, 2, 3)},
+    "softmax": _softmax(None),
+    "log_softmax": _softmax("log_softmax"),
+    "mean": _reduce("mean"),
+    "sum": _reduce("sum"),
+    "cat": _concat,
+    "concat": _concat,
+    "concatenate": _concat,
+    "stack": _concat,
+    **{name: _add for name in ("add", "sub", "iadd", "isub", "radd", "rsub")},
+    **{name: _product for name in ("mul", "imul", "multiply")},
+    **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
+    "neg": _negate,
+    **{name: _matmul for name in ("matmul", "mm", "bmm")},
+    "einsum": _einsum,
+    "scaled_dot_product_attention": _sdpa,
+    **{name: _dropout for name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")},
+    **{name: _fixed("reshape") for name in RESHAPES},
+    **{name: _fixed("identity") for name in CASTS},
+}
+
+# ATen operators (a torch.export program) whose signature differs from the functional one.
+ATEN_RULES: dict[str, FunctionRule] = {
+    "batch_norm": _norm("batch", 1, 2, 7, momentum=(6, "momentum", 0.1)),
+    "_native_batch_norm_legit_no_training": _norm("batch", 1, 2, 6, momentum=(5, "momentum", 0.1)),
+    "_native_batch_norm_legit": _norm("batch", 1, 2, 7, momentum=(6, "momentum", 0.1)),
+    "instance_norm": _norm("instance", 1, 2, 7),
+    "embedding": _embedding(0),
+}
+
+
+def function_rule(name: str, aten: bool = False) -> FunctionRule | None:
+    """The rule for a function or method name; in-place spellings (`relu_`, `add_`) share it."""
+    if aten and name in ATEN_RULES:
+        return ATEN_RULES[name]
+    if name in FUNCTION_RULES:
+        return FUNCTION_RULES[name]
+    if name.endswith("_") and not name.endswith("__"):
+        return FUNCTION_RULES.get(name[:-1])
+    return None

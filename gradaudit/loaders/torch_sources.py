@@ -1,0 +1,140 @@
+"""Turn what the user passed (a factory spec or a saved file) into a torch module.
+
+Sources: "pkg.module:factory" (imported), "path/to/file.py:factory" (loaded by path, its folder
+on sys.path while it loads), a `.pt2` file (torch.export), a TorchScript file, or a `.pt/.pth`
+holding a whole pickled module — only with trust, because unpickling runs arbitrary code (the
+same reason bandit flags `torch.load`). Every failure is an InputError with one line naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradaudit.errors import InputError
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message` — enough to recognise an error without a traceback."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def is_factory_spec(source: str) -> bool:
+    """"module:attr" or "file.py:attr" (the part after the last colon is an identifier)."""
+    head, sep, attr = source.rpartition(":")
+    return bool(sep and head and attr.isidentifier())
+
+
+def resolve_factory(source: str) -> Any:
+    """The callable a factory spec names."""
+    target, _, attr = source.rpartition(":")
+    namespace = _load_file(target) if target.endswith(".py") else _import(target)
+    if not hasattr(namespace, attr):
+        raise InputError(f"{target} has no attribute {attr!r}")
+    return getattr(namespace, attr)
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        raise InputError(f"cannot import module {name!r} ({first_line(error)})") from error
+    except Exception as error:
+        raise InputError(f"importing module {name!r} raised {first_line(error)}") from error
+
+
+def _load_file(path_text: str) -> Any:
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise InputError(f"file not found: {path_text}")
+    spec = importlib.util.spec_from_file_location(f"gradaudit_user_{path.stem}_{uuid.uuid4().hex[:8]}", path)
+    assert spec is not None and spec.loader is not None
+    namespace = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(namespace)
+    except Exception as error:
+        raise InputError(f"loading {path_text} raised {first_line(error)}") from error
+    finally:
+        sys.path.remove(str(path.parent))
+    return namespace
+
+
+def call_factory(factory: Any, source: str) -> tuple[torch.nn.Module, tuple | None]:
+    """Call a factory; it returns a module or (module, example_inputs)."""
+    if not callable(factory):
+        raise InputError(f"{source} is not callable")
+    try:
+        result = factory()
+    except Exception as error:
+        raise InputError(f"the factory {source} raised {first_line(error)}") from error
+    module, example = (result[0], result[1]) if isinstance(result, tuple) and len(result) == 2 else (result, None)
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"the factory {source} returned {type(module).__name__}, not a torch.nn.Module")
+    if example is None:
+        return module, None
+    example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    if not all(isinstance(x, torch.Tensor) for x in example):
+        raise InputError(f"the example inputs of {source} must be a tensor or a tuple of tensors")
+    return module, example
+
+
+def load_file(path_text: str, trust: bool) -> torch.nn.Module:
+    """A module saved to a file: torch.export (.pt2), TorchScript, or a pickled whole module."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise InputError(f"file not found: {path_text}")
+    if path.suffix == ".pt2":
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as error:
+            raise InputError(f"cannot load {path_text} with torch.export.load ({first_line(error)})") from error
+    if _is_torchscript(path):
+        return torch.jit.load(str(path), map_location="cpu")
+    return _load_pickle(path, path_text, trust)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code under `<name>/code/`; torch.save archives do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def _load_pickle(path: Path, path_text: str, trust: bool) -> torch.nn.Module:
+    try:
+        content = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as error:
+        if not trust:
+            raise InputError(
+                f"{path_text} holds a pickled object; unpickling runs arbitrary code, so gradaudit loads it "
+                "only with --trust (trust=True) for a file you trust"
+            ) from error
+        content = _unpickle_trusted(path, path_text)
+    except Exception as error:
+        raise InputError(f"cannot read {path_text} as a torch file ({first_line(error)})") from error
+    if isinstance(content, dict):
+        raise InputError(
+            f"{path_text} holds a state dict: weights without the architecture; "
+            "pass a factory (module:function or file.py:function) that builds the model instead"
+        )
+    if not isinstance(content, torch.nn.Module):
+        raise InputError(f"{path_text} holds a {type(content).__name__}, not a torch.nn.Module")
+    return content
+
+
+def _unpickle_trusted(path: Path, path_text: str) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise InputError(f"cannot unpickle {path_text} ({first_line(error)})") from error

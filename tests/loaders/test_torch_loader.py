@@ -1,0 +1,296 @@
+"""Tests of the PyTorch loader: sources, the LayerGraph it builds, the runner, and its errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gradaudit.errors import InputError
+from gradaudit.graph import forward_order, ordered_inputs, weight_layers
+from gradaudit.loaders.torch_loader import from_module, load_torch
+from tests.loaders.fixtures import torch_factories as tf
+
+FIXTURES = Path(tf.__file__).resolve().parent
+FACTORY_FILE = FIXTURES / "torch_factories.py"
+
+
+def matrix_params(module: nn.Module) -> list[str]:
+    return [name for name, p in module.named_parameters() if p.dim() >= 2]
+
+
+def ops(handle) -> list[str]:
+    return [handle.graph.nodes[n]["op"] for n in forward_order(handle.graph)]
+
+
+def node_named(handle, name: str) -> dict:
+    return next(d for _, d in handle.graph.nodes(data=True) if d["name"] == name)
+
+
+# ---- graphs -----------------------------------------------------------------------------------
+
+
+def test_mlp_graph_vocabulary_weights_and_counts():
+    module = tf.build_mlp()
+    handle = from_module(module, (torch.randn(4, 12),))
+    assert ops(handle) == ["input", "linear", "activation", "linear", "activation", "linear"]
+    assert [w.param for w in weight_layers(handle.graph)] == matrix_params(module)
+    fc1 = node_named(handle, "fc1")
+    assert fc1["attrs"]["fan_in"] == 12 and fc1["attrs"]["fan_out"] == 16
+    assert fc1["params"]["weight"].name == "fc1.weight" and fc1["out_shape"] == (4, 16)
+    assert node_named(handle, "act")["fn"] == "tanh"
+    assert handle.graph.graph["outputs"] == ["head"] and not handle.graph.graph["partial"]
+    assert handle.parameters == sum(p.numel() for p in module.parameters())
+    assert handle.inputs[0].shape == (4, 12) and handle.inputs[0].dtype == "float32"
+
+
+def test_cnn_with_batchnorm_residual_and_concat():
+    torch.manual_seed(0)
+    module = tf.ResidualCNN()
+    handle = from_module(module, (torch.randn(4, 3, 8, 8),))
+    graph = handle.graph
+    assert [w.param for w in weight_layers(graph)] == matrix_params(module)
+    add = next(n for n in graph if graph.nodes[n]["op"] == "add")
+    assert sorted(graph.nodes[p]["name"] for p in ordered_inputs(graph, add)) == ["bn2", "relu"]
+    concat = next(d for _, d in graph.nodes(data=True) if d["op"] == "concat")
+    assert concat["attrs"]["axis"] == 1 and concat["out_shape"] == (4, 16, 8, 8)
+    down = node_named(handle, "down")
+    assert down["attrs"]["stride"] == [2, 2] and down["attrs"]["fan_out"] == pytest.approx(8 / 4)
+    bn = node_named(handle, "bn")
+    assert bn["fn"] == "batch" and set(bn["params"]) == {"scale", "bias"}
+    assert node_named(handle, "pool")["fn"] == "global_avg"
+    assert "unknown" not in ops(handle)
+
+
+def test_loading_leaves_the_user_module_untouched():
+    torch.manual_seed(0)
+    module = tf.ResidualCNN().eval()
+    before = copy.deepcopy(module.state_dict())
+    from_module(module, (torch.randn(4, 3, 8, 8),))
+    assert not module.training
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert not any(hasattr(module, name) for name in ("_tensor_constant0",))
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_transformer_encoder_traces_with_fx(norm_first):
+    torch.manual_seed(0)
+    module = tf.Encoder(norm_first)
+    handle = from_module(module, (torch.randn(3, 7, 8),))
+    graph = handle.graph
+    assert not graph.graph["partial"], graph.graph["partial_reason"]
+    assert [w.param for w in weight_layers(graph)] == matrix_params(module)
+    attention = [d for _, d in graph.nodes(data=True) if d["op"] == "attention"]
+    assert len(attention) == 2
+    assert attention[0]["attrs"] == {"embed_dim": 32, "num_heads": 4, "scale": pytest.approx(8 ** -0.5)}
+    assert attention[0]["params"]["out_proj_weight"].name == "encoder.layers.0.self_attn.out_proj.weight"
+    first_add = next(n for n in forward_order(graph) if graph.nodes[n]["op"] == "add")
+    first_norm = next(n for n in forward_order(graph) if graph.nodes[n]["op"] == "norm")
+    # Pre-LN normalises before attention (the residual bypasses the norm); Post-LN after the add.
+    assert graph.nodes[first_norm]["order"] < graph.nodes[first_add]["order"] if norm_first else \
+        graph.nodes[first_norm]["order"] > graph.nodes[first_add]["order"]
+    assert "unknown" not in ops(handle)
+
+
+@pytest.mark.parametrize("cell, fn", [(nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn_tanh")])
+def test_recurrent_layers(cell, fn):
+    torch.manual_seed(0)
+    handle = from_module(tf.Recurrent(cell), (torch.randn(4, 9, 6),))
+    rnn = node_named(handle, "rnn")
+    assert rnn["op"] == "recurrent" and rnn["fn"] == fn
+    assert rnn["attrs"] == {"hidden": 10, "seq_len": 9, "time_axis": 1, "num_layers": 1, "bidirectional": False, "fan_in": 6}
+    assert rnn["params"]["weight_hh"].name == "rnn.weight_hh_l0"
+    assert [w.role for w in weight_layers(handle.graph)][:2] == ["weight_ih", "weight_hh"]
+
+
+def test_embedding_input_becomes_token_ids():
+    handle = load_torch(f"{FACTORY_FILE}:{tf.TokenClassifier.__name__}", [(6, 11)])
+    spec = handle.inputs[0]
+    assert spec.dtype == "int64" and spec.high == 50 and spec.shape == (6, 11)
+    assert handle.example_inputs[0].dtype == torch.int64
+    assert node_named(handle, "embed")["op"] == "embedding"
+    mean = next(d for _, d in handle.graph.nodes(data=True) if d["op"] == "reduce")
+    assert mean["fn"] == "mean" and mean["attrs"]["axis"] == 1
+
+
+def test_functional_code_maps_onto_the_vocabulary():
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(16, 8) * 0.1)
+            self.qkv = nn.Linear(8, 24)
+            self.gamma = nn.Parameter(torch.full((8,), 0.5))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            h = F.scaled_dot_product_attention(q, k, v) * self.gamma + 1.0
+            h = torch.clamp(h, min=0) / x.size(-1) ** 0.5
+            return torch.sigmoid(h) @ self.w.t()
+
+    handle = from_module(Functional(), (torch.randn(2, 5, 8),))
+    kinds = {d["source"]: (d["op"], d["fn"]) for _, d in handle.graph.nodes(data=True)}
+    assert kinds["clamp"] == ("activation", "relu") and kinds["sigmoid"] == ("activation", "sigmoid")
+    scale = next(d for _, d in handle.graph.nodes(data=True) if d["source"] == "truediv")
+    assert scale["op"] == "scale" and scale["attrs"]["value"] == pytest.approx(8 ** -0.5)
+    constant = next(d for _, d in handle.graph.nodes(data=True) if d["op"] == "constant")
+    assert constant["attrs"] == {"value": 1.0, "mean": 1.0, "rms": 1.0}
+    assert [d["op"] for _, d in handle.graph.nodes(data=True) if d["source"] == "scaled_dot_product_attention"] == \
+        ["matmul", "scale", "softmax", "matmul"]
+    head = next(d for _, d in handle.graph.nodes(data=True) if d["source"] == "matmul")
+    assert head["op"] == "linear" and head["params"]["weight"].name == "w"
+    assert head["attrs"] == {"fan_in": 8.0, "fan_out": 16.0}
+
+
+def test_untraceable_model_falls_back_to_hooks():
+    torch.manual_seed(0)
+    handle = from_module(tf.DataDependent(), (torch.randn(3, 4),))
+    graph = handle.graph
+    assert graph.graph["partial"] and "torch.fx" in graph.graph["partial_reason"]
+    assert [d["name"] for _, d in sorted(graph.nodes(data=True), key=lambda x: x[1]["order"])] == ["x", "fc1", "fc2", "fc3"]
+    assert ordered_inputs(graph, "fc3") == ["fc1", "fc2"]  # relu and the add are not nodes, lineage is kept
+    assert graph.graph["outputs"] == ["fc3"]
+    outputs, captured = handle.runner(copy.deepcopy(handle.module), handle.example_inputs, ["fc1", "fc3", "x"])
+    assert set(captured) == {"fc1", "fc3", "x"} and captured["fc1"].shape == (3, 8)
+
+
+def test_trace_that_changes_behaviour_falls_back_to_hooks():
+    class TypeSwitch(nn.Module):
+        """A proxy is not a Tensor: the trace takes the other branch, which computes something else."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) if isinstance(x, torch.Tensor) else self.b(x)
+
+    handle = from_module(TypeSwitch(), (torch.randn(3, 4),))
+    assert "does not reproduce" in handle.graph.graph["partial_reason"]
+    assert [w.param for w in weight_layers(handle.graph)] == ["a.weight"]
+
+
+def test_parametrized_and_einsum_weights_are_named_parameters():
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3))
+            self.mix = nn.Parameter(torch.randn(4, 6))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bchw,cd->bdhw", self.conv(x), self.mix)
+
+    handle = from_module(Mixed(), (torch.randn(2, 3, 6, 6),))
+    assert [w.param for w in weight_layers(handle.graph)] == ["conv.parametrizations.weight.original1", "mix"]
+    einsum = next(d for _, d in handle.graph.nodes(data=True) if d["source"] == "einsum")
+    assert einsum["op"] == "linear" and einsum["attrs"] == {"fan_in": 4.0, "fan_out": 6.0}
+
+
+# ---- runner ------------------------------------------------------------------------------------
+
+
+def test_runner_captures_live_tensors_of_the_given_module():
+    torch.manual_seed(0)
+    module = tf.Encoder(norm_first=True)
+    handle = from_module(module, (torch.randn(3, 7, 8),))
+    probe_copy = copy.deepcopy(module).train()
+    for sub in probe_copy.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.eval()
+    wanted = [w.node for w in weight_layers(handle.graph)]
+    torch.manual_seed(1)  # attention dropout inside nn.MultiheadAttention stays active in train mode
+    outputs, captured = handle.runner(probe_copy, handle.example_inputs, wanted)
+    torch.manual_seed(1)
+    assert torch.allclose(outputs, probe_copy(*handle.example_inputs), atol=1e-6)
+    assert set(captured) == set(wanted)
+    grads = torch.autograd.grad(outputs.pow(2).sum(), [captured[n] for n in wanted], retain_graph=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    outputs.sum().backward()
+    assert probe_copy.proj.weight.grad is not None and module.proj.weight.grad is None
+
+
+def test_capture_survives_an_in_place_activation():
+    module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True), nn.Linear(8, 2))
+    handle = from_module(module, (torch.randn(16, 4),))
+    linear = next(n for n in handle.graph if handle.graph.nodes[n]["name"] == "0")
+    _, captured = handle.runner(module, handle.example_inputs, [linear])
+    assert (captured[linear] < 0).any()
+
+
+# ---- sources -----------------------------------------------------------------------------------
+
+
+def test_factory_by_module_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    handle = load_torch("torch_factories:build_mlp", [(2, 12)])
+    assert handle.source == "torch_factories:build_mlp" and handle.format == "torch"
+    assert handle.example_inputs[0].shape == (2, 12)
+
+
+def test_factory_by_file_path_with_its_own_inputs():
+    handle = load_torch(f"{FACTORY_FILE}:build_mlp_with_inputs")
+    assert handle.example_inputs[0].shape == (5, 12) and handle.inputs[0].shape == (5, 12)
+
+
+def test_batch_placeholder_in_input_shape():
+    handle = load_torch(f"{FACTORY_FILE}:build_mlp", [(-1, 12)], batch=3)
+    assert handle.inputs[0].shape == (3, 12)
+
+
+def test_torchscript_file(tmp_path):
+    module = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(module), str(path))
+    handle = load_torch(str(path), [(4, 6)])
+    assert handle.graph.graph["partial"]
+    assert [w.param for w in weight_layers(handle.graph)] == ["0.weight", "2.weight"]
+    outputs, _ = handle.runner(handle.module, handle.example_inputs, [])
+    assert outputs.shape == (4, 2)
+
+
+def test_exported_program_file(tmp_path):
+    torch.manual_seed(0)
+    module = tf.ResidualCNN()
+    path = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(2, 3, 8, 8),)), str(path))
+    handle = load_torch(str(path), [(2, 3, 8, 8)])
+    assert [w.param for w in weight_layers(handle.graph)] == matrix_params(module)
+    assert {"conv", "norm", "add", "concat", "linear"} <= set(ops(handle))
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(tf.build_mlp(), str(path))
+    with pytest.raises(InputError, match="trust"):
+        load_torch(str(path), [(2, 12)])
+    handle = load_torch(str(path), [(2, 12)], trust=True)
+    assert len(weight_layers(handle.graph)) == 3
+
+
+def test_state_dict_is_refused(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save(tf.build_mlp().state_dict(), str(path))
+    with pytest.raises(InputError, match="state dict.*factory"):
+        load_torch(str(path), [(2, 12)])
+
+
+@pytest.mark.parametrize(
+    "source, shapes, words",
+    [
+        ("no_such_pkg_xyz.models:build", [(2, 3)], "cannot import module 'no_such_pkg_xyz.models'"),
+        (f"{FACTORY_FILE}:missing", [(2, 3)], "has no attribute 'missing'"),
+        ("/nonexistent/model.py:build", [(2, 3)], "file not found"),
+        ("/nonexistent/model.pt", [(2, 3)], "file not found"),
+        (f"{FACTORY_FILE}:build_failing", [(2, 3)], "raised ValueError: no weights for this size$"),
+        (f"{FACTORY_FILE}:build_not_a_module", [(2, 3)], "returned dict, not a torch.nn.Module"),
+        (f"{FACTORY_FILE}:build_mlp", [(2, 7)], r"forward pass on inputs of shape \(2, 7\) raised RuntimeError"),
+        (f"{FACTORY_FILE}:build_mlp", None, "--input-shape"),
+    ],
+)
+def test_bad_sources_are_input_errors(source, shapes, words):
+    with pytest.raises(InputError, match=words) as raised:
+        load_torch(source, shapes)
+    assert "\n" not in str(raised.value)
