@@ -1,0 +1,69 @@
+"""The loss whose gradients the probe measures: the model's own, or gradaudit's default.
+
+The default loss needs to know what produced each output (a softmax is read as probabilities, a
+log-softmax as log-probabilities, anything else gets squared error); that comes from the
+LayerGraph's output nodes, so the probe and the static estimator read the same outputs the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import networkx as nx
+import torch
+
+from gradaudit.errors import InputError
+from gradaudit.loss import default_loss
+
+PROBABILITY_OPS = ("softmax", "log_softmax")
+LOSS_LABELS = {
+    "squared_error": "default: squared error against seeded N(0, 1) targets",
+    "nll": "default: negative log-likelihood of seeded random labels",
+}
+
+
+def output_tensors(outputs: Any) -> list[torch.Tensor]:
+    """The model's outputs as a flat list of tensors (a tensor, nested tuples/lists, or a dict)."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if isinstance(outputs, (tuple, list)):
+        return [t for item in outputs for t in output_tensors(item)]
+    return []
+
+
+def _output_kind(graph: nx.DiGraph, node_id: str) -> tuple[str, int]:
+    data = graph.nodes[node_id]
+    if data["op"] == "softmax":
+        op = "log_softmax" if data["fn"] == "log_softmax" else "softmax"
+        return op, int(data["attrs"].get("axis", -1))
+    return data["op"], -1
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A loss callable (outputs, inputs, pass seed) -> scalar, and the label the report shows."""
+
+    compute: Callable[[Any, Sequence[Any], int], torch.Tensor]
+    label: str
+
+
+def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None) -> Objective:
+    """The model's own loss when the loader found one, else the default loss on the graph's outputs."""
+    if loss_fn is not None:
+        return Objective(lambda outputs, inputs, seed: loss_fn(outputs, inputs), "model's own loss")
+    kinds = [_output_kind(graph, node) for node in graph.graph.get("outputs", [])]
+
+    def compute(outputs: Any, inputs: Sequence[Any], seed: int) -> torch.Tensor:
+        tensors = output_tensors(outputs)
+        ops = [kinds[i][0] if i < len(kinds) else "unknown" for i in range(len(tensors))]
+        axes = [kinds[i][1] if i < len(kinds) else -1 for i in range(len(tensors))]
+        try:
+            return default_loss(tensors, ops, axes, seed)
+        except ValueError as exc:
+            raise InputError(f"cannot take the default loss: {exc}") from exc
+
+    used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
+    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)))
