@@ -1,0 +1,194 @@
+"""Terminal report: verdict first, then why, what to change, and where gradients go wrong.
+
+Reads top-down in the order a user acts on it: verdict and diagnosis (with the reasons that
+fired), a one-line model summary, the worst findings (errors first), one line per recommendation,
+and a compact per-layer table of predicted vs measured gradient scale with a bar. Long tables
+keep their first and last layers, where exploding and vanishing show. ANSI colour is opt-in;
+every model-supplied string goes through `clean`, so a layer name cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from gradaudit.report.common import LayerRow, clean, layer_rows, severity_rank, tool_version
+from gradaudit.results import Audit, Finding, Recommendation
+
+MAX_FINDINGS = 8
+MAX_RECOMMENDATIONS = 8
+ACTION_WIDTH = 140  # a recommendation stays one line; the HTML and JSON reports carry it whole
+TABLE_EDGE_ROWS = 8  # rows kept at each end of a long layer table
+BAR_WIDTH = 24
+# The bar axis spans at least this many decades, so a flat network shows flat bars instead of its
+# jitter stretched over the full width (two decades is where DESIGN.md calls a ratio exploding).
+MIN_BAR_DECADES = 2.0
+NAME_WIDTH = 32
+
+_ANSI = {"red": "31", "yellow": "33", "green": "32", "blue": "34", "bold": "1", "dim": "2"}
+VERDICT_COLOR = {"pass": "green", "warn": "yellow", "fail": "red"}
+SEVERITY_COLOR = {"error": "red", "warning": "yellow", "info": "blue"}
+
+
+@dataclass(frozen=True)
+class Painter:
+    """Wraps text in ANSI SGR codes when colour is on, and is the identity otherwise."""
+
+    enabled: bool
+
+    def __call__(self, text: str, *styles: str) -> str:
+        if not self.enabled or not styles:
+            return text
+        codes = ";".join(_ANSI[s] for s in styles)
+        return f"\x1b[{codes}m{text}\x1b[0m"
+
+
+def _fmt_log(value: float | None) -> str:
+    return f"{value:+.2f}" if value is not None else "—"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return f"10^{value:+.1f}" if value is not None else "n/a"
+
+
+def _short(name: str, width: int = NAME_WIDTH) -> str:
+    """`name` cut to `width` in the middle: layer paths differ most at their ends."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 3
+    return name[:head] + "…" + name[len(name) - (width - 1 - head):]
+
+
+def _layer_list(layers: list[str] | tuple[str, ...], shown: int = 3) -> str:
+    names = [clean(n) for n in layers]
+    extra = f" (+{len(names) - shown})" if len(names) > shown else ""
+    return ", ".join(_short(n, 24) for n in names[:shown]) + extra
+
+
+def _headline(audit: Audit, paint: Painter) -> list[str]:
+    verdict = paint(audit.verdict.upper(), "bold", VERDICT_COLOR.get(audit.verdict, "bold"))
+    lines = [f"gradaudit {tool_version()} — {clean(audit.source)}", f"{verdict}  gradient flow: {audit.diagnosis.label}"]
+    lines += [f"  why: {clean(reason)}" for reason in audit.diagnosis.reasons]
+    if audit.probe and audit.probe.nonfinite:
+        lines.append(paint(f"  non-finite values first in {clean(audit.probe.first_nonfinite or '?')}", "red"))
+    return lines
+
+
+def _model_summary(audit: Audit) -> list[str]:
+    probe = audit.probe
+    probe_part = (
+        f"probe: {probe.passes} passes, loss {clean(probe.loss) or 'default'}"
+        if probe
+        else f"probe skipped: {clean(audit.probe_skipped) or 'not run'}"
+    )
+    total = sum(v for v in audit.timing.values() if isinstance(v, (int, float)))
+    lines = [
+        f"model: {audit.format}, {audit.parameters:,} parameters, {audit.weight_layers} weight layers, "
+        f"depth {audit.depth}; {probe_part}; {total:.2f}s"
+    ]
+    if audit.static and audit.static.partial:
+        unknown = ", ".join(clean(op) for op in audit.static.unknown_ops) or "unrepresented parts"
+        lines.append(f"static estimate partial: no gain rule for {unknown}")
+    lines += [f"note: {clean(note)}" for note in audit.notes]
+    return lines
+
+
+def _findings(findings: list[Finding], paint: Painter) -> list[str]:
+    if not findings:
+        return ["No findings."]
+    ordered = sorted(findings, key=lambda f: severity_rank(f.severity))
+    lines = [paint(f"Findings ({len(findings)})", "bold")]
+    for f in ordered[:MAX_FINDINGS]:
+        severity = paint(f"{f.severity:<7}", SEVERITY_COLOR.get(f.severity, "dim"))
+        where = f"  [{_layer_list(f.layers)}]" if f.layers else ""
+        lines.append(f"  {severity} {clean(f.code)}  {clean(f.message)}{where}")
+    if len(ordered) > MAX_FINDINGS:
+        lines.append(f"  +{len(ordered) - MAX_FINDINGS} more (see --json or --html)")
+    return lines
+
+
+def _recommendation_line(rec: Recommendation) -> str:
+    action = clean(rec.action)
+    if len(action) > ACTION_WIDTH:
+        action = action[: ACTION_WIDTH - 1] + "…"
+    line = f"  {rec.remedy}: {action}"
+    if rec.layers:
+        line += f"  [{_layer_list(rec.layers)}]"
+    if rec.verified:
+        before = rec.verified.get("log10_ratio_before")
+        after = rec.verified.get("log10_ratio_after")
+        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)})"
+    return line
+
+
+def _recommendations(recs: list[Recommendation], paint: Painter) -> list[str]:
+    if not recs:
+        return []
+    lines = [paint(f"Recommendations ({len(recs)})", "bold")] + [_recommendation_line(r) for r in recs[:MAX_RECOMMENDATIONS]]
+    if len(recs) > MAX_RECOMMENDATIONS:
+        lines.append(f"  +{len(recs) - MAX_RECOMMENDATIONS} more (see --json or --html)")
+    return lines
+
+
+def _bar(value: float | None, low: float, high: float) -> str:
+    """A bar whose length places `value` on the table's log10 range (longer = larger gradient)."""
+    if value is None:
+        return ""
+    span = max(high - low, MIN_BAR_DECADES)
+    fraction = (value - (high - span)) / span
+    return "█" * max(1, round(fraction * BAR_WIDTH))
+
+
+def _table_row(index: int, row: LayerRow, low: float, high: float, paint: Painter) -> str:
+    shown = row.measured_log10 if row.measured_log10 is not None else row.predicted_log10
+    bar = paint("non-finite", "red") if row.nonfinite else _bar(shown, low, high)
+    predicted, measured = _fmt_log(row.predicted_log10), _fmt_log(row.measured_log10)
+    return f"  {index:>4}  {_short(row.name):<{NAME_WIDTH}}  {_short(row.op, 10):<10}  {predicted:>9}  {measured:>9}  {bar}"
+
+
+def _elided(rows: list[LayerRow]) -> list[tuple[int, LayerRow] | int]:
+    """Indexed rows, with the middle of a long table replaced by the count of rows left out."""
+    indexed: list[tuple[int, LayerRow] | int] = list(enumerate(rows))
+    if len(rows) <= 2 * TABLE_EDGE_ROWS + 1:
+        return indexed
+    hidden = len(rows) - 2 * TABLE_EDGE_ROWS
+    return [*indexed[:TABLE_EDGE_ROWS], hidden, *indexed[-TABLE_EDGE_ROWS:]]
+
+
+def _flow_table(audit: Audit, paint: Painter) -> list[str]:
+    rows = layer_rows(audit)
+    if not rows:
+        return []
+    static_ratio = audit.static.log10_ratio_first_last if audit.static else None
+    probe_ratio = audit.probe.log10_ratio_first_last if audit.probe else None
+    values = [v for r in rows for v in (r.predicted_log10, r.measured_log10) if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    lines = [
+        paint("Gradient flow", "bold")
+        + f" (log10 grad RMS per weight layer; first/last predicted {_fmt_ratio(static_ratio)},"
+        f" measured {_fmt_ratio(probe_ratio)})",
+        f"  {'#':>4}  {'layer':<{NAME_WIDTH}}  {'op':<10}  {'predicted':>9}  {'measured':>9}",
+    ]
+    for item in _elided(rows):
+        if isinstance(item, int):
+            lines.append(paint(f"  {'…':>4}  ({item} layers not shown)", "dim"))
+        else:
+            lines.append(_table_row(item[0], item[1], low, high, paint))
+    return lines
+
+
+def render_text(audits: Sequence[Audit], *, color: bool = False) -> str:
+    """The terminal report of each audit, one after the other; ANSI colour only when `color`."""
+    return "\n".join(_render_one(audit, color) for audit in audits)
+
+
+def _render_one(audit: Audit, color: bool) -> str:
+    paint = Painter(color)
+    sections = [
+        _headline(audit, paint) + _model_summary(audit),
+        _findings(audit.findings, paint),
+        _recommendations(audit.recommendations, paint),
+        _flow_table(audit, paint),
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"

@@ -1,0 +1,1 @@
+"""Tests of the report renderers (gradaudit/report, templates/, the JSON Schema)."""

@@ -1,0 +1,163 @@
+"""Hand-built `Audit` objects for the renderer tests: no model is loaded or probed here.
+
+- `unhealthy_audit`: a 24-layer sigmoid MLP whose gradients vanish, with findings of every
+  severity, recommendations (one verified), explanations and a non-finite evidence value;
+- `healthy_audit`: a small He-initialised ReLU MLP, no findings;
+- `probe_skipped_audit`: static estimate only, the probe could not run;
+- `hostile_audit`: layer names, messages and snippets that try to break out of HTML, JSON-in-script
+  and terminal contexts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gradaudit.diagnosis import Diagnosis
+from gradaudit.results import (
+    Audit,
+    Finding,
+    LayerProbe,
+    NodeEstimate,
+    ProbeResult,
+    Recommendation,
+    StaticResult,
+    WeightEstimate,
+)
+
+HOSTILE_NAMES = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "javascript:alert(1)",
+    "</script><script>alert(2)</script>",
+    "\x1b[31mred\x1b[0m\x1b]0;pwned\x07layer",
+    "bidi\u202eevil\u2028line",
+)
+
+EXPLANATIONS = {
+    "GA101": {
+        "name": "vanishing-gradient",
+        "summary": "Gradients shrink by orders of magnitude toward the input.",
+        "doc": "## What it detects\nThe first layer's gradient RMS is far below the last layer's.\n\n"
+        "## Why it matters\nEarly layers barely learn.\n\n## Fix\nUse He init or add normalization.",
+    },
+    "GA201": {
+        "name": "saturated-activations",
+        "summary": "Many sigmoid inputs sit where the derivative is nearly zero.",
+        "doc": "## What it detects\nSaturated activation inputs.\n\n## Fix\nRe-centre the inputs (batch shift).",
+    },
+    "GA301": {
+        "name": "static-dynamic-agree",
+        "summary": "The static prediction and the probe agree.",
+        "doc": "## What it detects\nAgreement between prediction and measurement.",
+    },
+}
+
+
+def _mlp(depth: int, log10_step: float, act_fn: str) -> tuple[StaticResult, ProbeResult, list[str]]:
+    """A chain of linear layers whose gradient RMS changes by `log10_step` decades per layer."""
+    names = [f"layers.{2 * i}" for i in range(depth)]
+    weights = []
+    probes = []
+    for i, name in enumerate(names):
+        predicted = -1.0 + log10_step * (depth - 1 - i)
+        measured = predicted + 0.1 * ((i % 3) - 1)
+        weights.append(WeightEstimate(f"n{i}", name, f"{name}.weight", "linear", log10_step, predicted))
+        probes.append(
+            LayerProbe(f"n{i}", name, f"{name}.weight", 10.0**measured, 0.05, 0.5 if act_fn == "sigmoid" else 0.0,
+                       0.2, 0.0, 0.4 if act_fn == "sigmoid" else 0.0)
+        )
+    first, last = probes[0].grad_rms, probes[-1].grad_rms
+    ratio = math.log10(first / last)
+    label = "vanishing" if ratio < -3 else "healthy"
+    reasons = (f"first/last gradient ratio 10^{ratio:.1f} < 10^-3",) if label == "vanishing" else ()
+    diagnosis = Diagnosis(label, reasons)
+    nodes = {f"n{i}": NodeEstimate(1.0, 0.0, 1e-4, log10_step) for i in range(depth)}
+    static = StaticResult(nodes, weights, weights[0].log10_grad_rms - weights[-1].log10_grad_rms, 0.3, diagnosis)
+    probe = ProbeResult(probes, 3, False, None, 0.3, ratio, diagnosis, loss="mse (default)", grad_norm=0.02)
+    return static, probe, names
+
+
+def unhealthy_audit() -> Audit:
+    static, probe, names = _mlp(24, -0.2, "sigmoid")
+    findings = [
+        Finding("GA201", "warning", "38% of sigmoid inputs are saturated", tuple(names[:3]),
+                {"saturated_frac": 0.38, "threshold": 0.05}),
+        Finding("GA101", "error", "gradients vanish: first/last ratio 10^-4.7", (names[0], names[-1]),
+                {"log10_ratio_first_last": probe.log10_ratio_first_last, "per_layer_log10": -0.2,
+                 "undefined": math.nan, "overflow": math.inf}),
+        Finding("GA301", "info", "static and dynamic diagnoses agree", (), {}),
+    ]
+    recommendations = [
+        Recommendation("reinitialization", list(names), "re-initialise the Linear layers with Xavier (gain 1) for sigmoid",
+                       "for m in model.modules():\n    if isinstance(m, nn.Linear):\n        nn.init.xavier_uniform_(m.weight)",
+                       finding="GA101", verified={"log10_ratio_before": -4.7, "log10_ratio_after": -0.8}),
+        Recommendation("normalization", names[:12], "insert LayerNorm before each sigmoid",
+                       "nn.Sequential(nn.Linear(256, 256), nn.LayerNorm(256), nn.Sigmoid())", finding="GA101"),
+        Recommendation("batch_shift", names[:3], "centre the input batch (subtract the mean 0.5)",
+                       "x = x - x.mean(dim=0, keepdim=True)", finding="GA201"),
+    ]
+    return Audit(
+        source="samples/deep_sigmoid.onnx", format="onnx", parameters=1_579_520, weight_layers=24, depth=24,
+        verdict="fail", diagnosis=probe.diagnosis, static=static, probe=probe, probe_skipped="",
+        findings=findings, recommendations=recommendations,
+        timing={"load_s": 0.41, "static_s": 0.02, "probe_s": 1.37},
+        notes=["BatchNorm runs in training mode during the probe."], explanations=dict(EXPLANATIONS),
+    )
+
+
+def healthy_audit() -> Audit:
+    static, probe, _ = _mlp(4, 0.0, "relu")
+    return Audit(
+        source="pkg.models:build_net", format="torch", parameters=200_960, weight_layers=4, depth=4,
+        verdict="pass", diagnosis=probe.diagnosis, static=static, probe=probe, probe_skipped="",
+        findings=[], recommendations=[], timing={"load_s": 0.2, "static_s": 0.01, "probe_s": 0.3},
+    )
+
+
+def probe_skipped_audit() -> Audit:
+    static, _, names = _mlp(6, -0.8, "tanh")
+    return Audit(
+        source="models/net.onnx", format="onnx", parameters=394_240, weight_layers=6, depth=6,
+        verdict="warn", diagnosis=static.diagnosis, static=static, probe=None,
+        probe_skipped="unsupported ONNX operator(s): NonMaxSuppression",
+        findings=[Finding("GA101", "warning", "predicted first/last ratio 10^-4.0", (names[0],), {})],
+        recommendations=[], timing={"load_s": 0.1, "static_s": 0.01}, partial=True,
+        explanations={"GA101": EXPLANATIONS["GA101"]},
+    )
+
+
+def hostile_audit() -> Audit:
+    static, probe, _ = _mlp(len(HOSTILE_NAMES), -0.5, "relu")
+    for weight, layer, name in zip(static.weights, probe.layers, HOSTILE_NAMES):
+        weight.layer = layer.layer = name
+        weight.param = layer.param = name + ".weight"
+    hostile_code = "GA666</script><script>alert(3)</script>"
+    return Audit(
+        source="<script>alert('source')</script>\x1b[2J.onnx", format="onnx", parameters=10, weight_layers=6, depth=6,
+        verdict="fail", diagnosis=Diagnosis("vanishing", ("</script>\x1b[31m reason",)), static=static, probe=probe,
+        probe_skipped="", timing={"load_s": 0.0, "static_s": 0.0, "probe_s": 0.0},
+        findings=[Finding("GA101", "error", f"layer {n} \x1b[5mblinks", (n,), {"name": n}) for n in HOSTILE_NAMES]
+        + [Finding(hostile_code, "error", "code injection", (), {})],
+        recommendations=[Recommendation("pruning", list(HOSTILE_NAMES), "</pre><script>alert(4)</script>",
+                                        "</code></pre><img src=x onerror=alert(5)>\x1b[31m", verified=None)],
+        notes=["\x1b]8;;http://evil.example\x07link\x1b]8;;\x07"],
+        explanations={"GA101": {"name": "<b>bold</b>", "summary": "</script>", "doc": "<img src=x onerror=alert(6)>"},
+                      hostile_code: {"name": "x", "summary": "y", "doc": "javascript:alert(7)"}},
+    )
+
+
+def nonfinite_audit() -> Audit:
+    """The probe's gradients overflow from the third layer on: NaN and inf where numbers were."""
+    static, probe, names = _mlp(4, 1.5, "relu")
+    for layer in probe.layers[2:]:
+        layer.grad_rms, layer.act_std, layer.nonfinite = math.nan, math.inf, True
+    probe.nonfinite, probe.first_nonfinite, probe.log10_ratio_first_last = True, names[2], None
+    diagnosis = Diagnosis("exploding", ("non-finite gradients or activations",))
+    probe.diagnosis = diagnosis
+    return Audit(
+        source="nets/exploding.onnx", format="onnx", parameters=1000, weight_layers=4, depth=4, verdict="fail",
+        diagnosis=diagnosis, static=static, probe=probe, probe_skipped="", timing={"load_s": 0.1},
+        findings=[Finding("GA100", "error", "non-finite gradients first in layers.4", (names[2],), {"value": math.nan})],
+        recommendations=[Recommendation("gradient_clipping", [], "clip the global gradient norm at 1.0",
+                                        "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")],
+    )

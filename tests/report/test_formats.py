@@ -1,0 +1,87 @@
+"""The format enum is wired exhaustively, and reports are written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gradaudit.report import RENDERERS, Format, render, render_all, write_atomic
+from gradaudit.report.json_report import load_schema
+from tests.report import fixtures
+
+ALL_AUDITS = [fixtures.unhealthy_audit, fixtures.healthy_audit, fixtures.probe_skipped_audit, fixtures.hostile_audit,
+              fixtures.nonfinite_audit]
+
+
+def test_every_format_has_a_renderer():
+    assert set(RENDERERS) == set(Format)
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+@pytest.mark.parametrize("make_audit", ALL_AUDITS)
+def test_every_format_renders_every_fixture(fmt, make_audit):
+    text = render(make_audit(), fmt)
+    assert isinstance(text, str) and text.endswith("\n")
+
+
+def test_render_accepts_the_format_name_and_rejects_unknown_ones():
+    assert render(fixtures.healthy_audit(), "json") == render(fixtures.healthy_audit(), Format.JSON)
+    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
+        render(fixtures.healthy_audit(), "pdf")
+
+
+def test_write_atomic_replaces_the_file_whole(tmp_path: Path):
+    target = tmp_path / "audit.json"
+    target.write_text("old")
+    write_atomic(target, "new report\n")
+    assert target.read_text() == "new report\n"
+    assert os.listdir(tmp_path) == ["audit.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_write_atomic_leaves_nothing_partial_on_error(tmp_path: Path):
+    target = tmp_path / "audit.txt"
+    target.write_text("previous")
+    with pytest.raises(UnicodeEncodeError):
+        write_atomic(target, "half written \udcff")  # a lone surrogate cannot be encoded
+    assert target.read_text() == "previous"
+    assert os.listdir(tmp_path) == ["audit.txt"]
+
+
+def test_write_atomic_refuses_a_directory(tmp_path: Path):
+    with pytest.raises(IsADirectoryError):
+        write_atomic(tmp_path, "report")
+    assert os.listdir(tmp_path) == []
+
+
+def test_several_audits_make_one_document_per_format():
+    audits = [fixtures.unhealthy_audit(), fixtures.healthy_audit()]
+    text = render_all(audits, Format.TEXT)
+    assert text.index("FAIL") < text.index("PASS")
+    reports = json.loads(render_all(audits, Format.JSON))
+    assert [r["verdict"] for r in reports] == ["fail", "pass"]
+    for report in reports:
+        jsonschema.validate(report, load_schema())
+    assert len(json.loads(render_all(audits, Format.SARIF))["runs"]) == 2
+    junit = ET.fromstring(render_all(audits, Format.JUNIT).split("\n", 1)[1])
+    assert [s.get("name") for s in junit.findall("testsuite")] == [a.source for a in audits]
+    assert junit.get("tests") == "5" and junit.get("failures") == "2"
+    html = render_all(audits, Format.HTML)
+    assert html.count('class="model-report"') == 2 and 'data-report="1"' in html
+    assert re.findall(r'href="([^"]*)"', html) == ["#report-0", "#report-1"]
+
+
+def test_render_of_one_audit_is_render_all_of_a_list_of_one():
+    audit = fixtures.unhealthy_audit()
+    for fmt in Format:
+        assert render(audit, fmt) == render_all([audit], fmt)
+    with pytest.raises(ValueError, match="no audit"):
+        render_all([], Format.TEXT)
