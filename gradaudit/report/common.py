@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from importlib import metadata
 
 from gradaudit.results import Audit
 
@@ -33,13 +32,10 @@ def clean(text: object, *, multiline: bool = False) -> str:
 
 
 def tool_version() -> str:
-    """The installed gradaudit version, or the package's own `__version__` in a bare checkout."""
-    try:
-        return metadata.version("gradaudit")
-    except metadata.PackageNotFoundError:
-        import gradaudit
+    """The version reported in every artefact: the package's single `__version__`."""
+    import gradaudit
 
-        return str(getattr(gradaudit, "__version__", "unknown"))
+    return gradaudit.__version__
 
 
 def finite_or_none(value: object) -> float | None:
