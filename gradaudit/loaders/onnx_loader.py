@@ -1,0 +1,323 @@
+"""Load an ONNX file into a ModelHandle: the LayerGraph, the torch executor and its inputs.
+
+Steps: read and check the file (every failure is one InputError line), build the executor
+(`gradaudit.onnx_exec`), derive the input specs, run the executor once under `no_grad` on
+synthetic inputs to learn every tensor's real shape (shape inference alone misses shapes that
+depend on values), then map each data-path node onto the LayerGraph vocabulary
+(`gradaudit.onnx_exec.layer_kinds`). Shape arithmetic (int tensors) and weight-producing constant
+subgraphs are not nodes: the graph holds the data path only. A model with operators the executor
+lacks still gets its static graph; only the probe becomes unavailable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import networkx as nx
+import onnx
+import torch
+
+from gradaudit.errors import InputError
+from gradaudit.graph import add_node, new_graph
+from gradaudit.model import InputSpec, ModelHandle
+from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, opset_of, run_onnx
+from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
+from gradaudit.onnx_exec.patterns import decomposed_layer_norms
+from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+
+MIN_OPSET, MAX_OPSET = 7, 21
+SYNTHETIC_SEED = 0
+Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def read_model(path: str) -> onnx.ModelProto:
+    """Read and check an ONNX file; InputError with one line for anything unusable."""
+    if not os.path.exists(path):
+        raise InputError(f"ONNX file not found: {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not an ONNX file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path} is an empty file, not an ONNX model")
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
+        raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+    opset = opset_of(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InputError(f"{path} uses ONNX opset {opset}; gradaudit supports opsets {MIN_OPSET} to {MAX_OPSET}")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise InputError(f"{path} fails the ONNX checker: {_first_line(exc)}") from exc
+    return model
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _torch_dtype_name(elem_type: int) -> str:
+    dtype = ONNX_TO_TORCH_DTYPE.get(elem_type, torch.float32)
+    return str(dtype).removeprefix("torch.")
+
+
+def input_specs(model: onnx.ModelProto, module: OnnxModule, input_shapes: list[tuple[int, ...]] | None, batch: int) -> list[InputSpec]:
+    """Specs of the real inputs: a symbolic batch dim gets `batch`, other symbolic dims need shapes."""
+    inits = {t.name for t in model.graph.initializer}
+    real = [i for i in model.graph.input if i.name not in inits]
+    if input_shapes is not None and len(input_shapes) != len(real):
+        raise InputError(f"the model has {len(real)} input(s) ({', '.join(i.name for i in real)}), got {len(input_shapes)} input shape(s)")
+    specs = []
+    for index, value_info in enumerate(real):
+        tensor_type = value_info.type.tensor_type
+        declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
+        given = input_shapes[index] if input_shapes is not None else None
+        shape = _resolve_shape(value_info.name, declared, tensor_type.HasField("shape"), given, batch)
+        dtype = _torch_dtype_name(tensor_type.elem_type)
+        high = _table_size(module, value_info.name) if not dtype.startswith(("float", "bfloat")) else None
+        specs.append(InputSpec(value_info.name, shape, dtype, high))
+    return specs
+
+
+def _resolve_shape(name: str, declared: list[int | None], has_shape: bool, given: Sequence[int] | None, batch: int) -> tuple[int, ...]:
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if has_shape and len(given) != len(declared):
+            raise InputError(f"input {name!r} has rank {len(declared)}, the given shape {given} has rank {len(given)}")
+        for axis, (fixed, value) in enumerate(zip(declared, given)):
+            if fixed is not None and fixed != value:
+                raise InputError(f"input {name!r} has fixed dim {axis} = {fixed}, the given shape {given} says {value}")
+        return given
+    if not has_shape:
+        raise InputError(f"input {name!r} has no declared shape; pass its shape (--input-shape)")
+    shape = []
+    for axis, fixed in enumerate(declared):
+        if fixed is None and axis > 0:
+            raise InputError(f"input {name!r} has a symbolic dim {axis}; pass its shape (--input-shape)")
+        shape.append(batch if fixed is None else fixed)
+    return tuple(shape)
+
+
+# Ops that pass integer ids on unchanged in value (so the table bound still applies).
+ID_PRESERVING_OPS = frozenset({"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"})
+
+
+def _table_size(module: OnnxModule, input_name: str) -> int | None:
+    """Rows of the constant table an integer input indexes (Gather), directly or after casts
+    and reshapes."""
+    ids = {input_name}
+    for step in module.steps:
+        if step.op_type in ID_PRESERVING_OPS and step.inputs and step.inputs[0] in ids:
+            ids.update(n for n in step.outputs if n)
+        if step.op_type == "Gather" and len(step.inputs) > 1 and step.inputs[1] in ids:
+            table = _constant(module, step.inputs[0])
+            if table is not None:
+                return int(table.shape[step.attrs.get("axis", 0) % table.dim()])
+    return None
+
+
+def _constant(module: OnnxModule, name: str) -> torch.Tensor | None:
+    attr = module.param_names.get(name) or module.buffer_names.get(name)
+    return getattr(module, attr) if attr else None
+
+
+def synthetic_inputs(specs: Sequence[InputSpec], seed: int = SYNTHETIC_SEED) -> tuple[torch.Tensor, ...]:
+    """N(0, 1) floats and in-range integers, seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors = []
+    for spec in specs:
+        dtype = getattr(torch, spec.dtype)
+        if spec.is_float:
+            tensors.append(torch.randn(spec.shape, generator=gen).to(dtype))
+        else:
+            high = spec.high or 2
+            tensors.append(torch.randint(0, high, spec.shape, generator=gen).to(dtype))
+    return tuple(tensors)
+
+
+# Ops whose output depends on an input's shape only, not on its values.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
+
+
+def _input_dependent(module: OnnxModule) -> set[str]:
+    """Tensors whose value depends on the input values (the rest are weights or constants for
+    the given input shapes: a 1/sqrt(head_dim) computed from Shape is a constant here)."""
+    dependent = set(module.input_names)
+    for step in module.steps:
+        if step.op_type not in SHAPE_ONLY_OPS and any(n in dependent for n in step.inputs if n):
+            dependent.update(n for n in step.outputs if n)
+    return dependent
+
+
+def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str]) -> tuple[Shapes, dict[str, torch.Tensor]]:
+    """Run once without gradients: every tensor's shape and dtype, input-free tensors' values."""
+    shapes: Shapes = {name: (tuple(t.shape), t.dtype) for name, t in zip(module.input_names, inputs)}
+    values: dict[str, torch.Tensor] = {}
+
+    def observe(name: str, tensor: torch.Tensor) -> None:
+        shapes[name] = (tuple(tensor.shape), tensor.dtype)
+        if name not in dependent:
+            values[name] = tensor
+
+    with torch.no_grad():
+        module.run(inputs, observe=observe)
+    return shapes, values
+
+
+def inferred_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> Shapes:
+    """Shapes from ONNX shape inference on the concrete input shapes: the fallback when the
+    model cannot be executed."""
+    concrete = onnx.ModelProto()
+    concrete.CopyFrom(model)
+    by_name = {spec.name: spec.shape for spec in specs}
+    for value_info in concrete.graph.input:
+        if value_info.name in by_name:
+            dims = value_info.type.tensor_type.shape.dim
+            del dims[:]
+            for size in by_name[value_info.name]:
+                dims.add().dim_value = size
+    try:
+        inferred = onnx.shape_inference.infer_shapes(concrete)
+    except Exception:  # inference is best effort here; the graph still builds without shapes
+        inferred = concrete
+    shapes: Shapes = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        tensor_type = info.type.tensor_type
+        dims = [d.dim_value for d in tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            shapes[info.name] = (tuple(dims), ONNX_TO_TORCH_DTYPE.get(tensor_type.elem_type, torch.float32))
+    return shapes
+
+
+def _param_origins(module: OnnxModule, dependent: set[str]) -> dict[str, str]:
+    """Tensor name -> qualified parameter it is a reshaped/transposed/cast view of."""
+    origins = dict(module.param_names)
+    for step in module.steps:
+        sources = [origins[n] for n in step.inputs if n in origins]
+        if step.outputs[0] not in dependent and len(sources) == 1:
+            origins[step.outputs[0]] = sources[0]
+    return origins
+
+
+class _GraphBuilder:
+    """Maps the executor's steps onto a LayerGraph, node by node."""
+
+    def __init__(self, module: OnnxModule, specs: Sequence[InputSpec], shapes: Shapes, values: dict[str, torch.Tensor]):
+        self.module = module
+        self.shapes = shapes
+        self.values = values
+        self.dependent = _input_dependent(module)
+        self.origins = _param_origins(module, self.dependent)
+        self.graph = new_graph("onnx")
+        self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
+        self.fused_norms = decomposed_layer_norms(module.steps, self._constant_value)
+        self.absorbed = set().union(*(norm.absorbed for norm in self.fused_norms.values()))
+        for spec in specs:
+            add_node(self.graph, spec.name, name=spec.name, op="input", source="input", out_shape=spec.shape)
+            self.graph.graph["inputs"].append(spec.name)
+            self.producer[spec.name] = spec.name
+
+    def build(self) -> nx.DiGraph:
+        """Add every data-path step; ops without a mapping are 'unknown' nodes, which the static
+        estimate reports as partial itself (the graph still represents them)."""
+        for step in self.module.steps:
+            if step.node_id not in self.absorbed and self._on_data_path(step):
+                self._add_step(step)
+        self.graph.graph["outputs"] = [self.producer[n] for n in self.module.output_names if n in self.producer]
+        return self.graph
+
+    def _on_data_path(self, step: Step) -> bool:
+        """Float tensors computed from a data-path tensor; int shape arithmetic is left out."""
+        norm = self.fused_norms.get(step.node_id)
+        reads = [norm.source] if norm is not None else [n for n in step.inputs if n]
+        if not any(n in self.producer for n in reads):
+            return False
+        shape = self.shapes.get(step.outputs[0])
+        return shape is None or shape[1].is_floating_point
+
+    def _constant_value(self, name: str) -> torch.Tensor | None:
+        """The value of an input-independent tensor: a parameter, buffer or traced constant."""
+        value = _constant(self.module, name)
+        if value is None:
+            value = self.values.get(name)
+        return value.detach() if value is not None else None
+
+    def _operand(self, name: str) -> Operand:
+        if not name:
+            return Operand("")
+        shape = self.shapes.get(name, (None, None))[0]
+        if name in self.producer:
+            return Operand(name, source=self.producer[name], shape=shape)
+        value = self._constant_value(name)
+        return Operand(name, value=value, param=self.origins.get(name), shape=tuple(value.shape) if value is not None else shape)
+
+    def _kind(self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None) -> tuple[Kind, list[Operand]]:
+        """The node's kind and the operands it reads (a fused LayerNorm reads its source only)."""
+        norm = self.fused_norms.get(step.node_id)
+        if norm is None:
+            return node_kind(NodeView(step.op_type, step.attrs, operands, out_shape, self.module.opset)), operands
+        attrs = dict(norm.attrs)
+        if out_shape:
+            attrs["normalized_shape"] = tuple(out_shape[attrs["axis"] % len(out_shape) :])
+        return Kind("norm", "layer", attrs), [self._operand(norm.source)]
+
+    def _add_step(self, step: Step) -> None:
+        out_shape = self.shapes.get(step.outputs[0], (None, None))[0]
+        kind, operands = self._kind(step, [self._operand(n) for n in step.inputs], out_shape)
+        inputs = []
+        for slot, operand in enumerate(operands):
+            if operand.source is not None:
+                inputs.append(operand.source)
+            elif slot in kind.constant_slots:
+                inputs.append(self._constant_node(operand))
+        add_node(
+            self.graph, step.node_id, name=step.name, op=kind.op, source=step.op_type, fn=kind.fn,
+            attrs=kind.attrs, params=kind.params, out_shape=out_shape, inputs=inputs,
+        )  # fmt: skip
+        for name in step.outputs:
+            if name:
+                self.producer[name] = step.node_id
+
+    def _constant_node(self, operand: Operand) -> str:
+        node_id = operand.name
+        if node_id not in self.graph:
+            value = operand.value.double()
+            params = {"bias": operand.stats()} if operand.param else {}
+            attrs = {"mean": float(value.mean()), "rms": float(value.pow(2).mean().sqrt())}
+            source = "initializer" if operand.param else "Constant"
+            add_node(self.graph, node_id, name=operand.name, op="constant", source=source, attrs=attrs, params=params, out_shape=tuple(value.shape))
+        return node_id
+
+
+def load_onnx(path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8) -> ModelHandle:
+    """Load an ONNX file for auditing; InputError for unusable files or input shapes."""
+    model = read_model(os.fspath(path))
+    module = OnnxModule(model, train_mode=True)
+    specs = input_specs(model, module, input_shapes, batch)
+    probe_unavailable = "unsupported ONNX operator(s): " + ", ".join(module.unsupported) if module.unsupported else ""
+    warnings: list[str] = []
+    shapes: Shapes = {}
+    values: dict[str, Any] = {}
+    if not probe_unavailable:
+        try:
+            shapes, values = trace(module, synthetic_inputs(specs), _input_dependent(module))
+        except OnnxExecutionError as exc:
+            probe_unavailable = f"the ONNX graph failed to execute: {exc}"
+    if probe_unavailable:
+        shapes = inferred_shapes(model, specs)
+        warnings.append(probe_unavailable)
+    graph = _GraphBuilder(module, specs, shapes, values).build()
+    executable = not probe_unavailable
+    return ModelHandle(
+        source=os.fspath(path),
+        format="onnx",
+        graph=graph,
+        inputs=specs,
+        module=module if executable else None,
+        runner=run_onnx if executable else None,
+        probe_unavailable=probe_unavailable,
+        parameters=sum(p.numel() for p in module.parameters() if p.is_floating_point()),
+        warnings=warnings,
+    )

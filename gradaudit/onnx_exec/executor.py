@@ -1,0 +1,256 @@
+"""Execute an ONNX graph with torch ops, initializers as trainable parameters.
+
+Why our own executor: gradaudit needs real autograd gradients on the weights of an ONNX file, in
+train-mode semantics (BatchNorm on batch statistics even when exported in eval mode). onnxruntime
+gives no gradients; onnx2torch imports torchvision at import time and is unmaintained;
+onnx2pytorch fails on an exported TransformerEncoder (DESIGN.md).
+
+The module is an interpreter over the node list, in the spirit of `torch.fx.Interpreter`:
+- constant-only subgraphs (shape arithmetic, `ConstantOfShape` weights of old model-zoo graphs)
+  are folded once at build time;
+- float initializers, and folded float tensors feeding a weight slot, become `nn.Parameter`s
+  named after the sanitised ONNX tensor name (`param_names` keeps the mapping);
+- a failing node is re-raised with its name and op type.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Sequence
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from gradaudit.errors import UnsupportedOperatorError
+from gradaudit.onnx_exec.registry import OPS, OpContext
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+class OnnxExecutionError(RuntimeError):
+    """A node failed while running; the message names the node and its op type."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ONNX node left to run at call time (not folded)."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]  # '' for an omitted optional input
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any]
+
+    @property
+    def node_id(self) -> str:
+        """The LayerGraph node id: the node's first output tensor name."""
+        return self.outputs[0]
+
+
+def _attr_value(attr: onnx.AttributeProto) -> Any:
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return _to_torch(numpy_helper.to_array(value))
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
+
+
+def _to_torch(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset the model imports."""
+    return max((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), default=1)
+
+
+def op_key(node: onnx.NodeProto) -> str:
+    """Registry key: the op type, or `domain:op` for custom domains (never registered)."""
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}:{node.op_type}"
+
+
+def sanitise(name: str) -> str:
+    """A parameter/buffer name torch accepts and a user can still recognise."""
+    return re.sub(r"\W", "_", name) or "_"
+
+
+class OnnxModule(torch.nn.Module):
+    """An ONNX graph as a torch module: `forward(*inputs)` returns the graph outputs."""
+
+    def __init__(self, model: onnx.ModelProto, *, train_mode: bool = True):
+        super().__init__()
+        graph = model.graph
+        self.opset = opset_of(model)
+        self.train_mode = train_mode
+        inits = {t.name: _to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
+        self.input_names = [i.name for i in graph.input if i.name not in inits]
+        self.output_names = [o.name for o in graph.output]
+        self.unsupported = sorted({op_key(n) for n in graph.node if op_key(n) not in OPS})
+        self.param_names: dict[str, str] = {}  # onnx tensor name -> qualified parameter name
+        self.buffer_names: dict[str, str] = {}  # onnx tensor name -> buffer name
+        learnable = {n: inits[n] for n in _learnable_initializers(graph, inits)}
+        static = {n: t for n, t in inits.items() if n not in learnable}
+        self.steps = self._fold(graph, static, learnable)
+        read = {n for step in self.steps for n in step.inputs} | set(self.output_names)
+        for name, tensor in learnable.items():
+            if name in read:
+                self._keep(name, tensor, parameter=True)
+        self._keep_folded(static)
+        self._last_use = _last_uses(self.steps, set(self.output_names))
+
+    def _fold(self, graph: onnx.GraphProto, static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor]) -> list[Step]:
+        """Evaluate constant-only nodes now; return the nodes that must run at call time.
+
+        An Identity of a learned initializer becomes a parameter of its own: the torch exporter
+        de-duplicates equal initializers (the deep-copied layers of nn.TransformerEncoder), and
+        the layers it merged were separate parameters in the model being audited.
+        """
+        steps: list[Step] = []
+        for node in graph.node:
+            attrs = {a.name: _attr_value(a) for a in node.attribute}
+            step = Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs)
+            if step.op_type == "Identity" and step.inputs[0] in learnable:
+                learnable[step.outputs[0]] = learnable[step.inputs[0]].clone()
+                continue
+            foldable = step.op_type in OPS and all(not n or n in static for n in step.inputs)
+            if foldable:
+                try:
+                    with torch.no_grad():
+                        outs = self._call(step, [static[n] if n else None for n in step.inputs])
+                except OnnxExecutionError:  # left to run (and fail, named) at call time
+                    foldable = False
+                else:
+                    static.update({n: t for n, t in zip(step.outputs, outs) if n and t is not None})
+            if not foldable:
+                steps.append(step)
+        return steps
+
+    def _keep_folded(self, static: dict[str, torch.Tensor]) -> None:
+        """Register the constants the remaining steps read: learned ones as parameters."""
+        learned: set[str] = set()
+        fixed = {n for n in self.output_names if n in static}
+        for step in self.steps:
+            spec = OPS.get(step.op_type)
+            for slot, name in enumerate(step.inputs):
+                if not name or name not in static:
+                    continue
+                tensor = static[name]
+                is_weight = spec is not None and (slot in spec.weight_slots or (spec.affine_operands and tensor.numel() > 1))
+                (learned if tensor.is_floating_point() and is_weight else fixed).add(name)
+        for name in sorted(learned):
+            self._keep(name, static[name], parameter=True)
+        for name in sorted(fixed - learned):
+            self._keep(name, static[name], parameter=False)
+
+    def _keep(self, onnx_name: str, tensor: torch.Tensor, *, parameter: bool) -> None:
+        base = sanitise(onnx_name)
+        attr, k = base, 1
+        while hasattr(self, attr):
+            attr, k = f"{base}_{k}", k + 1
+        if parameter:
+            self.register_parameter(attr, torch.nn.Parameter(tensor.detach()))
+            self.param_names[onnx_name] = attr
+        else:
+            self.register_buffer(attr, tensor.detach())
+            self.buffer_names[onnx_name] = attr
+
+    def _call(self, step: Step, args: list[Any]) -> tuple[Any, ...]:
+        if step.op_type not in OPS:
+            raise UnsupportedOperatorError([step.op_type])
+        ctx = OpContext(self.opset, self.train_mode, len(step.outputs))
+        while args and args[-1] is None:
+            args.pop()
+        try:
+            result = OPS[step.op_type].fn(args, step.attrs, ctx)
+        except UnsupportedOperatorError:
+            raise
+        except Exception as exc:
+            raise OnnxExecutionError(f"ONNX node {step.name!r} ({step.op_type}): {exc}") from exc
+        return result if isinstance(result, tuple) else (result,)
+
+    def run(
+        self,
+        inputs: Sequence[torch.Tensor],
+        capture: Collection[str] = (),
+        observe: Callable[[str, torch.Tensor], None] | None = None,
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Run the graph; return (outputs, {node_id: tensor} for the requested node ids).
+
+        `observe(tensor_name, tensor)` sees every produced tensor (shape tracing).
+        """
+        if self.unsupported:
+            raise UnsupportedOperatorError(self.unsupported)
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"the ONNX graph takes {len(self.input_names)} input(s), got {len(inputs)}")
+        env: dict[str, Any] = {n: getattr(self, a) for n, a in self.param_names.items()}
+        env.update({n: getattr(self, a) for n, a in self.buffer_names.items()})
+        env.update(zip(self.input_names, inputs))
+        wanted = set(capture)
+        captured = {n: env[n] for n in self.input_names if n in wanted}
+        for index, step in enumerate(self.steps):
+            outs = self._call(step, [env[n] if n else None for n in step.inputs])
+            for name, tensor in zip(step.outputs, outs):
+                if name and tensor is not None:
+                    env[name] = tensor
+                    if observe is not None:
+                        observe(name, tensor)
+            if step.node_id in wanted:
+                captured[step.node_id] = env[step.node_id]
+            for name in self._last_use.get(index, ()):
+                env.pop(name, None)
+        outputs = tuple(env[n] for n in self.output_names)
+        return (outputs[0] if len(outputs) == 1 else outputs), captured
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        return self.run(inputs)[0]
+
+
+def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tensor]) -> set[str]:
+    """Float initializers some node reads, except those read only as statistics (BN running stats)."""
+    stat_only: dict[str, bool] = {}
+    for node in graph.node:
+        spec = OPS.get(op_key(node))
+        for slot, name in enumerate(node.input):
+            if name in inits:
+                is_stat = spec is not None and slot in spec.stat_slots
+                stat_only[name] = stat_only.get(name, True) and is_stat
+    return {n for n, t in inits.items() if t.is_floating_point() and n in stat_only and not stat_only[n]}
+
+
+def _last_uses(steps: list[Step], keep: set[str]) -> dict[int, list[str]]:
+    """Step index -> tensors no later step reads, so call-time memory stays bounded."""
+    last: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        for name in step.inputs:
+            if name:
+                last[name] = index
+    freed: dict[int, list[str]] = {}
+    for name, index in last.items():
+        if name not in keep:
+            freed.setdefault(index, []).append(name)
+    return freed
+
+
+def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """A ModelProto as given, or read from a path."""
+    return model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
+
+
+def onnx_to_torch(model: str | os.PathLike | onnx.ModelProto, *, train_mode: bool = True) -> OnnxModule:
+    """Build the torch module of an ONNX model; UnsupportedOperatorError lists unknown op types."""
+    module = OnnxModule(load_model(model), train_mode=train_mode)
+    if module.unsupported:
+        raise UnsupportedOperatorError(module.unsupported)
+    return module
+
+
+def run_onnx(module: OnnxModule, inputs: Sequence[torch.Tensor], capture: Collection[str]) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The ModelHandle runner of ONNX models: outputs and the captured node outputs."""
+    return module.run(inputs, capture)

@@ -1,0 +1,396 @@
+"""How each ONNX op type appears in the LayerGraph: one small mapping function per op family.
+
+A mapping reads a `NodeView` (the node, its operands resolved to graph producers or constant
+values, shapes) and returns a `Kind`: the normalised op, fn, attrs and parameter statistics the
+static estimator understands (vocabulary in gradaudit/graph.py). Op types without a mapping
+become op "unknown", so the static estimate can say it is partial instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from gradaudit.graph import ParamStats, conv_fans, dense_fans, param_stats
+
+
+@dataclass
+class Operand:
+    """One input slot of a node: a data-path producer, or a constant with its value."""
+
+    name: str  # ONNX tensor name ('' when the optional input is omitted)
+    source: str | None = None  # producing LayerGraph node id when on the data path
+    value: torch.Tensor | None = None  # the value of an input-independent operand
+    param: str | None = None  # qualified parameter name the value comes from
+    shape: tuple[int, ...] | None = None
+
+    def stats(self, out_axis: int = 0) -> ParamStats:
+        return param_stats(self.param or self.name, self.value, out_axis)
+
+
+@dataclass
+class NodeView:
+    """What a mapping function sees of one ONNX node."""
+
+    op_type: str
+    attrs: dict[str, Any]
+    operands: list[Operand]
+    out_shape: tuple[int, ...] | None
+    opset: int
+
+    def operand(self, slot: int) -> Operand:
+        return self.operands[slot] if slot < len(self.operands) else Operand("")
+
+    def const(self, slot: int) -> torch.Tensor | None:
+        """The constant value at a slot, None when it is data or absent."""
+        op = self.operand(slot)
+        return op.value if op.source is None else None
+
+
+@dataclass
+class Kind:
+    """A node's place in the vocabulary; `constant_slots` get 'constant' input nodes."""
+
+    op: str
+    fn: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, ParamStats] = field(default_factory=dict)
+    constant_slots: tuple[int, ...] = ()
+
+
+NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
+
+
+def maps(*op_types: str):
+    """Register a mapping function for op types."""
+
+    def wrap(fn: Callable[[NodeView], Kind]) -> Callable[[NodeView], Kind]:
+        for op_type in op_types:
+            NODE_KINDS[op_type] = fn
+        return fn
+
+    return wrap
+
+
+def node_kind(view: NodeView) -> Kind:
+    """The mapped kind, or op 'unknown' for op types no mapping covers.
+
+    A node whose operands a mapping cannot read (a missing shape or value on a model that failed
+    to execute, an unusual attribute form) is unknown too: the static estimate then reports
+    itself partial instead of the audit failing.
+    """
+    mapper = NODE_KINDS.get(view.op_type)
+    if mapper is None:
+        return Kind("unknown")
+    try:
+        return mapper(view)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return Kind("unknown")
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(torch.sqrt(torch.mean(t.double() ** 2)))
+
+
+# --- activations ---------------------------------------------------------------------------
+_ACTIVATION_NAMES = {
+    "Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "Softsign": "softsign",
+    "HardSwish": "hardswish", "Mish": "mish", "Abs": "abs", "Exp": "exp", "Sin": "sin", "Cos": "cos",
+    "Erf": "erf",
+}  # fmt: skip
+# ONNX attribute defaults of parameterised activations, by vocabulary name and attribute.
+_ACTIVATION_ATTRS = {
+    "LeakyRelu": ("leaky_relu", {"alpha": 0.01}),
+    "Elu": ("elu", {"alpha": 1.0}),
+    "Celu": ("celu", {"alpha": 1.0}),
+    "ThresholdedRelu": ("thresholded_relu", {"alpha": 1.0}),
+    "HardSigmoid": ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
+    "Gelu": ("gelu", {"approximate": "none"}),
+    "Softplus": ("softplus", {"beta": 1.0}),
+}
+
+
+@maps(*_ACTIVATION_NAMES)
+def _plain_activation(view: NodeView) -> Kind:
+    return Kind("activation", _ACTIVATION_NAMES[view.op_type])
+
+
+@maps(*_ACTIVATION_ATTRS)
+def _param_activation(view: NodeView) -> Kind:
+    fn, defaults = _ACTIVATION_ATTRS[view.op_type]
+    return Kind("activation", fn, {k: view.attrs.get(k, v) for k, v in defaults.items()})
+
+
+@maps("PRelu")
+def _prelu(view: NodeView) -> Kind:
+    slope = view.const(1)
+    if slope is None:
+        return Kind("unknown")
+    return Kind("activation", "prelu", {"slope": float(slope.double().mean())})
+
+
+@maps("Clip")
+def _clip(view: NodeView) -> Kind:
+    """Clip with constant bounds is hardtanh; with only a zero floor it is a ReLU."""
+    lo, hi = view.const(1), view.const(2)
+    low = float(lo) if lo is not None else view.attrs.get("min")
+    high = float(hi) if hi is not None else view.attrs.get("max")
+    if low is not None and high is not None:
+        return Kind("activation", "hardtanh", {"min": low, "max": high})
+    if low == 0.0:
+        return Kind("activation", "relu")
+    return Kind("unknown")
+
+
+# --- dense products --------------------------------------------------------------------------
+def _linear(weight: Operand, w: torch.Tensor, out_axis: int, bias: Operand | None) -> Kind:
+    fan_in, fan_out = w.shape[1 - out_axis], w.shape[out_axis]
+    params = {"weight": param_stats(weight.param or weight.name, w, out_axis)}
+    if bias is not None and bias.value is not None and bias.source is None:
+        params["bias"] = bias.stats()
+    return Kind("linear", attrs=dense_fans(fan_in, fan_out), params=params)
+
+
+@maps("Gemm")
+def _gemm(view: NodeView) -> Kind:
+    """transB=1 stores the weight as (out, in): rows are output units (out_axis 0). The stats are
+    those of the effective weight alpha * B."""
+    a, b = view.operand(0), view.operand(1)
+    bias = view.operand(2) if len(view.operands) > 2 else None
+    if a.source is not None and b.source is None and b.value is not None and b.value.dim() == 2:
+        alpha = view.attrs.get("alpha", 1.0)
+        w = b.value if alpha == 1.0 else alpha * b.value
+        return _linear(b, w, 0 if view.attrs.get("transB", 0) else 1, bias)
+    contraction = a.shape[0 if view.attrs.get("transA", 0) else -1] if a.shape else None
+    return Kind("matmul", attrs={"contraction": contraction})
+
+
+@maps("MatMul")
+def _matmul(view: NodeView) -> Kind:
+    """x @ W with W (in, out): out_axis 1; W @ x with W (out, in): out_axis 0."""
+    a, b = view.operand(0), view.operand(1)
+    if a.source is not None and b.source is None and b.value is not None and b.value.dim() == 2:
+        return _linear(b, b.value, 1, None)
+    if b.source is not None and a.source is None and a.value is not None and a.value.dim() == 2:
+        return _linear(a, a.value, 0, None)
+    return Kind("matmul", attrs={"contraction": a.shape[-1] if a.shape else None})
+
+
+@maps("Einsum")
+def _einsum(view: NodeView) -> Kind:
+    """Contraction = product of the sizes of the letters summed away."""
+    lhs, out = view.attrs["equation"].replace(" ", "").split("->")
+    terms = lhs.split(",")
+    sizes: dict[str, int] = {}
+    for term, operand in zip(terms, view.operands):
+        for letter, size in zip(term, operand.shape or ()):
+            sizes[letter] = size
+    summed = {c for term in terms for c in term} - set(out)
+    contraction = math.prod(sizes.get(c, 1) for c in summed)
+    weights = [(t, o) for t, o in zip(terms, view.operands) if o.source is None and o.value is not None]
+    if len(weights) == 1 and len(terms) == 2:
+        term, weight = weights[0]
+        kept = [i for i, c in enumerate(term) if c not in summed]
+        fan_out = math.prod(weight.value.shape[i] for i in kept)
+        attrs = dense_fans(contraction, fan_out)
+        return Kind("linear", attrs=attrs, params={"weight": weight.stats(kept[0] if kept else 0)})
+    return Kind("matmul", attrs={"contraction": contraction})
+
+
+# --- convolution -----------------------------------------------------------------------------
+def _conv(view: NodeView, transposed: bool) -> Kind:
+    weight = view.operand(1)
+    w = weight.value
+    if w is None or weight.source is not None:
+        return Kind("unknown")
+    dims = w.dim() - 2
+    stride = tuple(view.attrs.get("strides", [1] * dims))
+    groups = int(view.attrs.get("group", 1))
+    attrs = conv_fans(tuple(w.shape), groups, stride, transposed)
+    attrs.update(
+        stride=stride, groups=groups, kernel=tuple(w.shape[2:]),
+        dilation=tuple(view.attrs.get("dilations", [1] * dims)), transposed=transposed,
+    )  # fmt: skip
+    params = {"weight": weight.stats(1 if transposed else 0)}
+    bias = view.operand(2)
+    if bias.value is not None and bias.source is None:
+        params["bias"] = bias.stats()
+    return Kind("conv", attrs=attrs, params=params)
+
+
+maps("Conv")(lambda view: _conv(view, False))
+maps("ConvTranspose")(lambda view: _conv(view, True))
+
+
+# --- normalisation ---------------------------------------------------------------------------
+def _affine(view: NodeView) -> dict[str, ParamStats]:
+    params = {}
+    for slot, role in ((1, "scale"), (2, "bias")):
+        operand = view.operand(slot)
+        if operand.value is not None and operand.source is None:
+            params[role] = operand.stats()
+    return params
+
+
+@maps("BatchNormalization")
+def _batch_norm(view: NodeView) -> Kind:
+    attrs = {"eps": view.attrs.get("epsilon", 1e-5), "momentum": view.attrs.get("momentum", 0.9)}
+    return Kind("norm", "batch", attrs, _affine(view))
+
+
+@maps("LayerNormalization")
+def _layer_norm(view: NodeView) -> Kind:
+    axis = view.attrs.get("axis", -1)
+    shape = view.out_shape
+    attrs: dict[str, Any] = {"axis": axis, "eps": view.attrs.get("epsilon", 1e-5)}
+    if shape:
+        attrs["normalized_shape"] = tuple(shape[axis % len(shape) :])
+    return Kind("norm", "layer", attrs, _affine(view))
+
+
+@maps("InstanceNormalization")
+def _instance_norm(view: NodeView) -> Kind:
+    return Kind("norm", "instance", {"eps": view.attrs.get("epsilon", 1e-5)}, _affine(view))
+
+
+@maps("GroupNormalization")
+def _group_norm(view: NodeView) -> Kind:
+    attrs = {"num_groups": view.attrs["num_groups"], "eps": view.attrs.get("epsilon", 1e-5)}
+    return Kind("norm", "group", attrs, _affine(view))
+
+
+@maps("LRN")
+def _lrn(view: NodeView) -> Kind:
+    a = view.attrs
+    attrs = {"size": a["size"], "alpha": a.get("alpha", 1e-4), "beta": a.get("beta", 0.75), "bias": a.get("bias", 1.0)}
+    return Kind("norm", "lrn", attrs)
+
+
+# --- pooling and reductions ------------------------------------------------------------------
+def _pool(fn: str) -> Callable[[NodeView], Kind]:
+    def run(view: NodeView) -> Kind:
+        kernel = tuple(view.attrs.get("kernel_shape", ()))
+        stride = tuple(view.attrs.get("strides", [1] * len(kernel)))
+        return Kind("pool", fn, {"kernel": kernel, "stride": stride} if kernel else {})
+
+    return run
+
+
+maps("MaxPool")(_pool("max"))
+maps("AveragePool")(_pool("avg"))
+maps("GlobalAveragePool")(_pool("global_avg"))
+maps("GlobalMaxPool")(_pool("global_max"))
+
+
+def _reduce(fn: str) -> Callable[[NodeView], Kind]:
+    def run(view: NodeView) -> Kind:
+        axes = view.const(1)
+        axes_list = [int(a) for a in axes.tolist()] if axes is not None else view.attrs.get("axes")
+        return Kind("reduce", fn, {"axes": tuple(axes_list) if axes_list else None, "keepdims": view.attrs.get("keepdims", 1)})
+
+    return run
+
+
+maps("ReduceMean")(_reduce("mean"))
+maps("ReduceSum")(_reduce("sum"))
+
+
+# --- elementwise arithmetic ------------------------------------------------------------------
+@maps("Add", "Sub", "Sum")
+def _add(view: NodeView) -> Kind:
+    consts = tuple(i for i, o in enumerate(view.operands) if o.source is None and o.value is not None)
+    return Kind("add", constant_slots=consts)
+
+
+def _scale(value: torch.Tensor, operand: Operand) -> Kind:
+    params = {"scale": operand.stats()} if operand.param and value.numel() > 1 else {}
+    return Kind("scale", attrs={"value": _rms(value)}, params=params)
+
+
+@maps("Mul")
+def _mul(view: NodeView) -> Kind:
+    data = [o for o in view.operands if o.source is not None]
+    consts = [o for o in view.operands if o.source is None and o.value is not None]
+    if len(data) == 2:
+        return Kind("mul")
+    if len(data) == 1 and consts and consts[0].value.is_floating_point():
+        return _scale(consts[0].value, consts[0])
+    return Kind("unknown")
+
+
+@maps("Div")
+def _div(view: NodeView) -> Kind:
+    """x / c scales by 1/c; a quotient of two activations has no gain rule (unknown)."""
+    divisor = view.const(1)
+    if view.operand(0).source is not None and divisor is not None and divisor.is_floating_point():
+        return _scale(1.0 / divisor.double(), view.operand(1))
+    return Kind("unknown")
+
+
+@maps("Neg")
+def _neg(view: NodeView) -> Kind:
+    return Kind("scale", attrs={"value": 1.0})
+
+
+@maps("Concat")
+def _concat(view: NodeView) -> Kind:
+    return Kind("concat", attrs={"axis": view.attrs.get("axis", 0)})
+
+
+@maps("Softmax", "LogSoftmax")
+def _softmax(view: NodeView) -> Kind:
+    """Before opset 13 the default axis is 1 (and the op flattens from there); after, -1."""
+    axis = view.attrs.get("axis", -1 if view.opset >= 13 else 1)
+    fn = "log_softmax" if view.op_type == "LogSoftmax" else None
+    return Kind("softmax", fn, {"axis": axis})
+
+
+_RESHAPES = (
+    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Expand", "Tile",
+    "Pad", "GatherElements", "DepthToSpace", "SpaceToDepth",
+)  # fmt: skip
+maps(*_RESHAPES)(lambda view: Kind("reshape"))
+maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
+maps("Identity", "Cast", "CastLike")(lambda view: Kind("identity"))
+
+
+@maps("Gather")
+def _gather(view: NodeView) -> Kind:
+    """A constant table indexed by data is an embedding; indexing an activation is a reshape."""
+    table = view.operand(0)
+    if table.source is None and table.value is not None and table.value.dim() >= 2 and view.operand(1).source is not None:
+        return Kind("embedding", attrs={"num_embeddings": table.value.shape[0], "fan_in": 1.0}, params={"weight": table.stats(0)})
+    return Kind("reshape")
+
+
+# --- recurrent -------------------------------------------------------------------------------
+_CELLS = {"LSTM": "lstm", "GRU": "gru"}
+
+
+@maps("RNN", "LSTM", "GRU")
+def _recurrent(view: NodeView) -> Kind:
+    """W, R are (directions, gates*hidden, in): rows (axis 1) are gate units; B = [Wb, Rb]."""
+    w, r, b = view.operand(1), view.operand(2), view.operand(3)
+    fn = _CELLS.get(view.op_type)
+    if fn is None:
+        names = [str(n).lower() for n in view.attrs.get("activations", ["tanh"])]
+        fn = "rnn_relu" if names and names[0] == "relu" else "rnn_tanh"
+    time_axis = int(view.attrs.get("layout", 0))
+    x_shape = view.operand(0).shape or ()
+    params = {"weight_ih": w.stats(1), "weight_hh": r.stats(1)} if w.value is not None and r.value is not None else {}
+    if b.value is not None and b.source is None:
+        half = b.value.shape[-1] // 2
+        params["bias_ih"] = param_stats(b.param or b.name, b.value[..., :half])
+        params["bias_hh"] = param_stats(b.param or b.name, b.value[..., half:])
+    attrs = {
+        "hidden": view.attrs.get("hidden_size", r.value.shape[-1] if r.value is not None else None),
+        "seq_len": x_shape[time_axis] if x_shape else None,
+        "time_axis": time_axis,
+        "num_layers": 1,
+        "bidirectional": view.attrs.get("direction", "forward") == "bidirectional",
+        "fan_in": x_shape[-1] if x_shape else None,
+    }
+    return Kind("recurrent", fn, attrs, params)

@@ -1,0 +1,191 @@
+"""Elementwise ONNX ops: activations, arithmetic, comparisons, casts and dropout."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper
+
+from gradaudit.onnx_exec.registry import OpContext, register
+
+
+def _unary(fn):
+    return lambda inputs, attrs, ctx: fn(inputs[0], attrs)
+
+
+# Unary ops: one tensor in, parameters from attributes (ONNX's defaults where absent).
+_UNARY = {
+    "Relu": lambda x, a: torch.relu(x),
+    "Tanh": lambda x, a: torch.tanh(x),
+    "Sigmoid": lambda x, a: torch.sigmoid(x),
+    "LeakyRelu": lambda x, a: F.leaky_relu(x, a.get("alpha", 0.01)),
+    "Elu": lambda x, a: F.elu(x, a.get("alpha", 1.0)),
+    "Celu": lambda x, a: F.celu(x, a.get("alpha", 1.0)),
+    "Selu": lambda x, a: a.get("gamma", 1.05070102214813232421875)
+    * torch.where(x > 0, x, a.get("alpha", 1.67326319217681884765625) * torch.expm1(x)),
+    "Gelu": lambda x, a: F.gelu(x, approximate=a.get("approximate", "none")),
+    "Softplus": lambda x, a: F.softplus(x),
+    "Softsign": lambda x, a: F.softsign(x),
+    "HardSigmoid": lambda x, a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
+    "HardSwish": lambda x, a: F.hardswish(x),
+    "Mish": lambda x, a: F.mish(x),
+    "ThresholdedRelu": lambda x, a: torch.where(x > a.get("alpha", 1.0), x, torch.zeros_like(x)),
+    "Erf": lambda x, a: torch.erf(x),
+    "Abs": lambda x, a: torch.abs(x),
+    "Neg": lambda x, a: torch.neg(x),
+    "Exp": lambda x, a: torch.exp(x),
+    "Log": lambda x, a: torch.log(x),
+    "Sqrt": lambda x, a: torch.sqrt(x),
+    "Reciprocal": lambda x, a: torch.reciprocal(x),
+    "Sin": lambda x, a: torch.sin(x),
+    "Cos": lambda x, a: torch.cos(x),
+    "Floor": lambda x, a: torch.floor(x),
+    "Ceil": lambda x, a: torch.ceil(x),
+    "Round": lambda x, a: torch.round(x),
+    "Sign": lambda x, a: torch.sign(x),
+    "Not": lambda x, a: torch.logical_not(x),
+    "IsNaN": lambda x, a: torch.isnan(x),
+    "Identity": lambda x, a: x,
+}
+for _op, _fn in _UNARY.items():
+    register(_op)(_unary(_fn))
+
+
+def _binary(fn):
+    return lambda inputs, attrs, ctx: fn(inputs[0], inputs[1])
+
+
+def _int_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """ONNX Div truncates integer division toward zero."""
+    if a.is_floating_point() or b.is_floating_point():
+        return a / b
+    return torch.div(a, b, rounding_mode="trunc")
+
+
+_BINARY = {
+    "Add": torch.add,
+    "Sub": torch.sub,
+    "Mul": torch.mul,
+    "Div": _int_div,
+    "Pow": lambda a, b: torch.pow(a, b.to(a.dtype) if a.is_floating_point() else b),
+    "Equal": torch.eq,
+    "Less": torch.lt,
+    "LessOrEqual": torch.le,
+    "Greater": torch.gt,
+    "GreaterOrEqual": torch.ge,
+    "And": torch.logical_and,
+    "Or": torch.logical_or,
+    "Xor": torch.logical_xor,
+}
+for _op, _fn in _BINARY.items():
+    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"))(_binary(_fn))
+
+
+@register("Mod")
+def mod(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """fmod=1 follows C (sign of the dividend), fmod=0 Python (sign of the divisor)."""
+    return torch.fmod(inputs[0], inputs[1]) if attrs.get("fmod", 0) else torch.remainder(inputs[0], inputs[1])
+
+
+def _variadic(fn):
+    def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+        result = inputs[0]
+        for x in inputs[1:]:
+            result = fn(result, x)
+        return result
+
+    return run
+
+
+register("Sum", affine_operands=True)(_variadic(torch.add))
+register("Max")(_variadic(torch.maximum))
+register("Min")(_variadic(torch.minimum))
+
+
+@register("Mean")
+def mean(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return _variadic(torch.add)(inputs, attrs, ctx) / len(inputs)
+
+
+@register("PRelu", weight_slots=(1,))
+def prelu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, slope = inputs
+    return torch.where(x >= 0, x, x * slope)
+
+
+@register("Clip")
+def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Bounds are attributes before opset 11 and optional inputs from 11 on."""
+    x = inputs[0]
+    lo = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")
+    hi = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
+    if isinstance(lo, torch.Tensor):
+        lo = lo.item()
+    if isinstance(hi, torch.Tensor):
+        hi = hi.item()
+    return torch.clamp(x, lo, hi)
+
+
+@register("Where")
+def where(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    cond, a, b = inputs
+    return torch.where(cond.bool(), a, b)
+
+
+ONNX_TO_TORCH_DTYPE = {
+    TensorProto.FLOAT: torch.float32,
+    TensorProto.DOUBLE: torch.float64,
+    TensorProto.FLOAT16: torch.float16,
+    TensorProto.BFLOAT16: torch.bfloat16,
+    TensorProto.INT64: torch.int64,
+    TensorProto.INT32: torch.int32,
+    TensorProto.INT16: torch.int16,
+    TensorProto.INT8: torch.int8,
+    TensorProto.UINT8: torch.uint8,
+    TensorProto.BOOL: torch.bool,
+}
+
+
+def torch_dtype(elem_type: int) -> torch.dtype:
+    """The torch dtype of an ONNX element type; ValueError names types the executor cannot hold."""
+    if elem_type not in ONNX_TO_TORCH_DTYPE:
+        raise ValueError(f"unsupported ONNX tensor type {helper.tensor_dtype_to_string(elem_type)}")
+    return ONNX_TO_TORCH_DTYPE[elem_type]
+
+
+@register("Cast")
+def cast(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return inputs[0].to(torch_dtype(attrs["to"]))
+
+
+@register("CastLike")
+def cast_like(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return inputs[0].to(inputs[1].dtype)
+
+
+@register("Dropout")
+def dropout(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Identity in both semantics: the audit measures the deterministic network (DESIGN.md)."""
+    x = inputs[0]
+    return x, torch.ones(x.shape, dtype=torch.bool)
+
+
+def _softmax(normalise):
+    """Before opset 13 softmax flattens to 2-D at `axis` (default 1); from 13 on it is per-axis."""
+
+    def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+        x = inputs[0]
+        if ctx.opset >= 13:
+            return normalise(x, attrs.get("axis", -1))
+        axis = attrs.get("axis", 1) % max(x.dim(), 1)
+        flat = x.reshape(math.prod(x.shape[:axis]), -1)
+        return normalise(flat, -1).reshape(x.shape)
+
+    return run
+
+
+register("Softmax")(_softmax(torch.softmax))
+register("LogSoftmax")(_softmax(torch.log_softmax))

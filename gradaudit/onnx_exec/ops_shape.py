@@ -1,0 +1,220 @@
+"""Shape and indexing ONNX ops: reshape-like moves, slicing, gathering and constant makers.
+
+Many of these also run inside shape arithmetic (Shape -> Gather -> Concat -> Reshape); they work
+on int64 tensors the same way and are folded at build time when their inputs are constant.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from gradaudit.onnx_exec.registry import OpContext, register
+
+
+def _ints(value: Any) -> list[int]:
+    if isinstance(value, torch.Tensor):
+        return [int(v) for v in value.reshape(-1).tolist()]
+    return [int(v) for v in value]
+
+
+def _axes(inputs: Sequence[Any], attrs: dict[str, Any], slot: int) -> list[int] | None:
+    """Axes given as an attribute (older opsets) or as an input (opset 13+)."""
+    if len(inputs) > slot and inputs[slot] is not None:
+        return _ints(inputs[slot])
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@register("Reshape")
+def reshape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """A 0 copies the input's dim unless allowzero=1; -1 is inferred."""
+    x = inputs[0]
+    shape = _ints(inputs[1]) if len(inputs) > 1 else list(attrs["shape"])
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return x.reshape(shape)
+
+
+@register("Flatten")
+def flatten(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    axis = attrs.get("axis", 1) % (x.dim() + 1) if x.dim() else 0
+    return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
+
+
+@register("Transpose")
+def transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    return x.permute(list(attrs.get("perm", reversed(range(x.dim())))))
+
+
+@register("Squeeze")
+def squeeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    axes = _axes(inputs, attrs, 1)
+    if axes is None:
+        return x.squeeze()
+    return x.squeeze(tuple(a % x.dim() for a in axes)) if axes else x
+
+
+@register("Unsqueeze")
+def unsqueeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    axes = _axes(inputs, attrs, 1) or []
+    rank = x.dim() + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        x = x.unsqueeze(axis)
+    return x
+
+
+@register("Slice")
+def slice_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """ONNX slice bounds clamp exactly like Python's `slice.indices`; negative steps index."""
+    x = inputs[0]
+    if len(inputs) > 1:
+        starts, ends = _ints(inputs[1]), _ints(inputs[2])
+        axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(len(starts)))
+        steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis %= x.dim()
+        lo, hi, st = slice(start, end, step).indices(x.shape[axis])
+        if st > 0:
+            index = [slice(None)] * axis + [slice(lo, hi, st)]
+            x = x[tuple(index)]
+        else:
+            x = x.index_select(axis, torch.tensor(list(range(lo, hi, st)), dtype=torch.long))
+    return x
+
+
+@register("Split")
+def split(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
+    """Sizes from the `split` attribute (<13) or input (13+), else equal parts (num_outputs)."""
+    x = inputs[0]
+    axis = attrs.get("axis", 0) % x.dim()
+    if len(inputs) > 1 and inputs[1] is not None:
+        sizes = _ints(inputs[1])
+    elif "split" in attrs:
+        sizes = list(attrs["split"])
+    else:
+        parts = attrs.get("num_outputs", ctx.n_outputs)
+        chunk = math.ceil(x.shape[axis] / parts)
+        sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(parts)]
+    return tuple(torch.split(x, sizes, dim=axis))
+
+
+@register("Concat")
+def concat(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return torch.cat(list(inputs), dim=attrs.get("axis", 0))
+
+
+@register("Gather", weight_slots=(0,))
+def gather(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """index_select on the flattened indices keeps autograd to the table (embeddings)."""
+    x, idx = inputs
+    axis = attrs.get("axis", 0) % x.dim()
+    idx = idx.long()
+    flat = torch.where(idx < 0, idx + x.shape[axis], idx).reshape(-1)
+    picked = x.index_select(axis, flat)
+    return picked.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1 :]))
+
+
+@register("GatherElements")
+def gather_elements(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, idx = inputs
+    axis = attrs.get("axis", 0) % x.dim()
+    idx = idx.long()
+    return torch.gather(x, axis, torch.where(idx < 0, idx + x.shape[axis], idx))
+
+
+@register("Shape")
+def shape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    dims = list(inputs[0].shape)
+    start = attrs.get("start", 0)
+    end = attrs.get("end", len(dims))
+    return torch.tensor(dims[slice(start, end)], dtype=torch.int64)
+
+
+@register("Size")
+def size(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return torch.tensor(inputs[0].numel(), dtype=torch.int64)
+
+
+@register("Expand")
+def expand(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """ONNX Expand broadcasts both ways: a 1 in the target keeps the input's dim."""
+    x = inputs[0]
+    target = torch.broadcast_shapes(tuple(x.shape), tuple(_ints(inputs[1])))
+    return x.expand(target)
+
+
+@register("Tile")
+def tile(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return inputs[0].repeat(_ints(inputs[1]))
+
+
+@register("ConstantOfShape")
+def constant_of_shape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    value = attrs.get("value", torch.zeros(1))
+    return torch.full(_ints(inputs[0]), value.reshape(-1)[0].item(), dtype=value.dtype)
+
+
+_CONSTANT_ATTRS = {
+    "value_float": torch.float32,
+    "value_floats": torch.float32,
+    "value_int": torch.int64,
+    "value_ints": torch.int64,
+}
+
+
+@register("Constant")
+def constant(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    if "value" in attrs:
+        return attrs["value"]
+    for key, dtype in _CONSTANT_ATTRS.items():
+        if key in attrs:
+            return torch.tensor(attrs[key], dtype=dtype)
+    raise ValueError("Constant node without a supported value attribute")
+
+
+@register("Range")
+def range_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    start, limit, delta = inputs
+    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+
+
+@register("Trilu")
+def trilu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    k = int(inputs[1].item()) if len(inputs) > 1 and inputs[1] is not None else 0
+    return torch.triu(inputs[0], k) if attrs.get("upper", 1) else torch.tril(inputs[0], k)
+
+
+@register("CumSum")
+def cumsum(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, axis = inputs[0], int(inputs[1].item())
+    if attrs.get("reverse", 0):
+        x = x.flip(axis)
+    if attrs.get("exclusive", 0):
+        out = torch.cumsum(x, axis) - x
+    else:
+        out = torch.cumsum(x, axis)
+    return out.flip(axis) if attrs.get("reverse", 0) else out
+
+
+def _arg(fn):
+    def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+        x = inputs[0]
+        axis = attrs.get("axis", 0)
+        out = fn(x.flip(axis) if attrs.get("select_last_index", 0) else x, axis, bool(attrs.get("keepdims", 1)))
+        return x.shape[axis] - 1 - out if attrs.get("select_last_index", 0) else out
+
+    return run
+
+
+register("ArgMax")(_arg(lambda x, a, k: torch.argmax(x, a, keepdim=k)))
+register("ArgMin")(_arg(lambda x, a, k: torch.argmin(x, a, keepdim=k)))
