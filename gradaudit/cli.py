@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
+        returned = cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except click.exceptions.Abort:
@@ -282,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"gradaudit: internal error: {type(problem).__name__}: {_one_line(problem)}"
                    " (run with --debug for the traceback)", err=True)
         return gate.EXIT_INTERNAL_ERROR
-    return gate.EXIT_PASS
+    # without standalone mode, click returns the code of a command that raised Exit
+    return returned if isinstance(returned, int) else gate.EXIT_PASS
 
 
 def _one_line(problem: BaseException) -> str:
