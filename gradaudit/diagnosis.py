@@ -51,6 +51,8 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
         exploding.append(f"first/last gradient ratio 10^{ratio:.1f} > 10^{EXPLODING_LOG10_RATIO:g}")
     if _finite(ratio) and ratio < VANISHING_LOG10_RATIO:
         vanishing.append(f"first/last gradient ratio 10^{ratio:.1f} < 10^{VANISHING_LOG10_RATIO:g}")
+    elif len(flow.grad_rms) > 1 and flow.grad_rms[0] == 0 and flow.grad_rms[-1] > 0:
+        vanishing.append("the first weight layer's gradient underflows to 0 while the last layer's does not")
     finite_grads = [g for g in flow.grad_rms if math.isfinite(g)]
     if finite_grads and max(finite_grads) > EXPLODING_ABS_SCALE:
         exploding.append(f"a weight gradient RMS of {max(finite_grads):.3g} > {EXPLODING_ABS_SCALE:g}")

@@ -1,0 +1,204 @@
+"""The amounts of the remedies, computed from a finding's evidence and the analyses' numbers.
+
+Every number a recommendation states comes from here: weight rescale factors that bring a
+layer's gain to 1, init stds at the critical variance, the fraction to prune by magnitude, the
+per-layer learning-rate multipliers, the clip threshold. The remedy kinds only phrase them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable, NamedTuple
+
+from gradaudit.diagnosis import EXPLODING_ABS_SCALE
+from gradaudit.graph import ParamStats, WeightLayer, weight_layers
+from gradaudit.results import Finding
+from gradaudit.rules.moments import critical_weight_variance
+from gradaudit.rules.registry import Context
+from gradaudit.rules.topology import DENSE_OPS, consumer, data_inputs, node_by_name, weight_stats
+from gradaudit.rules.weights import second_moment
+
+PRUNE_SEARCH_MAX = 10.0  # magnitude threshold search range, in weight standard deviations
+PRUNE_BISECTION_STEPS = 60  # 10 / 2^60: exact to float precision
+
+
+class Target(NamedTuple):
+    """One parameter of one layer and the number to apply to it."""
+
+    layer: str  # display name
+    param: str  # qualified parameter name in the torch module
+    value: float
+
+
+def layer_param(ctx: Context, layer: str, role: str | None = None) -> ParamStats | None:
+    """The layer's parameter of this role, or its first weight tensor when role is None."""
+    node = node_by_name(ctx.graph).get(layer)
+    if node is None:
+        return None
+    data = ctx.graph.nodes[node]
+    return data["params"].get(role) if role else weight_stats(data)
+
+
+def _targets(ctx: Context, factors: dict[str, float], role: str | None = None) -> list[Target]:
+    found = []
+    for layer, value in factors.items():
+        stats = layer_param(ctx, layer, role)
+        if stats is not None and value is not None and math.isfinite(value) and value > 0:
+            found.append(Target(layer, stats.name, value))
+    return found
+
+
+def dense_layer(ctx: Context, layer: str) -> bool:
+    """A linear or conv layer: the kind whose weights can be rescaled, pruned or wrapped with a norm."""
+    node = node_by_name(ctx.graph).get(layer)
+    return node is not None and ctx.graph.nodes[node]["op"] in DENSE_OPS
+
+
+def _flow_rescale(f: Finding, ctx: Context) -> list[Target]:
+    """Undo each listed dense layer's predicted gain (a recurrent layer's is GA107/GA108's)."""
+    gains = f.evidence.get("layer_log10_gains") or {}
+    listed = [layer for layer in f.layers if gains.get(layer) is not None and dense_layer(ctx, layer)]
+    return _targets(ctx, {layer: 10.0 ** -gains[layer] for layer in listed})
+
+
+def _recurrent_rescale(f: Finding, ctx: Context) -> list[Target]:
+    """W_hh times 10^(-per-step decades): the per-step Jacobian scales with it."""
+    if f.evidence.get("cell") not in ("rnn_tanh", "rnn_relu") and f.code == "GA108":
+        return []  # gated cells are cured through their gate biases (see gate_bias_targets)
+    return _targets(ctx, {f.layers[0]: 10.0 ** -f.evidence["log10_per_step"]}, "weight_hh")
+
+
+def _init_rescale(f: Finding, ctx: Context) -> list[Target]:
+    """GA201's own 1/sqrt(chi) per layer."""
+    return _targets(ctx, {layer: numbers["rescale"] for layer, numbers in f.evidence["layers"].items()})
+
+
+def _branch_rescale(f: Finding, ctx: Context) -> list[Target]:
+    """alpha = 1/sqrt(L) on the last weight layer of every residual branch."""
+    return _targets(ctx, dict.fromkeys(f.evidence["branch_layers"], f.evidence["branch_scale"]))
+
+
+def _desaturate(f: Finding, ctx: Context) -> list[Target]:
+    """1/act_std: the pre-activation back to unit scale, where bounded activations are not flat."""
+    stds = {layer: numbers.get("act_std") for layer, numbers in f.evidence["layers"].items()}
+    return _targets(ctx, {layer: 1.0 / std for layer, std in stds.items() if std})
+
+
+RESCALES: dict[str, Callable[[Finding, Context], list[Target]]] = {
+    "GA101": _flow_rescale,
+    "GA102": _flow_rescale,
+    "GA107": _recurrent_rescale,
+    "GA108": _recurrent_rescale,
+    "GA201": _init_rescale,
+    "GA302": _branch_rescale,
+    "GA402": _desaturate,
+}
+
+
+def rescale_targets(finding: Finding, ctx: Context) -> list[Target]:
+    """Weight multipliers that bring each named layer's gain to 1 (empty when not applicable).
+
+    Measured flow findings (GA103/GA104) get none: a step between two layers' measured gradients
+    mixes both layers and the activation norms, too loose to set a weight scale from.
+    """
+    rescale = RESCALES.get(finding.code)
+    return rescale(finding, ctx) if rescale else []
+
+
+def critical_std(ctx: Context, layer: str) -> float | None:
+    """Init std at which the layer's gain in front of its activation is 1 (1/sqrt(fan_in) if none)."""
+    node = node_by_name(ctx.graph).get(layer)
+    stats = weight_stats(ctx.graph.nodes[node]) if node is not None else None
+    if stats is None:
+        return None
+    data = ctx.graph.nodes[node]
+    fan_in = data["attrs"].get("fan_in") or math.prod(stats.shape[1:])
+    act = consumer(ctx.graph, node)
+    act_data = ctx.graph.nodes[act] if act is not None and ctx.graph.nodes[act]["op"] == "activation" else None
+    inputs = data_inputs(ctx.graph, node)
+    input_sq = second_moment(ctx, inputs[0]) if inputs else 1.0
+    fn, attrs = (act_data["fn"], act_data["attrs"]) if act_data else (None, None)
+    return math.sqrt(critical_weight_variance(fn, attrs, float(fan_in), input_sq))
+
+
+def init_targets(finding: Finding, ctx: Context) -> list[Target]:
+    """Fresh init stds for the weight tensors of the finding's layers."""
+    found = []
+    for layer in finding.layers:
+        stats, std = layer_param(ctx, layer), critical_std(ctx, layer)
+        if stats is not None and std is not None:
+            found.append(Target(layer, stats.name, std))
+    return found
+
+
+def gate_bias_targets(finding: Finding, ctx: Context, bias: float) -> list[Target]:
+    """The recurrent layer's bias tensor holding its memory gate (LSTM forget, GRU update)."""
+    if finding.evidence.get("cell") not in GATE_ORDER or not finding.layers:
+        return []
+    stats = layer_param(ctx, finding.layers[0], "bias_hh") or layer_param(ctx, finding.layers[0], "bias_ih")
+    return [Target(finding.layers[0], stats.name, bias)] if stats is not None else []
+
+
+# Gate stacking of the bias: torch's bias_hh is i,f,g,o (LSTM) / r,z,n (GRU); ONNX's B is
+# [Wb, Rb], each i,o,f,c (LSTM) / z,r,h (GRU), and the loader files all of B as bias_hh.
+GATE_ORDER = {"lstm": {"torch": "ifgo", "onnx": "iofc"}, "gru": {"torch": "rzn", "onnx": "zrh"}}
+MEMORY_GATE = {"lstm": "f", "gru": "z"}
+
+
+def memory_gate_slice(fmt: str, cell: str, hidden: int) -> tuple[int, int]:
+    """[start, stop) of the memory gate's bias along the bias tensor's last axis."""
+    order = GATE_ORDER[cell]["onnx" if fmt == "onnx" else "torch"]
+    start = (len(order) if fmt == "onnx" else 0) + order.index(MEMORY_GATE[cell])  # Rb half for ONNX
+    return start * hidden, (start + 1) * hidden
+
+
+def _energy_kept(threshold: float) -> float:
+    """Share of E[w^2] in |w| > threshold (in stds) for Gaussian weights: 2[t phi(t) + 1 - Phi(t)]."""
+    density = math.exp(-0.5 * threshold**2) / math.sqrt(2.0 * math.pi)
+    return 2.0 * (threshold * density + 0.5 * math.erfc(threshold / math.sqrt(2.0)))
+
+
+def prune_fraction(energy_keep: float) -> float:
+    """Fraction of Gaussian weights to zero, smallest magnitudes first, keeping `energy_keep` of E[w^2]."""
+    lo, hi = 0.0, PRUNE_SEARCH_MAX
+    for _ in range(PRUNE_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _energy_kept(mid) > energy_keep else (lo, mid)
+    return math.erf(0.5 * (lo + hi) / math.sqrt(2.0))
+
+
+def lr_multipliers(ctx: Context) -> dict[str, float]:
+    """Per-weight LR multipliers equalising |grad|/|w| across layers (LARS trust ratio, median = 1).
+
+    Measured gradient RMS when the probe ran, else the static prediction (same default loss).
+    """
+    if ctx.probe is not None:
+        pairs = {l.param: (l.weight_rms, l.grad_rms) for l in ctx.probe.layers}
+    elif ctx.static is not None:
+        weights = {wl.param: stats.rms for wl, stats in _weight_stats(ctx)}
+        pairs = {w.param: (weights.get(w.param, 0.0), 10.0**w.log10_grad_rms) for w in ctx.static.weights}
+    else:
+        return {}
+    ratios = {param: w / g for param, (w, g) in pairs.items() if g > 0 and w > 0 and math.isfinite(w / g)}
+    if not ratios:
+        return {}
+    middle = statistics.median(ratios.values())
+    return {param: ratio / middle for param, ratio in ratios.items()}
+
+
+def _weight_stats(ctx: Context) -> list[tuple[WeightLayer, ParamStats]]:
+    """Every weight layer with the statistics of its tensor."""
+    return [(wl, ctx.graph.nodes[wl.node]["params"][wl.role]) for wl in weight_layers(ctx.graph)]
+
+
+def clip_threshold(ctx: Context) -> float | None:
+    """The measured global gradient norm at init: Pascanu et al. clip at ~1x (0.5-10x all work).
+
+    None when that norm is itself exploded (above the diagnosis' absolute scale): clipping at an
+    exploded norm clips nothing, and the honest fix is the rescale.
+    """
+    norm = ctx.probe.grad_norm if ctx.probe else None
+    if norm is None or not math.isfinite(norm) or not 0 < norm <= EXPLODING_ABS_SCALE:
+        return None
+    return norm

@@ -1,0 +1,187 @@
+"""The six remedies, one registered function each: phrase the amount, write the snippet.
+
+Amounts come from gradaudit.remedies.amounts; the snippets from gradaudit.remedies.snippets.
+A function returns None when its remedy has nothing concrete to offer for that finding (no
+measured gradient norm to clip at, a gain too large to prune away, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gradaudit.graph import weight_layers
+from gradaudit.remedies import amounts, snippets
+from gradaudit.remedies.amounts import Target, layer_param
+from gradaudit.remedies.registry import onnx_note, remedy
+from gradaudit.results import Finding, Recommendation
+from gradaudit.rules.registry import Context
+from gradaudit.rules.topology import consumer, node_by_name, weight_nodes, weight_stats
+
+# Jozefowicz et al. 2015: a forget-gate bias of 1 closes most of the LSTM's gap to the GRU.
+MEMORY_GATE_BIAS = 1.0
+# Zeroing more than 90% of a layer removes most of its capacity; beyond that the excess gain is
+# a rescaling problem, not a pruning one (keeping half the weight energy already prunes 88%).
+PRUNE_MAX_FRACTION = 0.9
+FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
+# What the rescale factor achieves, by finding code (default: a unit per-layer gain).
+RESCALE_PURPOSE = {
+    "GA107": "brings the recurrent weights' per-step gain to 1",
+    "GA108": "brings the recurrent weights' per-step gain to 1",
+    "GA302": "scales each residual branch by 1/sqrt(number of sums)",
+    "GA402": "brings the pre-activation std to 1, out of saturation",
+}
+
+
+def _listing(targets: list[Target], unit: str) -> str:
+    return ", ".join(f"{t.layer} {unit}{t.value:.3g}" for t in targets)
+
+
+def _layers_or_first(finding: Finding, ctx: Context) -> list[str]:
+    """The finding's layers, or the first weight layer when it names none."""
+    if finding.layers:
+        return list(finding.layers)
+    nodes = weight_nodes(ctx.graph)
+    return [ctx.graph.nodes[nodes[0]]["name"]] if nodes else []
+
+
+def _rescaled(finding: Finding, ctx: Context) -> Recommendation | None:
+    targets = amounts.rescale_targets(finding, ctx)
+    if not targets:
+        return None
+    purpose = RESCALE_PURPOSE.get(finding.code, "brings each layer's gain to 1")
+    action = f"Multiply the weights by the factor that {purpose}: {_listing(targets, 'x')}"
+    return Recommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+                          snippets.rescale(targets))
+
+
+def _gate_opened(finding: Finding, ctx: Context) -> Recommendation | None:
+    gates = amounts.gate_bias_targets(finding, ctx, MEMORY_GATE_BIAS) if finding.code == "GA108" else []
+    node = node_by_name(ctx.graph).get(gates[0].layer) if gates else None
+    hidden = int(ctx.graph.nodes[node]["attrs"].get("hidden") or 0) if node is not None else 0
+    if not hidden:
+        return None
+    action = f"Set the memory-gate bias of {gates[0].layer} to {MEMORY_GATE_BIAS:g} (the gate keeps memory at init)"
+    start, stop = amounts.memory_gate_slice(ctx.handle.format, finding.evidence["cell"], hidden)
+    return Recommendation("reinitialization", [gates[0].layer], action + onnx_note(ctx),
+                          snippets.gate_bias(gates[0], start, stop))
+
+
+def _redrawn(finding: Finding, ctx: Context) -> Recommendation | None:
+    if finding.code not in ("GA105", "GA202", "GA203"):
+        return None
+    finding = Finding(finding.code, finding.severity, finding.message, tuple(_layers_or_first(finding, ctx)))
+    targets = amounts.init_targets(finding, ctx)
+    if not targets:
+        return None
+    action = f"Re-initialise with N(0, std^2) at the critical scale, biases 0: {_listing(targets, 'std ')}"
+    return Recommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+                          snippets.reinit(targets))
+
+
+@remedy("reinitialization",
+        answers=FLOW_CODES | {"GA105", "GA107", "GA108", "GA201", "GA202", "GA203", "GA302", "GA402"})
+def reinitialization(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Rescale weights to a unit gain, open a recurrent memory gate, or re-draw broken tensors."""
+    return _rescaled(finding, ctx) or _gate_opened(finding, ctx) or _redrawn(finding, ctx)
+
+
+def _norm_for(ctx: Context, layer: str) -> tuple[str, str] | None:
+    """(module path, norm constructor) for a weight layer not already followed by a norm."""
+    node = node_by_name(ctx.graph).get(layer)
+    stats = weight_stats(ctx.graph.nodes[node]) if node is not None else None
+    if stats is None or not amounts.dense_layer(ctx, layer):
+        return None  # a recurrent or attention module returns tuples: no norm can simply follow it
+    after = consumer(ctx.graph, node)
+    if after is not None and ctx.graph.nodes[after]["op"] == "norm":
+        return None
+    data = ctx.graph.nodes[node]
+    if data["op"] == "conv":
+        transposed, groups = data["attrs"].get("transposed"), int(data["attrs"].get("groups") or 1)
+        channels = stats.shape[1] * groups if transposed else stats.shape[0]
+        norm = f"nn.BatchNorm{max(min(len(stats.shape) - 2, 3), 1)}d({channels})"
+    else:
+        width = data["out_shape"][-1] if data["out_shape"] else int(data["attrs"].get("fan_out") or stats.shape[0])
+        norm = f"nn.LayerNorm({width})"
+    return stats.name.rpartition(".")[0], norm
+
+
+@remedy("normalization", answers=FLOW_CODES | {"GA105", "GA301", "GA302", "GA401", "GA402"})
+def normalization(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Insert a norm after the listed layers (the branches' last layers for residual sums)."""
+    layers = finding.evidence.get("branch_layers") if finding.code == "GA302" else _layers_or_first(finding, ctx)
+    placed = {layer: _norm_for(ctx, layer) for layer in layers or []}
+    placed = {layer: where for layer, where in placed.items() if where is not None}
+    if not placed:
+        return None
+    listing = ", ".join(f"{norm} after {layer}" for layer, (_, norm) in placed.items())
+    action = f"Insert normalisation ({len(placed)} layer(s)): {listing}"
+    return Recommendation("normalization", list(placed), action + onnx_note(ctx),
+                          snippets.insert_norms(dict(placed.values())))
+
+
+@remedy("pruning", answers={"GA101"})
+def pruning(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Zero the smallest weights of layers whose gain exceeds 1, keeping 10^(-2 g) of their energy."""
+    gains = finding.evidence.get("layer_log10_gains") or {}
+    targets, fractions = [], []
+    for layer in finding.layers:
+        gain, stats = gains.get(layer), layer_param(ctx, layer)
+        if gain is None or gain <= 0 or stats is None or not amounts.dense_layer(ctx, layer):
+            continue
+        keep = 10.0 ** (-2.0 * gain)
+        fraction = amounts.prune_fraction(keep)
+        if fraction <= PRUNE_MAX_FRACTION:
+            targets.append(Target(layer, stats.name, keep))
+            fractions.append(f"{layer} {fraction:.0%} (keeps {keep:.2f} of the weight energy)")
+    if not targets:
+        return None
+    action = "Prune the smallest-magnitude weights to bring each layer's gain to ~1: " + ", ".join(fractions)
+    return Recommendation("pruning", [t.layer for t in targets], action + onnx_note(ctx), snippets.prune(targets))
+
+
+@remedy("lr_adaptation", answers=FLOW_CODES)
+def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Per-layer learning rates equalising |update|/|w| (LARS), capped by 2/sharpness when measured."""
+    multipliers = amounts.lr_multipliers(ctx)
+    if not multipliers:
+        return None
+    sharpness = ctx.probe.sharpness if ctx.probe else None
+    max_lr = 2.0 / sharpness if sharpness and math.isfinite(sharpness) and sharpness > 0 else None
+    low, high = min(multipliers.values()), max(multipliers.values())
+    action = (f"Scale the SGD learning rate per layer by {low:.3g}x to {high:.3g}x (equal update/weight ratios) "
+              f"with {snippets.WARMUP_STEPS} warm-up steps")
+    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness)" if max_lr else ""
+    layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
+    return Recommendation("lr_adaptation", layers, action + onnx_note(ctx), snippets.layerwise_lr(multipliers, max_lr))
+
+
+@remedy("gradient_clipping", answers={"GA101", "GA103", "GA105", "GA107"})
+def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Clip the global gradient norm at the norm measured at initialisation."""
+    threshold = amounts.clip_threshold(ctx)
+    if threshold is None:
+        return None
+    layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
+    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation)"
+    return Recommendation("gradient_clipping", layers, action + onnx_note(ctx), snippets.clip(threshold))
+
+
+@remedy("batch_shift", answers={"GA403"})
+def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
+    """Re-centre each shifted layer's output: add -act_mean to its bias (a forward hook if it has none)."""
+    targets, hooks = [], {}
+    for layer, numbers in finding.evidence.get("layers", {}).items():
+        shift, bias, weight = numbers.get("bias_shift"), layer_param(ctx, layer, "bias"), layer_param(ctx, layer)
+        if shift is None or (bias is None and weight is None):
+            continue
+        if bias is not None:
+            targets.append(Target(layer, bias.name, shift))
+        else:
+            hooks[weight.name.rpartition(".")[0]] = shift
+    if not targets and not hooks:
+        return None
+    shifts = ", ".join(f"{layer} by {n['bias_shift']:+.4g}" for layer, n in finding.evidence["layers"].items()
+                       if n.get("bias_shift") is not None)
+    action = f"Shift each layer's output by minus its measured mean to centre it: {shifts}"
+    return Recommendation("batch_shift", list(finding.layers), action + onnx_note(ctx),
+                          snippets.shift_bias(targets, hooks))

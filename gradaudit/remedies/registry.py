@@ -1,0 +1,80 @@
+"""The remedy registry: one function per remedy kind, each naming the finding codes it answers.
+
+`recommend` offers every finding to the remedies that answer its code, in registration order,
+and deduplicates per remedy kind: a recommendation sharing layers with an earlier one of the same
+kind is dropped (the earlier comes from the more severe finding: findings arrive errors first).
+Applying both would otherwise, say, rescale a layer twice.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+from gradaudit.model import ModelHandle
+from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
+from gradaudit.rules.registry import Context, RuleConfig
+
+REMEDY_KINDS = ("pruning", "normalization", "lr_adaptation", "batch_shift", "reinitialization", "gradient_clipping")
+
+Remedy = Callable[[Finding, Context], "Recommendation | None"]
+_REMEDIES: dict[str, tuple[Remedy, frozenset[str]]] = {}
+
+
+def remedy(kind: str, answers: set[str]) -> Callable[[Remedy], Remedy]:
+    """Register the function of one remedy kind and the finding codes it can answer."""
+    if kind not in REMEDY_KINDS:
+        raise ValueError(f"unknown remedy kind {kind!r}")
+
+    def register(function: Remedy) -> Remedy:
+        _REMEDIES[kind] = (function, frozenset(answers))
+        return function
+
+    return register
+
+
+def remedies_for(code: str) -> list[str]:
+    """The remedy kinds that answer a finding code, in the order they are offered."""
+    return [kind for kind, (_, codes) in _REMEDIES.items() if code in codes]
+
+
+def onnx_note(ctx: Context) -> str:
+    """Suffix for actions on ONNX sources, whose names are ONNX initializers, not torch modules."""
+    if ctx.handle.format != "onnx":
+        return ""
+    return (" (ONNX model: the names are ONNX initializers/nodes; the snippet applies to gradaudit's "
+            "executor module, so make the same change in the model that was exported)")
+
+
+def recommend(
+    findings: list[Finding],
+    handle: ModelHandle,
+    static: StaticResult | None,
+    probe: ProbeResult | None,
+) -> list[Recommendation]:
+    """Concrete recommendations for the findings, deduplicated by remedy and layers."""
+    ctx = Context(handle, static, probe, RuleConfig())
+    made: list[Recommendation] = []
+    for finding in findings:
+        for kind in remedies_for(finding.code):
+            recommendation = _offer(kind, finding, ctx)
+            if recommendation is not None:
+                recommendation.finding = recommendation.finding or finding.code
+                _merge(made, recommendation)
+    return made
+
+
+def _offer(kind: str, finding: Finding, ctx: Context) -> Recommendation | None:
+    """One remedy's answer; a remedy failing on an unforeseen graph is skipped with a warning,
+    as the finding itself (and the other remedies) still stand."""
+    try:
+        return _REMEDIES[kind][0](finding, ctx)
+    except Exception as error:  # noqa: BLE001 - one remedy must not cost the whole audit
+        warnings.warn(f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning)
+        return None
+
+
+def _merge(made: list[Recommendation], new: Recommendation) -> None:
+    """Add `new` unless a recommendation of the same kind already acts on one of its layers."""
+    if not any(old.remedy == new.remedy and set(new.layers) & set(old.layers) for old in made):
+        made.append(new)

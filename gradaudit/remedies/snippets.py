@@ -1,0 +1,107 @@
+"""Torch code a user can paste: each snippet applies one remedy to a module named `model`.
+
+Snippets address parameters by their qualified names (`model.named_parameters()`) and modules by
+their paths (`model.get_submodule`), so they work for any nn.Module, including the module the
+ONNX executor builds (whose parameters are the ONNX initializers). Numbers are written as exact
+Python float literals (the action shows them rounded); numpy scalars would print as np.float64(..).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from gradaudit.remedies.amounts import Target
+
+PARAMS = "params = dict(model.named_parameters())\n"
+# Linear warm-up length: Xiong et al. 2020 train Post-LN with 500-4000 warm-up steps; the
+# shorter end suffices at moderate learning rates, so the snippet starts there (doubled).
+WARMUP_STEPS = 1000
+
+
+def _literal(targets: Iterable[Target]) -> str:
+    return "{" + ", ".join(f"{t.param!r}: {float(t.value)!r}" for t in targets) + "}"
+
+
+def rescale(targets: list[Target]) -> str:
+    return (
+        "import torch\n" + PARAMS
+        + f"for name, factor in {_literal(targets)}.items():\n"
+        + "    with torch.no_grad():\n        params[name].mul_(factor)\n"
+    )
+
+
+def reinit(targets: list[Target]) -> str:
+    return (
+        "import torch\n" + PARAMS
+        + f"for name, std in {_literal(targets)}.items():\n"
+        + "    torch.nn.init.normal_(params[name], mean=0.0, std=std)\n"
+        + "    bias = params.get(name.rsplit('.', 1)[0] + '.bias')\n"
+        + "    if bias is not None:\n        torch.nn.init.zeros_(bias)\n"
+    )
+
+
+def gate_bias(target: Target, start: int, stop: int) -> str:
+    return (
+        "import torch\n" + PARAMS
+        + f"bias = params[{target.param!r}]\n"
+        + f"with torch.no_grad():\n    bias[..., {start}:{stop}] = {float(target.value)!r}  # the memory gate's block\n"
+    )
+
+
+def prune(targets: list[Target]) -> str:
+    """Zero the smallest-magnitude weights until only `value` of the weight energy is left."""
+    return (
+        "import torch\n" + PARAMS
+        + f"for name, keep in {_literal(targets)}.items():\n"
+        + "    w = params[name]\n"
+        + "    with torch.no_grad():\n"
+        + "        mags = w.abs().flatten().sort().values\n"
+        + "        energy = (mags * mags).cumsum(0)\n"
+        + "        cut = int(torch.searchsorted(energy, (1.0 - keep) * energy[-1]))\n"
+        + "        w.mul_((w.abs() >= mags[min(cut, mags.numel() - 1)]).to(w.dtype))\n"
+    )
+
+
+def insert_norms(norms: dict[str, str]) -> str:
+    """Replace each module path by nn.Sequential(module, norm)."""
+    body = "".join(f"wrap({path!r}, {norm})\n" for path, norm in norms.items())
+    return (
+        "import torch.nn as nn\n\n"
+        "def wrap(path, norm):\n"
+        "    parent, _, child = path.rpartition('.')\n"
+        "    owner = model.get_submodule(parent) if parent else model\n"
+        "    setattr(owner, child, nn.Sequential(getattr(owner, child), norm))\n\n" + body
+    )
+
+
+def layerwise_lr(multipliers: dict[str, float], max_lr: float | None) -> str:
+    lr = f"{float(max_lr)!r}  # 2 / sharpness: the stability limit" if max_lr else "1e-3  # your learning rate"
+    return (
+        "import torch\n" + PARAMS
+        + f"base_lr = {lr}\n"
+        + f"multipliers = { {name: float(m) for name, m in multipliers.items()}!r}\n"
+        + "groups = [{'params': [params[n]], 'lr': base_lr * m} for n, m in multipliers.items()]\n"
+        + "rest = [p for n, p in params.items() if n not in multipliers]\n"
+        + "# SGD: its step is lr * grad, which the multipliers equalise (Adam rescales gradients itself)\n"
+        + "optimizer = torch.optim.SGD(groups + [{'params': rest}], lr=base_lr, momentum=0.9)\n"
+        + f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters={WARMUP_STEPS})\n"
+    )
+
+
+def clip(threshold: float) -> str:
+    return (
+        "import torch\n"
+        "# after loss.backward(), before optimizer.step():\n"
+        f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={float(threshold)!r})\n"
+    )
+
+
+def shift_bias(targets: list[Target], hooks: dict[str, float]) -> str:
+    """Add each shift to the layer's bias; for a layer without bias, subtract it in a forward hook."""
+    text = "import torch\n" + PARAMS
+    if targets:
+        text += f"for name, shift in {_literal(targets)}.items():\n"
+        text += "    with torch.no_grad():\n        params[name].add_(shift)\n"
+    for path, shift in hooks.items():
+        text += f"model.get_submodule({path!r}).register_forward_hook(lambda m, i, out: out + {float(shift)!r})\n"
+    return text

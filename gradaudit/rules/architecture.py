@@ -1,0 +1,113 @@
+"""GA3xx: architecture: deep plain stacks and unnormalised residual accumulation.
+
+Both rules are longest-path computations over the LayerGraph in forward order: a chain is cut
+where a normalisation (or, for plain stacks, a residual sum) resets the scale, which is exactly
+what makes a deep network forgiving of a slightly wrong per-layer gain.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.topology import branch_end_weight, is_residual_add, longest_chain, scale_resets, weight_stats
+
+# Below 10 layers a 25% per-layer variance error compounds to under a decade (1.25^10 = 9.3).
+PLAIN_DEPTH_MIN = 10
+# Past 20 layers a 12% per-layer error, less than finite-width corrections, reaches a decade
+# (1.12^20 = 9.6): even a critical init is fragile.
+PLAIN_DEPTH_MAX = 20
+# Hanin 2018: log(|x_L|^2/|x_0|^2) ~ N(-5 beta/2, 5 beta), beta = sum 1/width. Its one-sigma
+# spread sqrt(5 beta) reaches half a decade (ln 10 / 2) at beta = 0.265.
+HANIN_BETA_MAX = (math.log(10.0) / 2.0) ** 2 / 5.0
+RESIDUAL_CHAIN_MIN = 4  # fewer sums cannot show a geometric trend
+# Variance growth per residual sum that counts as geometric: halfway (in log) between a
+# variance-preserving sum (1) and x + F(x) with a variance-preserving branch (2).
+RESIDUAL_GROWTH_MIN = math.sqrt(2.0)
+
+
+@rule("GA301", "deep-plain-stack", "warning",
+      "Many weight layers in a chain with no normalisation and no residual connection.",
+      "{plain_depth} weight layers in a chain without normalisation or residuals (beta = {beta:.2f})")
+def deep_plain_stack(ctx: Context) -> list[Hit]:
+    """What it detects
+    The longest chain of weight layers with no normalisation and no residual sum on the path,
+    when it is at least 10 deep and either deeper than 20 or narrow enough that Hanin's
+    beta = sum of 1/width over its hidden layers exceeds 0.265.
+
+    Why it matters
+    Without a reset, every layer's gain multiplies: a 12% per-layer error (less than finite-width
+    corrections) compounds to a decade over 20 layers, so only an exactly critical init trains.
+    The fluctuations of the gradient size across inputs also grow with beta: at beta = 0.265 their
+    one-sigma spread is half a decade, so narrow deep nets are riskier than wide ones.
+
+    Example
+    A 24-layer MLP of width 64 with ReLU and no BatchNorm or skip connections (beta = 0.36).
+
+    Fix
+    Insert normalisation (BatchNorm after convs, LayerNorm after linears) in the chain, or add
+    residual connections; at the least, initialise at the critical scale.
+
+    References
+    Hanin 2018, Which neural net architectures give rise to exploding and vanishing gradients?;
+    Hanin & Rolnick 2018; Schoenholz et al. 2017 (depth scales); Ioffe & Szegedy 2015.
+    """
+    graph = ctx.graph
+    counted = {n for n in graph.nodes if weight_stats(graph.nodes[n]) is not None}
+    chain = longest_chain(graph, scale_resets(graph), counted)
+    widths = [float(graph.nodes[n]["attrs"].get("fan_in") or 0) for n in chain[1:]]
+    beta = sum(1.0 / w for w in widths if w > 0)
+    if len(chain) < PLAIN_DEPTH_MIN or (len(chain) <= PLAIN_DEPTH_MAX and beta <= HANIN_BETA_MAX):
+        return []
+    names = [graph.nodes[n]["name"] for n in chain]
+    evidence = {"plain_depth": len(chain), "beta": beta, "min_width": min(widths, default=None),
+                "first": names[0], "last": names[-1]}
+    return [Hit(names, evidence)]
+
+
+@rule("GA302", "unnormalised-residual-accumulation", "warning",
+      "Residual sums without normalisation whose variance grows geometrically.",
+      "{adds} residual sums without normalisation: predicted variance grows {growth_per_add:.2f}x per sum "
+      "(10^{log10_variance_growth:.1f} in all)")
+def residual_accumulation(ctx: Context) -> list[Hit]:
+    """What it detects
+    A chain of at least 4 residual additions with no normalisation between them whose predicted
+    output second moment grows, over the later half of the chain, by more than sqrt(2) per sum:
+    geometric growth, as opposed to the linear growth of a Pre-LN stack. The evidence carries
+    the branch scale alpha = 1/sqrt(L) and the last weight layer of each branch.
+
+    Why it matters
+    x + F(x) with a variance-preserving branch doubles the variance per block: 2^L over L blocks
+    (a 30-block ReLU MLP reaches 10^9), so activations and gradients explode in absolute scale
+    while the first/last gradient ratio can stay near 0.
+
+    Example
+    30 blocks of x + Linear(ReLU(x)) with He init and no norm.
+
+    Fix
+    Scale each branch by alpha = 1/sqrt(L) (multiply its last layer's weights), zero-initialise
+    the last layer of each branch (SkipInit, ReZero, Fixup), or normalise inside the branches.
+
+    References
+    Zhang et al. 2019 (Fixup); De & Smith 2020 (SkipInit); Bachlechner et al. 2020 (ReZero);
+    Hanin & Rolnick 2018; THEORY.md, residual stacks.
+    """
+    if ctx.static is None:
+        return []
+    graph = ctx.graph
+    resets = {n for n in graph.nodes if graph.nodes[n]["op"] == "norm"}
+    adds = longest_chain(graph, resets, {n for n in graph.nodes if is_residual_add(graph, n)})
+    if len(adds) < RESIDUAL_CHAIN_MIN:
+        return []
+    moments = [ctx.static.nodes[a].q if a in ctx.static.nodes else math.nan for a in adds]
+    logs = [math.log10(q) for q in moments if 0 < q < math.inf]  # an overflowed q ends the trend
+    steps = [b - a for a, b in zip(logs, logs[1:])]
+    later = steps[len(steps) // 2:]
+    growth = 10.0 ** (sum(later) / len(later)) if len(logs) >= RESIDUAL_CHAIN_MIN else 1.0
+    if growth < RESIDUAL_GROWTH_MIN:
+        return []
+    branches = [branch_end_weight(graph, a) for a in adds]
+    evidence = {"adds": len(adds), "growth_per_add": growth, "log10_variance_growth": logs[-1] - logs[0],
+                "branch_scale": 1.0 / math.sqrt(len(adds)),
+                "branch_layers": [graph.nodes[b]["name"] for b in branches if b is not None]}
+    return [Hit([graph.nodes[a]["name"] for a in adds], evidence)]

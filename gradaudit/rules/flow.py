@@ -1,0 +1,416 @@
+"""GA1xx: gradient flow, predicted (static) and measured (probe), across layers and through time.
+
+The flow rules read the one diagnosis of gradaudit.diagnosis and the first/last ratio it is based
+on; the config's decades grade the ratio, and the scale-only part of the diagnosis (output or
+gradient RMS far from unit, which a residual stack can reach with a flat ratio) is re-derived with
+the same `diagnose` so no threshold is restated here. "Where" is the set of layers carrying most
+of the gain: per-layer contributions (backward gains for a ratio, forward RMS growth for a runaway
+scale), kept while at least CONCENTRATION_SHARE of the largest one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
+from gradaudit.graph import forward_order
+from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
+
+HEAD_OFFSET_DECADES = 1.0  # the head's gradient is normally ~10x the first layer's (DESIGN.md)
+CONCENTRATION_SHARE = 0.5  # a layer is "where" when it carries half the largest contribution
+DISAGREEMENT_DECADES = 1.0  # static vs measured ratios further apart than this disagree (brief)
+SIGN = {"exploding": 1.0, "vanishing": -1.0}
+
+
+def beyond(ratio: float | None, decades: float, direction: str) -> bool:
+    """Is the ratio past `decades` on this side (shifted by the head offset when vanishing)?"""
+    if ratio is None or math.isnan(ratio):
+        return False
+    return ratio > decades if direction == "exploding" else ratio < -(decades + HEAD_OFFSET_DECADES)
+
+
+def flow_severity(ratio: float | None, scale: Diagnosis, direction: str, warn: float, fail: float) -> str | None:
+    """error past `fail` or when the scale-only diagnosis says so; warning past `warn`."""
+    if beyond(ratio, fail, direction) or scale.label == direction:
+        return "error"
+    return "warning" if beyond(ratio, warn, direction) else None
+
+
+def concentration(contributions: dict[str, float], direction: str) -> list[str]:
+    """Layers whose contribution in this direction is at least CONCENTRATION_SHARE of the top one."""
+    signed = {name: SIGN[direction] * value for name, value in contributions.items() if math.isfinite(value)}
+    top = max(signed.values(), default=0.0)
+    return [name for name, value in signed.items() if top > 0 and value >= CONCENTRATION_SHARE * top]
+
+
+def _forward_growth(ctx: Context, node: str) -> float:
+    """0.5 log10 of a node's output second moment over its largest input's (RMS decades)."""
+    q_in = [ctx.static.nodes[p].q for p in data_inputs(ctx.graph, node) if p in ctx.static.nodes]
+    q_out, q_ref = ctx.static.nodes[node].q, max(q_in, default=0.0)
+    return 0.5 * (math.log10(q_out) - math.log10(q_ref)) if q_out > 0 and q_ref > 0 else 0.0
+
+
+def static_contributions(ctx: Context, forward: bool) -> dict[str, float]:
+    """log10 gain per weight layer: its node's plus the ops after it, up to the next weight layer.
+
+    Backward gains locate a growing first/last ratio; forward growth of the RMS locates an
+    absolute scale running away (or collapsing) with a flat ratio.
+    """
+    graph, gains, current = ctx.graph, {}, None
+    for node in forward_order(graph):
+        if weight_stats(graph.nodes[node]) is not None:
+            current = graph.nodes[node]["name"]
+            gains.setdefault(current, 0.0)
+        estimate = ctx.static.nodes.get(node)
+        if current is None or estimate is None or not estimate.known:
+            continue
+        gain = _forward_growth(ctx, node) if forward else estimate.log10_gain
+        gains[current] += gain if math.isfinite(gain) else 0.0
+    return gains
+
+
+def measured_contributions(ctx: Context, forward: bool) -> dict[str, float]:
+    """log10 step of grad RMS (backward) or output std (forward) between consecutive weight layers.
+
+    Credited to the later layer; a forward step of the first layer is taken from the input's std.
+    """
+    value = (lambda l: l.act_std) if forward else (lambda l: l.grad_rms)
+    layers = [(l.layer, value(l)) for l in ctx.probe.layers if _positive(value(l))]
+    if forward and _positive(ctx.probe.input_std) and layers:
+        layers.insert(0, ("", ctx.probe.input_std))
+    sign = 1.0 if forward else -1.0
+    return {later: sign * (math.log10(v_later) - math.log10(v_earlier))
+            for (_, v_earlier), (later, v_later) in zip(layers, layers[1:])}
+
+
+def _positive(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float, fail: float,
+              contributions: Callable[[Context, bool], dict[str, float]], ctx: Context, label: str) -> list[Hit]:
+    severity = flow_severity(ratio, scale, direction, warn, fail)
+    if severity is None:
+        return []
+    by_ratio = beyond(ratio, warn, direction)
+    reasons = [_ratio_text(ratio)] if by_ratio else []
+    reasons += [r for r in scale.reasons if scale.label == direction]
+    gains = contributions(ctx, not by_ratio)
+    evidence = {"log10_ratio": ratio, "diagnosis": label, "reason": "; ".join(reasons),
+                "scale_reasons": list(scale.reasons), "gain_kind": "backward" if by_ratio else "forward",
+                "layer_log10_gains": gains}
+    return [Hit(concentration(gains, direction) or list(gains), evidence, severity)]
+
+
+def _ratio_text(ratio: float) -> str:
+    if math.isinf(ratio):
+        return "the first layer's gradient underflows to 0 while the last layer's does not"
+    return f"first/last gradient ratio 10^{ratio:+.1f}"
+
+
+def _static_scale(ctx: Context) -> Diagnosis:
+    grads = [10.0**w.log10_grad_rms for w in ctx.static.weights if math.isfinite(w.log10_grad_rms)]
+    return diagnose(FlowSummary(None, grads, ctx.static.output_rms))
+
+
+def _measured_scale(ctx: Context) -> Diagnosis:
+    return diagnose(FlowSummary(None, [l.grad_rms for l in ctx.probe.layers], ctx.probe.output_rms))
+
+
+def _predicted(ctx: Context, direction: str) -> list[Hit]:
+    if ctx.static is None or static_nonfinite_node(ctx) is not None:
+        return []
+    cfg = ctx.config
+    return _flow_hit(direction, ctx.static.log10_ratio_first_last, _static_scale(ctx),
+                     cfg.predicted_warn_decades, cfg.predicted_fail_decades,
+                     static_contributions, ctx, ctx.static.diagnosis.label)
+
+
+def _measured_ratio(ctx: Context) -> float | None:
+    """The probe's ratio; -inf when the first layer's gradient underflowed to 0 and the last's did not."""
+    grads = [l.grad_rms for l in ctx.probe.layers]
+    if ctx.probe.log10_ratio_first_last is None and len(grads) > 1 and grads[0] == 0 and grads[-1] > 0:
+        return -math.inf
+    return ctx.probe.log10_ratio_first_last
+
+
+def _measured(ctx: Context, direction: str) -> list[Hit]:
+    if ctx.probe is None or ctx.probe.nonfinite:
+        return []
+    cfg = ctx.config
+    return _flow_hit(direction, _measured_ratio(ctx), _measured_scale(ctx),
+                     cfg.measured_warn_decades, cfg.measured_fail_decades,
+                     measured_contributions, ctx, ctx.probe.diagnosis.label)
+
+
+@rule("GA101", "predicted-exploding-gradients", "error",
+      "The static estimate predicts gradients growing toward the input.",
+      "Predicted gradient flow explodes: {reason}")
+def predicted_exploding(ctx: Context) -> list[Hit]:
+    """What it detects
+    The signal-propagation estimate puts the first weight layer's gradient RMS above the last's
+    by more than the configured decades, or predicts an absolute scale far above unit (output or
+    a weight gradient RMS above 10^4). The finding names the layers where the gain concentrates.
+
+    Why it matters
+    A gradient that grows geometrically toward the input makes the early layers take steps far
+    larger than the late ones: training diverges or needs a learning rate so small that the late
+    layers never move.
+
+    Example
+    Fifty Linear+tanh layers initialised with std 2/sqrt(fan_in) (sigma_w^2 = 4): mean field
+    predicts +6.4 decades between the first and the last layer.
+
+    Fix
+    Rescale (re-initialise) the listed layers so each layer's gain is 1, insert normalisation, or
+    prune the largest-gain layers; clip gradients as a safety net.
+
+    References
+    Poole et al. 2016, Exponential expressivity in deep neural networks through transient chaos;
+    Schoenholz et al. 2017, Deep information propagation.
+    """
+    return _predicted(ctx, "exploding")
+
+
+@rule("GA102", "predicted-vanishing-gradients", "error",
+      "The static estimate predicts gradients shrinking toward the input.",
+      "Predicted gradient flow vanishes: {reason}")
+def predicted_vanishing(ctx: Context) -> list[Hit]:
+    """What it detects
+    The signal-propagation estimate puts the first weight layer's gradient RMS below the last's
+    by more than the configured decades (shifted by one for the head), or predicts signal
+    collapse (output RMS below 10^-3, every weight gradient below 10^-5).
+
+    Why it matters
+    The early layers receive almost no gradient and stay at their random initialisation; a
+    uniformly mis-scaled stack also shrinks its activations until float precision is lost.
+
+    Example
+    Fifty Linear+ReLU layers with PyTorch's default init (Var(w) = 1/(3 fan_in), gain 1/6 per
+    layer): about -38 decades.
+
+    Fix
+    Re-initialise the listed layers to the critical scale (He for ReLU, ...), insert
+    normalisation, or give the early layers a larger learning rate.
+
+    References
+    He et al. 2015, Delving deep into rectifiers; Glorot & Bengio 2010; THEORY.md.
+    """
+    return _predicted(ctx, "vanishing")
+
+
+@rule("GA103", "measured-exploding-gradients", "error",
+      "Real backward passes show gradients growing toward the input.",
+      "Measured gradient flow explodes: {reason}")
+def measured_exploding(ctx: Context) -> list[Hit]:
+    """What it detects
+    The probe's first/last weight-gradient ratio exceeds the configured decades, or a weight's
+    gradient RMS or the output RMS exceeds 10^4 (non-finite values are GA105).
+
+    Why it matters
+    Measured on real forward and backward passes, this is the exploding gradient itself: the
+    first optimizer steps will throw the early layers far from their initialisation.
+
+    Example
+    A 30-block residual MLP without normalisation: the output RMS grows as 2^(L/2).
+
+    Fix
+    Rescale or normalise the listed layers; clip the global gradient norm at the measured norm;
+    lower the learning rate and warm it up.
+
+    References
+    Pascanu et al. 2013, On the difficulty of training recurrent neural networks; DESIGN.md.
+    """
+    return _measured(ctx, "exploding")
+
+
+@rule("GA104", "measured-vanishing-gradients", "error",
+      "Real backward passes show gradients shrinking toward the input.",
+      "Measured gradient flow vanishes: {reason}")
+def measured_vanishing(ctx: Context) -> list[Hit]:
+    """What it detects
+    The probe's first/last weight-gradient ratio is below the configured decades (shifted by one
+    for the head), or the signal collapses (output RMS below 10^-3, every gradient below 10^-5).
+
+    Why it matters
+    The early layers will not learn: their updates are orders of magnitude smaller than the
+    late layers' under any single learning rate.
+
+    Example
+    A 20-layer sigmoid MLP with Xavier init: the first layer's gradient is 10^-6 of the last's.
+
+    Fix
+    Re-initialise the listed layers at the critical scale, insert normalisation, or scale the
+    learning rate per layer (LARS-style trust ratio).
+
+    References
+    Hochreiter 1991; Glorot & Bengio 2010; You et al. 2017 (LARS).
+    """
+    return _measured(ctx, "vanishing")
+
+
+def static_nonfinite_node(ctx: Context) -> str | None:
+    """The first node in forward order whose predicted moments are not finite."""
+    for node in forward_order(ctx.graph):
+        estimate = ctx.static.nodes.get(node) if ctx.static else None
+        if estimate is not None and not all(math.isfinite(v) for v in (estimate.q, estimate.grad_sq)):
+            return node
+    return None
+
+
+@rule("GA105", "non-finite-gradients", "error",
+      "Gradients or activations become NaN or infinite.",
+      "Non-finite gradients or activations, first at {first_layer}")
+def nonfinite_flow(ctx: Context) -> list[Hit]:
+    """What it detects
+    A NaN or infinity in the activations or gradients of the probe's passes (or, without a
+    probe, in the static estimate's moments), naming the first layer in forward order where it
+    appears.
+
+    Why it matters
+    One non-finite value poisons every parameter on the first optimizer step; the first
+    offending layer is where the overflow (or a 0/0, log 0, sqrt of a negative) starts.
+
+    Example
+    A deep stack with weights of std 1: activations grow by sqrt(fan_in) per layer and overflow
+    float32 after a few dozen layers.
+
+    Fix
+    Re-initialise the offending layer and those before it at the critical scale; normalise;
+    clip gradients.
+
+    References
+    Micikevicius et al. 2018 (overflow in mixed precision); DESIGN.md.
+    """
+    if ctx.probe is not None and ctx.probe.nonfinite:
+        first = ctx.probe.first_nonfinite
+        return [Hit([first] if first else [], {"first_layer": first or "an unknown layer", "source": "probe"})]
+    if ctx.probe is None and ctx.static is not None:
+        node = static_nonfinite_node(ctx)
+        if node is not None:
+            name = ctx.graph.nodes[node]["name"]
+            return [Hit([name], {"first_layer": name, "source": "static"})]
+    return []
+
+
+@rule("GA106", "static-dynamic-disagreement", "warning",
+      "The static prediction and the measurement disagree.",
+      "Static and measured gradient flow disagree: predicted {static_diagnosis} "
+      "({static_log10_ratio}), measured {measured_diagnosis} ({measured_log10_ratio})")
+def disagreement(ctx: Context) -> list[Hit]:
+    """What it detects
+    The static estimate and the probe reach different diagnoses, or their first/last ratios
+    differ by more than one decade.
+
+    Why it matters
+    One of the two is wrong about this model: an op the estimator models poorly (finite width,
+    data-dependent routing, unusual inputs) or a probe batch unlike real data. The report's
+    diagnosis follows the measurement; the gap says how far to trust the prediction elsewhere.
+
+    Example
+    GELU + He at width 256: predicted -11.1 decades over 50 layers, measured -6.5 +- 3.6.
+
+    Fix
+    Prefer the measurement; check the probe's input distribution and batch size, and look for
+    unknown or approximated ops (GA501).
+
+    References
+    Hanin 2018 (finite-width fluctuations); DESIGN.md.
+    """
+    if ctx.static is None or ctx.probe is None:
+        return []
+    predicted, measured = ctx.static.log10_ratio_first_last, ctx.probe.log10_ratio_first_last
+    labels_differ = ctx.static.diagnosis.label != ctx.probe.diagnosis.label
+    gap = abs(predicted - measured) if predicted is not None and measured is not None else None
+    if not labels_differ and (gap is None or not gap > DISAGREEMENT_DECADES):
+        return []
+    return [Hit([], {
+        "static_diagnosis": ctx.static.diagnosis.label, "measured_diagnosis": ctx.probe.diagnosis.label,
+        "static_log10_ratio": _decades(predicted), "measured_log10_ratio": _decades(measured),
+        "gap_decades": gap,
+    })]
+
+
+def _decades(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"10^{value:+.1f}"
+
+
+def _through_time(ctx: Context, direction: str) -> list[Hit]:
+    """Hits for recurrent layers whose first/last time-step gradient ratio is past the thresholds."""
+    cfg = ctx.config
+    if ctx.probe is not None and ctx.probe.recurrent_log10_time_ratio:
+        source, ratios = "probe", ctx.probe.recurrent_log10_time_ratio
+        warn, fail = cfg.measured_warn_decades, cfg.measured_fail_decades
+    elif ctx.static is not None:
+        source, ratios = "static", ctx.static.recurrent_log10_time_ratio
+        warn, fail = cfg.predicted_warn_decades, cfg.predicted_fail_decades
+    else:
+        return []
+    names, hits = node_by_name(ctx.graph), []
+    for key, ratio in ratios.items():
+        name = ctx.graph.nodes[key]["name"] if key in ctx.graph else key
+        if beyond(ratio, fail, direction):
+            severity = "error"
+        elif beyond(ratio, warn, direction):
+            severity = "warning"
+        else:
+            continue
+        data = ctx.graph.nodes[names[name]] if name in names else {"attrs": {}, "fn": None}
+        steps = max(int(data["attrs"].get("seq_len") or 2) - 1, 1)
+        evidence = {"log10_ratio": ratio, "seq_len": steps + 1, "log10_per_step": ratio / steps,
+                    "cell": data["fn"], "source": source}
+        hits.append(Hit([name], evidence, severity))
+    return hits
+
+
+@rule("GA107", "recurrent-exploding-through-time", "error",
+      "A recurrent layer's gradient grows from the last time step to the first.",
+      "Gradient through time explodes: the first step gets 10^{log10_ratio:.1f} times the last step's")
+def recurrent_exploding(ctx: Context) -> list[Hit]:
+    """What it detects
+    The gradient reaching a recurrent layer's first time step is more than 10^decades times
+    the gradient at its last step (measured, else predicted).
+
+    Why it matters
+    The backward Jacobian W_hh^T diag(phi') is applied once per step; a spectral radius above
+    1/gamma lets it grow geometrically with sequence length, so long sequences blow up.
+
+    Example
+    An Elman RNN (tanh) with W_hh ~ N(0, 4/hidden) over 50 steps.
+
+    Fix
+    Clip the gradient norm (the standard cure), and rescale W_hh so the per-step factor is 1
+    (orthogonal init at gain 1).
+
+    References
+    Pascanu et al. 2013; Bengio et al. 1994.
+    """
+    return _through_time(ctx, "exploding")
+
+
+@rule("GA108", "recurrent-vanishing-through-time", "error",
+      "A recurrent layer's gradient shrinks from the last time step to the first.",
+      "Gradient through time vanishes: the first step gets 10^{log10_ratio:.1f} times the last step's")
+def recurrent_vanishing(ctx: Context) -> list[Hit]:
+    """What it detects
+    The gradient reaching a recurrent layer's first time step is below 10^-(decades+1) of the
+    gradient at its last step (measured, else predicted).
+
+    Why it matters
+    The layer cannot learn dependencies longer than a few steps: the early inputs' gradient is
+    lost in float noise.
+
+    Example
+    An LSTM with forget-gate bias 0 (gate ~0.5) over 100 steps loses up to 0.3 decades per step.
+
+    Fix
+    Set the LSTM forget-gate bias to 1-3 (GRU: the update gate), or rescale W_hh toward a
+    per-step factor of 1.
+
+    References
+    Jozefowicz et al. 2015, An empirical exploration of recurrent network architectures;
+    Pascanu et al. 2013; Hochreiter & Schmidhuber 1997.
+    """
+    return _through_time(ctx, "vanishing")

@@ -1,0 +1,194 @@
+"""The rule registry: one table of rules, their configuration, and the pass that runs them.
+
+Shaped after ruff: a rule is a code (GA + three digits), a kebab-case name, a default severity,
+a one-line summary, a message template filled from the evidence, and a documentation entry with
+fixed headings, which is the docstring of its check function (`gradaudit explain GA101`). A check
+reads a `Context` and returns `Hit`s; the registry turns them into `Finding`s, so the code, the
+message and the JSON-safety of the evidence are handled once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import networkx as nx
+
+from gradaudit.model import ModelHandle
+from gradaudit.results import Finding, ProbeResult, StaticResult
+
+SEVERITIES = ("error", "warning", "info")
+DOC_HEADINGS = ("What it detects", "Why it matters", "Example", "Fix", "References")
+RULE_FAILED = "GA503"  # the code the registry reports a failing rule under
+
+
+@dataclass
+class RuleConfig:
+    """Thresholds and ignores of the rules; loaded from `[tool.gradaudit]` by gradaudit.config.
+
+    Flow thresholds are in decades of the first/last weight-gradient ratio. They apply as given
+    on the exploding side and shifted by gradaudit.rules.flow.HEAD_OFFSET_DECADES on the vanishing
+    side, because the head's own gradient is normally ~10x the first layer's (DESIGN.md): the
+    defaults reproduce the diagnosis band (> 2 exploding, < -3 vanishing) as the error level.
+    Recurrent through-time ratios use the same levels; the compounded init mismatch (GA201) uses
+    the predicted ones without the head offset.
+    """
+
+    predicted_warn_decades: float = field(
+        default=1.0, metadata={"doc": "predicted flow: warning beyond this many decades"})
+    predicted_fail_decades: float = field(
+        default=2.0, metadata={"doc": "predicted flow: error beyond this many decades"})
+    measured_warn_decades: float = field(
+        default=1.0, metadata={"doc": "measured flow: warning beyond this many decades"})
+    measured_fail_decades: float = field(
+        default=2.0, metadata={"doc": "measured flow: error beyond this many decades"})
+    ignore: list[str] = field(default_factory=list, metadata={"doc": "rule codes never reported, e.g. [\"GA301\"]"})
+    per_layer_ignores: dict[str, list[str]] = field(
+        default_factory=dict,
+        metadata={"doc": "layer-name glob -> codes ignored on matching layers ([] or [\"ALL\"]: every code)"},
+    )
+
+
+@dataclass
+class Context:
+    """What a check reads: the handle, both analyses (either may be None) and the config."""
+
+    handle: ModelHandle
+    static: StaticResult | None
+    probe: ProbeResult | None
+    config: RuleConfig
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        return self.handle.graph
+
+    def layer_ignored(self, code: str, layer: str) -> bool:
+        """Does a per-layer ignore glob cover this layer for this code? Rules that group layers
+        into one finding skip such layers themselves; others are dropped when all layers match."""
+        return any(
+            fnmatch.fnmatchcase(layer, glob) and (not codes or "ALL" in codes or code in codes)
+            for glob, codes in self.config.per_layer_ignores.items()
+        )
+
+
+@dataclass
+class Hit:
+    """One occurrence a check found; `severity` None means the rule's default."""
+
+    layers: Sequence[str]
+    evidence: dict[str, Any]
+    severity: str | None = None
+
+
+Check = Callable[[Context], list[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: str
+    summary: str  # one line describing the rule
+    message: str  # template filled from a hit's evidence
+    check: Check
+
+    @property
+    def doc(self) -> str:
+        """The documentation entry: the check's docstring with its fixed headings."""
+        return inspect.getdoc(self.check) or ""
+
+
+_RULES: dict[str, Rule] = {}
+
+
+def rule(code: str, name: str, severity: str, summary: str, message: str) -> Callable[[Check], Check]:
+    """Register a check function as a rule."""
+
+    def register(check: Check) -> Check:
+        if code in _RULES:
+            raise ValueError(f"duplicate rule code {code}")
+        if severity not in SEVERITIES:
+            raise ValueError(f"{code}: unknown severity {severity!r}")
+        _RULES[code] = Rule(code, name, severity, summary, message, check)
+        return check
+
+    return register
+
+
+def get_rule(code: str) -> Rule:
+    """The rule with this code; KeyError naming the code when there is none."""
+    try:
+        return _RULES[code]
+    except KeyError:
+        raise KeyError(f"unknown rule code {code!r}") from None
+
+
+def all_rules() -> list[Rule]:
+    return [_RULES[code] for code in sorted(_RULES)]
+
+
+def explain(code: str) -> str:
+    """The full documentation of a rule, headed by its code, name and default severity."""
+    found = get_rule(code)
+    return f"{found.code} {found.name} ({found.severity})\n{found.summary}\n\n{found.doc}\n"
+
+
+def json_safe(value: Any) -> Any:
+    """Evidence as JSON: plain containers, finite floats or None (NaN and inf become None)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _ignored(finding: Finding, context: Context) -> bool:
+    if finding.code in context.config.ignore:
+        return True
+    return bool(finding.layers) and all(context.layer_ignored(finding.code, layer) for layer in finding.layers)
+
+
+def _to_finding(found: Rule, hit: Hit) -> Finding:
+    return Finding(
+        code=found.code,
+        severity=hit.severity or found.severity,
+        message=found.message.format(**hit.evidence),
+        layers=tuple(hit.layers),
+        evidence=json_safe(hit.evidence),
+    )
+
+
+def _apply(found: Rule, context: Context) -> list[Finding]:
+    """One rule's findings; a rule that fails on an unexpected graph becomes a GA503 finding
+    instead of costing the user the rest of the audit."""
+    try:
+        return [_to_finding(found, hit) for hit in found.check(context)]
+    except Exception as error:  # noqa: BLE001 - any failure of one rule is reported, not raised
+        failure = Hit([], {"rule": found.code, "error": f"{type(error).__name__}: {error}"})
+        return [_to_finding(get_rule(RULE_FAILED), failure)]
+
+
+def run_rules(
+    handle: ModelHandle,
+    static: StaticResult | None,
+    probe: ProbeResult | None,
+    config: RuleConfig | None = None,
+) -> list[Finding]:
+    """Every rule's findings, errors first, then in forward order of their first layer."""
+    context = Context(handle, static, probe, config or RuleConfig())
+    findings = [f for found in all_rules() if found.code not in context.config.ignore for f in _apply(found, context)]
+    order = {data["name"]: data["order"] for _, data in handle.graph.nodes(data=True)}
+
+    def key(finding: Finding) -> tuple[int, int, str]:
+        first = min((order.get(layer, len(order)) for layer in finding.layers), default=-1)
+        return SEVERITIES.index(finding.severity), first, finding.code
+
+    return sorted((f for f in findings if not _ignored(f, context)), key=key)

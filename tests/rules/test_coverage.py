@@ -1,0 +1,28 @@
+"""GA5xx: partial static estimate, skipped probe."""
+
+from gradaudit.rules import run_rules
+from tests.rules.fixtures import chain_static, mlp, probe_result, sequential_handle
+
+
+def _only(handle, static, probe, code):
+    return [f for f in run_rules(handle, static, probe) if f.code == code]
+
+
+def test_ga501_partial_static_estimate():
+    handle = sequential_handle(mlp(16, 2))
+    static = chain_static(handle)
+    assert not _only(handle, static, None, "GA501")
+    static.unknown_ops, static.partial = ["NonMaxSuppression", "NonMaxSuppression"], True
+    (finding,) = _only(handle, static, None, "GA501")
+    assert finding.severity == "warning" and finding.evidence["unknown_ops"] == ["NonMaxSuppression"]
+    assert "NonMaxSuppression" in finding.message
+    assert "did not run" in _only(handle, None, None, "GA501")[0].message
+
+
+def test_ga502_probe_skipped():
+    handle = sequential_handle(mlp(16, 2))
+    assert _only(handle, None, None, "GA502")[0].severity == "info"
+    handle.probe_unavailable = "unsupported ONNX operator(s): Foo"
+    (finding,) = _only(handle, None, None, "GA502")
+    assert finding.severity == "warning" and "Foo" in finding.message
+    assert not _only(handle, None, probe_result(handle), "GA502")

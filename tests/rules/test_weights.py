@@ -1,0 +1,88 @@
+"""GA2xx: init scale vs activation, non-finite weights, symmetric weights; the critical variance."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gradaudit.rules import run_rules
+from gradaudit.rules.moments import critical_weight_variance
+from tests.rules.fixtures import chain_static, mlp, residual_handle, sequential_handle
+
+
+def _only(findings, code):
+    return [f for f in findings if f.code == code]
+
+
+def _audit(model):
+    handle = sequential_handle(model)
+    return handle, run_rules(handle, chain_static(handle), None)
+
+
+@pytest.mark.parametrize("fn, fan_in_var", [("relu", 2.0), ("leaky_relu", 2.0), ("selu", 0.92), ("gelu", 2.04)])
+def test_critical_variance_matches_known_inits(fn, fan_in_var):
+    assert critical_weight_variance(fn, {}, 128, 1.0) * 128 == pytest.approx(fan_in_var, rel=0.03)
+    assert critical_weight_variance(None, {}, 128, 1.0) == pytest.approx(1 / 128)
+
+
+def test_ga201_flags_n01_weights_with_the_rescale_that_fixes_them():
+    _, findings = _audit(mlp(64, 3, std=1.0))
+    (finding,) = _only(findings, "GA201")
+    assert finding.severity == "error" and finding.layers == ("0", "2", "4")
+    layer = finding.evidence["layers"]["2"]
+    assert layer["chi"] == pytest.approx(64 * layer["weight_var"] * 0.5, rel=0.02)
+    assert layer["rescale"] == pytest.approx(1 / math.sqrt(32), rel=0.05)
+    assert layer["target_var"] * 64 == pytest.approx(2.0, rel=0.02)
+
+
+def test_ga201_default_init_warns_or_fails_with_depth():
+    _, shallow = _audit(mlp(64, 3))  # chi = 1/6: -0.39 decades per layer, -1.2 compounded
+    assert _only(shallow, "GA201")[0].severity == "warning"
+    _, deep = _audit(mlp(64, 12))
+    assert _only(deep, "GA201")[0].severity == "error"
+
+
+@pytest.mark.parametrize("act, fan_in_var", [(nn.ReLU, 2.0), (nn.SELU, 1.0), (nn.Tanh, 1.0)])
+def test_ga201_matching_inits_are_clean(act, fan_in_var):
+    _, findings = _audit(mlp(64, 6, act=act, std=math.sqrt(fan_in_var / 64)))
+    assert not _only(findings, "GA201")
+
+
+def test_ga202_nonfinite_weights():
+    model = mlp(16, 3, std=0.3)
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+        model[2].bias[1] = float("inf")
+    (finding,) = _only(_audit(model)[1], "GA202")
+    assert finding.severity == "error" and finding.layers == ("2",) and finding.evidence["count"] == 2
+    assert not _only(_audit(mlp(16, 3))[1], "GA202")
+
+
+def test_ga203_constant_and_identical_rows():
+    model = mlp(16, 3, std=0.3)
+    with torch.no_grad():
+        model[0].weight.fill_(0.01)
+        model[2].weight.copy_(torch.randn(1, 16).expand(16, 16))
+    found = {f.layers[0]: f for f in _only(_audit(model)[1], "GA203")}
+    assert set(found) == {"0", "2"} and all(f.severity == "error" for f in found.values())
+    assert found["0"].evidence["kind"] == "constant" and "identical" in found["2"].evidence["kind"]
+    assert not _only(_audit(mlp(16, 3, std=0.3))[1], "GA203")
+
+
+def test_ga203_zero_init_is_deliberate_only_before_a_sum_or_output():
+    head = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16))
+    nn.init.zeros_(head[2].weight)
+    assert not _only(_audit(head)[1], "GA203")  # zero head
+    interior = mlp(16, 3, std=0.3)
+    nn.init.zeros_(interior[2].weight)
+    assert _only(_audit(interior)[1], "GA203")[0].evidence["kind"] == "all zero"
+    branch = residual_handle(4, width=16, branch_scale=0.0)  # SkipInit-style zero branch ends
+    assert not _only(run_rules(branch, chain_static(branch), None), "GA203")
+
+
+def test_ga201_normalisation_stops_the_compounding():
+    layers = []
+    for _ in range(12):
+        layers += [nn.Linear(64, 64), nn.ReLU(), nn.LayerNorm(64)]  # default init: chi = 1/6 each
+    assert not _only(_audit(nn.Sequential(*layers))[1], "GA201")
