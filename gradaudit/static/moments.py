@@ -1,0 +1,96 @@
+"""The per-element statistics the static estimator carries forward and backward.
+
+Forward, a signal is described by three numbers so normalisations can be told apart
+(see THEORY.md, "Normalisation"): the global mean `mu`, the within-unit variance `v` (over the
+batch, what BatchNorm divides by) and the spread `s` of per-unit means (fixed offsets such as a
+layer's bias or `mu * row sum`, which BatchNorm removes but which count for everything else).
+The second moment is q = v + s + mu^2.
+
+Backward, a gradient is described by its mean square and its mean: a gradient that is common to
+all units (the squared-error loss of an output with a large mean, say) adds up coherently through
+constant weights, which a mean square alone cannot tell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Forward statistics of one tensor, per element."""
+
+    mu: float = 0.0
+    v: float = 0.0
+    s: float = 0.0
+
+    @property
+    def q(self) -> float:
+        return self.v + self.s + self.mu * self.mu
+
+    @property
+    def var(self) -> float:
+        """Variance around the global mean (within-unit plus between-unit)."""
+        return self.v + self.s
+
+    def scaled(self, factor: float) -> "Moments":
+        """The statistics of `factor * x`."""
+        return Moments(self.mu * factor, self.v * factor * factor, self.s * factor * factor)
+
+
+def with_total(q: float, mu: float, v_share: float) -> Moments:
+    """Moments of second moment `q` and mean `mu`, splitting the variance by `v_share` in [0, 1]."""
+    var = max(q - mu * mu, 0.0)
+    return Moments(mu, var * v_share, var * (1.0 - v_share))
+
+
+def within_share(m: Moments) -> float:
+    """Fraction of the variance that varies over the batch (1 for a centred input)."""
+    return m.v / m.var if m.var > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Grad:
+    """Backward statistics of a gradient tensor, per element.
+
+    `sq` = E[g^2]; `mean` = E[g]; `unit_sq` = mean over units of (the unit's batch-mean
+    gradient)^2. The last is what adds up coherently over the batch in a weight gradient when
+    the layer's input also has per-unit offsets (deep ReLU stacks, whose examples grow alike),
+    and what BatchNorm's backward removes.
+    """
+
+    sq: float = 0.0
+    mean: float = 0.0
+    unit_sq: float = 0.0
+
+    @property
+    def unit_mean_sq(self) -> float:
+        return max(self.unit_sq, self.mean * self.mean)
+
+    def scaled(self, factor_sq: float, factor_mean: float | None = None) -> "Grad":
+        """The gradient after an elementwise map with E[d^2] = factor_sq and E[d] = factor_mean."""
+        mean_factor = math.sqrt(factor_sq) if factor_mean is None else factor_mean
+        return Grad(self.sq * factor_sq, self.mean * mean_factor, self.unit_mean_sq * mean_factor * mean_factor)
+
+    def centred_over_units(self, factor_sq: float) -> "Grad":
+        """After a per-example centring over units (LayerNorm): the common mean goes, unit spread stays."""
+        return Grad(self.sq * factor_sq, 0.0, (self.unit_mean_sq - self.mean * self.mean) * factor_sq)
+
+
+def coherent_sum(grads: Iterable[Grad]) -> Grad:
+    """Gradients of one tensor used in several slots of one op (x + x): they add in amplitude."""
+    grads = list(grads)
+    amplitude = sum(math.sqrt(max(g.sq, 0.0)) for g in grads)
+    unit_amplitude = sum(math.sqrt(g.unit_mean_sq) for g in grads)
+    return Grad(amplitude * amplitude, sum(g.mean for g in grads), unit_amplitude * unit_amplitude)
+
+
+def fork_sum(grads: Iterable[Grad]) -> Grad:
+    """Gradients arriving from different consumers: uncorrelated, their mean squares add."""
+    grads = list(grads)
+    mean = sum(g.mean for g in grads)
+    fluctuation = sum(max(g.sq - g.mean * g.mean, 0.0) for g in grads)
+    unit_spread = sum(g.unit_mean_sq - g.mean * g.mean for g in grads)
+    return Grad(fluctuation + mean * mean, mean, unit_spread + mean * mean)

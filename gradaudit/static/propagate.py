@@ -1,0 +1,204 @@
+"""The static estimator's two passes over a LayerGraph: moments forward, gradients backward.
+
+Forward in `forward_order`, each node's rule (registry.RULES) turns its inputs' moments into its
+output's; backward in reverse order, gradients arriving from different consumers add
+(moments.fork_sum) and the rule's backward map hands them to the producers. The loss seeds the
+outputs (gradaudit.loss.output_grad_sq); a softmax output receives the loss gradient at its
+input, as the default loss's p - onehot. Weight-gradient predictions and the diagnosis follow.
+
+Values are clamped at float32's overflow point, as the probe's arithmetic would be, and the
+estimate then reports non-finite activations or gradients instead of carrying infinities.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, replace
+
+import networkx as nx
+import numpy as np
+
+from gradaudit.diagnosis import FlowSummary, diagnose
+from gradaudit.graph import forward_order, ordered_inputs, weight_layers
+from gradaudit.loss import output_grad_sq
+from gradaudit.model import InputSpec
+from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
+from gradaudit.static import rules_attention, rules_dense, rules_elementwise, rules_norm, rules_recurrent, rules_shape  # noqa: F401  (register rules)
+from gradaudit.static.moments import Grad, Moments, coherent_sum, fork_sum
+from gradaudit.static.registry import RULES, Context, Rule, Transfer, rows_per_unit
+from gradaudit.static.rules_dense import summed_outer_product
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+OVERFLOW_SQ = FLOAT32_MAX * FLOAT32_MAX  # a second moment whose RMS overflows float32
+TINY = sys.float_info.min  # floor before taking a logarithm of a vanishing quantity
+
+
+@dataclass
+class _Pass:
+    """State shared by the two passes."""
+
+    graph: nx.DiGraph
+    batch: int
+    transfers: dict[str, Transfer]
+    contexts: dict[str, Context]
+    nonfinite: bool = False  # float32 overflow on the way, or non-finite weights
+
+
+def _log10_sqrt(x: float) -> float:
+    return 0.5 * math.log10(max(x, TINY))
+
+
+def _clamp_moments(m: Moments) -> tuple[Moments, bool]:
+    q = m.q
+    if math.isfinite(q) and q <= OVERFLOW_SQ:
+        return m, False
+    if not math.isfinite(q):
+        return Moments(FLOAT32_MAX, 0.0, 0.0), True
+    return m.scaled(math.sqrt(OVERFLOW_SQ / q)), True
+
+
+def _clamp_grad(g: Grad) -> tuple[Grad, bool]:
+    if math.isfinite(g.sq) and g.sq <= OVERFLOW_SQ:
+        return g, False
+    if not math.isfinite(g.sq):
+        return Grad(OVERFLOW_SQ, 0.0), True
+    factor_sq = OVERFLOW_SQ / g.sq
+    return Grad(OVERFLOW_SQ, g.mean * math.sqrt(factor_sq), g.unit_sq * factor_sq), True
+
+
+def _unknown(ctx: Context) -> Transfer:
+    """No rule: pass the first input through, and say so (known=False makes the estimate partial)."""
+    return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
+
+
+def _apply(rule: Rule, ctx: Context) -> Transfer:
+    """Run a rule; attributes it cannot read (a loader's odd shape or value) make the node unknown."""
+    try:
+        return rule(ctx)
+    except (ArithmeticError, LookupError, TypeError, ValueError):
+        return _unknown(ctx)
+
+
+def _batch(graph: nx.DiGraph, inputs: list[InputSpec]) -> int:
+    for spec in inputs:
+        if spec.shape:
+            return int(spec.shape[0])
+    for node in graph.graph.get("inputs", []):
+        shape = graph.nodes[node]["out_shape"]
+        if shape:
+            return int(shape[0])
+    return 1
+
+
+def _forward(state: _Pass, inputs: list[InputSpec]) -> dict[str, Moments]:
+    graph = state.graph
+    specs = dict(zip(graph.graph.get("inputs", []), inputs))
+    moments: dict[str, Moments] = {}
+    for node in forward_order(graph):
+        data = graph.nodes[node]
+        producers = ordered_inputs(graph, node)
+        ctx = Context(
+            node, data["op"], data["fn"], data["attrs"], data["params"], data["out_shape"],
+            [moments[p] for p in producers], [graph.nodes[p]["out_shape"] for p in producers],
+            producers, state.batch, specs.get(node),
+        )
+        transfer = _apply(RULES.get(data["op"], _unknown), ctx)
+        state.nonfinite |= any(p.nonfinite for p in data["params"].values())  # NaN/inf weights
+        out, clamped = _clamp_moments(transfer.out)
+        state.nonfinite |= clamped
+        moments[node] = out
+        state.transfers[node], state.contexts[node] = transfer, ctx
+    return moments
+
+
+def _loss_seed(graph: nx.DiGraph, node: str, m: Moments, batch: int) -> Grad:
+    """E[dL/dy^2] and E[dL/dy] at an output under the default loss."""
+    data = graph.nodes[node]
+    kind = (data["fn"] or "softmax") if data["op"] == "softmax" else data["op"]
+    sq = output_grad_sq(kind, m.q, data["out_shape"], int(data["attrs"].get("axis", -1)))
+    if data["op"] == "softmax":
+        return Grad(sq)
+    # dL/dy = (y - t) / B with t ~ N(0, 1): a unit's mean over its n values keeps y's offset,
+    # while t averages down to variance 1/n
+    per_unit = rows_per_unit(data["out_shape"], 1 if data["op"] == "conv" else -1, batch)
+    return Grad(sq, m.mu / batch, (m.s + m.mu * m.mu + 1.0 / per_unit) / (batch * batch))
+
+
+def _backward(state: _Pass, moments: dict[str, Moments]) -> dict[str, Grad]:
+    graph = state.graph
+    arriving: dict[str, list[Grad]] = {n: [] for n in graph.nodes}
+    for node in graph.graph.get("outputs", []):
+        arriving[node].append(_loss_seed(graph, node, moments[node], state.batch))
+        if graph.nodes[node]["op"] == "softmax":  # the seed already is the gradient at the logits
+            state.transfers[node] = replace(state.transfers[node], backward=lambda g: [g])
+    grads: dict[str, Grad] = {}
+    for node in reversed(forward_order(graph)):
+        grad, clamped = _clamp_grad(fork_sum(arriving[node]))
+        state.nonfinite |= clamped
+        grads[node] = grad
+        producers = state.contexts[node].producers
+        if not producers:
+            continue
+        per_slot = state.transfers[node].backward(grad)
+        for producer in dict.fromkeys(producers):
+            slots = [g for p, g in zip(producers, per_slot) if p == producer]
+            arriving[producer].append(coherent_sum(slots))
+    return grads
+
+
+def _node_gain(state: _Pass, node: str) -> float:
+    """log10 of the largest per-input RMS gain for a unit, centred output gradient.
+
+    Nodes fed only by integer inputs (embeddings) pass no gradient on; their gain is left at 0.
+    """
+    transfer, ctx = state.transfers[node], state.contexts[node]
+    if all(_is_integer_source(state, p) for p in ctx.producers):
+        return 0.0
+    return _log10_sqrt(max(g.sq for g in transfer.backward(Grad(1.0, 0.0))))
+
+
+def _is_integer_source(state: _Pass, node: str) -> bool:
+    spec = state.contexts[node].spec
+    return spec is not None and not spec.is_float
+
+
+def _weight_grad_sq(state: _Pass, node: str, role: str, grad: Grad) -> float:
+    transfer, ctx = state.transfers[node], state.contexts[node]
+    if transfer.weight_grads is not None:
+        predicted = transfer.weight_grads(grad)
+        if role in predicted:
+            return predicted[role]
+    channel_axis = 1 if ctx.op == "conv" else -1
+    return summed_outer_product(rows_per_unit(ctx.out_shape, channel_axis, state.batch), grad, ctx.x)
+
+
+def _pow10(log10_value: float) -> float:
+    return math.inf if log10_value > sys.float_info.max_10_exp else 10.0**log10_value
+
+
+def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
+    """Predict every node's moments and gain and every weight layer's gradient RMS (module doc)."""
+    state = _Pass(graph, _batch(graph, inputs), {}, {})
+    moments = _forward(state, inputs)
+    grads = _backward(state, moments)
+    nodes: dict[str, NodeEstimate] = {}
+    unknown: list[str] = []
+    for node in forward_order(graph):
+        transfer, data = state.transfers[node], graph.nodes[node]
+        nodes[node] = NodeEstimate(moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known)
+        if not transfer.known and data["source"] not in unknown:
+            unknown.append(data["source"])
+    weights = [
+        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_weight_grad_sq(state, w.node, w.role, grads[w.node])))
+        for w in weight_layers(graph)
+    ]
+    ratio = weights[0].log10_grad_rms - weights[-1].log10_grad_rms if weights else None
+    outputs = graph.graph.get("outputs", [])
+    output_rms = math.sqrt(moments[outputs[0]].q) if outputs else None
+    time_ratios = {graph.nodes[n]["name"]: t.time_ratio for n, t in state.transfers.items() if t.time_ratio is not None}
+    flow = FlowSummary(ratio, [_pow10(w.log10_grad_rms) for w in weights], output_rms, state.nonfinite, time_ratios)
+    return StaticResult(
+        nodes, weights, ratio, output_rms, diagnose(flow), unknown,
+        partial=bool(unknown) or bool(graph.graph.get("partial")), recurrent_log10_time_ratio=time_ratios,
+    )

@@ -1,0 +1,115 @@
+"""Gain rules of elementwise and combining ops: sources, activations, sums, products, constants.
+
+Activations are integrated by quadrature (quadrature.py), so no function needs a closed form.
+Sums treat distinct producers as uncorrelated (a residual branch is uncorrelated with its skip in
+mean field) and repeated uses of one producer as fully correlated (x + x doubles the amplitude).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from gradaudit.activations import ACTIVATIONS
+from gradaudit.static.moments import Grad, Moments
+from gradaudit.static.quadrature import activation_stats
+from gradaudit.static.registry import Context, Transfer, elementwise, rule
+
+
+def _pass_through(ctx: Context, known: bool = True) -> Transfer:
+    return Transfer(ctx.x, elementwise(1.0, 1.0, len(ctx.inputs)), known=known)
+
+
+@rule("input")
+def model_input(ctx: Context) -> Transfer:
+    """Float inputs are N(0, 1) elements (what the probe feeds); integer ids carry no signal moments."""
+    is_float = ctx.spec is None or ctx.spec.is_float
+    return Transfer(Moments(0.0, 1.0 if is_float else 0.0, 0.0), lambda g: [])
+
+
+@rule("constant")
+def constant(ctx: Context) -> Transfer:
+    """A fixed tensor: all its variance is per-unit offset (the same for every example).
+
+    The loaders give its statistics as a ParamStats (a trainable initializer) or as attrs
+    mean / rms (and value, for a scalar).
+    """
+    stats = next((p for p in ctx.params.values() if p.numel > 0), None)
+    if stats is not None:
+        return Transfer(Moments(stats.mean, 0.0, stats.std**2), lambda g: [])
+    if "mean" in ctx.attrs and "rms" in ctx.attrs:
+        mean, rms = float(ctx.attrs["mean"]), float(ctx.attrs["rms"])
+        return Transfer(Moments(mean, 0.0, max(rms * rms - mean * mean, 0.0)), lambda g: [])
+    if "value" in ctx.attrs:
+        return Transfer(Moments(float(ctx.attrs["value"]), 0.0, 0.0), lambda g: [])
+    return Transfer(Moments(), lambda g: [], known=False)
+
+
+@rule("reshape", "dropout", "identity", "output")
+def pass_through(ctx: Context) -> Transfer:
+    """Moves or copies elements (dropout at its expected value): gain 1 both ways."""
+    return _pass_through(ctx)
+
+
+@rule("activation")
+def activation(ctx: Context) -> Transfer:
+    """phi(z) for z with the input's moments: E[phi^2] forward, E[phi'^2] backward."""
+    if ctx.fn not in ACTIVATIONS:
+        return _pass_through(ctx, known=False)
+    stats = activation_stats(ctx.fn, ctx.attrs, ctx.x)
+    return Transfer(stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs)))
+
+
+@rule("scale")
+def scale(ctx: Context) -> Transfer:
+    """Multiplication by a constant of RMS `value`: value^2 on both passes."""
+    value = float(ctx.attrs.get("value", 1.0))
+    return Transfer(ctx.x.scaled(value), elementwise(value * value, value, len(ctx.inputs)))
+
+
+@rule("add")
+def add(ctx: Context) -> Transfer:
+    """Sum: distinct producers add in variance, a producer used c times counts c^2; gain 1 back."""
+    mu = v = s = 0.0
+    for producer, count in Counter(ctx.producers).items():
+        m = ctx.inputs[ctx.producers.index(producer)]
+        mu += count * m.mu
+        v += count * count * m.v
+        s += count * count * m.s
+    return Transfer(Moments(mu, v, s), elementwise(1.0, 1.0, len(ctx.inputs)))
+
+
+def _square(m: Moments) -> Moments:
+    """Moments of x * x for Gaussian x: E[x^4] = mu^4 + 6 mu^2 var + 3 var^2."""
+    var = m.var
+    q = m.mu**4 + 6.0 * m.mu**2 * var + 3.0 * var * var
+    return Moments(m.q, max(q - m.q**2, 0.0), 0.0)
+
+
+def product_moments(a: Moments, b: Moments) -> Moments:
+    """Moments of a * b for independent a, b; per-unit means multiply too."""
+    mu = a.mu * b.mu
+    unit_sq = (a.s + a.mu**2) * (b.s + b.mu**2)
+    return Moments(mu, max(a.q * b.q - unit_sq, 0.0), max(unit_sq - mu * mu, 0.0))
+
+
+@rule("mul")
+def mul(ctx: Context) -> Transfer:
+    """Product of activations (gates): each input's gradient is scaled by the other operand."""
+    if len(ctx.inputs) != 2:
+        return _pass_through(ctx, known=False)
+    a, b = ctx.inputs
+    out = _square(a) if ctx.producers[0] == ctx.producers[1] else product_moments(a, b)
+    return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu), Grad(g.sq * a.q, g.mean * a.mu)])
+
+
+@rule("concat")
+def concat(ctx: Context) -> Transfer:
+    """Joined tensors: moments averaged by each part's share; parts' different means become spread."""
+    axis = int(ctx.attrs.get("axis", 1))
+    sizes = [float(shape[axis]) if shape and len(shape) > abs(axis) else 1.0 for shape in ctx.in_shapes]
+    total = sum(sizes) or 1.0
+    shares = [n / total for n in sizes]
+    mu = sum(w * m.mu for w, m in zip(shares, ctx.inputs))
+    v = sum(w * m.v for w, m in zip(shares, ctx.inputs))
+    unit_sq = sum(w * (m.s + m.mu**2) for w, m in zip(shares, ctx.inputs))
+    return Transfer(Moments(mu, v, max(unit_sq - mu * mu, 0.0)), elementwise(1.0, 1.0, len(ctx.inputs)))

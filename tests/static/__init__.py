@@ -1,0 +1,1 @@
+"""Tests of the static gain estimator (gradaudit.static)."""

@@ -1,0 +1,147 @@
+"""The public `estimate`: passes over whole graphs, the loss seed, weight gradients, diagnosis."""
+
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from gradaudit.graph import add_node, dense_fans, new_graph, param_stats, weight_layers
+from gradaudit.model import InputSpec
+from gradaudit.static import estimate
+
+from .graphs import sequential_graph
+
+
+def run(layers, shape):
+    graph = sequential_graph(layers, shape)
+    return graph, estimate(graph, [InputSpec("x", shape)])
+
+
+def measured_grad_rms(layers, shape, seed=0):
+    """log10 grad RMS of every weight (ndim >= 2) under the default squared-error loss."""
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(*layers)
+    y = model(torch.randn(shape, generator=gen))
+    (0.5 * (y - torch.randn(y.shape, generator=gen)) ** 2).sum().div(shape[0]).backward()
+    return [math.log10(p.grad.pow(2).mean().sqrt().item()) for p in model.parameters() if p.dim() >= 2]
+
+
+def test_weight_gradients_match_autograd_mlp_and_convnet():
+    torch.manual_seed(0)
+    cases = [
+        ([nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 64)], (32, 256)),
+        ([nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.GELU(),
+          nn.Conv2d(32, 16, 3, padding=1)], (8, 3, 16, 16)),
+    ]
+    for layers, shape in cases:
+        graph, result = run(layers, shape)
+        assert [w.param for w in result.weights] == [w.param for w in weight_layers(graph)]
+        for predicted, measured in zip([w.log10_grad_rms for w in result.weights], measured_grad_rms(layers, shape)):
+            assert predicted == pytest.approx(measured, abs=0.3)
+        assert result.log10_ratio_first_last == pytest.approx(result.weights[0].log10_grad_rms - result.weights[-1].log10_grad_rms)
+
+
+def test_diagnosis_of_deep_default_relu_is_vanishing_and_he_is_healthy():
+    torch.manual_seed(0)
+    default = [m for _ in range(30) for m in (nn.Linear(256, 256, bias=False), nn.ReLU())]
+    assert run(default, (16, 256))[1].diagnosis.label == "vanishing"
+    he = []
+    for _ in range(30):
+        linear = nn.Linear(256, 256, bias=False)
+        nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+        he += [linear, nn.ReLU()]
+    result = run(he, (16, 256))[1]
+    assert result.diagnosis.label == "healthy" and not result.partial
+
+
+def test_float32_overflow_is_reported_non_finite():
+    layers = []
+    for _ in range(40):
+        linear = nn.Linear(512, 512, bias=False)
+        nn.init.constant_(linear.weight, 0.5)
+        layers += [linear, nn.ReLU()]
+    result = run(layers, (4, 512))[1]
+    assert result.diagnosis.label == "exploding"
+    assert any("non-finite" in reason for reason in result.diagnosis.reasons)
+    assert all(math.isfinite(w.log10_grad_rms) for w in result.weights)
+
+
+def _linear_node(graph, node_id, src, width=16, seed=0):
+    torch.manual_seed(seed)
+    stats = param_stats(f"{node_id}.weight", torch.randn(width, width) / math.sqrt(width))
+    add_node(graph, node_id, name=node_id, op="linear", source="Linear", attrs=dense_fans(width, width),
+             params={"weight": stats}, out_shape=(4, width), inputs=[src])
+
+
+def test_unknown_op_makes_estimate_partial_and_fork_gradients_add():
+    graph = new_graph("onnx")
+    add_node(graph, "x", name="x", op="input", source="input", out_shape=(4, 16))
+    _linear_node(graph, "a", "x", seed=1)
+    _linear_node(graph, "b", "x", seed=2)
+    add_node(graph, "odd", name="odd", op="unknown", source="FancyOp", out_shape=(4, 16), inputs=["b"])
+    add_node(graph, "sum", name="sum", op="add", source="Add", out_shape=(4, 16), inputs=["a", "odd"])
+    graph.graph.update(inputs=["x"], outputs=["sum"])
+    result = estimate(graph, [InputSpec("x", (4, 16))])
+    assert result.partial and result.unknown_ops == ["FancyOp"]
+    assert not result.nodes["odd"].known and result.nodes["a"].known
+    gains = [graph.nodes[n]["params"]["weight"].rms ** 2 * 16 for n in ("a", "b")]
+    expected = sum(g * result.nodes[n].grad_sq for g, n in zip(gains, ("a", "b")))
+    assert result.nodes["x"].grad_sq == pytest.approx(expected, rel=1e-9)
+
+
+def test_softmax_output_receives_the_loss_gradient_at_its_input():
+    graph = sequential_graph([nn.Linear(32, 10)], (8, 32))
+    add_node(graph, "p", name="p", op="softmax", source="Softmax", attrs={"axis": -1}, out_shape=(8, 10), inputs=["0"])
+    graph.graph["outputs"] = ["p"]
+    result = estimate(graph, [InputSpec("x", (8, 32))])
+    assert result.nodes["0"].grad_sq == pytest.approx(1 / (10 * 8 * 8))
+    assert result.nodes["p"].log10_gain == 0.0
+
+
+def test_embedding_model_with_integer_input():
+    graph = new_graph("torch")
+    add_node(graph, "ids", name="ids", op="input", source="input", out_shape=(8, 12))
+    table = param_stats("emb.weight", torch.randn(100, 32))
+    add_node(graph, "emb", name="emb", op="embedding", source="Embedding", attrs={"num_embeddings": 100},
+             params={"weight": table}, out_shape=(8, 12, 32), inputs=["ids"])
+    graph.graph.update(inputs=["ids"], outputs=["emb"])
+    result = estimate(graph, [InputSpec("ids", (8, 12), "int64", 100)])
+    assert result.output_rms == pytest.approx(table.rms, rel=1e-6)
+    assert result.nodes["ids"].grad_sq == 0.0
+    assert len(result.weights) == 1 and math.isfinite(result.weights[0].log10_grad_rms)
+
+
+def test_recurrent_ratio_keyed_by_display_name():
+    torch.manual_seed(0)
+    graph, result = run([nn.RNN(16, 32, batch_first=True)], (4, 10, 16))
+    assert list(result.recurrent_log10_time_ratio) == [graph.nodes["0"]["name"]]
+
+
+def test_thousand_node_graph_under_one_second():
+    graph = new_graph("onnx")
+    add_node(graph, "x", name="x", op="input", source="input", out_shape=(4, 64))
+    gamma = param_stats("g", torch.ones(64))
+    src = "x"
+    for block in range(250):
+        _linear_node(graph, f"l{block}", src, width=64, seed=block % 7)
+        add_node(graph, f"n{block}", name=f"n{block}", op="norm", fn="layer", source="LayerNormalization",
+                 params={"scale": gamma}, out_shape=(4, 64), inputs=[f"l{block}"])
+        add_node(graph, f"g{block}", name=f"g{block}", op="activation", fn="gelu", source="Gelu", out_shape=(4, 64), inputs=[f"n{block}"])
+        add_node(graph, f"r{block}", name=f"r{block}", op="add", source="Add", out_shape=(4, 64), inputs=[src, f"g{block}"])
+        src = f"r{block}"
+    graph.graph.update(inputs=["x"], outputs=[src])
+    start = time.perf_counter()
+    result = estimate(graph, [InputSpec("x", (4, 64))])
+    assert time.perf_counter() - start < 1.0
+    assert len(result.nodes) == 1001 and not result.partial
+
+
+def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown():
+    graph = new_graph("onnx")
+    add_node(graph, "x", name="x", op="input", source="input", out_shape=(4, 16))
+    add_node(graph, "pool", name="pool", op="pool", fn="avg", source="AveragePool", attrs={"kernel": "three"}, out_shape=(4, 16), inputs=["x"])
+    graph.graph.update(inputs=["x"], outputs=["pool"])
+    result = estimate(graph, [InputSpec("x", (4, 16))])
+    assert result.partial and result.unknown_ops == ["AveragePool"]
