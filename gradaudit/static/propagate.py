@@ -115,8 +115,9 @@ def _forward(state: _Pass, inputs: list[InputSpec]) -> dict[str, Moments]:
 def _loss_seed(graph: nx.DiGraph, node: str, m: Moments, batch: int) -> Grad:
     """E[dL/dy^2] and E[dL/dy] at an output under the default loss."""
     data = graph.nodes[node]
-    kind = (data["fn"] or "softmax") if data["op"] == "softmax" else data["op"]
-    sq = output_grad_sq(kind, m.q, data["out_shape"], int(data["attrs"].get("axis", -1)))
+    is_softmax = data["op"] == "softmax"
+    kind = (data["fn"] or "softmax") if is_softmax else data["op"]
+    sq = output_grad_sq(kind, m.q, data["out_shape"], int(data["attrs"].get("axis", -1)) if is_softmax else -1)
     if data["op"] == "softmax":
         return Grad(sq)
     # dL/dy = (y - t) / B with t ~ N(0, 1): a unit's mean over its n values keeps y's offset,
