@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-from gradaudit.activations import ACTIVATIONS
 from gradaudit.rules.moments import activation_moments, critical_weight_variance
 from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import (
@@ -45,6 +44,8 @@ def derivative_sq(ctx: Context, act: str) -> float:
 
 def init_scale(ctx: Context, node: str) -> dict | None:
     """Gain and matching init of a dense layer feeding an activation; None when not applicable."""
+    from gradaudit.activations import ACTIVATIONS  # torch: kept out of the registry's import
+
     data, graph = ctx.graph.nodes[node], ctx.graph
     act, stats, fan_in = consumer(graph, node), weight_stats(data), data["attrs"].get("fan_in")
     if act is None or graph.nodes[act]["op"] != "activation" or graph.nodes[act]["fn"] not in ACTIVATIONS:
@@ -146,7 +147,7 @@ def nonfinite_weights(ctx: Context) -> list[Hit]:
 
 @rule("GA203", "symmetric-weights", "error",
       "A weight tensor is constant or has identical rows: gradients cannot break the symmetry.",
-      "Weights of {layer} are {kind}: every unit computes and learns the same thing")
+      "{count} layer(s) with {kind} weights, first {layer}: their units compute and learn the same thing")
 def symmetric_weights(ctx: Context) -> list[Hit]:
     """What it detects
     A weight tensor whose output units all have identical incoming weights (ParamStats
@@ -170,7 +171,7 @@ def symmetric_weights(ctx: Context) -> list[Hit]:
     Goodfellow, Bengio & Courville 2016, Deep Learning, section 8.4 (breaking symmetry);
     De & Smith 2020 (SkipInit); Zhang et al. 2019 (Fixup).
     """
-    hits = []
+    broken = {}
     for node in weight_nodes(ctx.graph):
         data = ctx.graph.nodes[node]
         stats = weight_stats(data)
@@ -179,7 +180,11 @@ def symmetric_weights(ctx: Context) -> list[Hit]:
         zero = stats.absmax == 0
         if zero and feeds_sum_or_output(ctx.graph, node):
             continue
-        kind = "all zero" if zero else ("constant" if stats.std == 0 else "identical across output units")
-        hits.append(Hit([data["name"]], {"layer": data["name"], "param": stats.name, "kind": kind,
-                                         "std": stats.std, "mean": stats.mean}))
-    return hits
+        kind = "all-zero" if zero else ("constant" if stats.std == 0 else "identical-row")
+        broken[data["name"]] = {"param": stats.name, "kind": kind, "std": stats.std, "mean": stats.mean}
+    if not broken:
+        return []
+    # one finding for the whole model: a zoo graph with 50 constant layers is one problem, not 50
+    kinds = sorted({entry["kind"] for entry in broken.values()})
+    names = list(broken)
+    return [Hit(names, {"layer": names[0], "count": len(names), "kind": " or ".join(kinds), "layers": broken})]

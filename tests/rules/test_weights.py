@@ -64,9 +64,10 @@ def test_ga203_constant_and_identical_rows():
     with torch.no_grad():
         model[0].weight.fill_(0.01)
         model[2].weight.copy_(torch.randn(1, 16).expand(16, 16))
-    found = {f.layers[0]: f for f in _only(_audit(model)[1], "GA203")}
-    assert set(found) == {"0", "2"} and all(f.severity == "error" for f in found.values())
-    assert found["0"].evidence["kind"] == "constant" and "identical" in found["2"].evidence["kind"]
+    (finding,) = _only(_audit(model)[1], "GA203")  # one finding for all broken layers
+    assert finding.layers == ("0", "2") and finding.severity == "error"
+    per_layer = finding.evidence["layers"]
+    assert per_layer["0"]["kind"] == "constant" and per_layer["2"]["kind"] == "identical-row"
     assert not _only(_audit(mlp(16, 3, std=0.3))[1], "GA203")
 
 
@@ -76,7 +77,7 @@ def test_ga203_zero_init_is_deliberate_only_before_a_sum_or_output():
     assert not _only(_audit(head)[1], "GA203")  # zero head
     interior = mlp(16, 3, std=0.3)
     nn.init.zeros_(interior[2].weight)
-    assert _only(_audit(interior)[1], "GA203")[0].evidence["kind"] == "all zero"
+    assert _only(_audit(interior)[1], "GA203")[0].evidence["layers"]["2"]["kind"] == "all-zero"
     branch = residual_handle(4, width=16, branch_scale=0.0)  # SkipInit-style zero branch ends
     assert not _only(run_rules(branch, chain_static(branch), None), "GA203")
 
