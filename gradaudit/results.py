@@ -33,6 +33,7 @@ class WeightEstimate:
     op: str
     log10_gain: float  # backward gain of the node holding the weight
     log10_grad_rms: float  # predicted log10 of the weight's gradient RMS
+    role: str = "weight"  # the parameter's role in its node (weight_hh, in_proj_weight, ...)
 
 
 @dataclass

@@ -7,6 +7,8 @@ make text read differently than it is; `clean` removes both before any renderer 
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ class LayerRow:
     name: str
     param: str
     op: str
+    role: str
     predicted_log10: float | None  # static log10 grad RMS
     measured_log10: float | None  # log10 of the probe's grad RMS
     nonfinite: bool
@@ -90,6 +93,7 @@ def layer_rows(audit: Audit) -> list[LayerRow]:
                 name=clean(weight.layer),
                 param=clean(weight.param),
                 op=clean(weight.op),
+                role=clean(weight.role),
                 predicted_log10=finite_or_none(weight.log10_grad_rms),
                 measured_log10=log10_or_none(probe.grad_rms) if probe else None,
                 nonfinite=bool(probe and (probe.nonfinite or not math.isfinite(probe.grad_rms))),
@@ -101,9 +105,21 @@ def layer_rows(audit: Audit) -> list[LayerRow]:
                 name=clean(probe.layer),
                 param=clean(probe.param),
                 op="",
+                role="",
                 predicted_log10=None,
                 measured_log10=log10_or_none(probe.grad_rms),
                 nonfinite=probe.nonfinite or not math.isfinite(probe.grad_rms),
             )
         )
-    return rows
+    return _disambiguated(rows)
+
+
+def _disambiguated(rows: list[LayerRow]) -> list[LayerRow]:
+    """A layer holding several weights (RNN, attention) shows each with its role (or parameter)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.name] = counts.get(row.name, 0) + 1
+    return [
+        dataclasses.replace(row, name=f"{row.name} · {row.role or row.param.rsplit('.', 1)[-1]}") if counts[row.name] > 1 else row
+        for row in rows
+    ]

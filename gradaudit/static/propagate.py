@@ -191,7 +191,7 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
         if not transfer.known and data["source"] not in unknown:
             unknown.append(data["source"])
     weights = [
-        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_weight_grad_sq(state, w.node, w.role, grads[w.node])))
+        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_weight_grad_sq(state, w.node, w.role, grads[w.node])), w.role)
         for w in weight_layers(graph)
     ]
     ratio = weights[0].log10_grad_rms - weights[-1].log10_grad_rms if weights else None
