@@ -11,6 +11,7 @@ lacks still gets its static graph; only the probe becomes unavailable.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Sequence
 
@@ -20,13 +21,15 @@ import torch
 
 from gradaudit.errors import InputError
 from gradaudit.graph import add_node, new_graph
+from gradaudit.limits import default_max_memory
+from gradaudit.loaders.onnx_external import load_external_data
+from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.model import InputSpec, ModelHandle
-from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, opset_of, run_onnx
+from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.patterns import decomposed_layer_norms
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 
-MIN_OPSET, MAX_OPSET = 7, 21
 SYNTHETIC_SEED = 0
 Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
@@ -40,12 +43,11 @@ def read_model(path: str) -> onnx.ModelProto:
     if os.path.getsize(path) == 0:
         raise InputError(f"{path} is an empty file, not an ONNX model")
     try:
-        model = onnx.load(path)
+        model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
         raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
-    opset = opset_of(model)
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InputError(f"{path} uses ONNX opset {opset}; gradaudit supports opsets {MIN_OPSET} to {MAX_OPSET}")
+    validate(model, path)
+    load_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
@@ -63,8 +65,10 @@ def _torch_dtype_name(elem_type: int) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def input_specs(model: onnx.ModelProto, module: OnnxModule, input_shapes: list[tuple[int, ...]] | None, batch: int) -> list[InputSpec]:
-    """Specs of the real inputs: a symbolic batch dim gets `batch`, other symbolic dims need shapes."""
+def input_specs(model: onnx.ModelProto, input_shapes: list[tuple[int, ...]] | None, batch: int) -> list[InputSpec]:
+    """Specs of the real inputs: a symbolic batch dim gets `batch`, other symbolic dims need shapes.
+
+    Integer inputs get their id range from the executor later (`_with_table_size`)."""
     inits = {t.name for t in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits]
     if input_shapes is not None and len(input_shapes) != len(real):
@@ -75,10 +79,13 @@ def input_specs(model: onnx.ModelProto, module: OnnxModule, input_shapes: list[t
         declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
         given = input_shapes[index] if input_shapes is not None else None
         shape = _resolve_shape(value_info.name, declared, tensor_type.HasField("shape"), given, batch)
-        dtype = _torch_dtype_name(tensor_type.elem_type)
-        high = _table_size(module, value_info.name) if not dtype.startswith(("float", "bfloat")) else None
-        specs.append(InputSpec(value_info.name, shape, dtype, high))
+        specs.append(InputSpec(value_info.name, shape, _torch_dtype_name(tensor_type.elem_type)))
     return specs
+
+
+def _with_table_size(spec: InputSpec, module: OnnxModule) -> InputSpec:
+    """An integer input draws ids below the size of the table it indexes."""
+    return spec if spec.is_float else dataclasses.replace(spec, high=_table_size(module, spec.name))
 
 
 def _resolve_shape(name: str, declared: list[int | None], has_shape: bool, given: Sequence[int] | None, batch: int) -> tuple[int, ...]:
@@ -167,8 +174,8 @@ def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str
 
 
 def inferred_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> Shapes:
-    """Shapes from ONNX shape inference on the concrete input shapes: the fallback when the
-    model cannot be executed."""
+    """Shapes from ONNX shape inference on the concrete input shapes: what the memory cap checks
+    before anything runs, and the graph's shapes when the model cannot be executed."""
     concrete = onnx.ModelProto()
     concrete.CopyFrom(model)
     by_name = {spec.name: spec.shape for spec in specs}
@@ -291,11 +298,17 @@ class _GraphBuilder:
         return node_id
 
 
-def load_onnx(path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8) -> ModelHandle:
-    """Load an ONNX file for auditing; InputError for unusable files or input shapes."""
+def load_onnx(
+    path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8, max_memory: int | None = None
+) -> ModelHandle:
+    """Load an ONNX file for auditing; InputError for unusable files or input shapes, and for a
+    model whose declared sizes exceed `max_memory` bytes (default: `limits.default_max_memory`)."""
     model = read_model(os.fspath(path))
+    specs = input_specs(model, input_shapes, batch)
+    declared = inferred_shapes(model, specs)
+    check_memory(model, declared, default_max_memory() if max_memory is None else max_memory, os.fspath(path))
     module = OnnxModule(model, train_mode=True)
-    specs = input_specs(model, module, input_shapes, batch)
+    specs = [_with_table_size(spec, module) for spec in specs]
     probe_unavailable = "unsupported ONNX operator(s): " + ", ".join(module.unsupported) if module.unsupported else ""
     warnings: list[str] = []
     shapes: Shapes = {}
@@ -306,7 +319,7 @@ def load_onnx(path: str, input_shapes: list[tuple[int, ...]] | None = None, batc
         except OnnxExecutionError as exc:
             probe_unavailable = f"the ONNX graph failed to execute: {exc}"
     if probe_unavailable:
-        shapes = inferred_shapes(model, specs)
+        shapes = declared
         warnings.append(probe_unavailable)
     graph = _GraphBuilder(module, specs, shapes, values).build()
     executable = not probe_unavailable

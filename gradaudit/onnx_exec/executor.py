@@ -26,6 +26,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from gradaudit.errors import UnsupportedOperatorError
+from gradaudit.loaders.onnx_external import load_confined
 from gradaudit.onnx_exec.registry import OPS, OpContext
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -95,29 +96,38 @@ class OnnxModule(torch.nn.Module):
         self.unsupported = sorted({op_key(n) for n in graph.node if op_key(n) not in OPS})
         self.param_names: dict[str, str] = {}  # onnx tensor name -> qualified parameter name
         self.buffer_names: dict[str, str] = {}  # onnx tensor name -> buffer name
-        learnable = {n: inits[n] for n in _learnable_initializers(graph, inits)}
+        statistics = _statistics_only(graph)
+        trainable = _learnable_initializers(graph, inits, statistics)
+        # the file's order, not the set's (which follows PYTHONHASHSEED): same seed, same numbers
+        learnable = {n: t for n, t in inits.items() if n in trainable}
         static = {n: t for n, t in inits.items() if n not in learnable}
-        self.steps = self._fold(graph, static, learnable)
+        self._used_outputs: dict[str, int] = {}  # folding runs every declared output
+        self.steps = self._fold(graph, static, learnable, statistics)
         read = {n for step in self.steps for n in step.inputs} | set(self.output_names)
         for name, tensor in learnable.items():
             if name in read:
                 self._keep(name, tensor, parameter=True)
         self._keep_folded(static)
         self._last_use = _last_uses(self.steps, set(self.output_names))
+        self._used_outputs = _used_outputs(self.steps, set(self.output_names))
 
-    def _fold(self, graph: onnx.GraphProto, static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor]) -> list[Step]:
+    def _fold(
+        self, graph: onnx.GraphProto, static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor], statistics: set[str]
+    ) -> list[Step]:
         """Evaluate constant-only nodes now; return the nodes that must run at call time.
 
         An Identity of a learned initializer becomes a parameter of its own: the torch exporter
         de-duplicates equal initializers (the deep-copied layers of nn.TransformerEncoder), and
-        the layers it merged were separate parameters in the model being audited.
+        the layers it merged were separate parameters in the model being audited. A copy read
+        only as a statistic (a running_var merged with a gamma) is a constant instead.
         """
         steps: list[Step] = []
         for node in graph.node:
             attrs = {a.name: _attr_value(a) for a in node.attribute}
             step = Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs)
             if step.op_type == "Identity" and step.inputs[0] in learnable:
-                learnable[step.outputs[0]] = learnable[step.inputs[0]].clone()
+                copies = static if step.outputs[0] in statistics else learnable
+                copies[step.outputs[0]] = learnable[step.inputs[0]].clone()
                 continue
             foldable = step.op_type in OPS and all(not n or n in static for n in step.inputs)
             if foldable:
@@ -127,6 +137,8 @@ class OnnxModule(torch.nn.Module):
                 except OnnxExecutionError:  # left to run (and fail, named) at call time
                     foldable = False
                 else:
+                    foldable = all(isinstance(t, torch.Tensor) for t in outs)  # sequences stay steps
+                if foldable:
                     static.update({n: t for n, t in zip(step.outputs, outs) if n and t is not None})
             if not foldable:
                 steps.append(step)
@@ -164,7 +176,8 @@ class OnnxModule(torch.nn.Module):
     def _call(self, step: Step, args: list[Any]) -> tuple[Any, ...]:
         if step.op_type not in OPS:
             raise UnsupportedOperatorError([step.op_type])
-        ctx = OpContext(self.opset, self.train_mode, len(step.outputs))
+        n_outputs = len(step.outputs)
+        ctx = OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs))
         while args and args[-1] is None:
             args.pop()
         try:
@@ -212,16 +225,34 @@ class OnnxModule(torch.nn.Module):
         return self.run(inputs)[0]
 
 
-def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tensor]) -> set[str]:
-    """Float initializers some node reads, except those read only as statistics (BN running stats)."""
+def _statistics_only(graph: onnx.GraphProto) -> set[str]:
+    """Tensors every reader takes as statistics (BN running mean/var), never as a learned value.
+
+    Identity reads do not count: an Identity's output is judged by its own readers. The
+    exporter merges equal initializers (a BN gamma and a running_var are both ones at init) and
+    hands out the copies through Identity nodes.
+    """
     stat_only: dict[str, bool] = {}
     for node in graph.node:
+        if op_key(node) == "Identity":
+            continue
         spec = OPS.get(op_key(node))
         for slot, name in enumerate(node.input):
-            if name in inits:
-                is_stat = spec is not None and slot in spec.stat_slots
-                stat_only[name] = stat_only.get(name, True) and is_stat
-    return {n for n, t in inits.items() if t.is_floating_point() and n in stat_only and not stat_only[n]}
+            if name:
+                stat_only[name] = stat_only.get(name, True) and spec is not None and slot in spec.stat_slots
+    return {name for name, only in stat_only.items() if only}
+
+
+def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tensor], statistics: set[str]) -> set[str]:
+    """Float initializers some node reads as a value rather than as a statistic."""
+    read = {name for node in graph.node if op_key(node) != "Identity" for name in node.input}
+    return {n for n, t in inits.items() if t.is_floating_point() and n in read and n not in statistics}
+
+
+def _used_outputs(steps: list[Step], keep: set[str]) -> dict[str, int]:
+    """Node id -> how many leading outputs a later step or the graph output reads."""
+    read = keep | {name for step in steps for name in step.inputs}
+    return {step.node_id: 1 + max((i for i, n in enumerate(step.outputs) if n in read), default=0) for step in steps}
 
 
 def _last_uses(steps: list[Step], keep: set[str]) -> dict[int, list[str]]:
@@ -239,8 +270,8 @@ def _last_uses(steps: list[Step], keep: set[str]) -> dict[int, list[str]]:
 
 
 def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
-    """A ModelProto as given, or read from a path."""
-    return model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
+    """A ModelProto as given, or read from a path (external data confined to its folder)."""
+    return model if isinstance(model, onnx.ModelProto) else load_confined(os.fspath(model))
 
 
 def onnx_to_torch(model: str | os.PathLike | onnx.ModelProto, *, train_mode: bool = True) -> OnnxModule:

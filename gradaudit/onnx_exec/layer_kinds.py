@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from gradaudit.graph import ParamStats, conv_fans, dense_fans, param_stats
+from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
 
 
 @dataclass
@@ -285,6 +286,29 @@ maps("GlobalAveragePool")(_pool("global_avg"))
 maps("GlobalMaxPool")(_pool("global_max"))
 
 
+
+@maps("Resize", "Upsample")
+def _resize(view: NodeView) -> Kind:
+    """Resampling is average pooling at a fractional stride.
+
+    Along an axis resized n -> m, output i is sum_j W_ij x_j (W: `interpolation_matrix`). For
+    uncorrelated inputs the forward second moment scales by F = mean_i sum_j W_ij^2 and the
+    gradient reaching an input by (m / n) F. Average pooling with kernel k = 1 / F and stride n / m
+    predicts 1 / k forward and 1 / (k stride) backward: the same numbers. Nearest is a copy
+    (F = 1): upsampling by s sums s gradients into each input, downsampling drops inputs; linear
+    and cubic also average neighbours (F < 1), so they are not reshape-like.
+    """
+    x_shape, out_shape = view.operand(0).shape, view.out_shape
+    if not x_shape or not out_shape or len(x_shape) != len(out_shape) or x_shape[:2] != out_shape[:2]:
+        return Kind("unknown")
+    attrs = resize_attrs(view.op_type, view.attrs, view.opset)
+    kernel, stride = [], []
+    for n_in, n_out in zip(x_shape[2:], out_shape[2:]):
+        weights = interpolation_matrix(n_in, n_out, attrs)
+        kernel.append(1.0 / float(weights.pow(2).sum(1).mean()))
+        stride.append(n_in / n_out)
+    return Kind("pool", "avg", {"kernel": tuple(kernel), "stride": tuple(stride)})
+
 def _reduce(fn: str) -> Callable[[NodeView], Kind]:
     def run(view: NodeView) -> Kind:
         axes = view.const(1)
@@ -393,4 +417,19 @@ def _recurrent(view: NodeView) -> Kind:
         "bidirectional": view.attrs.get("direction", "forward") == "bidirectional",
         "fan_in": x_shape[-1] if x_shape else None,
     }
+    if "bias_ih" in params and attrs["hidden"]:
+        attrs["gate_bias_means"] = _gate_bias_means(view.op_type, b.value, int(attrs["hidden"]))
     return Kind("recurrent", fn, attrs, params)
+
+
+# ONNX stacks gates as LSTM i, o, f, c and GRU z, r, h; torch (the schema's order) as i, f, g, o
+# and r, z, n
+_TORCH_GATE_ORDER = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2)}
+
+
+def _gate_bias_means(op_type: str, bias: torch.Tensor, hidden: int) -> list[float]:
+    """Mean of Wb + Rb per gate (first direction), in torch's gate order."""
+    half = bias.shape[-1] // 2
+    per_gate = (bias[..., :half] + bias[..., half:]).reshape(-1, half)[0].reshape(-1, hidden).float().mean(dim=1)
+    order = _TORCH_GATE_ORDER.get(op_type, tuple(range(per_gate.numel())))
+    return [float(per_gate[i]) for i in order]

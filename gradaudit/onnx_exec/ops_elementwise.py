@@ -42,12 +42,23 @@ _UNARY = {
     "Reciprocal": lambda x, a: torch.reciprocal(x),
     "Sin": lambda x, a: torch.sin(x),
     "Cos": lambda x, a: torch.cos(x),
+    "Tan": lambda x, a: torch.tan(x),
+    "Asin": lambda x, a: torch.asin(x),
+    "Acos": lambda x, a: torch.acos(x),
+    "Atan": lambda x, a: torch.atan(x),
+    "Sinh": lambda x, a: torch.sinh(x),
+    "Cosh": lambda x, a: torch.cosh(x),
+    "Asinh": lambda x, a: torch.asinh(x),
+    "Acosh": lambda x, a: torch.acosh(x),
+    "Atanh": lambda x, a: torch.atanh(x),
     "Floor": lambda x, a: torch.floor(x),
     "Ceil": lambda x, a: torch.ceil(x),
     "Round": lambda x, a: torch.round(x),
     "Sign": lambda x, a: torch.sign(x),
     "Not": lambda x, a: torch.logical_not(x),
     "IsNaN": lambda x, a: torch.isnan(x),
+    "IsInf": lambda x, a: (torch.isposinf(x) if a.get("detect_positive", 1) else torch.zeros_like(x, dtype=torch.bool))
+    | (torch.isneginf(x) if a.get("detect_negative", 1) else torch.zeros_like(x, dtype=torch.bool)),
     "Identity": lambda x, a: x,
 }
 for _op, _fn in _UNARY.items():
@@ -112,8 +123,18 @@ def mean(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
 
 @register("PRelu", weight_slots=(1,))
 def prelu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Before opset 7 a 1-D slope is per channel (axis 1); from 7 on it broadcasts from the right."""
     x, slope = inputs
+    if ctx.opset < 7 and slope.dim() == 1 and x.dim() > 2:
+        slope = slope.reshape((-1,) + (1,) * (x.dim() - 2))
     return torch.where(x >= 0, x, x * slope)
+
+
+@register("Shrink")
+def shrink(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Soft (bias = lambd) or hard (bias = 0) shrinkage: zero inside [-lambd, lambd]."""
+    x, lambd, bias = inputs[0], attrs.get("lambd", 0.5), attrs.get("bias", 0.0)
+    return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, torch.zeros_like(x)))
 
 
 @register("Clip")

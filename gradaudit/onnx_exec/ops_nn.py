@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, OpResult, register
 
 
 def _spatial_pads(
@@ -119,13 +119,25 @@ def einsum(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
 
 
 @register("BatchNormalization", weight_slots=(1, 2), stat_slots=(3, 4))
-def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    """Train mode normalises with batch statistics (running stats are left untouched)."""
+def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
+    """Train mode normalises with batch statistics (the module's running stats stay untouched).
+
+    A node exported in training mode (opset 14+, three outputs) also yields the updated running
+    statistics, `running * momentum + batch * (1 - momentum)` with the population variance, when
+    a reader needs them.
+    """
     x, scale, bias, mean, var = inputs[:5]
     eps = attrs.get("epsilon", 1e-5)
     if ctx.train_mode:
-        return F.batch_norm(x, None, None, scale, bias, training=True, eps=eps)
-    return F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps)
+        y = F.batch_norm(x, None, None, scale, bias, training=True, eps=eps)
+    else:
+        y = F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps)
+    if ctx.used_outputs == 1 or not attrs.get("training_mode", 0):
+        return y
+    dims = [d for d in range(x.dim()) if d != 1]
+    momentum = attrs.get("momentum", 0.9)
+    batch_var, batch_mean = torch.var_mean(x.detach(), dim=dims, correction=0)
+    return y, mean * momentum + batch_mean * (1 - momentum), var * momentum + batch_var * (1 - momentum)
 
 
 @register("InstanceNormalization", weight_slots=(1, 2))
@@ -235,6 +247,54 @@ register("ReduceMin")(_reduce(lambda x, d, k: x.amin(dim=d, keepdim=k)))
 register("ReduceProd")(_reduce(lambda x, d, k: _prod(x, d, k)))
 register("ReduceL2")(_reduce(lambda x, d, k: torch.sqrt((x * x).sum(dim=d, keepdim=k))))
 register("ReduceSumSquare")(_reduce(lambda x, d, k: (x * x).sum(dim=d, keepdim=k)))
+register("ReduceL1")(_reduce(lambda x, d, k: x.abs().sum(dim=d, keepdim=k)))
+register("ReduceLogSum")(_reduce(lambda x, d, k: torch.log(x.sum(dim=d, keepdim=k))))
+register("ReduceLogSumExp")(_reduce(lambda x, d, k: torch.logsumexp(x, dim=d, keepdim=k)))
+
+
+@register("MeanVarianceNormalization")
+def mean_variance_normalization(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """(x - mean) / sqrt(population var) over `axes` (default batch and spatial), eps 1e-9."""
+    x = inputs[0]
+    axes = tuple(attrs.get("axes", [0, 2, 3]))
+    var, mean = torch.var_mean(x, dim=axes, keepdim=True, correction=0)
+    return (x - mean) / (var.sqrt() + 1e-9)
+
+
+@register("LpNormalization")
+def lp_normalization(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    return x / torch.linalg.vector_norm(x, ord=p, dim=attrs.get("axis", -1), keepdim=True)
+
+
+@register("Hardmax")
+def hardmax(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """One-hot of the first maximum; before opset 13 over the input flattened at `axis`."""
+    x = inputs[0]
+    if ctx.opset < 13:
+        axis = attrs.get("axis", 1) % x.dim()
+        flat = x.reshape(math.prod(x.shape[:axis]), -1)
+        return F.one_hot(flat.argmax(-1), flat.shape[-1]).to(x.dtype).reshape(x.shape)
+    axis = attrs.get("axis", -1) % x.dim()
+    return F.one_hot(x.argmax(axis), x.shape[axis]).to(x.dtype).movedim(-1, axis)
+
+
+@register("GlobalLpPool")
+def global_lp_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    return torch.linalg.vector_norm(x, ord=attrs.get("p", 2), dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+@register("LpPool")
+def lp_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """(sum over the window of |x|^p)^(1/p), pads applied explicitly."""
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    kernel = list(attrs["kernel_shape"])
+    strides, _, pads = _geometry(x, attrs, kernel)
+    summed = _AVG_POOL[len(kernel)](F.pad(x.abs() ** p, torch_pad_order(pads)), kernel, strides, 0, ceil_mode=bool(attrs.get("ceil_mode", 0)))
+    return (summed * math.prod(kernel)) ** (1.0 / p)
 
 
 def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
@@ -274,37 +334,132 @@ def pad(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.T
 _LINEAR = {3: "linear", 4: "bilinear", 5: "trilinear"}
 
 
-def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequence[int] | None, attrs: dict[str, Any]) -> torch.Tensor:
+# ONNX source coordinate of output index i along an axis: (i, scale, n_in, n_out) -> float.
+_COORDINATES = {
+    "half_pixel": lambda i, s, n, m: (i + 0.5) / s - 0.5,
+    "pytorch_half_pixel": lambda i, s, n, m: (i + 0.5) / s - 0.5 if m > 1 else 0.0 * i,
+    "align_corners": lambda i, s, n, m: i * (n - 1) / (m - 1) if m > 1 else 0.0 * i,
+    "asymmetric": lambda i, s, n, m: i / s,
+    "half_pixel_symmetric": lambda i, s, n, m: n / 2 * (1 - m / (s * n)) + (i + 0.5) / s - 0.5,
+}
+_ROUNDING = {
+    "round_prefer_floor": lambda c: torch.ceil(c - 0.5),
+    "round_prefer_ceil": lambda c: torch.floor(c + 0.5),
+    "floor": torch.floor,
+    "ceil": torch.ceil,
+}
+
+
+def _cubic(distance: torch.Tensor, a: float) -> torch.Tensor:
+    """Keys' cubic convolution kernel with coefficient a (ONNX cubic_coeff_a)."""
+    t = distance.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any]) -> torch.Tensor:
+    """The (n_out, n_in) float64 weights one resized axis applies: row i mixes the inputs of
+    output i, for every ONNX mode, coordinate transformation and nearest rounding."""
     mode = attrs.get("mode", "nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
-    coord = coord.decode() if isinstance(coord, bytes) else coord
-    kwargs: dict[str, Any] = {}
-    if sizes is not None:
-        kwargs["size"] = [int(s) for s in sizes[2:]]
-    else:
-        kwargs["scale_factor"] = [float(s) for s in scales[2:]]
-        kwargs["recompute_scale_factor"] = False
+    source = _COORDINATES[attrs.get("coordinate_transformation_mode", "half_pixel")](torch.arange(n_out, dtype=torch.float64), scale, n_in, n_out)
     if mode == "nearest":
-        exact = coord != "asymmetric"
-        return F.interpolate(x, mode="nearest-exact" if exact else "nearest", **kwargs)
-    torch_mode = "bicubic" if mode == "cubic" else _LINEAR[x.dim()]
-    return F.interpolate(x, mode=torch_mode, align_corners=coord == "align_corners", **kwargs)
+        index = _ROUNDING[attrs.get("nearest_mode", "round_prefer_floor")](source).clamp(0, n_in - 1).long()
+        return F.one_hot(index, n_in).double()
+    if mode == "linear":
+        source = source.clamp(0, n_in - 1)
+        offsets = torch.arange(2, dtype=torch.float64)
+        weights_of = lambda d: (1 - d.abs()).clamp(min=0)  # noqa: E731
+    else:
+        offsets = torch.arange(-1, 3, dtype=torch.float64)
+        weights_of = lambda d: _cubic(d, attrs.get("cubic_coeff_a", -0.75))  # noqa: E731
+    neighbours = source.floor()[:, None] + offsets
+    weights = weights_of(source[:, None] - neighbours)
+    inside = (neighbours >= 0) & (neighbours <= n_in - 1)
+    if attrs.get("exclude_outside", 0):
+        weights = weights * inside
+        weights = weights / weights.sum(1, keepdim=True)
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    return matrix.scatter_add_(1, neighbours.clamp(0, n_in - 1).long(), weights)
+
+
+# Coordinate modes in which torch's own interpolation computes exactly ONNX's linear / cubic.
+_TORCH_EXACT = {"half_pixel": False, "align_corners": True}
+
+
+def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequence[int] | None, attrs: dict[str, Any]) -> torch.Tensor:
+    """Resample every axis to `sizes` sampling at `scales` (one may be None: derived).
+
+    Nearest by index selection; linear / cubic by torch where it matches ONNX exactly, else by
+    applying each axis's weight matrix."""
+    extent: dict[str, Any] | None = None  # how torch is told the output extent, if it can be
+    if sizes is None:  # ONNX samples at the given scale, not at the rounded sizes' ratio
+        sizes = [math.floor(n * float(s)) for n, s in zip(x.shape, scales)]
+        extent = {"scale_factor": [float(s) for s in scales[2:]], "recompute_scale_factor": False}
+    elif scales is None:
+        scales = [m / n for n, m in zip(x.shape, sizes)]
+        extent = {"size": [int(s) for s in sizes[2:]]}
+    mode = attrs.get("mode", "nearest")
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    torch_mode = {"linear": _LINEAR.get(x.dim()), "cubic": "bicubic" if x.dim() == 4 else None}.get(mode)
+    plain_cubic = attrs.get("cubic_coeff_a", -0.75) == -0.75 and not attrs.get("exclude_outside", 0)
+    spatial_only = list(sizes[:2]) == list(x.shape[:2]) and list(scales[:2]) == [1, 1]
+    if extent is not None and spatial_only and torch_mode and coord in _TORCH_EXACT and (mode == "linear" or plain_cubic):
+        return F.interpolate(x, mode=torch_mode, align_corners=_TORCH_EXACT[coord], **extent)
+    for axis in range(x.dim()):
+        if int(sizes[axis]) == x.shape[axis] and float(scales[axis]) == 1.0:
+            continue
+        weights = axis_weights(x.shape[axis], int(sizes[axis]), float(scales[axis]), attrs)
+        if mode == "nearest":
+            x = x.index_select(axis, weights.argmax(1))
+        else:
+            x = torch.movedim(torch.tensordot(x, weights.t().to(x.dtype), dims=([axis], [0])), -1, axis)
+    return x
+
+
+def resize_attrs(op_type: str, attrs: dict[str, Any], opset: int) -> dict[str, Any]:
+    """Attributes in Resize-11 form: Upsample and Resize-10 sample at asymmetric coordinates and
+    take the nearest input by flooring."""
+    if op_type == "Resize" and opset >= 11:
+        return attrs
+    return {**attrs, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+
+
+def interpolation_matrix(n_in: int, n_out: int, attrs: dict[str, Any]) -> torch.Tensor:
+    """The weights of one axis resized from n_in to n_out (`axis_weights` at scale n_out / n_in)."""
+    return axis_weights(n_in, n_out, n_out / n_in, attrs)
 
 
 @register("Resize")
 def resize(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Opset 10: (X, scales); 11+: (X, roi, scales, sizes) with empty inputs for the unused one."""
     x = inputs[0]
+    attrs = resize_attrs("Resize", attrs, ctx.opset)
     if ctx.opset < 11:
-        return _interpolate(x, inputs[1].tolist(), None, {**attrs, "coordinate_transformation_mode": "asymmetric"})
-    scales = inputs[2] if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else None
-    sizes = inputs[3] if len(inputs) > 3 and inputs[3] is not None and inputs[3].numel() else None
-    return _interpolate(x, scales.tolist() if scales is not None else None, sizes.tolist() if sizes is not None else None, attrs)
+        return _interpolate(x, inputs[1].tolist(), None, attrs)
+    scales = inputs[2].tolist() if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else None
+    sizes = inputs[3].tolist() if len(inputs) > 3 and inputs[3] is not None and inputs[3].numel() else None
+    axes = [a % x.dim() for a in attrs.get("axes", range(x.dim()))]
+    if scales is not None:
+        return _interpolate(x, _on_axes(scales, axes, [1.0] * x.dim()), None, attrs)
+    policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+    if policy == "stretch":
+        return _interpolate(x, None, _on_axes(sizes, axes, list(x.shape)), attrs)
+    # one scale for all given axes, the largest that fits inside (or the smallest around) the sizes
+    scale = (min if policy == "not_larger" else max)(m / x.shape[a] for a, m in zip(axes, sizes))
+    sizes = [int(scale * x.shape[a] + 0.5) for a in axes]
+    return _interpolate(x, _on_axes([scale] * len(axes), axes, [1.0] * x.dim()), _on_axes(sizes, axes, list(x.shape)), attrs)
+
+
+def _on_axes(values: Sequence[Any], axes: Sequence[int], full: list[Any]) -> list[Any]:
+    """Per-axis values given for `axes` only (opset 18), spread over all axes."""
+    for axis, value in zip(axes, values):
+        full[axis] = value
+    return full
 
 
 @register("Upsample")
 def upsample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Legacy resize (opset 7-9): scales attribute (7) or input (9), asymmetric coordinates."""
     scales = inputs[1].tolist() if len(inputs) > 1 else list(attrs["scales"])
-    return _interpolate(inputs[0], scales, None, {**attrs, "coordinate_transformation_mode": "asymmetric"})
+    return _interpolate(inputs[0], scales, None, resize_attrs("Upsample", attrs, ctx.opset))

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
+from gradaudit.onnx_exec.ops_elementwise import torch_dtype
 from gradaudit.onnx_exec.registry import OpContext, register
 
 
@@ -218,3 +219,116 @@ def _arg(fn):
 
 register("ArgMax")(_arg(lambda x, a, k: torch.argmax(x, a, keepdim=k)))
 register("ArgMin")(_arg(lambda x, a, k: torch.argmin(x, a, keepdim=k)))
+
+
+@register("DepthToSpace")
+def depth_to_space(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """DCR (the default) takes channels depth-major; CRD is torch's pixel_shuffle order."""
+    x, block = inputs[0], attrs["blocksize"]
+    if attrs.get("mode", "DCR") == "CRD":
+        return torch.nn.functional.pixel_shuffle(x, block)
+    n, c, h, w = x.shape
+    y = x.reshape(n, block, block, c // block**2, h, w).permute(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, c // block**2, h * block, w * block)
+
+
+@register("SpaceToDepth")
+def space_to_depth(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, block = inputs[0], attrs["blocksize"]
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // block, block, w // block, block).permute(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * block**2, h // block, w // block)
+
+
+def _scatter_reduce(reduction: str) -> str | None:
+    """torch's name of an ONNX scatter reduction (opset 16+); None overwrites."""
+    return {"none": None, "add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[reduction]
+
+
+@register("ScatterElements", "Scatter")
+def scatter_elements(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, idx, updates = inputs
+    axis = attrs.get("axis", 0) % x.dim()
+    idx = torch.where(idx < 0, idx + x.shape[axis], idx).long()
+    reduce = _scatter_reduce(attrs.get("reduction", "none"))
+    if reduce is None:
+        return x.scatter(axis, idx, updates)
+    return x.scatter_reduce(axis, idx, updates, reduce)
+
+
+@register("ScatterND")
+def scatter_nd(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """The last index dim addresses the leading q dims of x: flatten those to one row index."""
+    x, idx, updates = inputs
+    q = idx.shape[-1]
+    lead = x.shape[:q]
+    idx = torch.where(idx < 0, idx + torch.tensor(lead), idx).long()
+    strides = torch.tensor([math.prod(lead[i + 1 :]) for i in range(q)])
+    rows = (idx * strides).sum(-1).reshape(-1)
+    flat = x.reshape((-1,) + tuple(x.shape[q:]))
+    flat_updates = updates.reshape((-1,) + tuple(x.shape[q:]))
+    reduce = _scatter_reduce(attrs.get("reduction", "none"))
+    if reduce is None:
+        out = flat.index_copy(0, rows, flat_updates)
+    elif reduce == "sum":
+        out = flat.index_add(0, rows, flat_updates)
+    else:
+        spread = rows.reshape((-1,) + (1,) * (flat.dim() - 1)).expand_as(flat_updates)
+        out = flat.scatter_reduce(0, spread, flat_updates, reduce)
+    return out.reshape(x.shape)
+
+
+@register("GatherND")
+def gather_nd(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Advanced indexing with the last index dim as coordinates; batch dims index pairwise."""
+    x, idx = inputs
+    batch = attrs.get("batch_dims", 0)
+    flat_x = x.reshape((-1,) + tuple(x.shape[batch:]))
+    flat_idx = idx.long().reshape((-1,) + tuple(idx.shape[batch:]))
+    coords = tuple(flat_idx[..., i] for i in range(idx.shape[-1]))
+    rows = torch.arange(flat_x.shape[0]).reshape((-1,) + (1,) * (flat_idx.dim() - 2))
+    out = flat_x[(rows,) + coords]
+    return out.reshape(tuple(x.shape[:batch]) + tuple(out.shape[1:]))
+
+
+@register("TopK")
+def top_k(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """K is an attribute before opset 10 and an input after."""
+    x = inputs[0]
+    k = int(inputs[1].reshape(-1)[0]) if len(inputs) > 1 else attrs["k"]
+    values, indices = torch.topk(x, k, dim=attrs.get("axis", -1), largest=bool(attrs.get("largest", 1)), sorted=True)
+    return values, indices
+
+
+@register("NonZero")
+def non_zero(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return torch.nonzero(inputs[0]).t().contiguous()
+
+
+@register("OneHot")
+def one_hot(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    idx, depth, values = inputs
+    depth = int(depth.reshape(-1)[0])
+    idx = idx.long()
+    hot = torch.nn.functional.one_hot(torch.where(idx < 0, idx + depth, idx), depth).bool()
+    axis = attrs.get("axis", -1) % (idx.dim() + 1)
+    hot = hot.movedim(-1, axis)
+    return torch.where(hot, values[1], values[0])
+
+
+@register("Compress")
+def compress(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x, cond = inputs
+    keep = torch.nonzero(cond.bool()).reshape(-1)
+    if "axis" not in attrs:
+        return x.reshape(-1).index_select(0, keep)
+    return x.index_select(attrs["axis"] % x.dim(), keep)
+
+
+@register("EyeLike")
+def eye_like(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    x = inputs[0]
+    dtype = torch_dtype(attrs["dtype"]) if "dtype" in attrs else x.dtype
+    rows, cols = x.shape
+    k = attrs.get("k", 0)
+    return torch.ones(rows, cols, dtype=dtype).tril(k).triu(k)

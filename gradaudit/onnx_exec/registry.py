@@ -25,6 +25,7 @@ class OpContext:
     opset: int
     train_mode: bool
     n_outputs: int = 1  # outputs the node declares (Split without sizes divides by it)
+    used_outputs: int = 1  # leading outputs some reader needs (optional extras can be skipped)
 
 
 OpFunction = Callable[[Sequence[Any], dict[str, Any], OpContext], OpResult]

@@ -1,0 +1,74 @@
+"""Read an ONNX model whose tensors live in external data files, confined to its folder.
+
+An ONNX file names its external data by relative `location`. A model from an untrusted source
+could point at `../../etc/passwd`, an absolute path, or a symlink leading out of its folder, and
+have gradaudit read (and report statistics of) arbitrary files. Every location is therefore
+resolved, symlinks included, and must stay inside the model's folder; anything else is an
+InputError naming the tensor and its location, raised before any external byte is read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import onnx
+from onnx import external_data_helper
+
+from gradaudit.errors import InputError
+
+
+def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and tensor-valued attributes (Constant values), subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graph_tensors(sub)
+
+
+def _location(tensor: onnx.TensorProto) -> str:
+    return next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+
+
+def confined_path(base_dir: str, tensor_name: str, location: str) -> str:
+    """The real path of an external data file, or InputError when it leaves `base_dir`."""
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"external data of tensor {tensor_name!r} at location {location!r} {why}")
+
+    if not location:
+        raise refuse("has no location")
+    if os.path.isabs(location) or os.path.splitdrive(location)[0]:
+        raise refuse("is an absolute path; it must be relative to the model's folder")
+    if ".." in location.replace("\\", "/").split("/"):
+        raise refuse("climbs out of the model's folder ('..')")
+    root = os.path.realpath(base_dir)
+    resolved = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, resolved]) != root:
+        raise refuse("resolves (through a symlink) outside the model's folder")
+    if not os.path.isfile(resolved):
+        raise refuse("names no file in the model's folder")
+    return resolved
+
+
+def load_external_data(model: onnx.ModelProto, model_path: str) -> onnx.ModelProto:
+    """Fill every external tensor of `model` (read without its data) from the model's folder."""
+    base_dir = os.path.dirname(os.path.abspath(model_path))
+    external = [t for t in _graph_tensors(model.graph) if external_data_helper.uses_external_data(t)]
+    for tensor in external:
+        confined_path(base_dir, tensor.name, _location(tensor))
+    for tensor in external:
+        try:
+            external_data_helper.load_external_data_for_tensor(tensor, base_dir)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"external data of tensor {tensor.name!r} at location {_location(tensor)!r} is unreadable: {exc}") from exc
+    return model
+
+
+def load_confined(path: str) -> onnx.ModelProto:
+    """`onnx.load` with external data read only from inside the model's folder."""
+    return load_external_data(onnx.load(path, load_external_data=False), path)
