@@ -15,12 +15,19 @@ from gradaudit.diagnosis import EXPLODING_ABS_SCALE
 from gradaudit.graph import ParamStats, WeightLayer, weight_layers
 from gradaudit.results import Finding
 from gradaudit.rules.moments import critical_weight_variance
+from gradaudit.rules.planned_run import TARGET_UPDATE_RATIO, planned_lr, stability_limit, update_ratio
 from gradaudit.rules.registry import Context
 from gradaudit.rules.topology import DENSE_OPS, consumer, data_inputs, node_by_name, weight_stats
 from gradaudit.rules.weights import second_moment
 
 PRUNE_SEARCH_MAX = 10.0  # magnitude threshold search range, in weight standard deviations
 PRUNE_BISECTION_STEPS = 60  # 10 / 2^60: exact to float precision
+# Layer update ratios spread over more than two decades: one global SGD rate is wrong for most
+# layers (GA601's warning band is a decade either side of 1e-3, so two decades cannot all fit).
+PER_LAYER_SPREAD_DECADES = 2.0
+# The recommended peak stays at half the stability limit: the limit is a local estimate and
+# training first sharpens toward it (Cohen et al. 2021).
+STABILITY_MARGIN = 0.5
 
 
 class Target(NamedTuple):
@@ -202,3 +209,37 @@ def clip_threshold(ctx: Context) -> float | None:
     if norm is None or not math.isfinite(norm) or not 0 < norm <= EXPLODING_ABS_SCALE:
         return None
     return norm
+
+
+class PlannedLr(NamedTuple):
+    """The learning-rate change for a planned run, with the numbers behind it."""
+
+    lr: float  # the planned learning rate
+    optimizer: str
+    low: float  # smallest and largest update/weight ratio over the weight layers at `lr`
+    high: float
+    limit: float | None  # largest stable step (2/sharpness, SGD family), when measured
+    new_lr: float  # recommended peak learning rate
+    capped: bool  # new_lr was lowered to STABILITY_MARGIN * limit
+    multipliers: dict[str, float]  # per-layer LR multipliers (trust ratio) when the layers spread
+
+
+def planned_lr_change(ctx: Context) -> PlannedLr | None:
+    """The peak LR that puts the median layer's update at 1e-3 of its weight, kept below half the
+    stability limit; per-layer multipliers when SGD updates spread over decades."""
+    plan = planned_lr(ctx)
+    if plan is None or ctx.probe is None:
+        return None
+    lr, optimizer = plan
+    ratios = [r for layer in ctx.probe.layers if (r := update_ratio(layer, lr, optimizer)) and r > 0]
+    if not ratios:
+        return None
+    new_lr = lr * TARGET_UPDATE_RATIO / statistics.median(ratios)
+    sharpness = ctx.probe.sharpness
+    limit = stability_limit(sharpness, optimizer) if sharpness is not None else None
+    capped = limit is not None and new_lr > STABILITY_MARGIN * limit
+    new_lr = STABILITY_MARGIN * limit if capped else new_lr
+    spread = math.log10(max(ratios) / min(ratios))
+    per_layer = optimizer in ("sgd", "momentum") and spread > PER_LAYER_SPREAD_DECADES
+    multipliers = lr_multipliers(ctx) if per_layer else {}
+    return PlannedLr(lr, optimizer, min(ratios), max(ratios), limit, new_lr, capped, multipliers)

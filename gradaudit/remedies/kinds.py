@@ -2,16 +2,21 @@
 
 Amounts come from gradaudit.remedies.amounts; the snippets from gradaudit.remedies.snippets.
 A function returns None when its remedy has nothing concrete to offer for that finding (no
-measured gradient norm to clip at, a gain too large to prune away, ...).
+measured gradient norm to clip at, a gain too large to prune away, ...). A change to weights
+comes with its `Edit`s, and each kind of edit's in-place function (`@edit`) sits beside the
+remedy that produces it: gradaudit.remedies.edits applies them to a copy, verify re-measures.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 from gradaudit.graph import weight_layers
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
+from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
 from gradaudit.remedies.registry import onnx_note, remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.registry import Context
@@ -50,8 +55,16 @@ def _rescaled(finding: Finding, ctx: Context) -> Recommendation | None:
         return None
     purpose = RESCALE_PURPOSE.get(finding.code, "brings each layer's gain to 1")
     action = f"Multiply the weights by the factor that {purpose}: {_listing(targets, 'x')}"
-    return Recommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
-                          snippets.rescale(targets))
+    change = "branch_scale" if finding.code == "GA302" else "rescale"
+    return WeightRecommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+                                snippets.rescale(targets), change=change,
+                                edits=tuple(Edit("scale", t.param, t.value) for t in targets))
+
+
+@edit("scale")
+def _scale(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> None:
+    """Rescale and branch scaling: a layer's gain is proportional to its weight scale."""
+    weight.mul_(change.value)
 
 
 def _gate_opened(finding: Finding, ctx: Context) -> Recommendation | None:
@@ -62,8 +75,15 @@ def _gate_opened(finding: Finding, ctx: Context) -> Recommendation | None:
         return None
     action = f"Set the memory-gate bias of {gates[0].layer} to {MEMORY_GATE_BIAS:g} (the gate keeps memory at init)"
     start, stop = amounts.memory_gate_slice(ctx.handle.format, finding.evidence["cell"], hidden)
-    return Recommendation("reinitialization", [gates[0].layer], action + onnx_note(ctx),
-                          snippets.gate_bias(gates[0], start, stop))
+    return WeightRecommendation("reinitialization", [gates[0].layer], action + onnx_note(ctx),
+                                snippets.gate_bias(gates[0], start, stop), change="gate_bias",
+                                edits=(Edit("fill", gates[0].param, gates[0].value, (start, stop)),))
+
+
+@edit("fill")
+def _fill(values: torch.Tensor, change: Edit, generator: torch.Generator) -> None:
+    """Memory-gate bias (its span of the stacked gate biases) and the zero biases of a re-draw."""
+    values.fill_(change.value)
 
 
 def _redrawn(finding: Finding, ctx: Context) -> Recommendation | None:
@@ -74,8 +94,16 @@ def _redrawn(finding: Finding, ctx: Context) -> Recommendation | None:
     if not targets:
         return None
     action = f"Re-initialise with N(0, std^2) at the critical scale, biases 0: {_listing(targets, 'std ')}"
-    return Recommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
-                          snippets.reinit(targets))
+    biases = [stats for t in targets if (stats := layer_param(ctx, t.layer, "bias")) is not None]
+    edits = [Edit("normal", t.param, t.value) for t in targets] + [Edit("fill", b.name, 0.0) for b in biases]
+    return WeightRecommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+                                snippets.reinit(targets), change="redraw", edits=tuple(edits))
+
+
+@edit("normal")
+def _redraw(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> None:
+    """Re-initialisation: a fresh N(0, std^2) draw replaces a broken (non-finite, symmetric) tensor."""
+    weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) * change.value)
 
 
 @remedy("reinitialization",
@@ -136,12 +164,25 @@ def pruning(finding: Finding, ctx: Context) -> Recommendation | None:
     if not targets:
         return None
     action = "Prune the smallest-magnitude weights to bring each layer's gain to ~1: " + ", ".join(fractions)
-    return Recommendation("pruning", [t.layer for t in targets], action + onnx_note(ctx), snippets.prune(targets))
+    return WeightRecommendation("pruning", [t.layer for t in targets], action + onnx_note(ctx), snippets.prune(targets),
+                                change="prune", edits=tuple(Edit("prune", t.param, t.value) for t in targets))
 
 
-@remedy("lr_adaptation", answers=FLOW_CODES)
+@edit("prune")
+def _prune(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> None:
+    """Zero the smallest magnitudes until `value` of the weight energy is left (the snippet's rule)."""
+    magnitudes = weight.abs().flatten().sort().values
+    energy = (magnitudes * magnitudes).cumsum(0)
+    cut = int(torch.searchsorted(energy, (1.0 - change.value) * energy[-1]))
+    weight.mul_((weight.abs() >= magnitudes[min(cut, magnitudes.numel() - 1)]).to(weight.dtype))
+
+
+@remedy("lr_adaptation", answers=FLOW_CODES | {"GA601", "GA602"})
 def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
-    """Per-layer learning rates equalising |update|/|w| (LARS), capped by 2/sharpness when measured."""
+    """Per-layer learning rates equalising |update|/|w| (LARS), capped by 2/sharpness when measured;
+    for a planned run (GA601/GA602), the learning rate, warm-up or optimizer that fits it."""
+    if finding.code in ("GA601", "GA602"):
+        return _planned_run_lr(finding, ctx)
     multipliers = amounts.lr_multipliers(ctx)
     if not multipliers:
         return None
@@ -155,6 +196,27 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     return Recommendation("lr_adaptation", layers, action + onnx_note(ctx), snippets.layerwise_lr(multipliers, max_lr))
 
 
+def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
+    """A lower peak LR below 2/sharpness with warm-up (GA602); the LR that puts the median layer's
+    update at 1e-3 of its weight, and per-layer rates or Adam when layers spread (GA601)."""
+    plan = amounts.planned_lr_change(ctx)
+    if plan is None:
+        return None
+    action = (f"At lr {plan.lr:g} ({plan.optimizer}) the layers' update/weight ratios per step span "
+              f"{plan.low:.2g} to {plan.high:.2g}")
+    if plan.limit is not None:
+        action += f"; the largest stable step is {plan.limit:.3g} (from the measured sharpness)"
+    reason = "half the stability limit" if plan.capped else "the median layer updating 1e-3 of its weight per step"
+    action += f"; use a peak learning rate of {plan.new_lr:.3g} ({reason}), warmed up over {snippets.WARMUP_STEPS} steps"
+    if plan.multipliers:
+        action += (f"; the layers spread over decades: scale the rate per layer by {min(plan.multipliers.values()):.3g}x"
+                   f" to {max(plan.multipliers.values()):.3g}x (trust ratio |w|/|g|) or switch to Adam/AdamW")
+    snippet = (snippets.layerwise_lr(plan.multipliers, plan.new_lr, "the recommended peak") if plan.multipliers
+               else snippets.planned_optimizer(plan.optimizer, plan.new_lr))
+    layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
+    return WeightRecommendation("lr_adaptation", layers, action + onnx_note(ctx), snippet, change="planned_lr")
+
+
 @remedy("gradient_clipping", answers={"GA101", "GA103", "GA105", "GA107"})
 def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     """Clip the global gradient norm at the norm measured at initialisation."""
@@ -166,9 +228,12 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     return Recommendation("gradient_clipping", layers, action + onnx_note(ctx), snippets.clip(threshold))
 
 
-@remedy("batch_shift", answers={"GA403"})
+@remedy("batch_shift", answers={"GA403", "GA603"})
 def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
-    """Re-centre each shifted layer's output: add -act_mean to its bias (a forward hook if it has none)."""
+    """Re-centre each shifted layer's output: add -act_mean to its bias (a forward hook if it has
+    none); for off-centre inputs (GA603), standardise them with the measured mean and std."""
+    if finding.code == "GA603":
+        return _recentred_inputs(finding, ctx)
     targets, hooks = [], {}
     for layer, numbers in finding.evidence.get("layers", {}).items():
         shift, bias, weight = numbers.get("bias_shift"), layer_param(ctx, layer, "bias"), layer_param(ctx, layer)
@@ -183,5 +248,22 @@ def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
     shifts = ", ".join(f"{layer} by {n['bias_shift']:+.4g}" for layer, n in finding.evidence["layers"].items()
                        if n.get("bias_shift") is not None)
     action = f"Shift each layer's output by minus its measured mean to centre it: {shifts}"
-    return Recommendation("batch_shift", list(finding.layers), action + onnx_note(ctx),
-                          snippets.shift_bias(targets, hooks))
+    return WeightRecommendation("batch_shift", list(finding.layers), action + onnx_note(ctx),
+                                snippets.shift_bias(targets, hooks), change="bias_shift",
+                                edits=tuple(Edit("shift", t.param, t.value) for t in targets))
+
+
+@edit("shift")
+def _shift(bias: torch.Tensor, change: Edit, generator: torch.Generator) -> None:
+    """Batch shift: adding -mean to the bias re-centres the layer's output."""
+    bias.add_(change.value)
+
+
+def _recentred_inputs(finding: Finding, ctx: Context) -> Recommendation | None:
+    mean, std = finding.evidence.get("mean"), finding.evidence.get("std")
+    if mean is None or not std:
+        return None
+    first = _layers_or_first(finding, ctx)
+    action = (f"Standardise the inputs with the measured batch statistics, x <- (x - {mean:.4g}) / {std:.4g}, "
+              "in the data pipeline (or per channel)")
+    return Recommendation("batch_shift", first, action, snippets.standardise_inputs(mean, std))

@@ -1,9 +1,10 @@
 """The remedy registry: one function per remedy kind, each naming the finding codes it answers.
 
 `recommend` offers every finding to the remedies that answer its code, in registration order,
-and deduplicates per remedy kind: a recommendation sharing layers with an earlier one of the same
-kind is dropped (the earlier comes from the more severe finding: findings arrive errors first).
-Applying both would otherwise, say, rescale a layer twice.
+and deduplicates per remedy kind and change: a recommendation sharing layers with an earlier one
+of the same kind and change is dropped (the earlier comes from the more severe finding: findings
+arrive errors first). Applying both would otherwise, say, rescale a layer twice; a different
+change of the same kind (branch scaling beside a per-layer rescale) is a separate alternative.
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ def recommend(
     handle: ModelHandle,
     static: StaticResult | None,
     probe: ProbeResult | None,
+    config: RuleConfig | None = None,
 ) -> list[Recommendation]:
-    """Concrete recommendations for the findings, deduplicated by remedy and layers."""
-    ctx = Context(handle, static, probe, RuleConfig())
+    """Concrete recommendations for the findings, deduplicated by remedy, change and layers.
+
+    `config` is the rules' configuration (a planned run's learning rate travels in it)."""
+    ctx = Context(handle, static, probe, config or RuleConfig())
     made: list[Recommendation] = []
     for finding in findings:
         for kind in remedies_for(finding.code):
@@ -75,6 +79,10 @@ def _offer(kind: str, finding: Finding, ctx: Context) -> Recommendation | None:
 
 
 def _merge(made: list[Recommendation], new: Recommendation) -> None:
-    """Add `new` unless a recommendation of the same kind already acts on one of its layers."""
-    if not any(old.remedy == new.remedy and set(new.layers) & set(old.layers) for old in made):
+    """Add `new` unless a recommendation of the same kind and change already acts on one of its layers."""
+    if not any(_change(old) == _change(new) and set(new.layers) & set(old.layers) for old in made):
         made.append(new)
+
+
+def _change(rec: Recommendation) -> tuple[str, str]:
+    return rec.remedy, getattr(rec, "change", "")

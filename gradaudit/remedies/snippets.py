@@ -74,8 +74,8 @@ def insert_norms(norms: dict[str, str]) -> str:
     )
 
 
-def layerwise_lr(multipliers: dict[str, float], max_lr: float | None) -> str:
-    lr = f"{float(max_lr)!r}  # 2 / sharpness: the stability limit" if max_lr else "1e-3  # your learning rate"
+def layerwise_lr(multipliers: dict[str, float], max_lr: float | None, meaning: str = "2 / sharpness: the stability limit") -> str:
+    lr = f"{float(max_lr)!r}  # {meaning}" if max_lr else "1e-3  # your learning rate"
     return (
         "import torch\n" + PARAMS
         + f"base_lr = {lr}\n"
@@ -105,3 +105,25 @@ def shift_bias(targets: list[Target], hooks: dict[str, float]) -> str:
     for path, shift in hooks.items():
         text += f"model.get_submodule({path!r}).register_forward_hook(lambda m, i, out: out + {float(shift)!r})\n"
     return text
+
+
+def planned_optimizer(name: str, lr: float) -> str:
+    """The optimizer of a planned run at the recommended peak LR, with linear warm-up."""
+    make = {"sgd": "torch.optim.SGD(model.parameters(), lr=lr)",
+            "momentum": "torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)",
+            "adam": "torch.optim.Adam(model.parameters(), lr=lr)",
+            "adamw": "torch.optim.AdamW(model.parameters(), lr=lr)"}[name]
+    return (
+        "import torch\n"
+        f"lr = {float(lr)!r}\n"
+        f"optimizer = {make}\n"
+        f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters={WARMUP_STEPS})\n"
+        "# call warmup.step() after each optimizer.step()\n"
+    )
+
+
+def standardise_inputs(mean: float, std: float) -> str:
+    return (
+        f"INPUT_MEAN, INPUT_STD = {float(mean)!r}, {float(std)!r}  # measured on the --data batch\n"
+        "x = (x - INPUT_MEAN) / INPUT_STD  # in the data pipeline, before the model\n"
+    )

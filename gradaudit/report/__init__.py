@@ -62,8 +62,9 @@ def render(audit: Audit, fmt: Format | str, *, color: bool = False) -> str:
     return render_all([audit], fmt, color=color)
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and `os.replace`.
+def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write `text` (or bytes: a fixed model) to `path` via a temporary file in the same folder
+    and `os.replace`.
 
     Readers see either the old file or the complete new one; on any error the temporary file is
     removed, so nothing partial remains.
@@ -73,7 +74,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise IsADirectoryError(f"cannot write a report to a directory: {target}")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             os.fchmod(handle.fileno(), _default_file_mode())
             handle.write(text)
             handle.flush()

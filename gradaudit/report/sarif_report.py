@@ -2,8 +2,10 @@
 
 One result per finding with `ruleId` = the finding's code; one rule per code with its help text
 from `audit.explanations`; the model file as the artifact every result points at, and the layers
-as logical locations. Built as plain dicts: the SARIF object-model package (sarif-om) has seen
-no release since 2019, and the few objects needed here read more clearly as literals.
+as logical locations. A PyTorch model's finding points at the source line defining its layer
+when the orchestrator found one (`Audit.locations`). Built as plain dicts: the SARIF
+object-model package (sarif-om) has seen no release since 2019, and the few objects needed here
+read more clearly as literals.
 """
 
 from __future__ import annotations
@@ -50,11 +52,19 @@ def _rule(code: str, explanation: dict[str, str], level: str) -> dict[str, Any]:
     }
 
 
-def _result(finding: dict[str, Any], rule_index: int, uri: str) -> dict[str, Any]:
-    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri, "index": 0}}}
+def _source_location(place: dict[str, Any]) -> dict[str, Any]:
+    return {"artifactLocation": {"uri": artifact_uri(place["uri"])}, "region": {"startLine": place["line"]}}
+
+
+def _result(finding: dict[str, Any], rule_index: int, uri: str, locations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The finding at the source line defining its first located layer (the other layers' lines
+    as related locations), else at the model file."""
+    places = list({(p["uri"], p["line"]): p for p in (locations.get(l) for l in finding["layers"]) if p}.values())
+    physical = _source_location(places[0]) if places else {"artifactLocation": {"uri": uri, "index": 0}}
+    location: dict[str, Any] = {"physicalLocation": physical}
     if finding["layers"]:
         location["logicalLocations"] = [{"name": name, "kind": "module"} for name in finding["layers"]]
-    return {
+    result = {
         "ruleId": finding["code"],
         "ruleIndex": rule_index,
         "level": LEVELS.get(finding["severity"], "note"),
@@ -63,6 +73,10 @@ def _result(finding: dict[str, Any], rule_index: int, uri: str) -> dict[str, Any
         "partialFingerprints": {"gradauditFinding/v1": finding["fingerprint"]},
         "properties": {"layers": finding["layers"], "evidence": finding["evidence"]},
     }
+    if len(places) > 1:
+        result["relatedLocations"] = [
+            {"id": i, "physicalLocation": _source_location(place)} for i, place in enumerate(places[1:], 1)]
+    return result
 
 
 def sarif_run(audit: Audit) -> dict[str, Any]:
@@ -79,7 +93,7 @@ def sarif_run(audit: Audit) -> dict[str, Any]:
     return {
         "tool": {"driver": {"name": "gradaudit", "version": report["tool"]["version"], "rules": rules}},
         "artifacts": [{"location": {"uri": uri}}],
-        "results": [_result(f, index[f["code"]], uri) for f in report["findings"]],
+        "results": [_result(f, index[f["code"]], uri, audit.locations) for f in report["findings"]],
         "invocations": [{"executionSuccessful": True}],
         "properties": {"verdict": report["verdict"], "diagnosis": report["diagnosis"]},
     }

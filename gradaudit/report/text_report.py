@@ -118,7 +118,10 @@ def _recommendation_line(rec: Recommendation) -> str:
         before = rec.verified.get("log10_ratio_before")
         after = rec.verified.get("log10_ratio_after")
         if isinstance(before, (int, float)) and isinstance(after, (int, float)):
-            line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)})"
+            line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)}"
+            if "diagnosis_after" in rec.verified:
+                line += f", {rec.verified.get('diagnosis_before')} → {rec.verified['diagnosis_after']}"
+            line += ")" if rec.verified.get("helped", True) else "; did not help)"
     return line
 
 
