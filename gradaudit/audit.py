@@ -12,7 +12,7 @@ from typing import Any
 from gradaudit import gate
 from gradaudit.graph import depth, weight_layers
 from gradaudit.model import ModelHandle
-from gradaudit.results import Audit
+from gradaudit.results import Audit, Finding
 
 
 @dataclass
@@ -26,6 +26,9 @@ class AuditOptions:
     timeout: float | None = None
     data: tuple | None = None  # a real batch to probe with instead of synthetic inputs
     rule_config: Any = None  # gradaudit.rules.RuleConfig; None = defaults
+    verify: bool = False  # re-analyse a copy with each weight-changing recommendation applied
+    lr: float | None = None  # the planned run's learning rate (gradaudit.rules.planned_run)
+    optimizer: str | None = None  # the planned run's optimizer: sgd | momentum | adam | adamw
     timing: dict[str, float] = field(default_factory=dict)
 
 
@@ -33,7 +36,9 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     """Analyse a loaded model; never modifies `handle.module`."""
     from gradaudit.probe import run_probe
     from gradaudit.remedies import recommend
+    from gradaudit.remedies.verify import verify
     from gradaudit.rules import get_rule, run_rules
+    from gradaudit.rules.planned_run import planned_config
     from gradaudit.static import estimate
 
     options = options or AuditOptions()
@@ -56,13 +61,16 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
             passes=options.passes,
             seed=options.seed,
             data=options.data,
-            sharpness=options.sharpness,
+            sharpness=options.sharpness or options.lr is not None,  # a planned LR is judged against 2/sharpness
             timeout=options.timeout,
         )
         timing["probe_s"] = time.perf_counter() - started
 
-    findings = run_rules(handle, static, probe, options.rule_config)
-    recommendations = recommend(findings, handle, static, probe)
+    rule_config = planned_config(options.rule_config, options.lr, options.optimizer, options.data is not None)
+    findings = run_rules(handle, static, probe, rule_config)
+    recommendations = recommend(findings, handle, static, probe, rule_config)
+    if options.verify:
+        verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data)
     explanations = {}
     for finding in findings:
         rule = get_rule(finding.code)
@@ -85,14 +93,28 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
         notes=list(handle.warnings),
         explanations=explanations,
+        locations=_source_locations(handle, findings),
     )
+
+
+def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str, dict[str, Any]]:
+    """Source file and line of each finding's layers, for a PyTorch model (not TorchScript)."""
+    import torch
+
+    module = handle.module
+    if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
+        return {}
+    from gradaudit.loaders.torch_locations import layer_locations
+
+    layers = dict.fromkeys(layer for finding in findings for layer in finding.layers)
+    return layer_locations(handle.module, layers, handle.source)
 
 
 def audit(model: Any, example_inputs: Any, **options: Any) -> Audit:
     """Audit a torch module on example inputs (a tensor or a tuple of tensors).
 
     Keyword options are those of AuditOptions (passes, seed, static_only, sharpness, timeout, data,
-    rule_config).
+    rule_config, verify, lr, optimizer).
     """
     from gradaudit.loaders.torch_loader import from_module
 

@@ -22,7 +22,7 @@ from gradaudit.errors import GradauditError, InputError
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
-        dims = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        dims = tuple(int(part) for part in text.replace("x", ",").split(","))  # an empty part is an error
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of integers (e.g. 8,3,32,32)")
     if not dims or any(d <= 0 for d in dims):
@@ -32,6 +32,15 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def _shapes_callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, ...]] | None:
     return [_parse_shape(v) for v in values] or None
+
+
+def _memory_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from gradaudit.limits import parse_size
+
+    try:
+        return parse_size(value) if value is not None else None
+    except ValueError as problem:
+        raise click.BadParameter(str(problem)) from None
 
 
 def _use_color(stream) -> bool:
@@ -77,6 +86,10 @@ def _expand_sources(sources: Sequence[str]) -> list[str]:
     return expanded
 
 
+# click parameters whose name differs from the config option they set
+_OPTION_OF_PARAMETER = {"input_shapes": "input-shape", "baseline_file": "baseline"}
+
+
 def _settings(ctx: click.Context, config_file: str | None) -> dict:
     """Merged settings: command-line flags the user typed win over environment and pyproject."""
     from gradaudit.config import resolve
@@ -85,9 +98,7 @@ def _settings(ctx: click.Context, config_file: str | None) -> dict:
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)
         if source is click.core.ParameterSource.COMMANDLINE:
-            typed[name.replace("_", "-")] = value
-    if "input-shapes" in typed:
-        typed["input-shape"] = typed.pop("input-shapes")
+            typed[_OPTION_OF_PARAMETER.get(name, name.replace("_", "-"))] = value
     settings = resolve(typed, config_file)
     settings["input-shape"] = [s if isinstance(s, tuple) else _parse_config_shape(s) for s in settings["input-shape"]] or None
     return settings
@@ -140,16 +151,24 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
     from gradaudit.audit import AuditOptions, run_audit
     from gradaudit.config import rule_config
-    from gradaudit.loaders import load
+    from gradaudit.loaders import is_factory_spec, load
+    from gradaudit.loaders.torch_meta import load_static_only
+    from gradaudit.remedies.batch_file import read_batch
 
     audits = []
     for source in _expand_sources(sources):
         with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
             started = time.perf_counter()
-            handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"])
+            if settings["static-only"] and is_factory_spec(source):  # no weights in memory (torch_meta)
+                handle = load_static_only(source, settings["input-shape"], batch=settings["batch"])
+            else:
+                handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
+                              max_memory=settings.get("max-memory"))
             options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
                                    sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
-                                   rule_config=rule_config(settings))
+                                   rule_config=rule_config(settings), verify=bool(settings.get("verify")),
+                                   lr=settings.get("lr"), optimizer=settings.get("optimizer"),
+                                   data=read_batch(settings["data"]) if settings.get("data") else None)
             options.timing["load_s"] = time.perf_counter() - started
             audits.append(run_audit(handle, options))
     return audits
@@ -167,11 +186,28 @@ def _common_options(command):
         click.option("--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."),
         click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."),
         click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
+        click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
+                     help="Largest memory the model's tensors may take, e.g. 8G or 512M [half of RAM]."),
         click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
         click.option("--quiet", "-q", is_flag=True, help="Print only one verdict line per model."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _run_options(command):
+    """Options of `check` and `fix`: verification and the planned training run."""
+    decorators = [
+        click.option("--verify", is_flag=True, help="Re-probe a copy with each weight change applied (before/after)."),
+        click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the planned run."),
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
+                     help="Optimizer of the planned run [sgd]."),
+        click.option("--data", type=click.Path(dir_okay=False),
+                     help="A real input batch (.npy, .npz, .pt) to probe with instead of synthetic inputs."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -188,6 +224,7 @@ def _common_options(command):
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the HTML report here.")
 @click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
+@_run_options
 @click.pass_context
 def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_) -> None:
     """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
@@ -198,7 +235,7 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
     files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
     for source in sources:
         _check_output_paths(source, files)
-    known = baseline.load(settings["baseline"]) if settings["baseline"] else set()
+    known = baseline.load(settings["baseline"]) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
     formats = {"--json": Format.JSON, "--html": Format.HTML, "--sarif": Format.SARIF, "--junit": Format.JUNIT}
@@ -233,6 +270,46 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
     write_atomic(output, baseline.to_json(audits))
     count = sum(len(a.findings) for a in audits)
     click.echo(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
+
+
+@cli.command("fix")
+@click.argument("source")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False),
+              help="Fixed ONNX model to write (a new file; never the input). Factories get a printed patch instead.")
+@click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
+              help="Shape of one model input, batch first; repeat for several inputs.")
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch size for symbolic dimensions.")
+@click.option("--passes", type=click.IntRange(1, 100), default=3, show_default=True, help="Probe passes per analysis.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probe batches and re-draws.")
+@click.option("--data", type=click.Path(dir_okay=False), help="A real input batch (.npy, .npz, .pt) to probe with.")
+@click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code.")
+@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
+              help="Lowest finding severity of the fixed model that fails (exit 1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, **_) -> None:
+    """Apply the verified weight-level changes: write a fixed ONNX model, or print a patch for a factory."""
+    from gradaudit import fixer
+    from gradaudit.audit import AuditOptions
+    from gradaudit.loaders import load
+    from gradaudit.remedies.batch_file import read_batch
+
+    options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
+    if source.lower().endswith(".onnx"):
+        if not output:
+            raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
+        _check_output_paths(source, {"--output": output})
+        result = fixer.fix_onnx(source, output, options, input_shapes, batch)
+    else:
+        result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
+        click.echo(fixer.patch(result), nl=False)
+    for rec in result.applied:
+        click.echo(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
+    for note in result.skipped:
+        click.echo(f"gradaudit: skipped {note}", err=True)
+    after = result.after
+    written = f", wrote {output}" if output and source.lower().endswith(".onnx") else ""
+    click.echo(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
+    raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 
 
 @cli.command()
@@ -287,8 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(problem: BaseException) -> str:
+    """The first line of an error, without escape sequences: messages quote model-supplied names."""
+    from gradaudit.report.common import clean
+
     text = str(problem).strip().splitlines()
-    return text[0] if text else type(problem).__name__
+    return clean(text[0]) if text else type(problem).__name__
 
 
 def entry_point() -> None:

@@ -26,26 +26,34 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 @dataclass(frozen=True)
 class Option:
     key: str
-    kind: str  # "str" | "int" | "float" | "bool" | "list" | "dict"
+    kind: str  # "str" | "path" | "int" | "float" | "bool" | "list" | "dict"
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
+    minimum: float | None = None  # inclusive bounds of a number
+    maximum: float | None = None
+    holds_codes: bool = False  # a list (or a dict of lists) of rule codes, checked against the registry
 
 
 OPTIONS: tuple[Option, ...] = (
     Option("fail-on", "str", "error", "lowest severity that fails the gate", ("error", "warning", "never")),
     Option("input-shape", "list", [], "input shapes, batch first, e.g. [\"8,3,32,32\"]"),
-    Option("batch", "int", 8, "batch size for symbolic batch dimensions"),
-    Option("passes", "int", 3, "real forward+backward passes of the probe"),
+    Option("batch", "int", 8, "batch size for symbolic batch dimensions", minimum=1),
+    Option("passes", "int", 3, "real forward+backward passes of the probe", minimum=1, maximum=100),
     Option("seed", "int", 0, "seed of synthetic batches and the default loss"),
-    Option("timeout", "float", 300.0, "seconds the probe may spend"),
-    Option("baseline", "str", None, "baseline file: only findings not in it fail the gate"),
+    Option("timeout", "float", 300.0, "seconds the probe may spend", minimum=1.0),
+    Option("baseline", "path", None,
+           "baseline file (relative to the config file): only findings not in it fail the gate"),
     Option("static-only", "bool", False, "skip the dynamic probe"),
 )
 
 
 def rule_options() -> tuple[Option, ...]:
-    """The RuleConfig fields as options (thresholds, ignore, per-layer ignores)."""
+    """The RuleConfig fields as options (thresholds, ignore, per-layer ignores).
+
+    Its numbers are decades, so never negative; its lists, and the lists its dicts map to, hold
+    rule codes, so a typo in a code is caught here instead of silently ignoring nothing.
+    """
     from gradaudit.rules import RuleConfig
 
     kinds = {int: "int", float: "float", bool: "bool", str: "str"}
@@ -54,7 +62,8 @@ def rule_options() -> tuple[Option, ...]:
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
         kind = kinds.get(type(default), "dict" if isinstance(default, dict) else "list")
         doc = field.metadata.get("doc", "") if field.metadata else ""
-        found.append(Option(field.name.replace("_", "-"), kind, default, doc))
+        found.append(Option(field.name.replace("_", "-"), kind, default, doc,
+                            minimum=0.0 if kind in ("int", "float") else None, holds_codes=kind in ("list", "dict")))
     return tuple(found)
 
 
@@ -90,6 +99,7 @@ def read_file(path: Path, required: bool) -> dict[str, Any]:
 
 _TYPE_CHECKS = {
     "str": lambda v: isinstance(v, str),
+    "path": lambda v: isinstance(v, str) and bool(v),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
@@ -98,8 +108,12 @@ _TYPE_CHECKS = {
 }
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def _from_environment(option: Option, text: str, name: str) -> Any:
-    """Environment values are strings: lists are ';'-separated, booleans 1/true/yes."""
+    """Environment values are strings: lists are ';'-separated, booleans 1/true/yes/on or 0/false/no/off."""
     try:
         if option.kind == "int":
             return int(text)
@@ -108,7 +122,10 @@ def _from_environment(option: Option, text: str, name: str) -> Any:
     except ValueError:
         raise InputError(f"environment {name}: must be {option.kind}, got {text!r}") from None
     if option.kind == "bool":
-        return text.strip().lower() in ("1", "true", "yes", "on")
+        word = text.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise InputError(f"environment {name}: must be one of {', '.join(TRUE_WORDS + FALSE_WORDS)}, got {text!r}")
+        return word in TRUE_WORDS
     if option.kind == "list":
         return [part for part in text.split(";") if part]
     if option.kind == "dict":
@@ -121,7 +138,34 @@ def _checked(option: Option, value: Any, origin: str) -> Any:
         raise InputError(f"{origin}: '{option.key}' must be of type {option.kind}, got {value!r}")
     if option.choices and value not in option.choices:
         raise InputError(f"{origin}: '{option.key}' must be one of {', '.join(option.choices)}, got {value!r}")
+    problem = _range_problem(option, value) or (_codes_problem(value) if option.holds_codes else "")
+    if problem:
+        raise InputError(f"{origin}: '{option.key}' {problem}")
     return float(value) if option.kind == "float" else value
+
+
+def _range_problem(option: Option, value: Any) -> str:
+    if option.minimum is not None and value < option.minimum:
+        return f"must be at least {option.minimum:g}, got {value!r}"
+    if option.maximum is not None and value > option.maximum:
+        return f"must be at most {option.maximum:g}, got {value!r}"
+    return ""
+
+
+def _codes_problem(value: list | dict) -> str:
+    """What is wrong with a list of rule codes, or a dict of such lists keyed by layer globs."""
+    from gradaudit.rules import all_rules
+
+    per_layer = isinstance(value, dict)
+    known = {rule.code for rule in all_rules()} | ({"ALL"} if per_layer else set())
+    lists = value.values() if per_layer else [value]
+    for codes in lists:
+        if not isinstance(codes, list) or not all(isinstance(code, str) for code in codes):
+            return f"must hold lists of rule codes such as [\"GA301\"], got {codes!r}"
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            return f"names unknown rule code(s) {', '.join(unknown)} (see `gradaudit rules`)"
+    return ""
 
 
 def resolve(cli_values: Mapping[str, Any], config_file: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -136,6 +180,8 @@ def resolve(cli_values: Mapping[str, Any], config_file: str | None = None, envir
         if key not in options:
             raise InputError(f"config {path}: unknown key '{key}' (known: {', '.join(sorted(options))})")
         merged[key] = _checked(options[key], value, f"config {path}")
+        if options[key].kind == "path":
+            merged[key] = str(path.parent / value)
     environ = os.environ if environ is None else environ
     for key, option in options.items():
         name = "GRADAUDIT_" + key.upper().replace("-", "_")

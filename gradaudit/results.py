@@ -127,3 +127,6 @@ class Audit:
     # code -> {"name", "summary", "doc"} for every code among the findings, filled by the
     # orchestrator from the rule registry so renderers need not import the rules.
     explanations: dict[str, dict[str, str]] = field(default_factory=dict)
+    # layer -> {"uri": source file, "line": int} for the findings' layers of a PyTorch model whose
+    # defining line was found (gradaudit.loaders.torch_locations); SARIF points at it.
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)
