@@ -37,6 +37,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     from gradaudit.probe import run_probe
     from gradaudit.remedies import recommend
     from gradaudit.remedies.verify import verify
+    from gradaudit.remedies.registry import ONNX_NOTE
     from gradaudit.rules import get_rule, run_rules
     from gradaudit.rules.planned_run import planned_config
     from gradaudit.static import estimate
@@ -91,7 +92,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         recommendations=recommendations,
         timing=timing,
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
-        notes=list(handle.warnings),
+        notes=list(handle.warnings) + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
         explanations=explanations,
         locations=_source_locations(handle, findings),
     )

@@ -17,7 +17,7 @@ from gradaudit.graph import weight_layers
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
-from gradaudit.remedies.registry import onnx_note, remedy
+from gradaudit.remedies.registry import remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.registry import Context
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes, weight_stats
@@ -56,7 +56,7 @@ def _rescaled(finding: Finding, ctx: Context) -> Recommendation | None:
     purpose = RESCALE_PURPOSE.get(finding.code, "brings each layer's gain to 1")
     action = f"Multiply the weights by the factor that {purpose}: {_listing(targets, 'x')}"
     change = "branch_scale" if finding.code == "GA302" else "rescale"
-    return WeightRecommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+    return WeightRecommendation("reinitialization", [t.layer for t in targets], action,
                                 snippets.rescale(targets), change=change,
                                 edits=tuple(Edit("scale", t.param, t.value) for t in targets))
 
@@ -75,7 +75,7 @@ def _gate_opened(finding: Finding, ctx: Context) -> Recommendation | None:
         return None
     action = f"Set the memory-gate bias of {gates[0].layer} to {MEMORY_GATE_BIAS:g} (the gate keeps memory at init)"
     start, stop = amounts.memory_gate_slice(ctx.handle.format, finding.evidence["cell"], hidden)
-    return WeightRecommendation("reinitialization", [gates[0].layer], action + onnx_note(ctx),
+    return WeightRecommendation("reinitialization", [gates[0].layer], action,
                                 snippets.gate_bias(gates[0], start, stop), change="gate_bias",
                                 edits=(Edit("fill", gates[0].param, gates[0].value, (start, stop)),))
 
@@ -96,7 +96,7 @@ def _redrawn(finding: Finding, ctx: Context) -> Recommendation | None:
     action = f"Re-initialise with N(0, std^2) at the critical scale, biases 0: {_listing(targets, 'std ')}"
     biases = [stats for t in targets if (stats := layer_param(ctx, t.layer, "bias")) is not None]
     edits = [Edit("normal", t.param, t.value) for t in targets] + [Edit("fill", b.name, 0.0) for b in biases]
-    return WeightRecommendation("reinitialization", [t.layer for t in targets], action + onnx_note(ctx),
+    return WeightRecommendation("reinitialization", [t.layer for t in targets], action,
                                 snippets.reinit(targets), change="redraw", edits=tuple(edits))
 
 
@@ -143,7 +143,7 @@ def normalization(finding: Finding, ctx: Context) -> Recommendation | None:
         return None
     listing = ", ".join(f"{norm} after {layer}" for layer, (_, norm) in placed.items())
     action = f"Insert normalisation ({len(placed)} layer(s)): {listing}"
-    return Recommendation("normalization", list(placed), action + onnx_note(ctx),
+    return Recommendation("normalization", list(placed), action,
                           snippets.insert_norms(dict(placed.values())))
 
 
@@ -164,7 +164,7 @@ def pruning(finding: Finding, ctx: Context) -> Recommendation | None:
     if not targets:
         return None
     action = "Prune the smallest-magnitude weights to bring each layer's gain to ~1: " + ", ".join(fractions)
-    return WeightRecommendation("pruning", [t.layer for t in targets], action + onnx_note(ctx), snippets.prune(targets),
+    return WeightRecommendation("pruning", [t.layer for t in targets], action, snippets.prune(targets),
                                 change="prune", edits=tuple(Edit("prune", t.param, t.value) for t in targets))
 
 
@@ -193,7 +193,7 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
               f"with {snippets.WARMUP_STEPS} warm-up steps")
     action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness)" if max_lr else ""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
-    return Recommendation("lr_adaptation", layers, action + onnx_note(ctx), snippets.layerwise_lr(multipliers, max_lr))
+    return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
 
 
 def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
@@ -214,7 +214,7 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
     snippet = (snippets.layerwise_lr(plan.multipliers, plan.new_lr, "the recommended peak") if plan.multipliers
                else snippets.planned_optimizer(plan.optimizer, plan.new_lr))
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
-    return WeightRecommendation("lr_adaptation", layers, action + onnx_note(ctx), snippet, change="planned_lr")
+    return WeightRecommendation("lr_adaptation", layers, action, snippet, change="planned_lr")
 
 
 @remedy("gradient_clipping", answers={"GA101", "GA103", "GA105", "GA107"})
@@ -225,7 +225,7 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
         return None
     layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
     action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation)"
-    return Recommendation("gradient_clipping", layers, action + onnx_note(ctx), snippets.clip(threshold))
+    return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 
 @remedy("batch_shift", answers={"GA403", "GA603"})
@@ -248,7 +248,7 @@ def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
     shifts = ", ".join(f"{layer} by {n['bias_shift']:+.4g}" for layer, n in finding.evidence["layers"].items()
                        if n.get("bias_shift") is not None)
     action = f"Shift each layer's output by minus its measured mean to centre it: {shifts}"
-    return WeightRecommendation("batch_shift", list(finding.layers), action + onnx_note(ctx),
+    return WeightRecommendation("batch_shift", list(finding.layers), action,
                                 snippets.shift_bias(targets, hooks), change="bias_shift",
                                 edits=tuple(Edit("shift", t.param, t.value) for t in targets))
 

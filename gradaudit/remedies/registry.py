@@ -39,12 +39,10 @@ def remedies_for(code: str) -> list[str]:
     return [kind for kind, (_, codes) in _REMEDIES.items() if code in codes]
 
 
-def onnx_note(ctx: Context) -> str:
-    """Suffix for actions on ONNX sources, whose names are ONNX initializers, not torch modules."""
-    if ctx.handle.format != "onnx":
-        return ""
-    return (" (ONNX model: the names are ONNX initializers/nodes; the snippet applies to gradaudit's "
-            "executor module, so make the same change in the model that was exported)")
+# Said once per audit (gradaudit.audit adds it to the notes), not after every action.
+ONNX_NOTE = ("ONNX model: recommendation names are ONNX initializers/nodes and snippets apply to "
+             "gradaudit's executor module; make the same change in the model that was exported, "
+             "or let `gradaudit fix` write the weight-level changes into a new file.")
 
 
 def recommend(

@@ -154,11 +154,17 @@ def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
     assert len(scope["optimizer"].param_groups) == 5
 
 
-def test_onnx_sources_say_so():
-    handle = sequential_handle(mlp(64, 3, std=1.0), fmt="onnx")
-    static = chain_static(handle)
-    recs = recommend(run_rules(handle, static, None), handle, static, None)
-    assert recs and all("ONNX" in r.action for r in recs)
+def test_onnx_sources_say_so_once():
+    from pathlib import Path
+
+    from gradaudit.audit import AuditOptions, run_audit
+    from gradaudit.loaders import load
+    from gradaudit.remedies.registry import ONNX_NOTE
+
+    sample = Path(__file__).resolve().parents[2] / "samples" / "exploding_mlp_normal_init.onnx"
+    audit = run_audit(load(str(sample)), AuditOptions(static_only=True))
+    assert audit.recommendations and audit.notes.count(ONNX_NOTE) == 1
+    assert not any("ONNX model" in r.action for r in audit.recommendations)
 
 
 def test_residual_branch_scale_snippet():
