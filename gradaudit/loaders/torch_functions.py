@@ -158,8 +158,10 @@ def _product(call: Call) -> NodeSpec:
     if all(call.is_data[:2]):
         return NodeSpec("mul")
     position = 1 if call.is_data[0] else 0
-    spec = NodeSpec("scale", attrs={"value": constant_rms(call.args[position])})
-    return _with_params(spec, scale=call.param(position, ("input", "other")[position], 0))
+    operand, scale = call.args[position], call.param(position, ("input", "other")[position], 0)
+    # a meta tensor (torch_meta: a model without weights) has no values: its recorded statistics do
+    rms = scale.rms if scale is not None and getattr(operand, "is_meta", False) else constant_rms(operand)
+    return _with_params(NodeSpec("scale", attrs={"value": rms}), scale=scale)
 
 
 def _divide(call: Call) -> NodeSpec:

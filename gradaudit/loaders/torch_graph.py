@@ -10,7 +10,7 @@ onto the producing node instead of adding one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import networkx as nx
 import torch
@@ -20,6 +20,9 @@ from gradaudit.graph import ParamStats, add_node, new_graph, param_stats
 from gradaudit.loaders.torch_functions import Stage, constant_rms, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path
+
+# (name, tensor, out_axis) -> ParamStats: how the builder takes a parameter's statistics
+StatsOf = Callable[[str, Any, int], ParamStats]
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
@@ -93,20 +96,21 @@ class ParameterNames:
         return (by_shape or found or [None])[0]
 
 
-def submodule_param(params: ParameterNames, path: str, out_axis: int) -> ParamStats | None:
+def submodule_param(params: ParameterNames, path: str, out_axis: int, stats_of: StatsOf = param_stats) -> ParamStats | None:
     """Statistics of a leaf module's tensor attribute (None when absent, e.g. bias=False)."""
     tensor = fetch(params.module, path) if has_path(params.module, path) else None
     if not isinstance(tensor, torch.Tensor):
         return None
-    return param_stats(params.of_attribute(path) or path, tensor, out_axis)
+    return stats_of(params.of_attribute(path) or path, tensor, out_axis)
 
 
 class GraphBuilder:
     """Walks the traced fx graph once, in execution order, adding LayerGraph nodes."""
 
-    def __init__(self, module: torch.nn.Module, trace: TraceResult):
+    def __init__(self, module: torch.nn.Module, trace: TraceResult, stats_of: StatsOf = param_stats):
         self.module = module
         self.trace = trace
+        self.stats_of = stats_of
         self.params = ParameterNames(module)
         self.graph = new_graph("torch")
         self.node_of: dict[fx.Node, str] = {}  # fx data node -> LayerGraph node id
@@ -163,10 +167,10 @@ class GraphBuilder:
                 return None
             value = values[arg]
             name = self.params.of_ancestors(arg, tuple(value.shape)) or arg.name
-            return param_stats(name, value, out_axis % max(value.dim(), 1))
+            return self.stats_of(name, value, out_axis % max(value.dim(), 1))
 
         def module_param(attr: str, out_axis: int) -> ParamStats | None:
-            return submodule_param(self.params, f"{node.target}.{attr}", out_axis)
+            return submodule_param(self.params, f"{node.target}.{attr}", out_axis, self.stats_of)
 
         return Call(call_name(node), tuple(args), dict(kwargs), is_data, values[node], param, module_param)
 
@@ -225,6 +229,7 @@ class GraphBuilder:
         return role if stats.name in self.params.names else "fixed_" + role
 
 
-def graph_from_trace(module: torch.nn.Module, trace: TraceResult) -> nx.DiGraph:
-    """The LayerGraph of a traced module (node ids = fx node names)."""
-    return GraphBuilder(module, trace).build()
+def graph_from_trace(module: torch.nn.Module, trace: TraceResult, stats_of: StatsOf = param_stats) -> nx.DiGraph:
+    """The LayerGraph of a traced module (node ids = fx node names). `stats_of` takes a
+    parameter's statistics (torch_meta passes one that knows meta tensors' recorded values)."""
+    return GraphBuilder(module, trace, stats_of).build()

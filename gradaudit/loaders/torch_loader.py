@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from gradaudit.errors import InputError
+from gradaudit.limits import default_max_memory, require_fits, tensor_bytes
 from gradaudit.loaders.torch_graph import graph_from_trace
 from gradaudit.loaders.torch_hooks import graph_from_hooks
 from gradaudit.loaders.torch_ops import module_rule
@@ -31,13 +32,18 @@ FOLLOWED_CONVERSIONS = frozenset({"long", "int", "to", "type", "short", "clone",
 
 
 def load_torch(
-    source: str, input_shapes: list[tuple[int, ...]] | None = None, *, trust: bool = False, batch: int = 8
+    source: str,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    *,
+    trust: bool = False,
+    batch: int = 8,
+    max_memory: int | None = None,
 ) -> ModelHandle:
     """Load a torch model from a factory spec or a file; see torch_sources for the forms.
 
     Without example inputs from the factory, `input_shapes` (one per forward input, batch first;
     a leading -1 stands for `batch`) makes float inputs, or int64 ones for an input whose first
-    consumer is an embedding.
+    consumer is an embedding. Their size is checked against `max_memory` before they exist.
     """
     if is_factory_spec(source):
         module, example = call_factory(resolve_factory(source), source)
@@ -46,7 +52,11 @@ def load_torch(
     if example is None:
         if not input_shapes:
             raise InputError(f"{source} gives no example inputs: pass --input-shape (e.g. --input-shape 8,3,32,32)")
-        example = synthesize_inputs(module, [tuple(batch if d < 0 else d for d in s) for s in input_shapes])
+        shapes = [tuple(batch if d < 0 else d for d in s) for s in input_shapes]
+        cap = default_max_memory() if max_memory is None else max_memory
+        require_fits(f"{source}: the inputs of shape {', '.join(map(str, shapes))}",
+                     sum(tensor_bytes(s, torch.int64.itemsize) for s in shapes), cap)  # ids are the widest inputs
+        example = synthesize_inputs(module, shapes)
     return from_module(module, example, source)
 
 
@@ -64,7 +74,7 @@ def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<
         source=source,
         format="torch",
         graph=graph,
-        inputs=_input_specs(graph, inputs),
+        inputs=input_specs(graph, inputs),
         module=module,
         runner=runner,
         example_inputs=inputs,
@@ -160,17 +170,19 @@ class _FirstConsumer(TorchFunctionMode):
         return out
 
 
-def synthesize_inputs(module: torch.nn.Module, shapes: Sequence[tuple[int, ...]]) -> tuple:
-    """Seeded N(0, 1) inputs; an input whose first consumer is an embedding becomes int64 ids."""
+def synthesize_inputs(module: torch.nn.Module, shapes: Sequence[tuple[int, ...]], device: str = "cpu") -> tuple:
+    """Seeded N(0, 1) inputs; an input whose first consumer is an embedding becomes int64 ids.
+    On the meta device (a model without weights, torch_meta) they carry shapes and dtypes only."""
     generator = torch.Generator().manual_seed(INPUT_SEED)
-    inputs = [torch.randn(shape, generator=generator) for shape in shapes]
+    inputs = [torch.randn(shape, generator=generator).to(device) for shape in shapes]
     work = _copy_in_train_mode(module)
     for _ in range(len(inputs)):
         try:
             with torch.no_grad(), torch.random.fork_rng(), _FirstConsumer(tuple(inputs)):
                 work(*inputs)
         except _EmbeddingInput as found:
-            inputs[found.index] = torch.randint(0, found.num_embeddings, shapes[found.index], generator=generator)
+            ids = torch.randint(0, found.num_embeddings, shapes[found.index], generator=generator)
+            inputs[found.index] = ids.to(device)
             continue
         except Exception:
             break  # the forward check reports the error with the final inputs
@@ -178,13 +190,13 @@ def synthesize_inputs(module: torch.nn.Module, shapes: Sequence[tuple[int, ...]]
     return tuple(inputs)
 
 
-def _input_specs(graph: Any, inputs: tuple) -> list[InputSpec]:
+def input_specs(graph: Any, inputs: tuple) -> list[InputSpec]:
     specs = []
     for node_id, x in zip(graph.graph["inputs"], inputs):
         dtype = str(x.dtype).removeprefix("torch.")
         high = None
         if not x.is_floating_point():
             tables = [graph.nodes[s]["attrs"].get("num_embeddings") for s in graph.successors(node_id)]
-            high = next((t for t in tables if t), int(x.max()) + 1 if x.numel() else 1)
+            high = next((t for t in tables if t), int(x.max()) + 1 if x.numel() and not x.is_meta else 1)
         specs.append(InputSpec(graph.nodes[node_id]["name"], tuple(x.shape), dtype, high))
     return specs

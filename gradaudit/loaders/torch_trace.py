@@ -154,6 +154,9 @@ class ConcreteTracer(fx.Tracer):
 def _modules_unpatched() -> Iterator[None]:
     """fx patches Module.__call__/__getattr__ while tracing; real evaluation must bypass that."""
     patched = {name: getattr(torch.nn.Module, name) for name in _ORIGINAL_MODULE_METHODS}
+    if all(patched[name] is method for name, method in _ORIGINAL_MODULE_METHODS.items()):
+        yield  # not tracing: setting class attributes would only flush type caches (slow)
+        return
     for name, method in _ORIGINAL_MODULE_METHODS.items():
         setattr(torch.nn.Module, name, method)
     try:

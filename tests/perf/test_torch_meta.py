@@ -1,0 +1,90 @@
+"""--static-only on a factory: the model is built on the meta device and each init is replayed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gradaudit.audit import AuditOptions, run_audit
+from gradaudit.cli import main
+from gradaudit.loaders.torch_loader import load_torch
+from gradaudit.loaders.torch_meta import EmptyInit, load_static_only, load_torch_meta
+
+SPEC = "tests/perf/models.py:"
+SHAPES = [(4, 12)]
+
+
+def _weights(handle) -> dict[str, object]:
+    return {s.name: s for _, d in handle.graph.nodes(data=True) for s in d["params"].values()}
+
+
+def test_same_graph_as_the_full_loader() -> None:
+    meta, full = load_torch_meta(SPEC + "tiny_lm", SHAPES), load_torch(SPEC + "tiny_lm", SHAPES)
+    assert [(n, d["op"]) for n, d in meta.graph.nodes(data=True)] == [(n, d["op"]) for n, d in full.graph.nodes(data=True)]
+    assert meta.inputs == full.inputs and meta.parameters == full.parameters
+    assert meta.module is None and meta.runner is None
+
+
+def test_default_inits_replayed_with_their_distributions() -> None:
+    meta, full = _weights(load_torch_meta(SPEC + "tiny_lm", SHAPES)), _weights(load_torch(SPEC + "tiny_lm", SHAPES))
+    assert set(meta) == set(full)
+    for name, stats in meta.items():
+        assert stats.shape == full[name].shape
+        assert stats.rms == pytest.approx(full[name].rms, rel=0.15), name
+    assert meta["norms.0.weight"].mean == 0.5 and meta["norms.0.weight"].std < 1e-6  # constructor value kept
+
+
+def test_init_loop_after_construction_is_replayed() -> None:
+    meta = _weights(load_torch_meta(SPEC + "tiny_lm_custom_init", SHAPES))
+    assert meta["ups.0.weight"].rms == pytest.approx(0.3, rel=0.1)
+    assert meta["ups.0.bias"].rms == 0.0  # `.data.zero_()` through the alias
+
+
+def test_static_diagnosis_matches_the_full_loader() -> None:
+    options = AuditOptions(static_only=True)
+    meta = run_audit(load_torch_meta(SPEC + "tiny_lm_custom_init", SHAPES), options)
+    full = run_audit(load_torch(SPEC + "tiny_lm_custom_init", SHAPES), options)
+    assert meta.diagnosis.label == full.diagnosis.label
+    assert meta.static.log10_ratio_first_last == pytest.approx(full.static.log10_ratio_first_last, abs=0.1)
+
+
+def test_no_parameter_memory_and_the_callers_rng_untouched() -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    recorder = EmptyInit()
+    with recorder.active():
+        layer = torch.nn.Linear(4096, 4096)
+    assert layer.weight.is_meta and layer.bias.is_meta
+    load_torch_meta(SPEC + "tiny_lm", SHAPES)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_unreplayable_write_is_reported() -> None:
+    recorder = EmptyInit()
+    with recorder.active():
+        a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            b.weight.copy_(a.weight)
+    model = torch.nn.Sequential(a, b)
+    from gradaudit.loaders.torch_meta import replay_inits
+
+    stats, notes = replay_inits(model, recorder)
+    assert any(note.startswith("1.weight") and "another meta tensor" in note for note in notes)
+    assert set(stats) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+
+
+def test_model_without_meta_support_falls_back_to_the_full_loader() -> None:
+    handle = load_static_only(SPEC + "data_dependent", [(4, 8)])
+    assert handle.module is not None
+    assert any("meta tensors" in note for note in handle.warnings)
+
+
+def test_cli_static_only_factory_reports_like_the_full_loader(capsys) -> None:
+    args = ["check", SPEC + "tiny_lm", "--input-shape", "4,12", "--static-only", "--format", "json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    full = run_audit(load_torch(SPEC + "tiny_lm", SHAPES), AuditOptions(static_only=True))
+    assert report["verdict"] == full.verdict and report["model"]["parameters"] == full.parameters
+    assert sorted(f["code"] for f in report["findings"]) == sorted(f.code for f in full.findings)
