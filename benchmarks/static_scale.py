@@ -200,7 +200,7 @@ def llama_worker() -> None:
     """In a fresh process: `--static-only` analysis of llama_7b; peak RSS, wall time, largest layer."""
     import torch
 
-    from gradaudit.audit import AuditOptions, run_audit
+    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.loaders.torch_meta import load_torch_meta
 
     torch.set_num_threads(1)

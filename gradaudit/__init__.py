@@ -13,8 +13,8 @@ __all__ = ["__version__", "audit", "onnx_to_torch"]
 
 
 def audit(model: Any, example_inputs: Any, **options: Any):
-    """Audit a torch module on example inputs; see gradaudit.audit.audit."""
-    from gradaudit.audit import audit as _audit
+    """Audit a torch module on example inputs; see gradaudit.pipeline.audit."""
+    from gradaudit.pipeline import audit as _audit
 
     return _audit(model, example_inputs, **options)
 

@@ -149,7 +149,7 @@ class _Progress:
 
 def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
-    from gradaudit.audit import AuditOptions, run_audit
+    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.config import rule_config
     from gradaudit.loaders import is_factory_spec, load
     from gradaudit.loaders.torch_meta import load_static_only
@@ -289,7 +289,7 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
 def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, **_) -> None:
     """Apply the verified weight-level changes: write a fixed ONNX model, or print a patch for a factory."""
     from gradaudit import fixer
-    from gradaudit.audit import AuditOptions
+    from gradaudit.pipeline import AuditOptions
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
-from gradaudit.audit import AuditOptions, run_audit
+from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.diagnosis import Diagnosis
 from gradaudit.errors import InputError
 from gradaudit.model import ModelHandle

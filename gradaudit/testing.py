@@ -23,7 +23,7 @@ def assert_gradients_healthy(model: Any, example_inputs: Any, *, fail_on: str = 
     """
     if fail_on not in FAIL_ON_CHOICES or fail_on == "never":
         raise ValueError(f"fail_on must be 'error' or 'warning', not {fail_on!r}")
-    from gradaudit.audit import audit
+    from gradaudit.pipeline import audit
 
     result = audit(model, example_inputs, **options)
     threshold = SEVERITY_RANK[fail_on]

@@ -170,6 +170,9 @@ def _recurrent_module(m: nn.RNNBase, call: Call) -> NodeSpec:
         "bidirectional": m.bidirectional,
         "fan_in": m.input_size,
     }
+    if m.bias:  # per-gate offsets (a forget-gate bias) that the stacked bias's statistics hide
+        gates = (m.bias_ih_l0 + m.bias_hh_l0).detach().reshape(-1, m.hidden_size).mean(dim=1)
+        attrs["gate_bias_means"] = [float(v) for v in gates]
     params: dict[str, ParamStats] = {}
     for attr in m._flat_weights_names:
         role = attr.removesuffix("_l0")  # first layer under the schema's roles, deeper ones by torch name

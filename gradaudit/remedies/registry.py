@@ -39,7 +39,7 @@ def remedies_for(code: str) -> list[str]:
     return [kind for kind, (_, codes) in _REMEDIES.items() if code in codes]
 
 
-# Said once per audit (gradaudit.audit adds it to the notes), not after every action.
+# Said once per audit (gradaudit.pipeline adds it to the notes), not after every action.
 ONNX_NOTE = ("ONNX model: recommendation names are ONNX initializers/nodes and snippets apply to "
              "gradaudit's executor module; make the same change in the model that was exported, "
              "or let `gradaudit fix` write the weight-level changes into a new file.")

@@ -3,8 +3,10 @@
 Forward in `forward_order`, each node's rule (registry.RULES) turns its inputs' moments into its
 output's; backward in reverse order, gradients arriving from different consumers add
 (moments.fork_sum) and the rule's backward map hands them to the producers. The loss seeds the
-outputs (gradaudit.loss.output_grad_sq); a softmax output receives the loss gradient at its
-input, as the default loss's p - onehot. Weight-gradient predictions and the diagnosis follow.
+outputs (gradaudit.loss.output_grad_sq, with the part (y - t)/B owes to y itself marked as
+moments.Grad.aligned); a softmax output receives the default loss's p - onehot at its input,
+with its saturation and the part shared by every row (`_softmax_seed`). Weight-gradient
+predictions (summed over every node using a weight) and the diagnosis follow.
 
 Values are clamped at float32's overflow point, as the probe's arithmetic would be, and the
 estimate then reports non-finite activations or gradients instead of carrying infinities.
@@ -14,20 +16,23 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
 
 from gradaudit.diagnosis import FlowSummary, diagnose
-from gradaudit.graph import forward_order, ordered_inputs, weight_layers
+from gradaudit.graph import forward_order, is_weight_role, ordered_inputs, weight_layers
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
 from gradaudit.static import rules_attention, rules_dense, rules_elementwise, rules_norm, rules_recurrent, rules_shape  # noqa: F401  (register rules)
 from gradaudit.static.moments import Grad, Moments, coherent_sum, fork_sum
+from gradaudit.static.quadrature import softmax_stats
 from gradaudit.static.registry import RULES, Context, Rule, Transfer, rows_per_unit
 from gradaudit.static.rules_dense import summed_outer_product
+from gradaudit.static.rules_shape import softmax_classes
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 OVERFLOW_SQ = FLOAT32_MAX * FLOAT32_MAX  # a second moment whose RMS overflows float32
@@ -112,25 +117,43 @@ def _forward(state: _Pass, inputs: list[InputSpec]) -> dict[str, Moments]:
     return moments
 
 
-def _loss_seed(graph: nx.DiGraph, node: str, m: Moments, batch: int) -> Grad:
+def _softmax_seed(logits: Moments, classes: int, rows: int, batch: int) -> Grad:
+    """The negative log-likelihood gradient p - onehot at the logits, for seeded random labels.
+
+    Per element E[(p - onehot)^2] = (1 - 2/C + E[sum p^2]) / C: a saturated softmax hands back
+    more than a uniform one. Its batch mean per class is the shared part of p less the label
+    frequency: logits whose per-class offsets are common to every row (a collapsed
+    representation) give every row the same p, and that part adds up coherently in the head's
+    weight gradient; large C averages the within-row fluctuation out of the mean of p.
+    """
+    total = softmax_stats(logits.var, classes).participation
+    shared = softmax_stats(logits.s, classes).participation
+    sq = (1.0 - 2.0 / classes + total) / classes
+    unit_sq = (shared - 1.0 / classes) / classes + (1.0 - 1.0 / classes) / (classes * rows)
+    return Grad(sq / batch**2, 0.0, max(unit_sq, 0.0) / batch**2)
+
+
+def _loss_seed(state: _Pass, node: str, m: Moments) -> Grad:
     """E[dL/dy^2] and E[dL/dy] at an output under the default loss."""
+    graph, batch = state.graph, state.batch
     data = graph.nodes[node]
-    is_softmax = data["op"] == "softmax"
-    kind = (data["fn"] or "softmax") if is_softmax else data["op"]
-    sq = output_grad_sq(kind, m.q, data["out_shape"], int(data["attrs"].get("axis", -1)) if is_softmax else -1)
     if data["op"] == "softmax":
-        return Grad(sq)
+        ctx = state.contexts[node]
+        axis = int(data["attrs"].get("axis", -1))
+        return _softmax_seed(ctx.x, softmax_classes(ctx), rows_per_unit(data["out_shape"], axis, batch), batch)
+    sq = output_grad_sq(data["op"], m.q, data["out_shape"])
     # dL/dy = (y - t) / B with t ~ N(0, 1): a unit's mean over its n values keeps y's offset,
     # while t averages down to variance 1/n
     per_unit = rows_per_unit(data["out_shape"], 1 if data["op"] == "conv" else -1, batch)
-    return Grad(sq, m.mu / batch, (m.s + m.mu * m.mu + 1.0 / per_unit) / (batch * batch))
+    unit_sq = (m.s + m.mu * m.mu + 1.0 / per_unit) / (batch * batch)
+    return Grad(sq, m.mu / batch, unit_sq, aligned=m.q / (batch * batch))  # the y in (y - t) / B
 
 
 def _backward(state: _Pass, moments: dict[str, Moments]) -> dict[str, Grad]:
     graph = state.graph
     arriving: dict[str, list[Grad]] = {n: [] for n in graph.nodes}
     for node in graph.graph.get("outputs", []):
-        arriving[node].append(_loss_seed(graph, node, moments[node], state.batch))
+        arriving[node].append(_loss_seed(state, node, moments[node]))
         if graph.nodes[node]["op"] == "softmax":  # the seed already is the gradient at the logits
             state.transfers[node] = replace(state.transfers[node], backward=lambda g: [g])
     grads: dict[str, Grad] = {}
@@ -174,6 +197,22 @@ def _weight_grad_sq(state: _Pass, node: str, role: str, grad: Grad) -> float:
     return summed_outer_product(rows_per_unit(ctx.out_shape, channel_axis, state.batch), grad, ctx.x)
 
 
+def _weight_uses(graph: nx.DiGraph) -> dict[str, list[tuple[str, str]]]:
+    """Every (node, role) holding each weight tensor, keyed by its parameter name."""
+    uses: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for node, data in graph.nodes(data=True):
+        for role, stats in data["params"].items():
+            if is_weight_role(role):
+                uses[stats.name].append((node, role))
+    return uses
+
+
+def _shared_weight_grad_sq(state: _Pass, uses: list[tuple[str, str]], grads: dict[str, Grad]) -> float:
+    """A weight used at several nodes (tied layers, a module called twice) gets the sum of its
+    uses' gradients; the uses see different inputs and gradients, so their mean squares add."""
+    return sum(_weight_grad_sq(state, node, role, grads[node]) for node, role in uses)
+
+
 def _pow10(log10_value: float) -> float:
     return math.inf if log10_value > sys.float_info.max_10_exp else 10.0**log10_value
 
@@ -190,8 +229,9 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
         nodes[node] = NodeEstimate(moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known)
         if not transfer.known and data["source"] not in unknown:
             unknown.append(data["source"])
+    uses = _weight_uses(graph)
     weights = [
-        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_weight_grad_sq(state, w.node, w.role, grads[w.node])), w.role)
+        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_shared_weight_grad_sq(state, uses[w.param], grads)), w.role)
         for w in weight_layers(graph)
     ]
     ratio = weights[0].log10_grad_rms - weights[-1].log10_grad_rms if weights else None

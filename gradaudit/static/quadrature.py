@@ -36,6 +36,9 @@ class ActivationStats:
     out: Moments  # moments of phi(z), split into within-unit and per-unit parts
     dphi_sq: float  # E[phi'(z)^2]: the backward mean-square gain
     dphi_mean: float  # E[phi'(z)]: the gain of a gradient common to all units
+    dphi_unit_sq: float  # mean over units of (the unit's batch-mean phi')^2: the gain of per-unit gradient means
+    slope_spread: float  # E[phi'^4] / E[phi'^2]^2 - 1: the normalised variance of the diagonal Jacobian
+    homogeneity: float  # squared correlation of phi(z) with z phi'(z): 1 when phi(z) = z phi'(z) (ReLU)
 
 
 @lru_cache(maxsize=None)
@@ -82,13 +85,22 @@ def _activation_stats(fn: str, frozen: tuple, mu: float, v: float, s: float) -> 
     (dt,) = torch.autograd.grad(yt.sum(), zt, allow_unused=True)
     y = yt.detach().numpy()
     d = np.zeros_like(y) if dt is None else dt.numpy()
-    unit_means = (y * inner_w[None, :]).sum(axis=1)  # E_e[phi] for each per-unit offset
-    mean = float(outer_w @ unit_means)
-    q = float(outer_w @ (y * y * inner_w[None, :]).sum(axis=1))
-    unit_sq = float(outer_w @ (unit_means * unit_means))
     weights = outer_w[:, None] * inner_w[None, :]
+    unit_means = y @ inner_w  # E_e[phi] for each per-unit offset
+    unit_slopes = d @ inner_w  # E_e[phi'] for each per-unit offset
+    mean = float(outer_w @ unit_means)
+    wy, wd2 = weights * y, weights * d * d
+    q = float((wy * y).sum())
+    unit_sq = float(outer_w @ (unit_means * unit_means))
     out = Moments(mean, max(q - unit_sq, 0.0), max(unit_sq - mean * mean, 0.0))
-    return ActivationStats(out, float((weights * d * d).sum()), float((weights * d).sum()))
+    d_sq = float(wd2.sum())
+    # J z = z phi'(z) equals phi(z) where phi is positively homogeneous
+    overlap, linearised_sq = float((wy * z * d).sum()), float((wd2 * z * z).sum())
+    return ActivationStats(
+        out, d_sq, float(outer_w @ unit_slopes), float(outer_w @ (unit_slopes * unit_slopes)),
+        float((wd2 * d * d).sum()) / d_sq**2 - 1.0 if d_sq > 0 else 0.0,
+        overlap * overlap / (q * linearised_sq) if q * linearised_sq > 0 else 0.0,
+    )
 
 
 @lru_cache(maxsize=None)
@@ -112,7 +124,7 @@ class SoftmaxStats:
     backward: float  # E[dx^2] / E[dy^2] per element for uncorrelated dy: E[sum p^2 - 2 sum p^3 + (sum p^2)^2] / C
 
 
-SOFTMAX_SAMPLE_VALUES = 1 << 18  # logits drawn per estimate (rows x classes)
+SOFTMAX_SAMPLE_VALUES = 1 << 16  # logits per sample (rows x classes)
 SOFTMAX_SEED = 0
 
 
@@ -125,10 +137,17 @@ def softmax_stats(logit_var: float, classes: int) -> SoftmaxStats:
     return _softmax_stats(_round(max(logit_var, 0.0)), max(int(classes), 1))
 
 
+@lru_cache(maxsize=64)
+def _standard_logits(classes: int) -> np.ndarray:
+    """One seeded N(0, 1) sample of logit rows per class count, rescaled for every variance:
+    common random numbers make the statistics smooth in the variance and spare a draw per call."""
+    rows = max(SOFTMAX_SAMPLE_VALUES // classes, 16)
+    return np.random.default_rng(SOFTMAX_SEED).standard_normal((rows, classes))
+
+
 @lru_cache(maxsize=4096)
 def _softmax_stats(logit_var: float, classes: int) -> SoftmaxStats:
-    rows = max(SOFTMAX_SAMPLE_VALUES // classes, 16)
-    z = np.random.default_rng(SOFTMAX_SEED).standard_normal((rows, classes)) * math.sqrt(logit_var)
+    z = _standard_logits(classes) * math.sqrt(logit_var)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     p2, p3 = (p * p).sum(axis=1), (p * p * p).sum(axis=1)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from gradaudit.graph import ParamStats
 from gradaudit.model import InputSpec
-from gradaudit.static.moments import Grad, Moments
+from gradaudit.static.moments import Grad, Moments, Spectrum
 
 Backward = Callable[[Grad], list[Grad]]
 WeightGrads = Callable[[Grad], dict[str, float]]
@@ -75,9 +75,12 @@ def rule(*ops: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def elementwise(factor_sq: float, factor_mean: float, slots: int = 1) -> Backward:
-    """Backward map of an op multiplying each input's gradient by one elementwise factor."""
-    return lambda g: [g.scaled(factor_sq, factor_mean)] * slots
+def elementwise(
+    factor_sq: float, factor_mean: float, slots: int = 1, factor_unit_sq: float | None = None, spectrum: Spectrum | None = None
+) -> Backward:
+    """Backward map of an op multiplying each input's gradient by one elementwise factor
+    (statistics as in moments.Grad.scaled)."""
+    return lambda g: [g.scaled(factor_sq, factor_mean, factor_unit_sq, spectrum)] * slots
 
 
 def numel(shape: tuple[int, ...] | None) -> int | None:
@@ -92,5 +95,5 @@ def rows_per_unit(shape: tuple[int, ...] | None, channel_axis: int, batch: int) 
     """
     if not shape:
         return batch
-    units = shape[channel_axis] if len(shape) > 1 else 1
+    units = shape[channel_axis] if len(shape) > 1 and -len(shape) <= channel_axis < len(shape) else 1
     return max(math.prod(shape) // max(units, 1), 1)

@@ -3,7 +3,8 @@
 Paths: in_proj (dense, fan E) to Q, K, V; logits scale * Q.K over the head dimension, so their
 variance is scale^2 d_head E[Q^2] E[K^2]; a softmax over T keys whose participation r grows as
 the logits' variance does (saturation); the value average keeps r of V's within-unit variance;
-out_proj. Backward: the value path receives r of the output gradient, the query/key paths the
+out_proj. Backward: the value path receives r of the output gradient's row-independent part
+and all of a part common to every row (collapsed representations), the query/key paths the
 softmax's share (quadrature.softmax_stats) of dP = dO . V, summed over T and scaled back by scale^2.
 """
 
@@ -48,7 +49,10 @@ def attention(ctx: Context) -> Transfer:
 
     def input_grads(g: Grad) -> tuple[Grad, Grad, Grad, Grad]:
         g_mixed = dense_backward(g, w_out, embed)
-        g_v = Grad(r * g_mixed.sq, g_mixed.mean)
+        # a value gets sum_i p_ij g_i: independent query gradients keep r of their mean square,
+        # a part common to every row (the same for all queries) passes whole
+        common = g_mixed.unit_mean_sq
+        g_v = Grad(r * max(g_mixed.sq - common, 0.0) + common, g_mixed.mean, common)
         g_logits = soft.backward * head_dim * g_mixed.sq * v.q
         g_q = Grad(scale * scale * keys * g_logits * k.q)
         g_k = Grad(scale * scale * keys * g_logits * q.q)

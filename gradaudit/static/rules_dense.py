@@ -10,7 +10,7 @@ zero-mean random weights turn the mean into per-unit spread that BatchNorm remov
 from __future__ import annotations
 
 from gradaudit.graph import ParamStats
-from gradaudit.static.moments import Grad, Moments
+from gradaudit.static.moments import Grad, Moments, Spectrum
 from gradaudit.static.registry import Context, Transfer, rows_per_unit, rule
 
 
@@ -24,17 +24,28 @@ def dense_forward(x: Moments, w: ParamStats, fan_in: float, bias: ParamStats | N
     return Moments(mu, fan_in * w_sq * x.v, max(offset_sq - mu * mu, 0.0))
 
 
-def dense_backward(g: Grad, w: ParamStats, fan_out: float) -> Grad:
-    """Input gradient of y = W x: fluctuations see fan_out E[w^2], a common part the column sums."""
+def dense_backward(g: Grad, w: ParamStats, fan_out: float, spectrum: Spectrum | None = None) -> Grad:
+    """Input gradient of y = W x: fluctuations see fan_out E[w^2], a common part the column sums.
+
+    Given the map's `spectrum`, the loss's own-output part grows by it (moments.py); without
+    one that part becomes an ordinary gradient.
+    """
     col_mean = fan_out * w.mean
     col_sq = col_mean**2 + fan_out * w.std**2
     fluctuation = max(g.sq - g.mean**2, 0.0)
     unit_spread = max(g.unit_mean_sq - g.mean**2, 0.0)
-    return Grad(
-        fan_out * w.rms**2 * fluctuation + g.mean**2 * col_sq,
-        g.mean * col_mean,
-        fan_out * w.rms**2 * unit_spread + g.mean**2 * col_sq,
-    )
+    gain_sq = fan_out * w.rms**2
+    plain = Grad(gain_sq * fluctuation + g.mean**2 * col_sq, g.mean * col_mean, gain_sq * unit_spread + g.mean**2 * col_sq)
+    return plain if spectrum is None else plain.carrying(g, gain_sq, spectrum)
+
+
+def weight_spectrum(out: Moments, bias: ParamStats | None, fan_in: float, fan_out: float) -> Spectrum | None:
+    """iid weights spread W^T W's spectrum by Marchenko-Pastur (normalised variance 1 at aspect
+    fan_in / fan_out); a bias is the share of the output that is not W x. None without fans."""
+    if fan_in <= 0 or fan_out <= 0:
+        return None
+    own = 1.0 - (bias.rms**2 / out.q if bias is not None and out.q > 0 else 0.0)
+    return Spectrum(max(own, 0.0), 1.0, fan_in / fan_out)
 
 
 def summed_outer_product(count: float, delta: Grad, x: Moments) -> float:
@@ -58,12 +69,14 @@ def _weighted(ctx: Context, channel_axis: int) -> Transfer:
     if w is None:
         return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
     fan_in, fan_out = _fans(ctx, w)
-    x = ctx.x
+    x, bias = ctx.x, ctx.param("bias")
     samples = rows_per_unit(ctx.out_shape, channel_axis, ctx.batch)
     extra_slots = len(ctx.inputs) - 1  # a weight fed as an activation input gets no gradient here
+    out = dense_forward(x, w, fan_in, bias)
+    spectrum = weight_spectrum(out, bias, fan_in, fan_out)
     return Transfer(
-        dense_forward(x, w, fan_in, ctx.param("bias")),
-        lambda g: [dense_backward(g, w, fan_out)] + [Grad()] * extra_slots,
+        out,
+        lambda g: [dense_backward(g, w, fan_out, spectrum)] + [Grad()] * extra_slots,
         weight_grads=lambda g: {"weight": summed_outer_product(samples, g, x)},
     )
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 
 from gradaudit.activations import ACTIVATIONS
-from gradaudit.static.moments import Grad, Moments
+from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum
 from gradaudit.static.quadrature import activation_stats
 from gradaudit.static.registry import Context, Transfer, elementwise, rule
 
 
 def _pass_through(ctx: Context, known: bool = True) -> Transfer:
-    return Transfer(ctx.x, elementwise(1.0, 1.0, len(ctx.inputs)), known=known)
+    return Transfer(ctx.x, elementwise(1.0, 1.0, len(ctx.inputs), spectrum=IDENTITY if known else None), known=known)
 
 
 @rule("input")
@@ -56,26 +56,34 @@ def activation(ctx: Context) -> Transfer:
     if ctx.fn not in ACTIVATIONS:
         return _pass_through(ctx, known=False)
     stats = activation_stats(ctx.fn, ctx.attrs, ctx.x)
-    return Transfer(stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs)))
+    spectrum = Spectrum(stats.homogeneity, stats.slope_spread)
+    return Transfer(stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs), stats.dphi_unit_sq, spectrum))
 
 
 @rule("scale")
 def scale(ctx: Context) -> Transfer:
     """Multiplication by a constant of RMS `value`: value^2 on both passes."""
     value = float(ctx.attrs.get("value", 1.0))
-    return Transfer(ctx.x.scaled(value), elementwise(value * value, value, len(ctx.inputs)))
+    return Transfer(ctx.x.scaled(value), elementwise(value * value, value, len(ctx.inputs), spectrum=IDENTITY))
 
 
 @rule("add")
 def add(ctx: Context) -> Transfer:
-    """Sum: distinct producers add in variance, a producer used c times counts c^2; gain 1 back."""
+    """Sum: distinct producers add in variance, a producer used c times counts c^2; gain 1 back.
+
+    Of the loss's own-output part of the gradient (moments.py), each input keeps the share of
+    the output it makes up: a residual branch's input gradient is mostly the skip's signal.
+    """
     mu = v = s = 0.0
-    for producer, count in Counter(ctx.producers).items():
+    counts = Counter(ctx.producers)
+    for producer, count in counts.items():
         m = ctx.inputs[ctx.producers.index(producer)]
         mu += count * m.mu
         v += count * count * m.v
         s += count * count * m.s
-    return Transfer(Moments(mu, v, s), elementwise(1.0, 1.0, len(ctx.inputs)))
+    out = Moments(mu, v, s)
+    shares = [counts[p] ** 2 * m.q / out.q if out.q > 0 else 0.0 for p, m in zip(ctx.producers, ctx.inputs)]
+    return Transfer(out, lambda g: [g.scaled(1.0, 1.0, spectrum=Spectrum(share)) for share in shares])
 
 
 def _square(m: Moments) -> Moments:

@@ -26,7 +26,7 @@ def _window(ctx: Context) -> tuple[int, int]:
     kernel = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
     stride = ctx.attrs.get("stride") or kernel
     stride = list(stride) if isinstance(stride, (list, tuple)) else [stride] * len(kernel)
-    return max(math.prod(kernel), 1), max(math.prod(stride), 1)
+    return max(math.prod(kernel), 1), max(math.prod(stride), 1e-12)
 
 
 @rule("pool")
@@ -60,11 +60,13 @@ def reduce(ctx: Context) -> Transfer:
 
 
 def softmax_classes(ctx: Context) -> int:
-    """Size of the softmax axis."""
+    """Size of the softmax axis (1 for an axis past the last one: before opset 13, axis = rank
+    is valid and normalises over an empty, one-element tail)."""
     shape = ctx.out_shape or (ctx.in_shapes[0] if ctx.in_shapes else None)
-    if not shape:
+    axis = int(ctx.attrs.get("axis", -1))
+    if not shape or not -len(shape) <= axis < len(shape):
         return 1
-    return int(shape[int(ctx.attrs.get("axis", -1))])
+    return int(shape[axis])
 
 
 @rule("softmax")

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from gradaudit.audit import AuditOptions
+from gradaudit.pipeline import AuditOptions
 from gradaudit.cli import main
 from gradaudit.fixer import fix_onnx
 

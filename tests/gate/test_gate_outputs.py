@@ -90,11 +90,11 @@ def test_usage_errors_exit_2(cli):
 
 
 def test_internal_errors_exit_3(cli, monkeypatch):
-    import gradaudit.audit
+    import gradaudit.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(gradaudit.audit, "run_audit", broken)
+    monkeypatch.setattr(gradaudit.pipeline, "run_audit", broken)
     code, _, err = cli("check", SAMPLES / "healthy_mlp_kaiming.onnx")
     assert code == 3 and "internal error" in err and "Traceback" not in err

@@ -69,15 +69,15 @@ def test_colour_on_a_real_pseudo_terminal():
 
 
 def _slow_audits(monkeypatch, seconds: float) -> None:
-    import gradaudit.audit
+    import gradaudit.pipeline
 
-    real = gradaudit.audit.run_audit
+    real = gradaudit.pipeline.run_audit
 
     def slow(*args, **kwargs):
         time.sleep(seconds)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gradaudit.audit, "run_audit", slow)
+    monkeypatch.setattr(gradaudit.pipeline, "run_audit", slow)
 
 
 def test_progress_on_a_terminal_for_a_slow_probe(monkeypatch):

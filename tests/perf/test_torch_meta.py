@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from gradaudit.audit import AuditOptions, run_audit
+from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.cli import main
 from gradaudit.loaders.torch_loader import load_torch
 from gradaudit.loaders.torch_meta import EmptyInit, load_static_only, load_torch_meta

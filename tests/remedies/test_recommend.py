@@ -157,7 +157,7 @@ def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
 def test_onnx_sources_say_so_once():
     from pathlib import Path
 
-    from gradaudit.audit import AuditOptions, run_audit
+    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.loaders import load
     from gradaudit.remedies.registry import ONNX_NOTE
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradaudit.audit import AuditOptions, run_audit
+from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.remedies.batch_file import read_batch
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply, apply_edits

@@ -82,8 +82,13 @@ def _add_layers(graph, layers, x: torch.Tensor, src: str, prefix: str) -> tuple[
     return src, x
 
 
-def sequential_graph(layers, input_shape: tuple[int, ...]):
-    """A LayerGraph of `layers` applied in order to one float input of `input_shape`."""
+def sequential_graph(layers, input_shape: tuple[int, ...], independent_output_gradient: bool = False):
+    """A LayerGraph of `layers` applied in order to one float input of `input_shape`.
+
+    `independent_output_gradient` ends the graph in a softmax output, whose loss gradient
+    p - onehot holds nothing of the output itself: the setting of THEORY.md's simulations,
+    which backpropagate a random gradient (a squared-error loss adds J^T J growth).
+    """
     graph = new_graph("torch")
     add_node(graph, "x", name="x", op="input", source="input", out_shape=input_shape)
     graph.graph["inputs"] = ["x"]
@@ -94,5 +99,8 @@ def sequential_graph(layers, input_shape: tuple[int, ...]):
     for node in graph.nodes:
         shape = graph.nodes[node]["out_shape"]
         graph.nodes[node]["out_shape"] = (input_shape[0],) + tuple(shape[1:])
+    if independent_output_gradient:
+        add_node(graph, "probs", name="probs", op="softmax", source="Softmax", attrs={"axis": -1}, out_shape=graph.nodes[last]["out_shape"], inputs=[last])
+        last = "probs"
     graph.graph["outputs"] = [last]
     return graph

@@ -65,3 +65,23 @@ def test_softmax_limits():
     assert uniform.backward == pytest.approx(0.1 * 0.9 / 10)
     saturated = softmax_stats(400.0, 10)
     assert saturated.participation > 0.9 and saturated.backward < uniform.backward
+
+
+def test_slope_spread_and_homogeneity():
+    """ReLU: phi(z) = z phi'(z) and phi'^2 in {0, 1} with mean 1/2, so E[phi'^4]/E[phi'^2]^2 - 1 = 1;
+    tanh near 0 is linear (spread ~0, homogeneous); saturated tanh and sigmoid are not homogeneous."""
+    relu = activation_stats("relu", None, Moments(0.0, 1.0, 0.0))
+    assert relu.homogeneity == pytest.approx(1.0, abs=1e-6) and relu.slope_spread == pytest.approx(1.0, rel=0.02)
+    small_tanh = activation_stats("tanh", None, Moments(0.0, 1e-4, 0.0))
+    assert small_tanh.homogeneity == pytest.approx(1.0, abs=1e-3) and small_tanh.slope_spread < 1e-3
+    assert activation_stats("tanh", None, Moments(0.0, 4.0, 0.0)).homogeneity < 0.7
+    assert activation_stats("sigmoid", None, Moments(0.0, 1.0, 0.0)).homogeneity < 0.2
+
+
+def test_per_unit_slope_mean_square_follows_the_unit_offsets():
+    """dphi_unit_sq = E_units[(E_batch phi')^2]: dphi_mean^2 without per-unit offsets, E[phi'^2]
+    when offsets dominate (each ReLU unit on or off for the whole batch)."""
+    centred = activation_stats("relu", None, Moments(0.0, 1.0, 0.0))
+    assert centred.dphi_unit_sq == pytest.approx(centred.dphi_mean**2, rel=1e-3)
+    offsets = activation_stats("relu", None, Moments(0.0, 1e-6, 1.0))
+    assert offsets.dphi_unit_sq == pytest.approx(0.5, rel=0.05)

@@ -240,3 +240,20 @@ def test_stacked_bidirectional_recurrent_predicts_every_weight_role():
     grads = transfer.weight_grads(Grad(1.0))
     expected = {"weight_ih", "weight_hh", "weight_ih_l0_reverse", "weight_hh_l0_reverse", "weight_ih_l1", "weight_hh_l1", "weight_ih_l1_reverse", "weight_hh_l1_reverse"}
     assert set(grads) == expected and all(v > 0 for v in grads.values())
+
+
+@pytest.mark.parametrize("n_in, n_out", [(64, 256), (256, 64), (128, 128)])
+def test_linear_own_output_gradient_grows_by_marchenko_pastur(n_in, n_out):
+    """A gradient equal to the output y = W x comes back as W^T W x, whose mean square exceeds the
+    independent estimate by 1 + n_out/n_in (Wishart); measured with torch on iid weights."""
+    torch.manual_seed(0)
+    w = torch.randn(n_out, n_in) / math.sqrt(n_in)
+    x = torch.randn(512, n_in)
+    y = x @ w.T
+    measured = (y @ w).pow(2).mean().item()
+    ctx = make_ctx("linear", attrs={"fan_in": n_in, "fan_out": n_out}, params={"weight": param_stats("w", w)}, out_shape=(512, n_out), batch=512)
+    q_y = y.pow(2).mean().item()
+    _, (grad,) = run(ctx, Grad(q_y, 0.0, aligned=q_y))
+    assert grad.sq == pytest.approx(measured, rel=0.05)
+    independent = RULES["linear"](ctx).backward(Grad(q_y, 0.0))[0].sq
+    assert grad.sq / independent == pytest.approx(1 + n_out / n_in, rel=0.05)
