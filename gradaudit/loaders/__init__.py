@@ -23,13 +23,20 @@ def is_factory_spec(source: str) -> bool:
 
 
 def load(
-    source: str, input_shapes: list[tuple[int, ...]] | None = None, *, trust: bool = False, batch: int = 8
+    source: str,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    *,
+    trust: bool = False,
+    batch: int = 8,
+    max_memory: int | None = None,
 ) -> ModelHandle:
-    """Load `source` as an ONNX file, a torch file or a factory spec; InputError when unusable."""
+    """Load `source` as an ONNX file, a torch file or a factory spec; InputError when unusable.
+
+    `max_memory` caps the bytes of tensors the model may declare (default: half of usable RAM)."""
     if is_factory_spec(source):
         from gradaudit.loaders.torch_loader import load_torch
 
-        return load_torch(source, input_shapes, trust=trust, batch=batch)
+        return load_torch(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file (expected an .onnx/.pt2/.pt file or a 'module:factory' spec)")
@@ -38,7 +45,7 @@ def load(
     if path.suffix.lower() in TORCH_SUFFIXES or (path.suffix.lower() != ".onnx" and zipfile.is_zipfile(path)):
         from gradaudit.loaders.torch_loader import load_torch
 
-        return load_torch(source, input_shapes, trust=trust, batch=batch)
+        return load_torch(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory)
     from gradaudit.loaders.onnx_loader import load_onnx
 
-    return load_onnx(source, input_shapes, batch=batch)
+    return load_onnx(source, input_shapes, batch=batch, max_memory=max_memory)

@@ -1,0 +1,105 @@
+"""The memory cap: how many bytes of tensors gradaudit may allocate for one model.
+
+A model file declares its own sizes: an input of shape (10^6, 10^6) or a ConstantOfShape of 10^12
+elements costs a few bytes on disk and terabytes in memory. Allocating first and failing later is
+not an option on Linux, where an over-committed allocation succeeds and the process is killed when
+it touches the pages; so every size a model declares is compared with the cap *before* anything
+is allocated, and a model over it is an input error that names the tensor.
+
+The default cap is half of the memory the process may use (the smaller of physical RAM and a
+cgroup limit, as in a CI container): the probe keeps every activation for the backward pass and
+also needs gradients of the same size as the weights, so half leaves room for that overhead
+and for the rest of the machine. `--max-memory` overrides it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+from gradaudit.errors import InputError
+
+DEFAULT_FRACTION = 0.5
+CGROUP_LIMIT_FILES = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+MEMINFO = Path("/proc/meminfo")
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d*)?(?:[eE]\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def _meminfo_total() -> int | None:
+    """MemTotal of /proc/meminfo in bytes (Linux), None where the file is absent or unreadable."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _sysconf_total() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _cgroup_limit() -> int | None:
+    """The container's memory limit (cgroup v2, then v1); None when unlimited or absent."""
+    for path in CGROUP_LIMIT_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
+
+
+def usable_memory() -> int | None:
+    """Bytes this process may use at most: physical RAM, lowered by a container limit."""
+    known = [size for size in (_meminfo_total() or _sysconf_total(), _cgroup_limit()) if size]
+    return min(known) if known else None
+
+
+def default_max_memory() -> int:
+    """The default cap: DEFAULT_FRACTION of usable memory (4 GiB where it cannot be read)."""
+    usable = usable_memory()
+    return int(usable * DEFAULT_FRACTION) if usable else 4 * _UNITS["G"]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size such as `8G`, `512MiB`, `1.5g` or `1e9` (binary units); ValueError otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 8G, 512M or 2000000000")
+    size = float(match["number"]) * _UNITS[match["unit"].upper()]
+    if not math.isfinite(size) or size < 1:
+        raise ValueError(f"{text!r} is not a positive size")
+    return int(size)
+
+
+def format_size(size: float) -> str:
+    """A byte count for a message: `4.0 TiB`, `512.0 MiB`."""
+    for unit in ("T", "G", "M", "K"):
+        if size >= _UNITS[unit]:
+            return f"{size / _UNITS[unit]:.1f} {unit}iB"
+    return f"{int(size)} B"
+
+
+def tensor_bytes(shape: Iterable[int], itemsize: int) -> int:
+    """Exact bytes of a dense tensor (Python ints: 10^12 elements do not overflow)."""
+    return math.prod(int(d) for d in shape) * itemsize
+
+
+def require_fits(what: str, size: int, cap: int) -> None:
+    """InputError unless `size` bytes fit under the cap; `what` names the tensor(s) in the message."""
+    if size > cap:
+        raise InputError(
+            f"{what} would need {format_size(size)}, above the memory cap of {format_size(cap)} "
+            "(--max-memory raises it)"
+        )

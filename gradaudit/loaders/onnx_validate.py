@@ -1,0 +1,235 @@
+"""Structural validation of an ONNX model before any of it executes or allocates.
+
+`onnx.checker` stays the catch-all, but it reports a cycle as a multi-line dump of the node and
+accepts a graph whose declared sizes would take terabytes to run. The checks here each name the
+offending node or tensor in one line, and run first:
+
+- the default-domain opset is one the executor implements;
+- every name and string attribute is valid UTF-8;
+- every tensor name is defined once (graph input, initializer or node output; an input that also
+  has an initializer is the IR < 4 way of giving an input a default, and is allowed);
+- every node reads tensors defined before it: a read of a later output is a cycle (named) or an
+  unsorted graph, a read of nothing at all a dangling input;
+- every graph output is defined; every initializer has a type the executor can hold and stores
+  exactly the values its dims declare; size attributes (group, strides, kernel_shape) are >= 1;
+- `check_memory`: every declared or inferred tensor size, and their sum, fits under the memory
+  cap (`gradaudit.limits`), so a 10^12-element ConstantOfShape is refused before allocation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Mapping
+
+import networkx as nx
+import onnx
+import torch
+
+from gradaudit.errors import InputError
+from gradaudit.limits import require_fits, tensor_bytes
+from gradaudit.onnx_exec import opset_of
+from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+
+MIN_OPSET, MAX_OPSET = 7, 21
+
+Check = Callable[[onnx.GraphProto, int], str]
+CHECKS: list[Check] = []
+
+
+def _check(fn: Check) -> Check:
+    """Register a structural check: it returns the first problem it finds, or ""."""
+    CHECKS.append(fn)
+    return fn
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    return f"node {node.name or (node.output[0] if node.output else '?')!r} ({node.op_type})"
+
+
+@_check
+def _opset_in_range(graph: onnx.GraphProto, opset: int) -> str:
+    if MIN_OPSET <= opset <= MAX_OPSET:
+        return ""
+    return f"uses ONNX opset {opset}; gradaudit supports opsets {MIN_OPSET} to {MAX_OPSET}"
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _node_names(node: onnx.NodeProto) -> Iterator[str | bytes]:
+    yield from (node.name, node.op_type, node.domain, *node.input, *node.output)
+    yield from (attr.name for attr in node.attribute)
+
+
+@_check
+def _texts_are_utf8(graph: onnx.GraphProto, opset: int) -> str:
+    """protobuf hands back a string field holding invalid UTF-8 as bytes, and string attributes
+    are bytes decoded later: every later step (torch names, reports) needs text."""
+    values = (*graph.input, *graph.output, *graph.initializer)
+    names = [value.name for value in values] + [name for node in graph.node for name in _node_names(node)]
+    undecodable = next((name for name in names if not isinstance(name, str)), None)
+    if undecodable is not None:
+        return f"the model holds a name that is not valid UTF-8: {undecodable!r}"
+    for node in graph.node:
+        for attr in node.attribute:
+            if not all(_is_utf8(value) for value in (attr.s, *attr.strings)):
+                return f"{_node_label(node)} has a string attribute {attr.name!r} that is not valid UTF-8"
+    return ""
+
+
+def _definitions(graph: onnx.GraphProto) -> Iterator[tuple[str, str]]:
+    """(tensor name, what defines it) for inputs, initializers and node outputs, in order."""
+    initializers = {t.name for t in graph.initializer}
+    for value in graph.input:
+        if value.name not in initializers:  # an input with a default is defined by its initializer
+            yield value.name, "a graph input"
+    for tensor in graph.initializer:
+        yield tensor.name, "an initializer"
+    for tensor in graph.sparse_initializer:
+        yield tensor.values.name, "a sparse initializer"
+    for node in graph.node:
+        for name in node.output:
+            if name:
+                yield name, _node_label(node)
+
+
+@_check
+def _names_defined_once(graph: onnx.GraphProto, opset: int) -> str:
+    seen: dict[str, str] = {}
+    for name, definer in _definitions(graph):
+        if name in seen:
+            return f"tensor {name!r} is defined twice: by {seen[name]} and by {definer}"
+        seen[name] = definer
+    return ""
+
+
+def _cycle(graph: onnx.GraphProto) -> list[str]:
+    """Node labels around one cycle of the node dependency graph ([] when acyclic)."""
+    producer = {name: index for index, node in enumerate(graph.node) for name in node.output if name}
+    deps = nx.DiGraph()
+    deps.add_nodes_from(range(len(graph.node)))
+    deps.add_edges_from((producer[name], index) for index, node in enumerate(graph.node)
+                        for name in node.input if name in producer)
+    try:
+        edges = nx.find_cycle(deps)
+    except nx.NetworkXNoCycle:
+        return []
+    return [_node_label(graph.node[u]) for u, _ in edges] + [_node_label(graph.node[edges[0][0]])]
+
+
+@_check
+def _reads_defined_tensors(graph: onnx.GraphProto, opset: int) -> str:
+    produced_later = {name for node in graph.node for name in node.output if name}
+    defined = {name for name, _ in _definitions(graph)} - produced_later
+    for node in graph.node:
+        for name in node.input:
+            if name and name not in defined:
+                if name not in produced_later:
+                    return f"{_node_label(node)} reads {name!r}, which no graph input, initializer or node defines"
+                cycle = _cycle(graph)
+                if cycle:
+                    return "the graph has a cycle: " + " -> ".join(cycle)
+                return f"{_node_label(node)} reads {name!r} before the node producing it (nodes are not topologically sorted)"
+        defined.update(name for name in node.output if name)
+    return ""
+
+
+@_check
+def _outputs_defined(graph: onnx.GraphProto, opset: int) -> str:
+    defined = {name for name, _ in _definitions(graph)}
+    missing = [value.name for value in graph.output if value.name not in defined]
+    return f"graph output {missing[0]!r} is not defined by any node, input or initializer" if missing else ""
+
+
+@_check
+def _initializer_types_supported(graph: onnx.GraphProto, opset: int) -> str:
+    names = {code: name for name, code in onnx.TensorProto.DataType.items()}
+    for tensor in graph.initializer:
+        if tensor.data_type not in ONNX_TO_TORCH_DTYPE:
+            kind = names.get(tensor.data_type, f"code {tensor.data_type}")
+            return f"initializer {tensor.name!r} has element type {kind}, which gradaudit cannot execute"
+    return ""
+
+
+def _stored_values(tensor: onnx.TensorProto) -> int:
+    """How many elements a tensor's payload holds (raw bytes or the typed repeated field)."""
+    if tensor.HasField("raw_data"):
+        return len(tensor.raw_data) // onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type)))
+
+
+@_check
+def _initializer_sizes_match(graph: onnx.GraphProto, opset: int) -> str:
+    """Declared dims must describe exactly the stored values (the checker accepts extra data)."""
+    for tensor in graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # sized by gradaudit.loaders.onnx_external when it reads the file
+        if any(d < 0 for d in tensor.dims):
+            return f"initializer {tensor.name!r} declares a negative dimension {list(tensor.dims)}"
+        declared, stored = math.prod(tensor.dims), _stored_values(tensor)
+        if declared != stored:
+            return f"initializer {tensor.name!r} declares shape {list(tensor.dims)} ({declared} values) but stores {stored}"
+    return ""
+
+
+# Attributes the ONNX operator specs define as counts or sizes, so >= 1 (a conv `group` of 0 would
+# divide by zero in the fan computation of the static estimate).
+POSITIVE_ATTRIBUTES = frozenset({"group", "strides", "dilations", "kernel_shape", "size"})
+
+
+@_check
+def _size_attributes_positive(graph: onnx.GraphProto, opset: int) -> str:
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name in POSITIVE_ATTRIBUTES:
+                values = list(attr.ints) if attr.type == onnx.AttributeProto.INTS else [attr.i]
+                if any(v < 1 for v in values):
+                    return f"{_node_label(node)} has {attr.name} = {values if len(values) > 1 else values[0]}; it must be positive"
+    return ""
+
+
+def structural_problem(model: onnx.ModelProto) -> str:
+    """The first structural problem of `model` as one line, or "" when it has none."""
+    opset = opset_of(model)
+    for check in CHECKS:
+        problem = check(model.graph, opset)
+        if problem:
+            return problem
+    return ""
+
+
+Shapes = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str) -> None:
+    """Refuse a model whose tensors cannot fit under `cap` bytes, before allocating any of them.
+
+    `shapes` are the tensor shapes known before execution (inputs at their concrete shapes and
+    what shape inference derived from them). One tensor above the cap is named; otherwise their
+    sum is compared with the cap, because the probe's autograd keeps activations for the backward
+    pass and a gradient beside every weight (the sum is an upper bound on what it keeps).
+    """
+    sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items()}
+    weights = 0
+    for tensor in model.graph.initializer:
+        dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type, torch.float32)
+        sizes[tensor.name] = tensor_bytes(tensor.dims, dtype.itemsize)
+        weights += sizes[tensor.name] if dtype.is_floating_point else 0
+    if not sizes:
+        return
+    largest = max(sizes, key=sizes.__getitem__)
+    require_fits(f"{label}: tensor {largest!r}", sizes[largest], cap)
+    require_fits(f"{label}: the probe's tensors (activations kept for the backward pass, weights and their gradients)",
+                 sum(sizes.values()) + weights, cap)
+
+
+def validate(model: onnx.ModelProto, label: str) -> None:
+    """InputError `label: problem` for the first structural problem of `model`."""
+    problem = structural_problem(model)
+    if problem:
+        raise InputError(f"{label}: {problem}")
