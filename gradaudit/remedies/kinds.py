@@ -177,12 +177,15 @@ def _prune(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> No
     weight.mul_((weight.abs() >= magnitudes[min(cut, magnitudes.numel() - 1)]).to(weight.dtype))
 
 
-@remedy("lr_adaptation", answers=FLOW_CODES | {"GA601", "GA602"})
+@remedy("lr_adaptation", answers=FLOW_CODES | {"GA303", "GA601", "GA602"})
 def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     """Per-layer learning rates equalising |update|/|w| (LARS), capped by 2/sharpness when measured;
-    for a planned run (GA601/GA602), the learning rate, warm-up or optimizer that fits it."""
+    for a planned run (GA601/GA602), the learning rate, warm-up or optimizer that fits it; for a
+    Post-LN stack (GA303), warm-up."""
     if finding.code in ("GA601", "GA602"):
         return _planned_run_lr(finding, ctx)
+    if finding.code == "GA303":
+        return _post_ln_warmup(finding, ctx)
     multipliers = amounts.lr_multipliers(ctx)
     if not multipliers:
         return None
@@ -194,6 +197,18 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness)" if max_lr else ""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
     return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
+
+
+def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
+    """Xiong et al. 2020: Post-LN trains only with warm-up; Pre-LN needs none."""
+    steps = int(finding.evidence["warmup_steps"])
+    optimizer = getattr(ctx.config, "optimizer", None) or "adamw"
+    lr = getattr(ctx.config, "lr", None) or 5e-4
+    action = (f"Warm the learning rate up linearly over {steps} steps ({finding.evidence['sums']} Post-LN sums; "
+              "Xiong et al. 2020 needed it for a 6-layer model), or move the norms into the branches "
+              "(Pre-LN, e.g. norm_first=True), which trains without warm-up")
+    layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
+    return Recommendation("lr_adaptation", layers, action, snippets.planned_optimizer(optimizer, lr, steps))
 
 
 def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:

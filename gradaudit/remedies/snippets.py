@@ -107,7 +107,7 @@ def shift_bias(targets: list[Target], hooks: dict[str, float]) -> str:
     return text
 
 
-def planned_optimizer(name: str, lr: float) -> str:
+def planned_optimizer(name: str, lr: float, warmup_steps: int = WARMUP_STEPS) -> str:
     """The optimizer of a planned run at the recommended peak LR, with linear warm-up."""
     make = {"sgd": "torch.optim.SGD(model.parameters(), lr=lr)",
             "momentum": "torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)",
@@ -117,7 +117,7 @@ def planned_optimizer(name: str, lr: float) -> str:
         "import torch\n"
         f"lr = {float(lr)!r}\n"
         f"optimizer = {make}\n"
-        f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters={WARMUP_STEPS})\n"
+        f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters={warmup_steps})\n"
         "# call warmup.step() after each optimizer.step()\n"
     )
 

@@ -2,8 +2,10 @@
 
 import math
 
+import torch
 import torch.nn as nn
 
+from gradaudit.remedies import recommend
 from gradaudit.rules import run_rules
 from tests.rules.fixtures import chain_static, mlp, residual_handle, sequential_handle
 
@@ -36,3 +38,27 @@ def test_ga302_geometric_residual_growth():
     assert not _only(residual_handle(10, branch_scale=1 / math.sqrt(10)), "GA302")
     assert not _only(residual_handle(10, norm_after_add=True), "GA302")
     assert not _only(residual_handle(10), "GA302", static=False)
+
+
+def _encoder(norm_first: bool, layers: int):
+    from gradaudit.loaders.torch_loader import from_module
+    from gradaudit.static import estimate
+
+    torch.manual_seed(0)
+    block = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first)
+    handle = from_module(nn.TransformerEncoder(block, layers, enable_nested_tensor=False), (torch.randn(4, 8, 32),))
+    return handle, estimate(handle.graph, handle.inputs)
+
+
+def test_ga303_post_ln_stack_needs_warmup():
+    handle, static = _encoder(norm_first=False, layers=6)
+    (finding,) = [f for f in run_rules(handle, static, None) if f.code == "GA303"]
+    assert finding.evidence["sums"] == 12 and finding.severity == "warning"
+    recs = recommend([finding], handle, static, None)
+    assert any(r.remedy == "lr_adaptation" and "warm-up" in r.action for r in recs)
+
+
+def test_ga303_not_for_pre_ln_or_shallow_post_ln():
+    for norm_first, layers in ((True, 6), (False, 2)):
+        handle, static = _encoder(norm_first, layers)
+        assert not [f for f in run_rules(handle, static, None) if f.code == "GA303"]
