@@ -160,7 +160,8 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
         with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
             started = time.perf_counter()
             if settings["static-only"] and is_factory_spec(source):  # no weights in memory (torch_meta)
-                handle = load_static_only(source, settings["input-shape"], batch=settings["batch"])
+                handle = load_static_only(source, settings["input-shape"], batch=settings["batch"],
+                                          max_memory=settings.get("max-memory"))
             else:
                 handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
                               max_memory=settings.get("max-memory"))

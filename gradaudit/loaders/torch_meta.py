@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from gradaudit.errors import InputError
 from gradaudit.graph import ParamStats
+from gradaudit.limits import default_max_memory
 from gradaudit.loaders.chunked_stats import chunked_param_stats
 from gradaudit.loaders.torch_graph import graph_from_trace
 from gradaudit.loaders.torch_loader import input_specs, load_torch, synthesize_inputs
@@ -187,6 +188,7 @@ def replay_inits(module: nn.Module, recorder: EmptyInit) -> tuple[dict[str, Para
     for key, name in names.items():
         record = recorder.records.get(key)
         if record is None:
+            notes.append(f"{name}: its initialisation was not seen on the meta device; statistics unknown")
             continue
         if name not in stats and record.stats is not None:
             stats[name] = dataclasses.replace(record.stats, name=name)
@@ -253,12 +255,21 @@ def load_torch_meta(source: str, input_shapes: list[tuple[int, ...]] | None = No
                        parameters=sum(p.numel() for p in module.parameters()), warnings=notes)
 
 
-def load_static_only(source: str, input_shapes: list[tuple[int, ...]] | None = None, *, batch: int = 8) -> ModelHandle:
-    """`--static-only` on a factory: on the meta device when the model runs there, else the full
-    loader (whose handle then says why)."""
+FLOAT32_BYTES = 4  # what the weights would take once materialised
+
+
+def load_static_only(source: str, input_shapes: list[tuple[int, ...]] | None = None, *, batch: int = 8,
+                     max_memory: int | None = None) -> ModelHandle:
+    """`--static-only` on a factory: the real weights when they fit in half the memory cap (exact
+    statistics, every init seen), else the meta device with replayed inits; the full loader too
+    when the model does not run on meta (its handle then says why)."""
     try:
-        return load_torch_meta(source, input_shapes, batch=batch)
+        handle = load_torch_meta(source, input_shapes, batch=batch)
     except MetaUnsupported as unsupported:
-        handle = load_torch(source, input_shapes, batch=batch)
+        handle = load_torch(source, input_shapes, batch=batch, max_memory=max_memory)
         handle.warnings.append(f"{unsupported}; loaded with its weights instead")
         return handle
+    weight_bytes = handle.parameters * FLOAT32_BYTES
+    if weight_bytes <= (max_memory or default_max_memory()) // 2:
+        return load_torch(source, input_shapes, batch=batch, max_memory=max_memory)
+    return handle

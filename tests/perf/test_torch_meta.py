@@ -88,3 +88,23 @@ def test_cli_static_only_factory_reports_like_the_full_loader(capsys) -> None:
     full = run_audit(load_torch(SPEC + "tiny_lm", SHAPES), AuditOptions(static_only=True))
     assert report["verdict"] == full.verdict and report["model"]["parameters"] == full.parameters
     assert sorted(f["code"] for f in report["findings"]) == sorted(f.code for f in full.findings)
+
+
+def test_small_models_are_analysed_with_their_real_weights() -> None:
+    """Meta replay is for models that do not fit: one that fits gets exact statistics."""
+    assert load_static_only(SPEC + "tiny_lm", SHAPES).module is not None
+    huge = load_static_only(SPEC + "tiny_lm", SHAPES, max_memory=1024)  # "does not fit" in 1 KiB
+    assert huge.module is None
+
+
+def test_an_init_the_meta_device_never_saw_is_reported(tmp_path) -> None:
+    """nn.TransformerEncoder deep-copies its initialised layer: the copies' values were never
+    written on the meta device, so their statistics are unknown and the handle says so."""
+    factory = tmp_path / "encoder.py"
+    factory.write_text(
+        "import torch\n\ndef build():\n"
+        "    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)\n"
+        "    return torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), (torch.randn(2, 5, 16),)\n"
+    )
+    unseen = [note for note in load_torch_meta(f"{factory}:build").warnings if "not seen" in note]
+    assert unseen and all("statistics unknown" in note for note in unseen)
