@@ -29,7 +29,8 @@ from gradaudit.probe.plan import CapturePlan, plan_capture
 from gradaudit.probe.sharpness import exact_hvp, finite_difference_hvp, largest_eigenvalue, random_direction
 from gradaudit.probe.tally import NodeStats, PassRecord, combine
 from gradaudit.probe.through_time import log10_time_ratio
-from gradaudit.probe.units import activation_stats, first_tensor, l2_norm, moments
+from gradaudit.loaders.torch_graph import first_tensor
+from gradaudit.probe.units import activation_stats, l2_norm, moments
 from gradaudit.results import ProbeResult
 
 # Modules whose only train-mode behaviour is dropout; switched to eval so the probe sees no noise.

@@ -140,15 +140,3 @@ def l2_norm(t: torch.Tensor) -> float:
     if math.isfinite(norm):
         return norm
     return float(torch.linalg.vector_norm(t, dtype=torch.float64))
-
-
-def first_tensor(value: Any) -> torch.Tensor | None:
-    """The first tensor of a node output (recurrent and attention nodes return tuples)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
