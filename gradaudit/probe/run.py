@@ -191,13 +191,14 @@ def _sharpness(ctx: _Context, grads: Sequence[torch.Tensor | None], inputs: Sequ
 
 
 def _measure_pass(ctx: _Context, pass_seed: int, first_pass: bool) -> PassRecord:
-    """One forward+backward pass. Unit statistics and sharpness are taken on the first pass only:
-    phi' by autograd over every activation is the probe's costliest statistic, and a fraction of
-    dead or saturated units is a property of the initialisation that barely moves between batches."""
+    """One forward+backward pass. Unit statistics, the through-time ratios and sharpness are taken on
+    the first pass only: phi' over every activation and the extra backward per recurrent layer are
+    the probe's costliest statistics, and dead or saturated fractions and the per-step Jacobian
+    product are properties of the initialisation that barely move between batches."""
     want_sharpness = ctx.sharpness and first_pass
     inputs = ctx.batches.draw(pass_seed, ctx.plan.inputs_need_grad)
     outputs, captured, loss = _forward(ctx, inputs, pass_seed, ctx.plan.capture)
-    recurrent = _recurrent_ratios(ctx, inputs, captured, pass_seed)
+    recurrent = _recurrent_ratios(ctx, inputs, captured, pass_seed) if first_pass else {}
     grads = _gradients(ctx, loss, want_sharpness)
     grad_ms, grad_finite, grad_norm_sq = _gradient_scales(ctx, grads)
     nodes = _node_stats(ctx, captured, with_units=first_pass)
