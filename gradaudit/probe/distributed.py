@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         layers = fsdp_grad_rms(handle, passes=args.passes, seed=args.seed)
         if dist.get_rank() == 0:
             print(json.dumps({"passes": args.passes, "world_size": dist.get_world_size(), "layers": layers}))
+        dist.barrier()  # no rank tears gloo down while another still has a collective in flight
     finally:
         dist.destroy_process_group()
 

@@ -36,6 +36,7 @@ def _rank(rank: int, world: int, port: int, results) -> None:
         layers = fsdp_grad_rms(load_torch(SPEC), passes=PASSES)
         if rank == 0:
             results.put(layers)
+        dist.barrier()  # no rank tears gloo down while the other still has a collective in flight
     finally:
         dist.destroy_process_group()
 
