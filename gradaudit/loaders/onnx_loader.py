@@ -12,6 +12,7 @@ lacks still gets its static graph; only the probe becomes unavailable.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Sequence
 
@@ -49,10 +50,48 @@ def read_model(path: str) -> onnx.ModelProto:
     validate(model, path)
     load_external_data(model, path)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(weightless(model))
     except Exception as exc:
         raise InputError(f"{path} fails the ONNX checker: {_first_line(exc)}") from exc
     return model
+
+
+# Initializers above this many elements are left out of what the checker and shape inference see:
+# both serialise the whole model, which on a GPT-sized file took 15x as long as reading it, and
+# neither needs the values of a weight (onnx_validate checks that stored data fits its dims).
+WEIGHTLESS_MAX_ELEMENTS = 4096
+
+
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its large initializers turned into declared graph inputs of the same type
+    and shape: what onnx.checker and shape inference need, without the weight bytes."""
+    graph = model.graph
+    large = {t.name for t in graph.initializer if math.prod(t.dims) > WEIGHTLESS_MAX_ELEMENTS}
+    if not large:
+        return model
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(graph, light.graph, skip="initializer")
+    declared = {value.name for value in graph.input}
+    for tensor in graph.initializer:
+        if tensor.name not in large:
+            light.graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return light
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    """Copy every set protobuf field of `source` but one into `target` (messages by value)."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if hasattr(value, "extend"):  # a repeated field (the descriptor API differs across protobufs)
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
 
 
 def _first_line(exc: Exception) -> str:
@@ -177,7 +216,7 @@ def inferred_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> Shape
     """Shapes from ONNX shape inference on the concrete input shapes: what the memory cap checks
     before anything runs, and the graph's shapes when the model cannot be executed."""
     concrete = onnx.ModelProto()
-    concrete.CopyFrom(model)
+    concrete.CopyFrom(weightless(model))
     by_name = {spec.name: spec.shape for spec in specs}
     for value_info in concrete.graph.input:
         if value_info.name in by_name:

@@ -244,3 +244,28 @@ def test_decomposed_layer_norm_is_one_norm_node(tmp_path) -> None:
     assert [d["op"] for d in ops][:3] == ["input", "linear", "norm"]
     x = torch.randn(2, 6)
     torch.testing.assert_close(handle.module(x), model(x))
+
+
+def test_weightless_copy_keeps_shapes_and_drops_only_large_weights():
+    """The checker and shape inference see weights as typed inputs, not their bytes."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from gradaudit.loaders.onnx_loader import WEIGHTLESS_MAX_ELEMENTS, weightless
+
+    big = numpy_helper.from_array(np.ones((WEIGHTLESS_MAX_ELEMENTS + 1, 2), np.float32), "big")
+    small = numpy_helper.from_array(np.ones((2,), np.float32), "small")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "big"], ["y"]), helper.make_node("Add", ["y", "small"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, WEIGHTLESS_MAX_ELEMENTS + 1])],
+        [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [3, 2])], [big, small],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    light = weightless(model)
+    assert [t.name for t in light.graph.initializer] == ["small"]
+    assert [i.name for i in light.graph.input] == ["x", "big"]
+    onnx.checker.check_model(light)
+    inferred = onnx.shape_inference.infer_shapes(light)
+    (y,) = [v for v in inferred.graph.value_info if v.name == "y"]  # inferred through the weight
+    assert [d.dim_value for d in y.type.tensor_type.shape.dim] == [3, 2]
+    assert len(model.graph.initializer) == 2  # the original is untouched
