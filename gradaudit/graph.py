@@ -46,7 +46,7 @@ partial_reason (str), format ("onnx" | "torch").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import networkx as nx
@@ -173,6 +173,17 @@ def conv_fans(
         fan_in = c_in_g * kernel
         fan_out = (c_out / groups) * kernel / strides
     return {"fan_in": float(fan_in), "fan_out": float(fan_out)}
+
+
+@dataclass
+class NodeSpec:
+    """What one source operation becomes in the LayerGraph, before it is added as a node; both
+    loaders' vocabulary mappings (torch calls, ONNX nodes) return one."""
+
+    op: str
+    fn: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, ParamStats] = field(default_factory=dict)
 
 
 def new_graph(fmt: str) -> nx.DiGraph:

@@ -11,23 +11,13 @@ becomes op "unknown" with its torch name as source, so the static estimate says 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from gradaudit.graph import ParamStats, conv_fans, dense_fans
-
-
-@dataclass
-class NodeSpec:
-    """What one torch call becomes in the LayerGraph."""
-
-    op: str
-    fn: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, ParamStats] = field(default_factory=dict)
+from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 
 
 @dataclass

@@ -9,12 +9,12 @@ become op "unknown", so the static estimate can say it is partial instead of gue
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from gradaudit.graph import ParamStats, conv_fans, dense_fans, param_stats
+from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans, param_stats
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
 
 
@@ -52,13 +52,9 @@ class NodeView:
 
 
 @dataclass
-class Kind:
+class Kind(NodeSpec):
     """A node's place in the vocabulary; `constant_slots` get 'constant' input nodes."""
 
-    op: str
-    fn: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, ParamStats] = field(default_factory=dict)
     constant_slots: tuple[int, ...] = ()
 
 
