@@ -112,42 +112,6 @@ class ParamStats:
         return len(self.shape)
 
 
-def param_stats(name: str, tensor: Any, out_axis: int = 0) -> ParamStats:
-    """Take the statistics of a weight tensor (torch tensor or numpy array).
-
-    `out_axis` is the axis of output units (0 for torch Linear/Conv weights, 1 for an ONNX
-    Gemm weight without transB or a MatMul weight of shape (in, out)). Computed in torch without
-    copies to float64: a VGG's 100M-element weights would otherwise dominate the load time.
-    """
-    import torch
-
-    t = tensor.detach() if isinstance(tensor, torch.Tensor) else torch.as_tensor(tensor)
-    t = t.float() if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16) else t
-    shape = tuple(int(d) for d in t.shape)
-    numel = t.numel()
-    if numel == 0:
-        return ParamStats(name, shape, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, False)
-    finite = torch.isfinite(t)
-    nonfinite = int(numel - int(finite.sum()))
-    vals = t[finite] if nonfinite else t.reshape(-1)
-    if vals.numel() == 0:
-        return ParamStats(name, shape, numel, math.nan, math.nan, math.nan, math.nan, nonfinite, math.nan, False)
-    mean = float(vals.mean(dtype=torch.float64)) if vals.dtype != torch.float64 else float(vals.mean())
-    mean_sq = float(torch.linalg.vector_norm(vals, dtype=torch.float64) ** 2) / vals.numel()
-    rms = math.sqrt(mean_sq)
-    std = math.sqrt(max(mean_sq - mean * mean, 0.0))
-    absmax = float(vals.abs().max())
-    row_sum_sq = 0.0
-    rows_identical = False
-    if t.dim() >= 2 and not nonfinite:
-        rows = torch.movedim(t, out_axis, 0).reshape(shape[out_axis], -1)
-        row_sum_sq = float((rows.sum(dim=1, dtype=torch.float64) ** 2).mean())
-        if rows.shape[0] > 1:
-            spread = float((rows - rows[:1]).abs().max())
-            rows_identical = spread <= 1e-12 * max(absmax, 1e-30)
-    return ParamStats(name, shape, numel, mean, std, rms, absmax, nonfinite, row_sum_sq, rows_identical)
-
-
 def dense_fans(in_features: int, out_features: int) -> dict[str, float]:
     """Fans of a dense layer: each output sums `in_features` inputs and vice versa."""
     return {"fan_in": float(in_features), "fan_out": float(out_features)}

@@ -16,7 +16,9 @@ import networkx as nx
 import torch
 import torch.fx as fx
 
-from gradaudit.graph import ParamStats, add_node, new_graph, param_stats
+from gradaudit.graph import ParamStats, add_node, new_graph
+
+from gradaudit.weight_stats import param_stats
 from gradaudit.loaders.torch_functions import Stage, constant_rms, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path

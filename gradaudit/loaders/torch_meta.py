@@ -11,7 +11,7 @@ once. The factory runs under `EmptyInit`:
   recorded with its arguments.
 Afterwards `replay_inits` walks the parameters in order of first write: each is materialised
 on CPU alone, its recorded writes are replayed in order, its statistics are taken
-(block by block, gradaudit.loaders.chunked_stats) and it is freed; peak memory is one parameter.
+(block by block, gradaudit.weight_stats.param_stats) and it is freed; peak memory is one parameter.
 The graph comes from the concrete fx tracer run on meta inputs (shapes only, no values).
 
 Limits, reported as notes on the handle: a write that reads another parameter's value (`copy_`
@@ -36,8 +36,8 @@ from torch.overrides import TorchFunctionMode
 
 from gradaudit.errors import InputError
 from gradaudit.graph import ParamStats
+from gradaudit.weight_stats import param_stats
 from gradaudit.limits import default_max_memory
-from gradaudit.loaders.chunked_stats import chunked_param_stats
 from gradaudit.loaders.torch_graph import graph_from_trace
 from gradaudit.loaders.torch_loader import input_specs, load_torch, synthesize_inputs
 from gradaudit.loaders.torch_ops import module_rule
@@ -142,7 +142,7 @@ class EmptyInit(TorchFunctionMode):
         """Swap a just-registered parameter for a meta one, keeping statistics of real values."""
         stats = None
         if not param.is_meta:
-            stats = chunked_param_stats(name, param)
+            stats = param_stats(name, param)
             meta = nn.Parameter(torch.empty_like(param, device="meta"), requires_grad=param.requires_grad)
             module._parameters[name] = meta
             param = meta
@@ -183,7 +183,7 @@ def replay_inits(module: nn.Module, recorder: EmptyInit) -> tuple[dict[str, Para
         tensor = torch.empty(record.param.shape, dtype=record.param.dtype)
         for write in record.writes:
             write.replay(tensor)
-        stats[names[key]] = chunked_param_stats(names[key], tensor)
+        stats[names[key]] = param_stats(names[key], tensor)
         del tensor
     for key, name in names.items():
         record = recorder.records.get(key)
@@ -210,7 +210,7 @@ def stats_lookup(known: dict[str, ParamStats]) -> Callable[..., ParamStats]:
     def lookup(name: str, tensor: Any, out_axis: int = 0) -> ParamStats:
         if isinstance(tensor, torch.Tensor) and tensor.is_meta:
             return known.get(name) or unknown_stats(name, tuple(tensor.shape))
-        return chunked_param_stats(name, tensor, out_axis)
+        return param_stats(name, tensor, out_axis)
 
     return lookup
 

@@ -25,7 +25,8 @@ import networkx as nx
 import torch
 
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
-from gradaudit.graph import ParamStats, param_stats
+from gradaudit.graph import ParamStats
+from gradaudit.weight_stats import param_stats
 from gradaudit.model import ModelHandle
 from gradaudit.remedies import snippets
 from gradaudit.remedies.amounts import Target

@@ -10,7 +10,9 @@ from typing import Any, Collection, Sequence
 import torch
 from torch import nn
 
-from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph, param_stats
+from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph
+
+from gradaudit.weight_stats import param_stats
 from gradaudit.model import InputSpec, ModelHandle
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from gradaudit.diagnosis import FlowSummary, diagnose, log10_ratio
-from gradaudit.graph import add_node, dense_fans, forward_order, new_graph, param_stats, weight_layers
+from gradaudit.graph import add_node, dense_fans, forward_order, new_graph, weight_layers
+from gradaudit.weight_stats import param_stats
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.results import LayerProbe, NodeEstimate, ProbeResult, StaticResult, WeightEstimate

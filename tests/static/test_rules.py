@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from gradaudit.graph import conv_fans, param_stats
+from gradaudit.graph import conv_fans
+
+from gradaudit.weight_stats import param_stats
 from gradaudit.model import InputSpec
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.registry import RULES, Context
