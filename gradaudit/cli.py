@@ -164,7 +164,7 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
                                           max_memory=settings.get("max-memory"))
             else:
                 handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
-                              max_memory=settings.get("max-memory"))
+                              max_memory=settings.get("max-memory"), static_only=settings["static-only"])
             options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
                                    sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),

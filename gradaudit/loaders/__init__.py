@@ -29,10 +29,13 @@ def load(
     trust: bool = False,
     batch: int = 8,
     max_memory: int | None = None,
+    static_only: bool = False,
 ) -> ModelHandle:
     """Load `source` as an ONNX file, a torch file or a factory spec; InputError when unusable.
 
-    `max_memory` caps the bytes of tensors the model may declare (default: half of usable RAM)."""
+    `max_memory` caps the bytes of tensors the model may declare (default: half of usable RAM).
+    `static_only` lets an ONNX load skip what only the probe needs (gradaudit.loaders.onnx_loader);
+    a factory's static-only load is `gradaudit.loaders.torch_meta.load_static_only`."""
     if is_factory_spec(source):
         from gradaudit.loaders.torch_loader import load_torch
 
@@ -48,4 +51,4 @@ def load(
         return load_torch(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory)
     from gradaudit.loaders.onnx_loader import load_onnx
 
-    return load_onnx(source, input_shapes, batch=batch, max_memory=max_memory)
+    return load_onnx(source, input_shapes, batch=batch, max_memory=max_memory, static_only=static_only)

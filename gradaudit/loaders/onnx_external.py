@@ -10,7 +10,7 @@ InputError naming the tensor and its location, raised before any external byte i
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Collection, Iterator
 
 import onnx
 from onnx import external_data_helper
@@ -55,13 +55,16 @@ def confined_path(base_dir: str, tensor_name: str, location: str) -> str:
     return resolved
 
 
-def load_external_data(model: onnx.ModelProto, model_path: str) -> onnx.ModelProto:
-    """Fill every external tensor of `model` (read without its data) from the model's folder."""
+def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collection[str] = ()) -> onnx.ModelProto:
+    """Fill the external tensors of `model` (read without its data) from the model's folder.
+
+    Every location is confined first; the tensors named in `leave` are not read (their bytes are
+    mapped instead, gradaudit.loaders.onnx_weights)."""
     base_dir = os.path.dirname(os.path.abspath(model_path))
     external = [t for t in _graph_tensors(model.graph) if external_data_helper.uses_external_data(t)]
     for tensor in external:
         confined_path(base_dir, tensor.name, _location(tensor))
-    for tensor in external:
+    for tensor in (t for t in external if t.name not in leave):
         try:
             external_data_helper.load_external_data_for_tensor(tensor, base_dir)
         except (OSError, ValueError) as exc:

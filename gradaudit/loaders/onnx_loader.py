@@ -1,9 +1,11 @@
 """Load an ONNX file into a ModelHandle: the LayerGraph, the torch executor and its inputs.
 
-Steps: read and check the file (every failure is one InputError line), build the executor
-(`gradaudit.onnx_exec`), derive the input specs, run the executor once under `no_grad` on
-synthetic inputs to learn every tensor's real shape (shape inference alone misses shapes that
-depend on values), then map each data-path node onto the LayerGraph vocabulary
+Steps: read and check the file (every failure is one InputError line), map the weights out of
+the file (`gradaudit.loaders.onnx_weights`), build the executor (`gradaudit.onnx_exec`), derive
+the input specs, run the executor once under `no_grad` on synthetic inputs to learn every
+tensor's real shape (shape inference alone misses shapes that depend on values; a static-only load
+runs the data path on the meta device instead, `meta_trace`), then map each data-path node onto
+the LayerGraph vocabulary
 (`gradaudit.onnx_exec.layer_kinds`). Shape arithmetic (int tensors) and weight-producing constant
 subgraphs are not nodes: the graph holds the data path only. A model with operators the executor
 lacks still gets its static graph; only the probe becomes unavailable.
@@ -20,11 +22,12 @@ import networkx as nx
 import onnx
 import torch
 
-from gradaudit.errors import InputError
+from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
 from gradaudit.limits import default_max_memory
 from gradaudit.loaders.onnx_external import load_external_data
 from gradaudit.loaders.onnx_validate import check_memory, validate
+from gradaudit.loaders.onnx_weights import mapped_initializers
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
@@ -35,8 +38,11 @@ SYNTHETIC_SEED = 0
 Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 
-def read_model(path: str) -> onnx.ModelProto:
-    """Read and check an ONNX file; InputError with one line for anything unusable."""
+def read_model(path: str) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
+    """Read and check an ONNX file; InputError with one line for anything unusable.
+
+    Returns the model and its large initializers as tensors over the file's bytes
+    (gradaudit.loaders.onnx_weights); those stay out of the protobuf when stored externally."""
     if not os.path.exists(path):
         raise InputError(f"ONNX file not found: {path}")
     if os.path.isdir(path):
@@ -47,13 +53,14 @@ def read_model(path: str) -> onnx.ModelProto:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
         raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
-    validate(model, path)
-    load_external_data(model, path)
+    load_external_data(model, path, leave=_large_initializers(model))
+    weights = mapped_initializers(model, path)
+    validate(model, path, sized=weights.keys())
     try:
         onnx.checker.check_model(weightless(model))
     except Exception as exc:
         raise InputError(f"{path} fails the ONNX checker: {_first_line(exc)}") from exc
-    return model
+    return model, weights
 
 
 # Initializers above this many elements are left out of what the checker and shape inference see:
@@ -62,11 +69,15 @@ def read_model(path: str) -> onnx.ModelProto:
 WEIGHTLESS_MAX_ELEMENTS = 4096
 
 
+def _large_initializers(model: onnx.ModelProto) -> set[str]:
+    return {t.name for t in model.graph.initializer if math.prod(t.dims) > WEIGHTLESS_MAX_ELEMENTS}
+
+
 def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with its large initializers turned into declared graph inputs of the same type
     and shape: what onnx.checker and shape inference need, without the weight bytes."""
     graph = model.graph
-    large = {t.name for t in graph.initializer if math.prod(t.dims) > WEIGHTLESS_MAX_ELEMENTS}
+    large = _large_initializers(model)
     if not large:
         return model
     light = onnx.ModelProto()
@@ -187,13 +198,13 @@ def synthetic_inputs(specs: Sequence[InputSpec], seed: int = SYNTHETIC_SEED) -> 
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
-def _input_dependent(module: OnnxModule) -> set[str]:
+def input_dependent(inputs: Sequence[str], nodes: Sequence[onnx.NodeProto]) -> set[str]:
     """Tensors whose value depends on the input values (the rest are weights or constants for
     the given input shapes: a 1/sqrt(head_dim) computed from Shape is a constant here)."""
-    dependent = set(module.input_names)
-    for step in module.steps:
-        if step.op_type not in SHAPE_ONLY_OPS and any(n in dependent for n in step.inputs if n):
-            dependent.update(n for n in step.outputs if n)
+    dependent = set(inputs)
+    for node in nodes:
+        if node.op_type not in SHAPE_ONLY_OPS and any(n in dependent for n in node.input if n):
+            dependent.update(n for n in node.output if n)
     return dependent
 
 
@@ -209,6 +220,47 @@ def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str
 
     with torch.no_grad():
         module.run(inputs, observe=observe)
+    return shapes, values
+
+
+def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[str], declared: Shapes
+               ) -> tuple[Shapes, dict[str, torch.Tensor]] | None:
+    """`trace` without the data path's arithmetic, for a static-only load: every shape and every
+    input-independent value. Input-independent steps (shape arithmetic, weight views) run for
+    real. An input-dependent step whose outputs shape inference `declared` yields meta-device
+    stand-ins of those shapes; one it left unknown (a Reshape to a computed shape) runs with meta
+    stand-ins for its floating-point operands. None when such a kernel needs values the meta
+    device does not have (NonZero, a constant index into a data tensor): the caller then runs
+    `trace`. (Running every step on meta would be exact too, but meta kernels cost about a
+    millisecond each in Python, more than a ResNet's file takes to parse.)"""
+    env: dict[str, Any] = {n: getattr(module, a) for n, a in module.param_names.items()}
+    env.update({n: getattr(module, a) for n, a in module.buffer_names.items()})
+    env.update({spec.name: torch.empty(spec.shape, dtype=getattr(torch, spec.dtype), device="meta") for spec in specs})
+    shapes: Shapes = {spec.name: (spec.shape, getattr(torch, spec.dtype)) for spec in specs}
+    values: dict[str, torch.Tensor] = {}
+
+    def on_meta(value: Any) -> Any:
+        return value.to("meta") if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    for step in module.steps:
+        outputs = [n for n in step.outputs if n]
+        if outputs and all(n in dependent and n in declared for n in outputs):
+            produced = tuple(torch.empty(declared[n][0], dtype=declared[n][1], device="meta") if n else None for n in step.outputs)
+        else:
+            args = [env.get(n) if n else None for n in step.inputs]
+            if any(n in dependent for n in outputs):
+                args = [on_meta(a) for a in args]
+            try:
+                with torch.no_grad():
+                    produced = module.call_step(step, args)
+            except (OnnxExecutionError, UnsupportedOperatorError):
+                return None
+        for name, tensor in zip(step.outputs, produced):
+            if name and isinstance(tensor, torch.Tensor):
+                env[name] = tensor
+                shapes[name] = (tuple(tensor.shape), tensor.dtype)
+                if name not in dependent:
+                    values[name] = tensor
     return shapes, values
 
 
@@ -250,11 +302,12 @@ def _param_origins(module: OnnxModule, dependent: set[str]) -> dict[str, str]:
 class _GraphBuilder:
     """Maps the executor's steps onto a LayerGraph, node by node."""
 
-    def __init__(self, module: OnnxModule, specs: Sequence[InputSpec], shapes: Shapes, values: dict[str, torch.Tensor]):
+    def __init__(self, module: OnnxModule, specs: Sequence[InputSpec], shapes: Shapes, values: dict[str, torch.Tensor],
+                 dependent: set[str]):
         self.module = module
         self.shapes = shapes
         self.values = values
-        self.dependent = _input_dependent(module)
+        self.dependent = dependent
         self.origins = _param_origins(module, self.dependent)
         self.graph = new_graph("onnx")
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
@@ -338,29 +391,36 @@ class _GraphBuilder:
 
 
 def load_onnx(
-    path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8, max_memory: int | None = None
+    path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8, max_memory: int | None = None,
+    static_only: bool = False,
 ) -> ModelHandle:
     """Load an ONNX file for auditing; InputError for unusable files or input shapes, and for a
-    model whose declared sizes exceed `max_memory` bytes (default: `limits.default_max_memory`)."""
-    model = read_model(os.fspath(path))
+    model whose declared sizes exceed `max_memory` bytes (default: `limits.default_max_memory`).
+
+    `static_only` runs the data path on the meta device (`meta_trace`) and leaves the weights it
+    only takes statistics of in the file's page cache."""
+    model, weights = read_model(os.fspath(path))
     specs = input_specs(model, input_shapes, batch)
     declared = inferred_shapes(model, specs)
-    check_memory(model, declared, default_max_memory() if max_memory is None else max_memory, os.fspath(path))
-    module = OnnxModule(model, train_mode=True)
+    dependent = input_dependent([spec.name for spec in specs], model.graph.node)
+    kept = declared if not static_only else {n: s for n, s in declared.items() if n not in dependent}
+    check_memory(model, kept, default_max_memory() if max_memory is None else max_memory, os.fspath(path),
+                 mapped=weights.keys(), backward=not static_only)
+    module = OnnxModule(model, train_mode=True, weights=weights)
     specs = [_with_table_size(spec, module) for spec in specs]
     probe_unavailable = "unsupported ONNX operator(s): " + ", ".join(module.unsupported) if module.unsupported else ""
     warnings: list[str] = []
-    shapes: Shapes = {}
-    values: dict[str, Any] = {}
-    if not probe_unavailable:
+    traced = meta_trace(module, specs, dependent, declared) if static_only and not probe_unavailable else None
+    shapes, values = traced or ({}, {})
+    if traced is None and not probe_unavailable:
         try:
-            shapes, values = trace(module, synthetic_inputs(specs), _input_dependent(module))
+            shapes, values = trace(module, synthetic_inputs(specs), dependent)
         except OnnxExecutionError as exc:
             probe_unavailable = f"the ONNX graph failed to execute: {exc}"
     if probe_unavailable:
         shapes = declared
         warnings.append(probe_unavailable)
-    graph = _GraphBuilder(module, specs, shapes, values).build()
+    graph = _GraphBuilder(module, specs, shapes, values, dependent).build()
     executable = not probe_unavailable
     return ModelHandle(
         source=os.fspath(path),

@@ -19,7 +19,7 @@ offending node or tensor in one line, and run first:
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Collection, Iterator, Mapping
 
 import networkx as nx
 import onnx
@@ -163,12 +163,14 @@ def _stored_values(tensor: onnx.TensorProto) -> int:
     return len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type)))
 
 
-@_check
-def _initializer_sizes_match(graph: onnx.GraphProto, opset: int) -> str:
-    """Declared dims must describe exactly the stored values (the checker accepts extra data)."""
+def _initializer_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
+    """Declared dims must describe exactly the stored values (the checker accepts extra data).
+
+    The tensors named in `sized` were already found to match (a mapped tensor's bytes were
+    counted in the file, gradaudit.loaders.onnx_weights): reading `raw_data` here would copy them."""
     for tensor in graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            continue  # sized by gradaudit.loaders.onnx_external when it reads the file
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.name in sized:
+            continue  # external data is sized where it is read or mapped
         if any(d < 0 for d in tensor.dims):
             return f"initializer {tensor.name!r} declares a negative dimension {list(tensor.dims)}"
         declared, stored = math.prod(tensor.dims), _stored_values(tensor)
@@ -193,43 +195,51 @@ def _size_attributes_positive(graph: onnx.GraphProto, opset: int) -> str:
     return ""
 
 
-def structural_problem(model: onnx.ModelProto) -> str:
-    """The first structural problem of `model` as one line, or "" when it has none."""
+def structural_problem(model: onnx.ModelProto, sized: Collection[str] = ()) -> str:
+    """The first structural problem of `model` as one line, or "" when it has none; the
+    initializers named in `sized` are known to hold what their dims declare."""
     opset = opset_of(model)
     for check in CHECKS:
         problem = check(model.graph, opset)
         if problem:
             return problem
-    return ""
+    return _initializer_sizes_match(model.graph, sized)
 
 
 Shapes = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
 
 
-def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str) -> None:
+def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str, *, mapped: Collection[str] = (),
+                 backward: bool = True) -> None:
     """Refuse a model whose tensors cannot fit under `cap` bytes, before allocating any of them.
 
     `shapes` are the tensor shapes known before execution (inputs at their concrete shapes and
     what shape inference derived from them). One tensor above the cap is named; otherwise their
-    sum is compared with the cap, because the probe's autograd keeps activations for the backward
-    pass and a gradient beside every weight (the sum is an upper bound on what it keeps).
+    sum is compared with the cap. With a `backward` pass (the probe) the sum is an upper bound on
+    what autograd keeps: activations, weights and a gradient beside every weight. Without one
+    (static-only) the `mapped` initializers, views of the file (gradaudit.loaders.onnx_weights),
+    take page cache rather than memory and are left out.
     """
     sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items()}
-    weights = 0
+    gradients = 0
     for tensor in model.graph.initializer:
         dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type, torch.float32)
-        sizes[tensor.name] = tensor_bytes(tensor.dims, dtype.itemsize)
-        weights += sizes[tensor.name] if dtype.is_floating_point else 0
+        size = tensor_bytes(tensor.dims, dtype.itemsize)
+        if backward or tensor.name not in mapped:
+            sizes[tensor.name] = size
+        gradients += size if backward and dtype.is_floating_point else 0
     if not sizes:
         return
     largest = max(sizes, key=sizes.__getitem__)
     require_fits(f"{label}: tensor {largest!r}", sizes[largest], cap)
-    require_fits(f"{label}: the probe's tensors (activations kept for the backward pass, weights and their gradients)",
-                 sum(sizes.values()) + weights, cap)
+    what = ("the probe's tensors (activations kept for the backward pass, weights and their gradients)" if backward
+            else "the tensors a static analysis holds (constants and shape arithmetic)")
+    require_fits(f"{label}: {what}", sum(sizes.values()) + gradients, cap)
 
 
-def validate(model: onnx.ModelProto, label: str) -> None:
-    """InputError `label: problem` for the first structural problem of `model`."""
-    problem = structural_problem(model)
+def validate(model: onnx.ModelProto, label: str, sized: Collection[str] = ()) -> None:
+    """InputError `label: problem` for the first structural problem of `model` (`sized`: see
+    structural_problem)."""
+    problem = structural_problem(model, sized)
     if problem:
         raise InputError(f"{label}: {problem}")

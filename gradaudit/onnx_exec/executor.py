@@ -85,12 +85,15 @@ def sanitise(name: str) -> str:
 class OnnxModule(torch.nn.Module):
     """An ONNX graph as a torch module: `forward(*inputs)` returns the graph outputs."""
 
-    def __init__(self, model: onnx.ModelProto, *, train_mode: bool = True):
+    def __init__(self, model: onnx.ModelProto, *, train_mode: bool = True, weights: dict[str, torch.Tensor] | None = None):
+        """`weights` holds ready tensors for some initializers (gradaudit.loaders.onnx_weights maps
+        them from the file); the others are converted from the protobuf."""
         super().__init__()
         graph = model.graph
         self.opset = opset_of(model)
         self.train_mode = train_mode
-        inits = {t.name: _to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
+        weights = weights or {}
+        inits = {t.name: weights[t.name] if t.name in weights else _to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
         self.input_names = [i.name for i in graph.input if i.name not in inits]
         self.output_names = [o.name for o in graph.output]
         self.unsupported = sorted({op_key(n) for n in graph.node if op_key(n) not in OPS})
@@ -133,7 +136,7 @@ class OnnxModule(torch.nn.Module):
             if foldable:
                 try:
                     with torch.no_grad():
-                        outs = self._call(step, [static[n] if n else None for n in step.inputs])
+                        outs = self.call_step(step, [static[n] if n else None for n in step.inputs])
                 except OnnxExecutionError:  # left to run (and fail, named) at call time
                     foldable = False
                 else:
@@ -173,7 +176,8 @@ class OnnxModule(torch.nn.Module):
             self.register_buffer(attr, tensor.detach())
             self.buffer_names[onnx_name] = attr
 
-    def _call(self, step: Step, args: list[Any]) -> tuple[Any, ...]:
+    def call_step(self, step: Step, args: list[Any]) -> tuple[Any, ...]:
+        """Run one step on its operand values; a failure is re-raised naming the node."""
         if step.op_type not in OPS:
             raise UnsupportedOperatorError([step.op_type])
         n_outputs = len(step.outputs)
@@ -208,7 +212,7 @@ class OnnxModule(torch.nn.Module):
         wanted = set(capture)
         captured = {n: env[n] for n in self.input_names if n in wanted}
         for index, step in enumerate(self.steps):
-            outs = self._call(step, [env[n] if n else None for n in step.inputs])
+            outs = self.call_step(step, [env[n] if n else None for n in step.inputs])
             for name, tensor in zip(step.outputs, outs):
                 if name and tensor is not None:
                     env[name] = tensor

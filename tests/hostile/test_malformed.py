@@ -7,9 +7,11 @@ bounded time; declared sizes of 10^12 elements are refused before anything is al
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
+import onnx
 import pytest
 
 from gradaudit.cli import main
@@ -89,10 +91,21 @@ def test_malformed_model_is_one_line_and_exit_2(capsys, tmp_path: Path, case: st
 
 def test_memory_cap_refuses_a_model_under_a_lowered_cap_and_passes_it_when_raised(capsys, tmp_path: Path):
     path = models.save(models.mlp(), tmp_path / "small.onnx")
-    code, _, err = run(capsys, "check", str(path), "--max-memory", "256", "--static-only")
+    code, _, err = run(capsys, "check", str(path), "--max-memory", "256")
     assert_input_error(code, err, "memory cap of 256 B")
-    code, _, err = run(capsys, "check", str(path), "--max-memory", "1M", "--static-only")
+    code, _, err = run(capsys, "check", str(path), "--max-memory", "1M")
     assert code == 0, err
+
+
+def test_static_only_leaves_weights_in_the_file_so_a_cap_below_their_size_still_passes(capsys, tmp_path: Path):
+    """Static-only holds no activations and maps the weights (loaders.onnx_weights): only the
+    constants it materialises count against the cap."""
+    path = models.save(models.mlp(), tmp_path / "small.onnx")
+    weight_bytes = sum(4 * math.prod(t.dims) for t in onnx.load(str(path)).graph.initializer)
+    code, _, err = run(capsys, "check", str(path), "--max-memory", str(weight_bytes // 2), "--static-only")
+    assert code in (0, 1), err
+    code, _, err = run(capsys, "check", str(path), "--max-memory", str(weight_bytes // 2))
+    assert_input_error(code, err, "memory cap")
 
 
 def test_bad_max_memory_value_is_a_usage_error(capsys, tmp_path: Path):
