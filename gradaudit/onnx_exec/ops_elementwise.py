@@ -191,7 +191,7 @@ def cast_like(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
 def dropout(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Identity in both semantics: the audit measures the deterministic network (DESIGN.md)."""
     x = inputs[0]
-    return x, torch.ones(x.shape, dtype=torch.bool)
+    return x, torch.ones(x.shape, dtype=torch.bool, device=x.device)
 
 
 def _softmax(normalise):

@@ -204,7 +204,7 @@ def avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
     summed = pool(F.pad(x, order), kernel, strides, 0, ceil_mode=ceil)
     if attrs.get("count_include_pad", 0):
         return summed
-    ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+    ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
     return summed / pool(F.pad(ones, order), kernel, strides, 0, ceil_mode=ceil)
 
 
@@ -411,9 +411,9 @@ def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequenc
             continue
         weights = axis_weights(x.shape[axis], int(sizes[axis]), float(scales[axis]), attrs)
         if mode == "nearest":
-            x = x.index_select(axis, weights.argmax(1))
+            x = x.index_select(axis, weights.argmax(1).to(x.device))
         else:
-            x = torch.movedim(torch.tensordot(x, weights.t().to(x.dtype), dims=([axis], [0])), -1, axis)
+            x = torch.movedim(torch.tensordot(x, weights.t().to(x.device, x.dtype), dims=([axis], [0])), -1, axis)
     return x
 
 

@@ -64,7 +64,7 @@ _STEPS = {"RNN": _rnn_step, "GRU": _gru_step, "LSTM": _lstm_step}
 
 def _initial(state: torch.Tensor | None, direction: int, batch: int, hidden: int, like: torch.Tensor) -> torch.Tensor:
     if state is None:
-        return torch.zeros(batch, hidden, dtype=like.dtype)
+        return torch.zeros(batch, hidden, dtype=like.dtype, device=like.device)
     return state[direction]
 
 
@@ -73,7 +73,7 @@ def _run_direction(op_type: str, x: torch.Tensor, inputs: Sequence[Any], attrs: 
     w, r = inputs[1][direction], inputs[2][direction]
     hidden = r.shape[-1]
     gates = GATES[op_type] * hidden
-    b = inputs[3][direction] if len(inputs) > 3 and inputs[3] is not None else torch.zeros(2 * gates, dtype=x.dtype)
+    b = inputs[3][direction] if len(inputs) > 3 and inputs[3] is not None else torch.zeros(2 * gates, dtype=x.dtype, device=x.device)
     wb, rb = b[:gates], b[gates:]
     xw = x @ w.t() + wb
     h_init = inputs[5] if len(inputs) > 5 else None

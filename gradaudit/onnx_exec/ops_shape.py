@@ -89,7 +89,7 @@ def slice_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
             index = [slice(None)] * axis + [slice(lo, hi, st)]
             x = x[tuple(index)]
         else:
-            x = x.index_select(axis, torch.tensor(list(range(lo, hi, st)), dtype=torch.long))
+            x = x.index_select(axis, torch.tensor(list(range(lo, hi, st)), dtype=torch.long, device=x.device))
     return x
 
 
