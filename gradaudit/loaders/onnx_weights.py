@@ -75,17 +75,21 @@ def _fields(buffer, start: int, end: int) -> Iterator[tuple[int, int, int, int]]
         position = after
 
 
-def _only(buffer, start: int, end: int, number: int) -> tuple[int, int] | None:
-    """The span of the one length-delimited field `number`; None when absent or repeated
-    (protobuf would merge or override repeats: not a layout to vouch for)."""
-    spans = [(s, e) for n, w, s, e in _fields(buffer, start, end) if n == number and w == LENGTH_DELIMITED]
-    return spans[0] if len(spans) == 1 else None
+def _spans(buffer, start: int, end: int, numbers: tuple[int, ...]) -> list[tuple[int, int] | None]:
+    """For each field number, the span of its one length-delimited occurrence in the message;
+    None when absent or repeated (protobuf would merge or override repeats: not a layout to vouch
+    for)."""
+    found: dict[int, list[tuple[int, int]]] = {n: [] for n in numbers}
+    for number, wire, value_start, value_end in _fields(buffer, start, end):
+        if number in found and wire == LENGTH_DELIMITED:
+            found[number].append((value_start, value_end))
+    return [spans[0] if len(spans) == 1 else None for spans in found.values()]
 
 
 def embedded_raw_data(buffer) -> dict[str, tuple[int, int]]:
     """Initializer name -> (offset, byte length) of its `raw_data` in a serialised ModelProto."""
     try:
-        graph = _only(buffer, 0, len(buffer), MODEL_GRAPH)
+        (graph,) = _spans(buffer, 0, len(buffer), (MODEL_GRAPH,))
         if graph is None:
             return {}
         found: dict[str, tuple[int, int]] = {}
@@ -93,7 +97,7 @@ def embedded_raw_data(buffer) -> dict[str, tuple[int, int]]:
         for number, wire, start, end in _fields(buffer, *graph):
             if number != GRAPH_INITIALIZER or wire != LENGTH_DELIMITED:
                 continue
-            name, raw = _only(buffer, start, end, TENSOR_NAME), _only(buffer, start, end, TENSOR_RAW_DATA)
+            name, raw = _spans(buffer, start, end, (TENSOR_NAME, TENSOR_RAW_DATA))
             if name is None or raw is None:
                 continue
             key = bytes(buffer[name[0] : name[1]]).decode("utf-8", "replace")
