@@ -184,14 +184,14 @@ def add_node(
     )
     for slot, src in enumerate(inputs):
         if graph.has_edge(src, node_id):
-            graph.edges[src, node_id]["slots"].append(slot)
+            graph.pred[node_id][src]["slots"].append(slot)
         else:
             graph.add_edge(src, node_id, slots=[slot])
 
 
 def ordered_inputs(graph: nx.DiGraph, node_id: str) -> list[str]:
     """The producers of a node's inputs in slot order (a producer used twice appears twice)."""
-    pairs = [(slot, src) for src in graph.predecessors(node_id) for slot in graph.edges[src, node_id]["slots"]]
+    pairs = [(slot, src) for src, edge in graph.pred[node_id].items() for slot in edge["slots"]]
     return [src for _, src in sorted(pairs)]
 
 

@@ -27,7 +27,7 @@ from gradaudit.graph import add_node, new_graph
 from gradaudit.limits import default_max_memory
 from gradaudit.loaders.onnx_external import load_external_data
 from gradaudit.loaders.onnx_validate import check_memory, validate
-from gradaudit.loaders.onnx_weights import mapped_initializers
+from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
@@ -41,8 +41,8 @@ Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
 def read_model(path: str) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
     """Read and check an ONNX file; InputError with one line for anything unusable.
 
-    Returns the model and its large initializers as tensors over the file's bytes
-    (gradaudit.loaders.onnx_weights); those stay out of the protobuf when stored externally."""
+    Returns the model and its large initializers as tensors over the file's bytes, which the
+    ModelProto does not hold (gradaudit.loaders.onnx_weights)."""
     if not os.path.exists(path):
         raise InputError(f"ONNX file not found: {path}")
     if os.path.isdir(path):
@@ -50,12 +50,12 @@ def read_model(path: str) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
     if os.path.getsize(path) == 0:
         raise InputError(f"{path} is an empty file, not an ONNX model")
     try:
-        model = onnx.load(path, load_external_data=False)
+        model, model_map, stripped = read_stripped(path)
     except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
         raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
-    load_external_data(model, path, leave=_large_initializers(model))
-    weights = mapped_initializers(model, path)
-    validate(model, path, sized=weights.keys())
+    load_external_data(model, path, leave=large_initializers(model) if CAN_MAP else ())
+    validate(model, path, sized=stripped.keys())
+    weights = mapped_initializers(model, path, model_map, stripped)
     try:
         onnx.checker.check_model(weightless(model))
     except Exception as exc:
@@ -63,21 +63,13 @@ def read_model(path: str) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
     return model, weights
 
 
-# Initializers above this many elements are left out of what the checker and shape inference see:
-# both serialise the whole model, which on a GPT-sized file took 15x as long as reading it, and
-# neither needs the values of a weight (onnx_validate checks that stored data fits its dims).
-WEIGHTLESS_MAX_ELEMENTS = 4096
-
-
-def _large_initializers(model: onnx.ModelProto) -> set[str]:
-    return {t.name for t in model.graph.initializer if math.prod(t.dims) > WEIGHTLESS_MAX_ELEMENTS}
-
-
 def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with its large initializers turned into declared graph inputs of the same type
-    and shape: what onnx.checker and shape inference need, without the weight bytes."""
+    """The model with its large initializers (onnx_weights.LARGE_ELEMENTS) turned into declared
+    graph inputs of the same type and shape: what onnx.checker and shape inference need. Both
+    serialise the whole model, which on a GPT-sized file took 15x as long as reading it, and
+    neither needs a weight's values (its size is checked where it is mapped or by onnx_validate)."""
     graph = model.graph
-    large = _large_initializers(model)
+    large = large_initializers(model)
     if not large:
         return model
     light = onnx.ModelProto()

@@ -166,8 +166,8 @@ def _stored_values(tensor: onnx.TensorProto) -> int:
 def _initializer_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
     """Declared dims must describe exactly the stored values (the checker accepts extra data).
 
-    The tensors named in `sized` were already found to match (a mapped tensor's bytes were
-    counted in the file, gradaudit.loaders.onnx_weights): reading `raw_data` here would copy them."""
+    The tensors named in `sized` are sized where their bytes are mapped from the file
+    (gradaudit.loaders.onnx_weights): the ModelProto does not hold them."""
     for tensor in graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.name in sized:
             continue  # external data is sized where it is read or mapped
@@ -196,8 +196,8 @@ def _size_attributes_positive(graph: onnx.GraphProto, opset: int) -> str:
 
 
 def structural_problem(model: onnx.ModelProto, sized: Collection[str] = ()) -> str:
-    """The first structural problem of `model` as one line, or "" when it has none; the
-    initializers named in `sized` are known to hold what their dims declare."""
+    """The first structural problem of `model` as one line, or "" when it has none; the sizes of
+    the initializers named in `sized` are checked elsewhere (`_initializer_sizes_match`)."""
     opset = opset_of(model)
     for check in CHECKS:
         problem = check(model.graph, opset)
@@ -220,7 +220,7 @@ def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str, *
     (static-only) the `mapped` initializers, views of the file (gradaudit.loaders.onnx_weights),
     take page cache rather than memory and are left out.
     """
-    sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items()}
+    sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items() if backward or name not in mapped}
     gradients = 0
     for tensor in model.graph.initializer:
         dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type, torch.float32)

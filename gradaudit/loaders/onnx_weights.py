@@ -1,20 +1,21 @@
-"""Initializers as torch tensors over copy-on-write maps of the files that hold them.
+"""An ONNX file read without copying its weights: large initializers become torch tensors over a
+copy-on-write map of the file that holds them.
 
-Going through protobuf costs two full copies of every weight (upb hands out a fresh `bytes` for
-each read of `raw_data`, and a writable tensor needs another), which on a 1.4 GB GPT took longer
-than reading the file. Here each top-level initializer's bytes are located in the file itself:
-embedded `raw_data` by a scan of the protobuf wire format (ModelProto.graph ->
-GraphProto.initializer -> TensorProto.raw_data), external data by its location, offset and
-length. The tensors view a private (`ACCESS_COPY`) map of that file:
+`onnx.load` reads the whole file into memory and protobuf copies every weight again; a writable
+tensor took a third copy. On a 1.4 GB GPT that was three times what reading the file costs, and
+three times the memory. Here:
 
-- nothing is read until used, and read pages stay the kernel's page cache, reclaimable, so the
-  statistics of external data larger than memory are streamed rather than held;
-- a write (the sharpness probe, a remedy being verified) copies the page it touches, never the
-  file.
+- `read_stripped` maps the .onnx file and scans its protobuf wire format (ModelProto.graph ->
+  GraphProto.initializer -> TensorProto.raw_data). The bytes of every large embedded `raw_data`
+  are left out of what protobuf parses; their (offset, length) in the file is kept instead.
+- `mapped_initializers` turns those spans, and the location/offset/length of large external
+  data (confined to the model's folder), into tensors over a private (`ACCESS_COPY`) map.
 
-The scan vouches only for what it can read unambiguously. A tensor with typed fields
-(`float_data`), a repeated `raw_data`, a size that does not match its dims, a bool or non-numeric
-type, or a big-endian host takes the protobuf path instead (`mapped_initializers` leaves it out).
+Nothing is read until used; read pages stay the kernel's page cache, reclaimable, so the
+statistics of weights larger than memory are streamed rather than held; a write (the sharpness
+probe, a remedy under verification) copies the page it touches, never the file. A payload the
+scan cannot vouch for (a repeated `raw_data`, typed fields like `float_data`) stays in the
+protobuf, as does everything on a big-endian host (ONNX stores raw data little-endian).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import math
 import mmap
 import os
 import sys
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import onnx
 import torch
@@ -33,13 +34,28 @@ from gradaudit.errors import InputError
 from gradaudit.loaders.onnx_external import confined_path
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 
-# protobuf field numbers (onnx.proto)
+# protobuf field numbers (onnx.proto) and wire types
 MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_NAME, TENSOR_RAW_DATA = 7, 5, 8, 9
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+
+# Initializers up to this many elements stay in the protobuf: copying them costs less than
+# mapping them. A raw_data payload is left out of the parse above LARGE_ELEMENTS * 8 bytes, so
+# that whatever its type (8 bytes at most) it is a large initializer.
+LARGE_ELEMENTS = 4096
+STRIP_BYTES = LARGE_ELEMENTS * 8
+CAN_MAP = sys.byteorder == "little"
 
 
 class Unscannable(ValueError):
     """The bytes use wire-format features the scan does not follow (groups) or are cut short."""
+
+
+class Field(NamedTuple):
+    number: int
+    wire: int
+    start: int  # of its key
+    value_start: int
+    end: int
 
 
 def _varint(buffer, position: int, end: int) -> tuple[int, int]:
@@ -54,10 +70,24 @@ def _varint(buffer, position: int, end: int) -> tuple[int, int]:
     raise Unscannable("varint runs past its message")
 
 
-def _fields(buffer, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, wire type, value start, value end) of each field of one message."""
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(len(payload)) + payload
+
+
+def _fields(buffer, start: int, end: int) -> Iterator[Field]:
+    """The fields of one message, in order."""
     position = start
     while position < end:
+        field_start = position
         key, position = _varint(buffer, position, end)
         number, wire = key >> 3, key & 7
         if wire == VARINT:
@@ -71,101 +101,99 @@ def _fields(buffer, start: int, end: int) -> Iterator[tuple[int, int, int, int]]
             raise Unscannable(f"wire type {wire}")
         if after > end:
             raise Unscannable("field runs past its message")
-        yield number, wire, position, after
+        yield Field(number, wire, field_start, position, after)
         position = after
 
 
-def _spans(buffer, start: int, end: int, numbers: tuple[int, ...]) -> list[tuple[int, int] | None]:
-    """For each field number, the span of its one length-delimited occurrence in the message;
-    None when absent or repeated (protobuf would merge or override repeats: not a layout to vouch
-    for)."""
-    found: dict[int, list[tuple[int, int]]] = {n: [] for n in numbers}
-    for number, wire, value_start, value_end in _fields(buffer, start, end):
-        if number in found and wire == LENGTH_DELIMITED:
-            found[number].append((value_start, value_end))
-    return [spans[0] if len(spans) == 1 else None for spans in found.values()]
+def _only(fields: list[Field], number: int) -> Field | None:
+    """The one length-delimited field `number`; None when absent or repeated (protobuf would merge
+    or override repeats: not a layout to vouch for)."""
+    found = [f for f in fields if f.number == number and f.wire == LENGTH_DELIMITED]
+    return found[0] if len(found) == 1 else None
 
 
-def embedded_raw_data(buffer) -> dict[str, tuple[int, int]]:
-    """Initializer name -> (offset, byte length) of its `raw_data` in a serialised ModelProto."""
+def strip_raw_data(buffer) -> tuple[bytes, dict[str, tuple[int, int]]] | None:
+    """A serialised ModelProto without its large embedded `raw_data` payloads, and name ->
+    (offset, byte length) of each left-out payload in `buffer`; None when the layout is not one
+    to vouch for (no or several graph fields, a group, a field cut short)."""
     try:
-        (graph,) = _spans(buffer, 0, len(buffer), (MODEL_GRAPH,))
+        graph = _only(list(_fields(buffer, 0, len(buffer))), MODEL_GRAPH)
         if graph is None:
-            return {}
-        found: dict[str, tuple[int, int]] = {}
-        repeated: set[str] = set()
-        for number, wire, start, end in _fields(buffer, *graph):
-            if number != GRAPH_INITIALIZER or wire != LENGTH_DELIMITED:
+            return None
+        parts, spans, cursor = [], {}, graph.value_start
+        for field in _fields(buffer, graph.value_start, graph.end):
+            if field.number != GRAPH_INITIALIZER or field.wire != LENGTH_DELIMITED or field.end - field.value_start <= STRIP_BYTES:
                 continue
-            name, raw = _spans(buffer, start, end, (TENSOR_NAME, TENSOR_RAW_DATA))
-            if name is None or raw is None:
+            tensor = list(_fields(buffer, field.value_start, field.end))
+            name, raw = _only(tensor, TENSOR_NAME), _only(tensor, TENSOR_RAW_DATA)
+            if name is None or raw is None or raw.end - raw.value_start <= STRIP_BYTES:
                 continue
-            key = bytes(buffer[name[0] : name[1]]).decode("utf-8", "replace")
-            repeated.update({key} & found.keys())
-            found[key] = (raw[0], raw[1] - raw[0])
-        return {key: span for key, span in found.items() if key not in repeated}
+            kept = buffer[field.value_start : raw.start] + buffer[raw.end : field.end]
+            parts += [buffer[cursor : field.start], _length_delimited(GRAPH_INITIALIZER, kept)]
+            spans[bytes(buffer[name.value_start : name.end]).decode("utf-8", "replace")] = (raw.value_start, raw.end - raw.value_start)
+            cursor = field.end
+        parts.append(buffer[cursor : graph.end])
+        stripped_graph = b"".join(parts)
+        model = buffer[: graph.start] + _length_delimited(MODEL_GRAPH, stripped_graph) + buffer[graph.end :]
+        return model, spans
     except Unscannable:
-        return {}
+        return None
 
 
-def _copy_on_write_map(path: str) -> mmap.mmap | None:
+def copy_on_write_map(path: str) -> mmap.mmap | None:
+    """A private map of the file (None for an empty file, which cannot be mapped)."""
     with open(path, "rb") as file:
         if os.fstat(file.fileno()).st_size == 0:
             return None
         return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
-def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int) -> torch.Tensor | None:
-    """The tensor over `length` bytes at `offset`, when they hold exactly what its dims declare."""
+def large_initializers(model: onnx.ModelProto) -> set[str]:
+    return {t.name for t in model.graph.initializer if math.prod(t.dims) > LARGE_ELEMENTS}
+
+
+def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int, where: str) -> torch.Tensor:
+    """The tensor over `length` bytes at `offset`; InputError unless they hold what its dims declare."""
     dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type)
-    if dtype is None or dtype == torch.bool or dtype.is_complex:
-        return None
     shape = tuple(int(d) for d in tensor.dims)
     count = math.prod(shape)
-    if count == 0 or count * dtype.itemsize != length or offset + length > len(mapping):
-        return None
+    if dtype is None or dtype == torch.bool or count <= 0 or count * dtype.itemsize != length or offset + length > len(mapping):
+        raise InputError(f"initializer {tensor.name!r} declares shape {list(shape)} but its data ({length} bytes {where}) does not hold it")
     return torch.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
-def _external_entries(tensor: onnx.TensorProto) -> dict[str, str]:
-    return {entry.key: entry.value for entry in tensor.external_data}
-
-
-def mapped_initializers(model: onnx.ModelProto, path: str) -> dict[str, torch.Tensor]:
-    """Tensors over the file bytes of the top-level initializers that can be mapped (module doc).
-
-    External data must lie inside the model's folder (InputError otherwise) and hold exactly the
-    bytes its tensor declares (InputError naming the tensor otherwise): unlike embedded data,
-    there is no protobuf copy to fall back to.
-    """
-    if sys.byteorder != "little":  # ONNX stores raw data little-endian
-        return {}
+def mapped_initializers(model: onnx.ModelProto, path: str, model_map: mmap.mmap | None,
+                        stripped: dict[str, tuple[int, int]]) -> dict[str, torch.Tensor]:
+    """Tensors over the file bytes of the `stripped` embedded initializers (spans in `model_map`)
+    and of the large external ones; InputError for data that does not hold its tensor."""
     base_dir = os.path.dirname(os.path.abspath(path))
     maps: dict[str, mmap.mmap | None] = {}
-
-    def mapping(file: str) -> mmap.mmap | None:
-        if file not in maps:
-            maps[file] = _copy_on_write_map(file)
-        return maps[file]
-
     tensors: dict[str, torch.Tensor] = {}
-    external = [t for t in model.graph.initializer if external_data_helper.uses_external_data(t)]
-    for tensor in external:
-        entries = _external_entries(tensor)
-        file = confined_path(base_dir, tensor.name, entries.get("location", ""))
-        offset = int(entries.get("offset", 0))
-        length = int(entries["length"]) if "length" in entries else os.path.getsize(file) - offset
-        view = _view(mapping(file), tensor, offset, length) if length > 0 else None
-        if view is None:
-            raise InputError(f"external data of tensor {tensor.name!r} ({length} bytes at offset {offset} of "
-                             f"{entries.get('location')!r}) does not hold the {list(tensor.dims)} values it declares")
-        tensors[tensor.name] = view
-    if len(external) < len(model.graph.initializer):
-        model_map = mapping(path)
-        spans = embedded_raw_data(model_map) if model_map is not None else {}
-        for tensor in model.graph.initializer:
-            if tensor.name in spans and tensor.name not in tensors:
-                view = _view(model_map, tensor, *spans[tensor.name])
-                if view is not None:
-                    tensors[tensor.name] = view
+    large = large_initializers(model) if CAN_MAP else set()
+    for tensor in model.graph.initializer:
+        if tensor.name in stripped:
+            tensors[tensor.name] = _view(model_map, tensor, *stripped[tensor.name], where=f"at offset {stripped[tensor.name][0]}")
+        elif tensor.name in large and external_data_helper.uses_external_data(tensor):
+            entries = {entry.key: entry.value for entry in tensor.external_data}
+            file = confined_path(base_dir, tensor.name, entries.get("location", ""))
+            offset = int(entries.get("offset", 0))
+            length = int(entries["length"]) if "length" in entries else os.path.getsize(file) - offset
+            if file not in maps:
+                maps[file] = copy_on_write_map(file)
+            where = f"at offset {offset} of external file {entries.get('location')!r}"
+            if maps[file] is None:
+                raise InputError(f"initializer {tensor.name!r}: its external file {entries.get('location')!r} is empty")
+            tensors[tensor.name] = _view(maps[file], tensor, offset, length, where)
     return tensors
+
+
+def read_stripped(path: str) -> tuple[onnx.ModelProto, mmap.mmap | None, dict[str, tuple[int, int]]]:
+    """The ModelProto of an ONNX file with its large embedded payloads left in the file, the
+    file's map and the payloads' spans; `onnx.load` (everything parsed) where the layout is not
+    one to vouch for. Protobuf's own errors propagate (the caller names the file)."""
+    model_map = copy_on_write_map(path) if CAN_MAP else None
+    found = strip_raw_data(model_map) if model_map is not None else None
+    if found is None:
+        return onnx.load(path, load_external_data=False), model_map, {}
+    data, spans = found
+    return onnx.ModelProto.FromString(data), model_map, spans

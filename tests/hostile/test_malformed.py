@@ -100,7 +100,8 @@ def test_memory_cap_refuses_a_model_under_a_lowered_cap_and_passes_it_when_raise
 def test_static_only_leaves_weights_in_the_file_so_a_cap_below_their_size_still_passes(capsys, tmp_path: Path):
     """Static-only holds no activations and maps the weights (loaders.onnx_weights): only the
     constants it materialises count against the cap."""
-    path = models.save(models.mlp(), tmp_path / "small.onnx")
+    wide = (models.weight("W1", cols=4096, seed=1), models.weight("W2", rows=4096, seed=2))  # large: mapped
+    path = models.save(models.mlp(wide), tmp_path / "wide.onnx")
     weight_bytes = sum(4 * math.prod(t.dims) for t in onnx.load(str(path)).graph.initializer)
     code, _, err = run(capsys, "check", str(path), "--max-memory", str(weight_bytes // 2), "--static-only")
     assert code in (0, 1), err

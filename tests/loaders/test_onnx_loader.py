@@ -251,13 +251,14 @@ def test_weightless_copy_keeps_shapes_and_drops_only_large_weights():
     import numpy as np
     from onnx import helper, numpy_helper
 
-    from gradaudit.loaders.onnx_loader import WEIGHTLESS_MAX_ELEMENTS, weightless
+    from gradaudit.loaders.onnx_loader import weightless
+    from gradaudit.loaders.onnx_weights import LARGE_ELEMENTS
 
-    big = numpy_helper.from_array(np.ones((WEIGHTLESS_MAX_ELEMENTS + 1, 2), np.float32), "big")
+    big = numpy_helper.from_array(np.ones((LARGE_ELEMENTS + 1, 2), np.float32), "big")
     small = numpy_helper.from_array(np.ones((2,), np.float32), "small")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "big"], ["y"]), helper.make_node("Add", ["y", "small"], ["z"])],
-        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, WEIGHTLESS_MAX_ELEMENTS + 1])],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, LARGE_ELEMENTS + 1])],
         [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [3, 2])], [big, small],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

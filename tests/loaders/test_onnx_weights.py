@@ -4,6 +4,7 @@ private to the process, and left to the protobuf path whenever the scan cannot v
 from __future__ import annotations
 
 import mmap
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from gradaudit.errors import InputError
-from gradaudit.loaders.onnx_loader import load_onnx
-from gradaudit.loaders.onnx_weights import embedded_raw_data, mapped_initializers
+from gradaudit.loaders.onnx_loader import load_onnx, read_model
+from gradaudit.loaders.onnx_weights import STRIP_BYTES, _length_delimited, strip_raw_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,26 +44,38 @@ def _file_map(path: Path) -> mmap.mmap:
         return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def test_scan_finds_every_raw_data_payload_where_protobuf_stores_it(tmp_path: Path):
-    for sample in ("healthy_bn_cnn.onnx", "healthy_preln_transformer.onnx"):
-        model = onnx.load(str(ROOT / "samples" / sample))
-        spans = embedded_raw_data(_file_map(ROOT / "samples" / sample))
-        raw = [t for t in model.graph.initializer if t.HasField("raw_data")]
-        assert raw and set(spans) == {t.name for t in raw}
-        mapping = _file_map(ROOT / "samples" / sample)
-        for tensor in raw:
-            offset, length = spans[tensor.name]
-            assert mapping[offset : offset + length] == tensor.raw_data
+def _without_large_raw_data(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for tensor in copy.graph.initializer:
+        if len(tensor.raw_data) > STRIP_BYTES:
+            tensor.ClearField("raw_data")
+    return copy
+
+
+def test_the_stripped_model_is_the_model_less_its_large_payloads_found_where_protobuf_stores_them(tmp_path: Path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from static_scale import gpt
+
+    onnx.save(gpt(2, 64), str(tmp_path / "gpt.onnx"))  # large and small payloads interleaved
+    for path in (ROOT / "samples" / "healthy_bn_cnn.onnx", ROOT / "samples" / "healthy_mlp_kaiming.onnx", tmp_path / "gpt.onnx"):
+        sample = path.name
+        model, mapping = onnx.load(str(path)), _file_map(path)
+        data, spans = strip_raw_data(mapping)
+        assert onnx.ModelProto.FromString(data) == _without_large_raw_data(model), sample
+        large = {t.name: t.raw_data for t in model.graph.initializer if len(t.raw_data) > STRIP_BYTES}
+        assert large and set(spans) == set(large), sample
+        for name, (offset, length) in spans.items():
+            assert mapping[offset : offset + length] == large[name]
 
 
 def test_mapped_tensors_equal_the_protobuf_values_and_writes_stay_private(tmp_path: Path):
     path = tmp_path / "m.onnx"
-    onnx.save(_chain(*_weights((8, 16), (16, 4))), str(path))
+    onnx.save(_chain(*_weights((128, 96), (96, 100))), str(path))
     before = path.read_bytes()
-    model = onnx.load(str(path))
-    tensors = mapped_initializers(model, str(path))
-    assert set(tensors) == {"w0", "w1"}
-    for tensor in model.graph.initializer:
+    model, tensors = read_model(str(path))
+    assert set(tensors) == {"w0", "w1"} and not any(t.raw_data for t in model.graph.initializer)
+    for tensor in onnx.load(str(path)).graph.initializer:
         np.testing.assert_array_equal(tensors[tensor.name].numpy(), numpy_helper.to_array(tensor))
     tensors["w0"].mul_(0.0)  # what the sharpness probe and remedy verification do to parameters
     assert path.read_bytes() == before
@@ -73,57 +86,70 @@ def test_external_data_is_mapped_and_a_short_file_is_named(tmp_path: Path):
     path = tmp_path / "ext.onnx"
     onnx.save_model(_chain(*_weights((8, 16), (16, 400))), str(path), save_as_external_data=True,
                     all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
-    model = onnx.load(str(path), load_external_data=False)
-    tensors = mapped_initializers(model, str(path))
+    model, tensors = read_model(str(path))
+    assert set(tensors) == {"w1"}  # w0 is small: read into the protobuf
     reference = onnx.load(str(path))
-    for tensor in reference.graph.initializer:
-        np.testing.assert_array_equal(tensors[tensor.name].numpy(), numpy_helper.to_array(tensor))
+    np.testing.assert_array_equal(tensors["w1"].numpy(), numpy_helper.to_array(reference.graph.initializer[1]))
     with open(tmp_path / "weights.bin", "r+b") as file:
         file.truncate(8 * 16 * 4 + 10)  # w1 (large, so mapped rather than read) now ends past the file
-    with pytest.raises(InputError, match="'w1'.*does not hold"):
+    with pytest.raises(InputError, match="'w1' declares shape \\[16, 400\\] but its data"):
         load_onnx(str(path))
 
 
-def test_tensors_the_scan_cannot_vouch_for_take_the_protobuf_path(tmp_path: Path):
-    typed = helper.make_tensor("w1", TensorProto.FLOAT, [16, 4], np.ones(64, np.float32).tolist())  # float_data
+def test_an_embedded_payload_that_does_not_fit_its_dims_is_named(tmp_path: Path):
+    model = _chain(*_weights((128, 96)))
+    model.graph.initializer[0].dims[0] = 129
+    path = tmp_path / "short.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(InputError, match="'w0' declares shape \\[129, 96\\] but its data \\(49152 bytes"):
+        load_onnx(str(path))
+
+
+def test_payloads_the_scan_cannot_vouch_for_stay_in_the_protobuf(tmp_path: Path):
+    typed = helper.make_tensor("w1", TensorProto.FLOAT, [80, 64], np.ones(5120, np.float32).tolist())  # float_data
     path = tmp_path / "typed.onnx"
-    onnx.save(_chain(_weights((8, 16))[0], typed), str(path))
-    assert set(mapped_initializers(onnx.load(str(path)), str(path))) == {"w0"}
-    handle = load_onnx(str(path))  # the typed tensor still loads, through numpy_helper
-    assert float(handle.module.w1.detach().sum()) == 64.0
+    onnx.save(_chain(_weights((8, 80))[0], typed), str(path))
+    model, tensors = read_model(str(path))
+    assert tensors == {} and len(model.graph.initializer[1].float_data) == 5120
+    assert float(load_onnx(str(path)).module.w1.detach().sum()) == 5120.0
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field (payloads here stay under 128 bytes)."""
-    assert len(payload) < 128
-    return bytes([number << 3 | 2, len(payload)]) + payload
+    """One length-delimited protobuf field (lengths below 2^14 here)."""
+    return _length_delimited(number, payload)
 
 
 def test_a_repeated_raw_data_field_is_not_guessed_at():
-    """Protobuf keeps the last of two raw_data fields; the scan vouches for neither."""
-    name, data = _field(8, b"w"), _field(9, b"\x00\x00\x80\x3f")
-    assert embedded_raw_data(_field(7, _field(5, name + data))) == {"w": (9, 4)}  # 2+2 bytes of headers, 3 of name, 2 of raw_data header
-    assert embedded_raw_data(_field(7, _field(5, name + data + data))) == {}
+    """Protobuf keeps the last of two raw_data fields; the scan vouches for neither and strips
+    nothing, so protobuf's reading stands."""
+    name, data = _field(8, b"w"), _field(9, bytes(STRIP_BYTES + 4))
+    once = _field(7, _field(5, name + data))
+    stripped, spans = strip_raw_data(once)
+    assert spans == {"w": (once.index(bytes(STRIP_BYTES + 4)), STRIP_BYTES + 4)} and stripped == _field(7, _field(5, name))
+    twice = _field(7, _field(5, name + data + data))
+    assert strip_raw_data(twice) == (twice, {})
 
 
 def test_big_endian_hosts_map_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "m.onnx"
-    onnx.save(_chain(*_weights((8, 16))), str(path))
-    monkeypatch.setattr("gradaudit.loaders.onnx_weights.sys.byteorder", "big")
-    assert mapped_initializers(onnx.load(str(path)), str(path)) == {}
+    onnx.save(_chain(*_weights((128, 96))), str(path))
+    monkeypatch.setattr("gradaudit.loaders.onnx_weights.CAN_MAP", False)
+    monkeypatch.setattr("gradaudit.loaders.onnx_loader.CAN_MAP", False)
+    model, tensors = read_model(str(path))
+    assert tensors == {} and len(model.graph.initializer[0].raw_data) == 128 * 96 * 4
 
 
 def test_probe_gradients_through_mapped_unaligned_weights_match_copied_ones(tmp_path: Path):
     """raw_data offsets are arbitrary, so mapped tensors are mostly unaligned: the backward pass
     must not care."""
     path = tmp_path / "m.onnx"
-    onnx.save(_chain(*_weights((33, 65), (65, 7))), str(path))
+    onnx.save(_chain(*_weights((130, 99), (99, 171))), str(path))
     mapped = load_onnx(str(path)).module
     assert any(p.data_ptr() % 4 for p in mapped.parameters())  # the case under test occurs
     copied = load_onnx(str(path)).module
     for p in copied.parameters():
         p.data = p.data.clone()
-    x = torch.randn(5, 33)
+    x = torch.randn(5, 130)
     for module in (mapped, copied):
         module(x).pow(2).sum().backward()
     for a, b in zip(mapped.parameters(), copied.parameters()):
