@@ -14,9 +14,9 @@ and their ratio (target <= 1.5x). gradaudit runs with torch's default thread cou
 give the time of load + static per node: a least-squares line, its slope (ms per 1000 nodes)
 and R^2 (linear growth). At such small widths the per-node Python work dominates, not the bytes.
 
-`--external WIDTH` instead audits a 48-block GPT of that width stored as external data,
-static-only, and loads it with `onnx.load`, each in a fresh process, printing wall time and
-peak memory. `--llama-7b` runs `--static-only` on a 6.7e9-parameter Llama-like factory
+`--memory WIDTH` instead loads a 48-block GPT of that width, stored embedded and as external
+data, with `onnx.load`, with gradaudit's static-only audit and with gradaudit's full load (what a
+probe starts from), each in a fresh process, printing wall time and peak memory. `--llama-7b` runs `--static-only` on a 6.7e9-parameter Llama-like factory
 (`benchmarks/static_scale.py:llama_7b`, gradaudit.loaders.torch_meta) in a fresh process and prints
 its peak RSS (the kernel's VmHWM), wall time and largest layer.
 """
@@ -223,12 +223,22 @@ def llama_worker() -> None:
           f"static log10 ratio first/last {audit.static.log10_ratio_first_last:+.2f}; notes {len(handle.warnings)}")
 
 
-def external_worker(path: str, baseline: bool) -> None:
-    """In a fresh process: `--static-only` load + estimate of an external-data ONNX file (or, as
-    the baseline, `onnx.load` of it); wall time, peak anonymous memory (sampled every 5 ms: the
-    process's own memory, which the weights would fill if they were read) and VmHWM (which also
-    counts mapped file pages, page cache the kernel may reclaim)."""
+MEMORY_RUNS = {
+    "onnx.load": "the baseline: protobuf reads every weight",
+    "gradaudit --static-only": "load(static_only=True) + static audit",
+    "gradaudit load (probe)": "load() as before a probe: executor with every weight, one forward trace",
+}
+
+
+def memory_worker(path: str, run: str) -> None:
+    """In a fresh process, one of MEMORY_RUNS on `path`: wall time, peak anonymous memory above
+    the imports (sampled every 5 ms: the process's own memory, which the weights fill when they
+    are read into it) and VmHWM (which also counts mapped file pages, page cache the kernel may
+    reclaim)."""
     import threading
+
+    from gradaudit.loaders import load
+    from gradaudit.pipeline import AuditOptions, run_audit
 
     peak_anon, stop = [0.0], threading.Event()
 
@@ -237,37 +247,42 @@ def external_worker(path: str, baseline: bool) -> None:
             peak_anon[0] = max(peak_anon[0], _status_mib("RssAnon"))
             stop.wait(0.005)
 
-    from gradaudit.loaders import load
-    from gradaudit.pipeline import AuditOptions, run_audit
-
     at_start = _status_mib("RssAnon")  # interpreter, torch and gradaudit imported: not the model's
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     started = time.perf_counter()
-    if baseline:
+    if run == "onnx.load":
         onnx.load(path)
-    else:
+    elif run == "gradaudit --static-only":
         run_audit(load(path, batch=2, static_only=True), AuditOptions(static_only=True))
+    else:
+        load(path, batch=2)
     wall = time.perf_counter() - started
     stop.set()
     thread.join()
-    label = "onnx.load" if baseline else "gradaudit --static-only"
-    print(f"{label:<24}{wall:>8.2f}{peak_anon[0] - at_start:>12.0f}{_status_mib('VmHWM'):>12.0f}")
+    print(f"  {run:<24}{wall:>8.2f}{peak_anon[0] - at_start:>12.0f}{_status_mib('VmHWM'):>12.0f}")
 
 
-def external_data(width: int) -> None:
-    """A 48-block GPT-style file of `width` with its weights in external data, audited static-only
-    and loaded by onnx.load, each in a fresh process."""
-    folder = Path(tempfile.mkdtemp(prefix="gradaudit-external-"))
-    path = folder / "gpt_external.onnx"
-    onnx.save_model(gpt(48, width), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+def memory(width: int) -> None:
+    """A 48-block GPT-style file of `width`, stored embedded (when under protobuf's 2 GB) and as
+    external data; each of MEMORY_RUNS on each, in a fresh process."""
+    folder = Path(tempfile.mkdtemp(prefix="gradaudit-memory-"))
+    model = gpt(48, width)
+    files = {"external data": folder / "external" / "gpt.onnx"}
+    files["external data"].parent.mkdir()
+    if model.ByteSize() < 2**31:
+        files = {"embedded": folder / "gpt.onnx", **files}
+        onnx.save(model, str(files["embedded"]))
+    onnx.save_model(model, str(files["external data"]), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="weights.bin")
-    weights_mib = (folder / "weights.bin").stat().st_size / 2**20
-    print(f"48-block GPT-style, width {width}: external data {weights_mib:.0f} MiB")
-    print(f"{'':<24}{'wall_s':>8}{'+anon_MiB':>12}{'VmHWM_MiB':>12}   (+anon: peak anonymous memory above the imports)")
-    for baseline in (True, False):
-        flag = ["--baseline"] if baseline else []
-        subprocess.run([sys.executable, __file__, "--external-worker", str(path), *flag], check=True)
+    del model
+    weights_mib = (files["external data"].parent / "weights.bin").stat().st_size / 2**20
+    print(f"48-block GPT-style, width {width}: {weights_mib:.0f} MiB of weights")
+    print(f"  {'':<24}{'wall_s':>8}{'+anon_MiB':>12}{'VmHWM_MiB':>12}   (+anon: peak anonymous memory above the imports)")
+    for storage, path in files.items():
+        print(storage)
+        for run in MEMORY_RUNS:
+            subprocess.run([sys.executable, __file__, "--memory-worker", str(path), run], check=True)
 
 
 def _status_mib(field: str) -> float:
@@ -319,19 +334,18 @@ def main() -> None:
     parser.add_argument("--llama-7b", action="store_true",
                         help="instead: --static-only analysis of a 7e9-parameter Llama-like factory (minutes)")
     parser.add_argument("--llama-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--external", type=int, metavar="WIDTH",
-                        help="instead: static-only audit of a 48-block GPT of this width stored as external data")
-    parser.add_argument("--external-worker", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", type=int, metavar="WIDTH",
+                        help="instead: memory and time of loading a 48-block GPT of this width (embedded, external data)")
+    parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.llama_worker:
         llama_worker()
         return
-    if args.external_worker:
-        external_worker(args.external_worker, args.baseline)
+    if args.memory_worker:
+        memory_worker(*args.memory_worker)
         return
-    if args.external:
-        external_data(args.external)
+    if args.memory:
+        memory(args.memory)
         return
     if args.llama_7b:
         print("fresh process: load_torch_meta (meta device, per-parameter init replay) + static estimate")
