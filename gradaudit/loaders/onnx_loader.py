@@ -30,6 +30,7 @@ from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
+from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.patterns import decomposed_layer_norms
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
@@ -195,7 +196,7 @@ def input_dependent(inputs: Sequence[str], nodes: Sequence[onnx.NodeProto]) -> s
     the given input shapes: a 1/sqrt(head_dim) computed from Shape is a constant here)."""
     dependent = set(inputs)
     for node in nodes:
-        if node.op_type not in SHAPE_ONLY_OPS and any(n in dependent for n in node.input if n):
+        if op_key(node) not in SHAPE_ONLY_OPS and any(n in dependent for n in node.input if n):
             dependent.update(n for n in node.output if n)
     return dependent
 
