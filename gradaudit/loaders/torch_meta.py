@@ -8,7 +8,9 @@ once. The factory runs under `EmptyInit`:
   taken there and then, and is swapped for a meta copy;
 - every in-place write to a parameter (`nn.init.kaiming_uniform_` inside `reset_parameters`, a
   loop over `model.modules()` calling `nn.init.normal_` after construction, `p.data.zero_()`) is
-  recorded with its arguments.
+  recorded with its arguments;
+- a deep copy of a parameter (nn.TransformerEncoder clones its initialised layer) starts with
+  the writes its source had when copied.
 Afterwards `replay_inits` walks the parameters in order of first write: each is materialised
 on CPU alone, its recorded writes are replayed in order, its statistics are taken
 (block by block, gradaudit.weight_stats.param_stats) and it is freed; peak memory is one parameter.
@@ -149,10 +151,27 @@ class EmptyInit(TorchFunctionMode):
         self.records[id(param)] = _Record(param, stats)
         self.aliases[id(param)] = id(param)
 
+    def track_copy(self, source: nn.Parameter, copy: nn.Parameter) -> None:
+        """A deep copy of a tracked parameter (nn.TransformerEncoder clones its initialised layer)
+        holds the source's values so far: it replays the writes seen until now, then its own."""
+        record = self.records.get(self.aliases.get(id(source), -1))
+        if record is None:
+            return
+        self.records[id(copy)] = _Record(copy, record.stats, list(record.writes), record.unreplayable)
+        self.aliases[id(copy)] = id(copy)
+        if record.writes:
+            self.order.append(id(copy))
+
     @contextlib.contextmanager
     def active(self) -> Iterator["EmptyInit"]:
-        """Patch parameter and buffer registration, and enter the mode."""
+        """Patch parameter and buffer registration and parameter deep copies, and enter the mode."""
         register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+        deepcopy_parameter = nn.Parameter.__deepcopy__
+
+        def on_deepcopy(param: nn.Parameter, memo: dict) -> nn.Parameter:
+            copy = deepcopy_parameter(param, memo)
+            self.track_copy(param, copy)
+            return copy
 
         def on_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
             register_parameter(module, name, param)
@@ -163,11 +182,13 @@ class EmptyInit(TorchFunctionMode):
             register_buffer(module, name, tensor.to("meta") if isinstance(tensor, torch.Tensor) else tensor, persistent)
 
         nn.Module.register_parameter, nn.Module.register_buffer = on_parameter, on_buffer
+        nn.Parameter.__deepcopy__ = on_deepcopy
         try:
             with self:
                 yield self
         finally:
             nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+            nn.Parameter.__deepcopy__ = deepcopy_parameter
 
 
 def replay_inits(module: nn.Module, recorder: EmptyInit) -> tuple[dict[str, ParamStats], list[str]]:

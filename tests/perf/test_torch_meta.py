@@ -97,14 +97,34 @@ def test_small_models_are_analysed_with_their_real_weights() -> None:
     assert huge.module is None
 
 
-def test_an_init_the_meta_device_never_saw_is_reported(tmp_path) -> None:
-    """nn.TransformerEncoder deep-copies its initialised layer: the copies' values were never
-    written on the meta device, so their statistics are unknown and the handle says so."""
+def test_deep_copies_of_an_initialised_layer_replay_its_init(tmp_path) -> None:
+    """nn.TransformerEncoder deep-copies its initialised layer: each copy replays the writes its
+    source had when copied, so every layer gets the distribution the full loader sees."""
     factory = tmp_path / "encoder.py"
     factory.write_text(
         "import torch\n\ndef build():\n"
         "    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)\n"
         "    return torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), (torch.randn(2, 5, 16),)\n"
     )
-    unseen = [note for note in load_torch_meta(f"{factory}:build").warnings if "not seen" in note]
-    assert unseen and all("statistics unknown" in note for note in unseen)
+    meta, full = load_torch_meta(f"{factory}:build"), load_torch(f"{factory}:build")
+    assert meta.warnings == []
+    meta_stats, full_stats = _weights(meta), _weights(full)
+    assert set(meta_stats) == set(full_stats) and any(name.startswith("layers.1.") for name in meta_stats)
+    for name, stats in meta_stats.items():
+        if stats.numel >= 256:  # a 16-element bias's RMS is too noisy a draw to compare
+            assert stats.rms == pytest.approx(full_stats[name].rms, rel=0.15), name
+        assert stats.std == 0 or full_stats[name].std > 0, name  # constant stays constant
+
+
+def test_an_init_the_meta_device_never_saw_is_reported(tmp_path) -> None:
+    """A parameter whose values were set where the recorder cannot see (here: a tensor made
+    outside the factory, on meta, never written) has unknown statistics, and the handle says so."""
+    factory = tmp_path / "unseen.py"
+    factory.write_text(
+        "import torch\n\nWEIGHT = torch.empty(8, 8, device='meta')\n\ndef build():\n"
+        "    layer = torch.nn.Linear(8, 8)\n"
+        "    layer.weight = torch.nn.Parameter(WEIGHT)\n"
+        "    return layer, (torch.randn(2, 8),)\n"
+    )
+    notes = load_torch_meta(f"{factory}:build").warnings
+    assert any("weight" in note and "statistics unknown" in note for note in notes), notes
