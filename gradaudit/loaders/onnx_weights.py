@@ -16,6 +16,8 @@ statistics of weights larger than memory are streamed rather than held; a write 
 probe, a remedy under verification) copies the page it touches, never the file. A payload the
 scan cannot vouch for (a repeated `raw_data`, typed fields like `float_data`) stays in the
 protobuf, as does everything on a big-endian host (ONNX stores raw data little-endian).
+Like any reader of a mapped file, the audit assumes the file is not truncated while it runs
+(replacing it, as an atomic save does, is harmless: the map keeps the old inode).
 """
 
 from __future__ import annotations
