@@ -193,3 +193,23 @@ def _block_moments(values: Any) -> tuple[Any, float, float, float]:
     shift = (total / values.numel()).to(values.dtype)
     deviations = float((values - shift).square_().sum()) - values.numel() * (mean - float(shift)) ** 2
     return sums, mean, deviations, max(-low, high)
+
+
+# Additive attention masks hold -inf, -1e9, finfo.min or (BERT) -1e4 where a position is hidden:
+# after the softmax they feed, such an entry is an exact zero, not a signal of that size.
+MASK_BELOW = -1e4
+
+
+def constant_moments(value: Any) -> dict[str, float]:
+    """Mean and RMS of a constant operand (tensor or number) as a LayerGraph `constant` node's
+    attrs, mask entries (<= MASK_BELOW, -inf included) left out; `masked`, their fraction, is
+    there when there are any."""
+    import torch
+
+    flat = torch.as_tensor(value).detach().double().reshape(-1)
+    mask = flat <= MASK_BELOW
+    if not bool(mask.any()):
+        return {"mean": float(flat.mean()), "rms": float(flat.pow(2).mean().sqrt())}
+    kept = flat[~mask]
+    moments = {"mean": float(kept.mean()), "rms": float(kept.pow(2).mean().sqrt())} if kept.numel() else {"mean": 0.0, "rms": 0.0}
+    return {**moments, "masked": float(mask.double().mean())}

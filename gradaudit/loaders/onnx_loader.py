@@ -34,6 +34,7 @@ from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.patterns import decomposed_layer_norms
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+from gradaudit.weight_stats import constant_moments
 
 SYNTHETIC_SEED = 0
 Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
@@ -375,11 +376,11 @@ class _GraphBuilder:
     def _constant_node(self, operand: Operand) -> str:
         node_id = operand.name
         if node_id not in self.graph:
-            value = operand.value.double()
-            params = {"bias": operand.stats()} if operand.param else {}
-            attrs = {"mean": float(value.mean()), "rms": float(value.pow(2).mean().sqrt())}
+            attrs = constant_moments(operand.value)
+            params = {"bias": operand.stats()} if operand.param and "masked" not in attrs else {}  # a mask is no bias
             source = "initializer" if operand.param else "Constant"
-            add_node(self.graph, node_id, name=operand.name, op="constant", source=source, attrs=attrs, params=params, out_shape=tuple(value.shape))
+            add_node(self.graph, node_id, name=operand.name, op="constant", source=source, attrs=attrs, params=params,
+                     out_shape=tuple(operand.value.shape))
         return node_id
 
 

@@ -18,8 +18,8 @@ import torch.fx as fx
 
 from gradaudit.graph import ParamStats, add_node, new_graph
 
-from gradaudit.weight_stats import param_stats
-from gradaudit.loaders.torch_functions import Stage, constant_rms, function_rule
+from gradaudit.weight_stats import constant_moments, param_stats
+from gradaudit.loaders.torch_functions import Stage, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path
 
@@ -202,11 +202,11 @@ class GraphBuilder:
         value = self._concrete(arg)
         tensor = value.detach().double() if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
         node_id = f"{node.name}.constant{position}"
-        attrs = {"mean": float(tensor.mean()), "rms": constant_rms(tensor)}
+        attrs = constant_moments(tensor)
         if tensor.numel() == 1:
             attrs["value"] = float(tensor)
         params: dict[str, ParamStats] = {}
-        if isinstance(arg, fx.Node):
+        if isinstance(arg, fx.Node) and "masked" not in attrs:  # a mask is no bias
             params["bias"] = param_stats(self.params.of_ancestors(arg, tuple(tensor.shape)) or arg.name, tensor)
         self._add(node_id, NodeSpec("constant", attrs=attrs, params=params), node_id, [], tuple(tensor.shape), "constant")
         return node_id

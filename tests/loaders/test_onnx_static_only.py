@@ -57,3 +57,32 @@ def test_the_meta_trace_replaces_the_trace_on_these_graphs(tmp_path: Path):
         dependent = input_dependent([s.name for s in specs], model.graph.node)
         module = OnnxModule(model, weights=weights)
         assert meta_trace(module, specs, dependent, inferred_shapes(model, specs)) is not None, path.name
+
+
+def test_an_additive_causal_mask_is_a_mask_not_an_infinite_signal(tmp_path: Path):
+    """The legacy export of scaled_dot_product_attention(is_causal=True) adds a constant of 0 and
+    -inf to the scores before the softmax: hidden positions, not a signal of infinite RMS."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    t, d = 6, 8
+    mask = np.triu(np.full((t, t), -np.inf, np.float32), 1)
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(0, d**-0.5, (d, d)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["v"]),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["x", "xt"], ["scores"]),
+        helper.make_node("Add", ["scores", "mask"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, t, d])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, t, d])],
+                              [weight, numpy_helper.from_array(mask, "mask")])
+    path = tmp_path / "causal.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    handle = load_onnx(str(path), static_only=True)
+    attrs = handle.graph.nodes["mask"]["attrs"]
+    assert attrs["masked"] == pytest.approx(15 / 36) and attrs["rms"] == 0.0
+    result = estimate(handle.graph, handle.inputs)
+    assert result.diagnosis.label == "healthy" and np.isfinite(result.output_rms)

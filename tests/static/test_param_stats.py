@@ -168,3 +168,15 @@ def test_streamed_blocks_of_any_size_merge_to_the_whole() -> None:
     _assert_matches(tensor, got=block_param_stats("w", (3000, 200), blocks))
     same = torch.full((3000, 200), 0.1)
     assert block_param_stats("w", (3000, 200), (same[a:b] for a, b in zip(cuts, cuts[1:]))).rows_identical
+
+
+def test_constant_moments_leave_attention_mask_entries_out():
+    import torch
+
+    from gradaudit.weight_stats import constant_moments
+
+    for hidden in (float("-inf"), -1e4, -1e9, torch.finfo(torch.float32).min):
+        moments = constant_moments(torch.tensor([[0.0, hidden], [3.0, 4.0]]))
+        assert moments == {"mean": pytest.approx(7 / 3), "rms": pytest.approx((25 / 3) ** 0.5), "masked": 0.25}
+    assert constant_moments(-9999.0) == {"mean": -9999.0, "rms": 9999.0}  # above the mask line
+    assert math.isnan(constant_moments(torch.tensor([1.0, float("nan")]))["mean"])  # NaN is broken, not hidden
