@@ -32,7 +32,7 @@ from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
-from gradaudit.onnx_exec.patterns import decomposed_layer_norms
+from gradaudit.onnx_exec.patterns import decomposed_norms
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 from gradaudit.weight_stats import constant_moments
 
@@ -305,7 +305,7 @@ class _GraphBuilder:
         self.origins = _param_origins(module, self.dependent)
         self.graph = new_graph("onnx")
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
-        self.fused_norms = decomposed_layer_norms(module.steps, self._constant_value)
+        self.fused_norms = decomposed_norms(module.steps, self._constant_value)
         self.absorbed = set().union(*(norm.absorbed for norm in self.fused_norms.values()))
         for spec in specs:
             add_node(self.graph, spec.name, name=spec.name, op="input", source="input", out_shape=spec.shape)
@@ -354,7 +354,7 @@ class _GraphBuilder:
         attrs = dict(norm.attrs)
         if out_shape:
             attrs["normalized_shape"] = tuple(out_shape[attrs["axis"] % len(out_shape) :])
-        return Kind("norm", "layer", attrs), [self._operand(norm.source)]
+        return Kind("norm", norm.fn, attrs), [self._operand(norm.source)]
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]

@@ -1,8 +1,12 @@
 """Multi-node ONNX patterns that are one layer to the static estimator.
 
 Exporters before opset 17 write LayerNorm as ReduceMean -> Sub -> Pow(2) -> ReduceMean -> Add(eps)
--> Sqrt -> Div. Node by node that is a chain of ops without gain rules (a quotient of two
-activations); recognised, it is one `norm` node of fn "layer", whose gain the estimator knows.
+-> Sqrt -> Div, and a hand-written RMSNorm (`x * torch.rsqrt(x.pow(2).mean(-1) + eps)`, Llama's)
+as Pow(2) -> ReduceMean -> Add(eps) -> Sqrt -> Reciprocal (or Div(1, .)) -> Mul(x, .). Node by
+node those are chains of ops without gain rules (a quotient of two activations); recognised,
+each is one `norm` node of fn "layer" or "rms", whose gain the estimator knows. The torch
+loader renames its traced calls into this vocabulary and uses the same matcher
+(gradaudit.loaders.torch_patterns).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ ConstantLookup = Callable[[str], torch.Tensor | None]
 
 @dataclass(frozen=True)
 class FusedNorm:
-    """A decomposed LayerNorm ending at one Div node."""
+    """A decomposed LayerNorm or RMSNorm ending at one Div or Mul node."""
 
+    fn: str  # "layer" or "rms"
     source: str  # the normalised tensor
     absorbed: frozenset[str]  # node ids of the steps inside the pattern (not graph nodes)
     attrs: dict[str, Any]
@@ -35,45 +40,98 @@ def _axes(step: Step, constant: ConstantLookup) -> tuple[int, ...] | None:
     return tuple(axes) if axes else None
 
 
-def _is_square_of(step: Step | None, tensor: str, constant: ConstantLookup) -> bool:
+def _is_scalar(name: str, value: float, constant: ConstantLookup) -> bool:
+    tensor = constant(name)
+    return tensor is not None and tensor.numel() == 1 and float(tensor) == value
+
+
+def _squared(step: Step | None, constant: ConstantLookup) -> str | None:
+    """The tensor `step` squares (Mul(t, t) or Pow(t, 2)), or None."""
     if step is None:
-        return False
-    if step.op_type == "Mul":
-        return list(step.inputs) == [tensor, tensor]
-    if step.op_type == "Pow" and step.inputs[0] == tensor:
-        exponent = constant(step.inputs[1])
-        return exponent is not None and exponent.numel() == 1 and float(exponent) == 2.0
-    return False
-
-
-def _match(div: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedNorm | None:
-    """The decomposed LayerNorm ending at `div`, or None."""
-    centred, std = div.inputs[0], div.inputs[1]
-    sub, sqrt = producer.get(centred), producer.get(std)
-    if sub is None or sqrt is None or sub.op_type != "Sub" or sqrt.op_type != "Sqrt":
         return None
-    source, mean_name = sub.inputs
-    mean, add = producer.get(mean_name), producer.get(sqrt.inputs[0])
-    if mean is None or mean.op_type != "ReduceMean" or mean.inputs[0] != source or add is None or add.op_type != "Add":
+    if step.op_type == "Mul" and step.inputs[0] == step.inputs[1]:
+        return step.inputs[0]
+    if step.op_type == "Pow" and _is_scalar(step.inputs[1], 2.0, constant):
+        return step.inputs[0]
+    return None
+
+
+@dataclass(frozen=True)
+class _RootMeanSquare:
+    """ReduceMean(t^2) + eps under a square root, matched backwards: `steps` hold the Sqrt when it
+    is a node of its own (torch's rsqrt is one call)."""
+
+    squared: str  # t
+    axes: tuple[int, ...] | None
+    eps: float
+    steps: tuple[Step, ...]
+
+
+def _root_mean_square(name: str, producer: dict[str, Step], constant: ConstantLookup) -> _RootMeanSquare | None:
+    sqrt = producer.get(name)
+    if sqrt is None or sqrt.op_type != "Sqrt":
+        return None
+    inside = _mean_square_plus_eps(sqrt.inputs[0], producer, constant)
+    return _RootMeanSquare(inside.squared, inside.axes, inside.eps, inside.steps + (sqrt,)) if inside else None
+
+
+def _mean_square_plus_eps(name: str, producer: dict[str, Step], constant: ConstantLookup) -> _RootMeanSquare | None:
+    """ReduceMean(t^2) + eps, what a Sqrt or an Rsqrt (torch) takes."""
+    add = producer.get(name)
+    if add is None or add.op_type != "Add":
         return None
     eps_values = [constant(n) for n in add.inputs]
     var_names = [n for n, v in zip(add.inputs, eps_values) if v is None]
-    if len(var_names) != 1:
-        return None
-    var = producer.get(var_names[0])
-    if var is None or var.op_type != "ReduceMean" or _axes(var, constant) != _axes(mean, constant):
+    var = producer.get(var_names[0]) if len(var_names) == 1 else None
+    if var is None or var.op_type != "ReduceMean":
         return None
     square = producer.get(var.inputs[0])
-    if not _is_square_of(square, centred, constant):
+    squared = _squared(square, constant)
+    if squared is None:
         return None
-    axes = _axes(mean, constant) or (-1,)
     eps = float(next(v for v in eps_values if v is not None).reshape(-1)[0])
-    absorbed = frozenset(s.node_id for s in (mean, sub, square, var, add, sqrt))
-    return FusedNorm(source, absorbed, {"axis": min(axes), "eps": eps})
+    return _RootMeanSquare(squared, _axes(var, constant), eps, (square, var, add))
 
 
-def decomposed_layer_norms(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedNorm]:
-    """Div node id -> the LayerNorm it completes, when no tensor inside the pattern leaks out."""
+def _layer_norm(div: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedNorm | None:
+    """Div(x - mean(x), sqrt(mean((x - mean(x))^2) + eps))."""
+    centred = div.inputs[0]
+    sub = producer.get(centred)
+    rms = _root_mean_square(div.inputs[1], producer, constant)
+    if sub is None or sub.op_type != "Sub" or rms is None or rms.squared != centred:
+        return None
+    source, mean_name = sub.inputs
+    mean = producer.get(mean_name)
+    if mean is None or mean.op_type != "ReduceMean" or mean.inputs[0] != source or _axes(mean, constant) != rms.axes:
+        return None
+    absorbed = frozenset(s.node_id for s in (mean, sub, *rms.steps))
+    return FusedNorm("layer", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
+
+
+def _rms_norm(end: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedNorm | None:
+    """Div(x, sqrt(mean(x^2) + eps)), or Mul(x, .) of its Reciprocal, Div(1, .) or (torch) Rsqrt."""
+    candidates: list[tuple[str, _RootMeanSquare | None, tuple[Step, ...]]] = []  # (source, root, steps between)
+    if end.op_type == "Div":
+        candidates.append((end.inputs[0], _root_mean_square(end.inputs[1], producer, constant), ()))
+    elif end.op_type == "Mul" and len(end.inputs) == 2:
+        for source, inverse_name in (end.inputs, end.inputs[::-1]):
+            inverse = producer.get(inverse_name)
+            if inverse is not None and inverse.op_type == "Reciprocal":
+                candidates.append((source, _root_mean_square(inverse.inputs[0], producer, constant), (inverse,)))
+            elif inverse is not None and inverse.op_type == "Div" and _is_scalar(inverse.inputs[0], 1.0, constant):
+                candidates.append((source, _root_mean_square(inverse.inputs[1], producer, constant), (inverse,)))
+            elif inverse is not None and inverse.op_type == "Rsqrt":
+                candidates.append((source, _mean_square_plus_eps(inverse.inputs[0], producer, constant), (inverse,)))
+    for source, rms, between in candidates:
+        if rms is not None and rms.squared == source:
+            absorbed = frozenset(s.node_id for s in (*rms.steps, *between))
+            return FusedNorm("rms", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
+    return None
+
+
+def decomposed_norms(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedNorm]:
+    """End node id -> the LayerNorm or RMSNorm it completes, when no tensor inside the pattern
+    leaks out."""
     producer = {name: step for step in steps for name in step.outputs if name}
     readers: dict[str, set[str]] = defaultdict(set)
     for step in steps:
@@ -82,7 +140,11 @@ def decomposed_layer_norms(steps: Sequence[Step], constant: ConstantLookup) -> d
                 readers[name].add(step.node_id)
     fused: dict[str, FusedNorm] = {}
     for step in steps:
-        norm = _match(step, producer, constant) if step.op_type == "Div" else None
+        norm = None
+        if step.op_type == "Div":
+            norm = _layer_norm(step, producer, constant) or _rms_norm(step, producer, constant)
+        elif step.op_type == "Mul":
+            norm = _rms_norm(step, producer, constant)
         if norm is not None and all(readers[n] <= norm.absorbed | {step.node_id} for n in norm.absorbed):
             fused[step.node_id] = norm
     return fused

@@ -15,6 +15,7 @@ from torch import nn
 from gradaudit.errors import InputError
 from gradaudit.graph import weight_layers
 from gradaudit.loaders.onnx_loader import load_onnx
+from tests.loaders.fixtures import torch_factories as tf
 
 
 def _export(model: nn.Module, example: tuple, path, dynamic: dict | None = None, names: list[str] | None = None) -> str:
@@ -242,6 +243,24 @@ def test_decomposed_layer_norm_is_one_norm_node(tmp_path) -> None:
     assert norm["fn"] == "layer" and norm["attrs"]["normalized_shape"] == (10,) and norm["attrs"]["eps"] == pytest.approx(1e-5)
     assert not [d for d in ops if d["op"] == "unknown"]
     assert [d["op"] for d in ops][:3] == ["input", "linear", "norm"]
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(handle.module(x), model(x))
+
+
+@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide"])
+def test_hand_written_rms_norm_is_one_norm_node(tmp_path, form: str) -> None:
+    """Without a norm node the chain Pow/ReduceMean/Sqrt/Div passed its input through, and the
+    estimate read x * mean(x^2) as the output: signal collapse on a healthy Llama."""
+    model = tf.rms_norm_stack(form).eval()
+    path = tmp_path / f"rms_{form}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, 6),), str(path), dynamo=False, opset_version=17, input_names=["x"])
+    handle = load_onnx(str(path))
+    ops = [handle.graph.nodes[n] for n in sorted(handle.graph.nodes, key=lambda n: handle.graph.nodes[n]["order"])]
+    norms = [d for d in ops if d["op"] == "norm"]
+    assert [d["fn"] for d in norms] == ["rms", "rms"] and norms[0]["attrs"]["normalized_shape"] == (32,)
+    assert not [d for d in ops if d["op"] == "unknown"]
     x = torch.randn(2, 6)
     torch.testing.assert_close(handle.module(x), model(x))
 

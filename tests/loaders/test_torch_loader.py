@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from gradaudit.errors import InputError
 from gradaudit.graph import forward_order, ordered_inputs, weight_layers
 from gradaudit.loaders.torch_loader import from_module, load_torch
+from gradaudit.static import estimate
 from tests.loaders.fixtures import torch_factories as tf
 
 FIXTURES = Path(tf.__file__).resolve().parent
@@ -296,3 +297,14 @@ def test_bad_sources_are_input_errors(source, shapes, words):
     with pytest.raises(InputError, match=words) as raised:
         load_torch(source, shapes)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide"])
+def test_hand_written_rms_norm_is_one_norm_node(form: str):
+    """Llama's RMSNorm written as pow/mean/add/rsqrt/mul calls: read call by call the estimate saw
+    x * mean(x^2) and a signal collapse; matched (torch_patterns), it is one RMS norm."""
+    handle = from_module(tf.rms_norm_stack(form), (torch.randn(4, 6),))
+    nodes = [d for _, d in handle.graph.nodes(data=True)]
+    assert [d["fn"] for d in nodes if d["op"] == "norm"] == ["rms", "rms"]
+    assert not [d for d in nodes if d["op"] == "unknown"]
+    assert 0.1 < estimate(handle.graph, handle.inputs).output_rms < 10

@@ -1,0 +1,64 @@
+"""Hand-written normalisations in a traced torch graph, found by the ONNX loader's matcher.
+
+`x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)`, Llama's RMSNorm as most code writes
+it, is five calls without gain rules: passed through one by one, the estimate reads
+x * mean(x^2) as the output and sees a signal collapse. gradaudit.onnx_exec.patterns already
+knows such chains; here each fx call is renamed into ONNX's vocabulary (a Step) and matched by
+the same code. Every node becomes a Step, so a tensor of the chain read elsewhere still keeps
+the chain apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from gradaudit.onnx_exec.executor import Step
+from gradaudit.onnx_exec.patterns import FusedNorm, decomposed_norms
+
+ONNX_NAMES = {"pow": "Pow", "square": "Pow", "mean": "ReduceMean", "add": "Add", "iadd": "Add", "sub": "Sub",
+              "sqrt": "Sqrt", "rsqrt": "Rsqrt", "reciprocal": "Reciprocal", "mul": "Mul", "imul": "Mul",
+              "truediv": "Div", "div": "Div"}
+
+
+def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) -> Step:
+    def operand(index: int, value: Any) -> str:
+        if isinstance(value, fx.Node):
+            return value.name
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            constants[f"{node.name}:{index}"] = torch.tensor(float(value))
+            return f"{node.name}:{index}"
+        return ""
+
+    op = ONNX_NAMES.get(name_of_call) if node.op in ("call_function", "call_method") else None
+    args = list(node.args)
+    if op == "ReduceMean":
+        dim = node.kwargs.get("dim", args[1] if len(args) > 1 else None)
+        axes = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
+        if dim is None or not all(isinstance(a, int) for a in axes):
+            return Step(node.name, "torch:mean", tuple(n.name for n in node.all_input_nodes), (node.name,), {})
+        return Step(node.name, op, (operand(0, args[0]),), (node.name,), {"axes": axes})
+    if op is not None and name_of_call == "square":
+        return Step(node.name, op, (operand(0, args[0]), operand(1, 2)), (node.name,), {})
+    if op is not None:
+        return Step(node.name, op, tuple(operand(i, a) for i, a in enumerate(args[:2])), (node.name,), {})
+    return Step(node.name, f"torch:{name_of_call}", tuple(n.name for n in node.all_input_nodes), (node.name,), {})
+
+
+def fused_norms(graph: fx.Graph, values: dict[fx.Node, Any], data: set[fx.Node], call_name) -> dict[str, FusedNorm]:
+    """fx node name of a hand-written norm's last call -> the norm (`data`: the data-path nodes,
+    whose values are not constants; `call_name` names a call as the torch vocabulary does)."""
+    constants: dict[str, torch.Tensor] = {}
+    steps = [_step(node, call_name(node) if node.op.startswith("call") else node.op, constants) for node in graph.nodes]
+    by_name = {node.name: node for node in graph.nodes}
+
+    def constant(name: str) -> torch.Tensor | None:
+        if name in constants:
+            return constants[name]
+        node = by_name.get(name)
+        value = values.get(node) if node is not None and node not in data else None
+        return value if isinstance(value, torch.Tensor) else None
+
+    return decomposed_norms(steps, constant)
