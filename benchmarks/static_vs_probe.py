@@ -90,13 +90,25 @@ def cnn(depth: int, channels: int, act: Callable[[], nn.Module], init: Init, nor
     return _initialised(nn.Sequential(*layers), init)
 
 
+class WrittenRMSNorm(nn.Module):
+    """RMSNorm as Llama's code writes it: x * rsqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, width: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(width)), eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 class ResidualMLP(nn.Module):
-    """x + alpha * branch(x) blocks on a linear stem, optional LayerNorm/BatchNorm in the branch."""
+    """x + alpha * branch(x) blocks on a linear stem, optional LayerNorm/BatchNorm/written-out
+    RMSNorm in the branch."""
 
     def __init__(self, blocks: int, width: int, alpha: float, norm: str = "", init: Init = kaiming):
         super().__init__()
         self.stem = nn.Linear(32, width)
-        norms = {"layer": nn.LayerNorm, "batch": nn.BatchNorm1d}
+        norms = {"layer": nn.LayerNorm, "batch": nn.BatchNorm1d, "written_rms": WrittenRMSNorm}
         self.branches = nn.ModuleList(
             nn.Sequential(*([norms[norm](width)] if norm else []), nn.ReLU(), nn.Linear(width, width)) for _ in range(blocks)
         )
@@ -194,10 +206,12 @@ class TiedMLP(nn.Module):
 
 
 class PatchEncoder(nn.Module):
-    """A ViT-like encoder on float (B, T, 32) patch vectors, without a class token."""
+    """A ViT-like encoder on float (B, T, 32) patch vectors, its head on the mean of the positions
+    or (`class_token`) on position 0 alone."""
 
-    def __init__(self, depth: int, d_model: int, norm_first: bool):
+    def __init__(self, depth: int, d_model: int, norm_first: bool, class_token: bool = False):
         super().__init__()
+        self.class_token = class_token
         self.patch = nn.Linear(32, d_model)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first)
@@ -209,7 +223,7 @@ class PatchEncoder(nn.Module):
         x = self.patch(x)
         for layer in self.layers:
             x = layer(x)
-        return self.head(x.mean(dim=1))
+        return self.head(x[:, 0] if self.class_token else x.mean(dim=1))
 
 
 @dataclass(frozen=True)
@@ -285,6 +299,8 @@ CORPUS: list[Case] = [
     _tokens("transformer12-preln-xavier", lambda: Encoder(12, 64, norm_first=True, init=xavier)),
     Case("vit4-preln-seq64", lambda: PatchEncoder(4, 64, norm_first=True), (8, 64, 32)),
     Case("vit4-postln-seq64", lambda: PatchEncoder(4, 64, norm_first=False), (8, 64, 32)),
+    Case("vit4-preln-class-token", lambda: PatchEncoder(4, 64, norm_first=True, class_token=True), (8, 64, 32)),
+    _vector("res16-written-rmsnorm", lambda: ResidualMLP(16, 128, 1.0, norm="written_rms", init=pytorch_default)),
 ]
 
 # ~8 models spanning the families, one seed: the fast version a test asserts the targets on

@@ -12,7 +12,7 @@ from collections import Counter
 from gradaudit.activations import ACTIVATIONS
 from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum
 from gradaudit.static.quadrature import activation_stats
-from gradaudit.static.registry import Context, Transfer, elementwise, rule
+from gradaudit.static.registry import Context, Transfer, elementwise, numel, rule
 
 
 def _pass_through(ctx: Context, known: bool = True) -> Transfer:
@@ -44,9 +44,21 @@ def constant(ctx: Context) -> Transfer:
     return Transfer(Moments(), lambda g: [], known=False)
 
 
-@rule("reshape", "dropout", "identity", "output")
+@rule("dropout", "identity", "output")
 def pass_through(ctx: Context) -> Transfer:
-    """Moves or copies elements (dropout at its expected value): gain 1 both ways."""
+    """Copies elements (dropout at its expected value): gain 1 both ways."""
+    return _pass_through(ctx)
+
+
+@rule("reshape")
+def reshape(ctx: Context) -> Transfer:
+    """Moves, copies or selects elements. Selecting n_out of n_in (a class token, the last time
+    step, one part of a split) leaves the gradient zero at the inputs not taken: the input's mean
+    square gradient is n_out / n_in of the output's (the parts of a split add back up to 1)."""
+    n_in, n_out = numel(ctx.in_shapes[0] if ctx.in_shapes else None), numel(ctx.out_shape)
+    if n_in and n_out and n_out < n_in:
+        kept = n_out / n_in
+        return Transfer(ctx.x, elementwise(kept, kept, len(ctx.inputs)))
     return _pass_through(ctx)
 
 
