@@ -16,6 +16,7 @@ import torch
 
 from gradaudit.graph import dense_fans
 from gradaudit.loaders.torch_ops import Call, NodeSpec, adaptive_pool, conv_attrs, per_dim, softmax_axis
+from gradaudit.onnx_exec.layer_kinds import resampling_pool
 
 
 @dataclass
@@ -131,6 +132,25 @@ def _pool(kind: str) -> FunctionRule:
 
 def _adaptive(kind: str) -> FunctionRule:
     return lambda call: adaptive_pool(kind, call.args[0], call.arg(1, "output_size"))
+
+
+# torch's interpolation modes as ONNX Resize-11 attributes (what the exporter writes)
+_RESIZE_MODES = {"nearest": {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+                 "nearest-exact": {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
+                 "linear": {"mode": "linear"}, "bilinear": {"mode": "linear"}, "trilinear": {"mode": "linear"},
+                 "bicubic": {"mode": "cubic", "cubic_coeff_a": -0.75}}
+
+
+def _interpolate(call: Call) -> NodeSpec:
+    """F.interpolate / nn.Upsample: average pooling at a fractional stride, as ONNX Resize is."""
+    mode = call.arg(3, "mode", "nearest")
+    if mode == "area":
+        return adaptive_pool("avg", call.args[0], tuple(call.out.shape[2:]))
+    attrs = dict(_RESIZE_MODES.get(mode, {}))
+    if attrs.get("mode") in ("linear", "cubic"):
+        attrs["coordinate_transformation_mode"] = "align_corners" if call.arg(4, "align_corners", False) else "pytorch_half_pixel"
+    pool = resampling_pool(tuple(call.args[0].shape), tuple(call.out.shape), attrs) if attrs else None
+    return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
 
 
 def _softmax(fn: str | None) -> FunctionRule:
@@ -268,6 +288,8 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     "instance_norm": _norm("instance", 3, 4, 7),
     "rms_norm": _norm("rms", 2, None, 3, normalized_shape=(1, "normalized_shape", ())),
     "local_response_norm": _lrn,
+    "interpolate": _interpolate,
+    "upsample": _interpolate,
     **{f"max_pool{d}d": _pool("max") for d in (1, 2, 3)},
     **{f"avg_pool{d}d": _pool("avg") for d in (1, 2, 3)},
     **{f"adaptive_avg_pool{d}d": _adaptive("avg") for d in (1, 2, 3)},

@@ -296,16 +296,21 @@ def _resize(view: NodeView) -> Kind:
     (F = 1): upsampling by s sums s gradients into each input, downsampling drops inputs; linear
     and cubic also average neighbours (F < 1), so they are not reshape-like.
     """
-    x_shape, out_shape = view.operand(0).shape, view.out_shape
+    pool = resampling_pool(view.operand(0).shape, view.out_shape, resize_attrs(view.op_type, view.attrs, view.opset))
+    return Kind("pool", "avg", pool) if pool else Kind("unknown")
+
+
+def resampling_pool(x_shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, attrs: dict[str, Any]) -> dict | None:
+    """The average pooling (kernel, stride per spatial axis) a resampling of (N, C, *spatial)
+    amounts to (`_resize`), for Resize-11 attributes; None when the shapes do not say."""
     if not x_shape or not out_shape or len(x_shape) != len(out_shape) or x_shape[:2] != out_shape[:2]:
-        return Kind("unknown")
-    attrs = resize_attrs(view.op_type, view.attrs, view.opset)
+        return None
     kernel, stride = [], []
     for n_in, n_out in zip(x_shape[2:], out_shape[2:]):
         weights = interpolation_matrix(n_in, n_out, attrs)
         kernel.append(1.0 / float(weights.pow(2).sum(1).mean()))
         stride.append(n_in / n_out)
-    return Kind("pool", "avg", {"kernel": tuple(kernel), "stride": tuple(stride)})
+    return {"kernel": tuple(kernel), "stride": tuple(stride)}
 
 def _reduce(fn: str) -> Callable[[NodeView], Kind]:
     def run(view: NodeView) -> Kind:

@@ -308,3 +308,23 @@ def test_hand_written_rms_norm_is_one_norm_node(form: str):
     assert [d["fn"] for d in nodes if d["op"] == "norm"] == ["rms", "rms"]
     assert not [d for d in nodes if d["op"] == "unknown"]
     assert 0.1 < estimate(handle.graph, handle.inputs).output_rms < 10
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_interpolation_is_the_pooling_the_onnx_resize_maps_to(tmp_path: Path, mode: str):
+    """F.interpolate / nn.Upsample had no rule on this route (a pass-through that dropped the
+    gradient fan-in of upsampling); it is now the average pooling ONNX Resize maps to."""
+    import warnings
+
+    from gradaudit.loaders.onnx_loader import load_onnx
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(4, 2, 3)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / f"up_{mode}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    (traced,) = [d for _, d in from_module(model, (x,)).graph.nodes(data=True) if d["op"] == "pool"]
+    (exported,) = [d for _, d in load_onnx(str(path), batch=2).graph.nodes(data=True) if d["op"] == "pool"]
+    assert traced["fn"] == exported["fn"] == "avg" and traced["attrs"]["stride"] == (0.5, 0.5)
+    assert traced["attrs"]["kernel"] == pytest.approx(exported["attrs"]["kernel"])
