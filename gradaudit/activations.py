@@ -95,6 +95,9 @@ ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Activation]] = {
 SATURATING = frozenset({"tanh", "sigmoid", "hardtanh", "hardsigmoid", "softsign", "erf", "relu6"})
 # Activations with a zero-derivative half-line: a unit inactive on the whole batch is dead.
 RECTIFYING = frozenset({"relu", "relu6", "thresholded_relu", "hardtanh", "hardsigmoid"})
+# Saturating ones whose flat part below zero is a ReLU's off half (dead units' business, as for
+# ReLU itself): only their upper clip counts as saturation.
+SATURATING_ABOVE_ZERO = frozenset({"relu6"})
 
 
 def activation(fn: str, attrs: dict[str, Any] | None = None) -> Activation:

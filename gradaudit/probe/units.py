@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from gradaudit.activations import ACTIVATIONS, RECTIFYING, SATURATING, activation
+from gradaudit.activations import ACTIVATIONS, RECTIFYING, SATURATING, SATURATING_ABOVE_ZERO, activation
 from gradaudit.graph import ordered_inputs
 
 # A derivative below this fraction of the function's peak derivative counts as saturated.
@@ -91,9 +91,11 @@ def dead_fraction(slope: torch.Tensor, unit_axis: int) -> float:
     return float((largest == 0).float().mean())
 
 
-def saturated_fraction(slope: torch.Tensor, peak: float) -> float:
-    """Fraction of activation inputs whose |phi'| is below SATURATION_FRACTION of its peak."""
-    return float((slope.abs() < SATURATION_FRACTION * peak).float().mean())
+def saturated_fraction(slope: torch.Tensor, peak: float, where: torch.Tensor | None = None) -> float:
+    """Fraction of activation inputs whose |phi'| is below SATURATION_FRACTION of its peak
+    (only those inputs `where` is true, when given, count as saturated)."""
+    flat = slope.abs() < SATURATION_FRACTION * peak
+    return float((flat if where is None else flat & where).float().mean())
 
 
 def activation_stats(site: ActivationSite, z: torch.Tensor) -> tuple[float | None, float | None]:
@@ -105,7 +107,7 @@ def activation_stats(site: ActivationSite, z: torch.Tensor) -> tuple[float | Non
     saturated = None
     if site.fn in SATURATING:
         peak = max(derivative_peak(site.fn, site.attrs), float(slope.abs().max()))
-        saturated = saturated_fraction(slope, peak)
+        saturated = saturated_fraction(slope, peak, z > 0 if site.fn in SATURATING_ABOVE_ZERO else None)
     return dead, saturated
 
 

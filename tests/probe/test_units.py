@@ -8,6 +8,7 @@ from torch import nn
 
 from gradaudit.probe import run_probe
 from gradaudit.graph import add_node, new_graph
+from gradaudit.loaders.torch_loader import from_module
 from gradaudit.probe.units import dead_fraction, find_activation, moments
 from tests.probe.sequential import sequential_handle
 
@@ -43,6 +44,20 @@ def test_unit_scale_tanh_is_mostly_unsaturated():
         model[0].weight.normal_(0.0, 16 ** -0.5)
     layer = run_probe(sequential_handle(model, (256, 16)), passes=1).layers[0]
     assert layer.saturated_frac < 0.05  # |z| > ~2.2 is rare for z ~ N(0, 1)
+
+
+def test_relu6_saturates_only_at_its_upper_clip():
+    """Below zero ReLU6 is a ReLU's off half (dead units count it), not saturation: a unit-scale
+    input, half of it negative, hardly reaches 6; a large one mostly does."""
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU6())
+    with torch.no_grad():
+        model[0].weight.normal_(0.0, 16 ** -0.5)
+    x = (torch.randn(256, 16),)
+    assert run_probe(from_module(model, x), passes=1).layers[0].saturated_frac < 0.01
+    with torch.no_grad():
+        model[0].weight.mul_(100.0)
+    saturated = run_probe(from_module(model, x), passes=1).layers[0].saturated_frac
+    assert 0.4 < saturated < 0.5  # the positive half, beyond 6 almost all; the negative half not counted
 
 
 def test_batch_norm_between_conv_and_relu_is_followed():
