@@ -43,20 +43,21 @@ def load_torch(
 
     Without example inputs from the factory, `input_shapes` (one per forward input, batch first;
     a leading -1 stands for `batch`) makes float inputs, or int64 ones for an input whose first
-    consumer is an embedding. Their size is checked against `max_memory` before they exist.
+    consumer is an embedding; with them, it resizes the examples (`resized_examples`). Made-up
+    inputs' size is checked against `max_memory` before they exist.
     """
     if is_factory_spec(source):
         module, example = call_factory(resolve_factory(source), source)
     else:
         module, example = load_file(source, trust), None
-    if example is None:
-        if not input_shapes:
-            raise InputError(f"{source} gives no example inputs: pass --input-shape (e.g. --input-shape 8,3,32,32)")
+    if example is None and not input_shapes:
+        raise InputError(f"{source} gives no example inputs: pass --input-shape (e.g. --input-shape 8,3,32,32)")
+    if input_shapes:
         shapes = [tuple(batch if d < 0 else d for d in s) for s in input_shapes]
         cap = default_max_memory() if max_memory is None else max_memory
         require_fits(f"{source}: the inputs of shape {', '.join(map(str, shapes))}",
                      sum(tensor_bytes(s, torch.int64.itemsize) for s in shapes), cap)  # ids are the widest inputs
-        example = synthesize_inputs(module, shapes)
+        example = synthesize_inputs(module, shapes) if example is None else resized_examples(example, shapes, batch, source)
     return from_module(module, example, source)
 
 
@@ -168,6 +169,25 @@ class _FirstConsumer(TorchFunctionMode):
             else:
                 self.settled.add(index)
         return out
+
+
+def resized_examples(example: Any, input_shapes: Sequence[tuple[int, ...]], batch: int, source: str) -> tuple:
+    """The factory's example inputs at the shapes --input-shape asks for (a leading -1 is
+    `batch`): same dtypes, seeded N(0, 1) floats, integers drawn from the example's own range."""
+    inputs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    if len(inputs) != len(input_shapes) or not all(isinstance(x, torch.Tensor) for x in inputs):
+        raise InputError(f"{source} returns {len(inputs)} example input(s); --input-shape gives {len(input_shapes)} "
+                         "shape(s), one per tensor input, or leave it out to use the examples as they are")
+    generator = torch.Generator().manual_seed(INPUT_SEED)
+    resized = []
+    for x, shape in zip(inputs, input_shapes):
+        shape = tuple(batch if d < 0 else d for d in shape)
+        if x.is_floating_point():
+            resized.append(torch.randn(shape, generator=generator).to(x.dtype))
+        else:
+            low, high = (int(x.min()), int(x.max()) + 1) if x.numel() else (0, 2)
+            resized.append(torch.randint(low, high, shape, generator=generator).to(x.dtype))
+    return tuple(resized)
 
 
 def synthesize_inputs(module: torch.nn.Module, shapes: Sequence[tuple[int, ...]], device: str = "cpu") -> tuple:

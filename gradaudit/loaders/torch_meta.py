@@ -41,7 +41,7 @@ from gradaudit.graph import ParamStats
 from gradaudit.weight_stats import param_stats
 from gradaudit.limits import default_max_memory
 from gradaudit.loaders.torch_graph import graph_from_trace
-from gradaudit.loaders.torch_loader import input_specs, load_torch, synthesize_inputs
+from gradaudit.loaders.torch_loader import input_specs, load_torch, resized_examples, synthesize_inputs
 from gradaudit.loaders.torch_ops import module_rule
 from gradaudit.loaders.torch_sources import call_factory, first_line, resolve_factory
 from gradaudit.loaders.torch_trace import trace_concrete
@@ -238,10 +238,11 @@ def stats_lookup(known: dict[str, ParamStats]) -> Callable[..., ParamStats]:
 
 def meta_inputs(module: nn.Module, example: Sequence[torch.Tensor] | None, shapes: list[tuple[int, ...]] | None,
                 batch: int) -> tuple:
-    """Inputs with shapes only: the factory's examples moved to meta, or seeded ones from shapes
-    (ids for an input feeding an embedding, as in the full loader)."""
+    """Inputs with shapes only: the factory's examples (resized to `shapes` when given) moved to
+    meta, or seeded ones from shapes (ids for an input feeding an embedding, as in the full loader)."""
     if example is not None:
-        return tuple(x.to("meta") for x in example)
+        resized = resized_examples(example, shapes, batch, "the factory") if shapes else example
+        return tuple(x.to("meta") for x in resized)
     if not shapes:
         raise InputError("a static-only factory analysis needs --input-shape (e.g. --input-shape 1,128)")
     return synthesize_inputs(module, [tuple(batch if d < 0 else d for d in s) for s in shapes], device="meta")

@@ -328,3 +328,18 @@ def test_interpolation_is_the_pooling_the_onnx_resize_maps_to(tmp_path: Path, mo
     (exported,) = [d for _, d in load_onnx(str(path), batch=2).graph.nodes(data=True) if d["op"] == "pool"]
     assert traced["fn"] == exported["fn"] == "avg" and traced["attrs"]["stride"] == (0.5, 0.5)
     assert traced["attrs"]["kernel"] == pytest.approx(exported["attrs"]["kernel"])
+
+
+def test_input_shape_resizes_the_factorys_example_inputs(tmp_path: Path):
+    """--input-shape used to be ignored without a word when the factory returned examples."""
+    factory = tmp_path / "lm.py"
+    factory.write_text(
+        "import torch\n\ndef build():\n"
+        "    model = torch.nn.Sequential(torch.nn.Embedding(100, 8), torch.nn.Linear(8, 4))\n"
+        "    return model, (torch.randint(3, 50, (4, 32)),)\n"
+    )
+    handle = load_torch(f"{factory}:build", [(2, 80)])
+    (ids,) = handle.example_inputs
+    assert ids.shape == (2, 80) and ids.dtype == torch.int64 and 3 <= int(ids.min()) and int(ids.max()) < 50
+    with pytest.raises(InputError, match="1 example input"):
+        load_torch(f"{factory}:build", [(2, 80), (2, 3)])
