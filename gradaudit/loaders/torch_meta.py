@@ -252,8 +252,8 @@ class MetaUnsupported(InputError):
     """The model does not run on meta tensors (an op without a meta kernel, a value read in forward)."""
 
 
-def load_torch_meta(source: str, input_shapes: list[tuple[int, ...]] | None = None, *, batch: int = 8) -> ModelHandle:
-    """The static-only handle of a factory spec without materialising the model (module doc)."""
+def build_on_meta(source: str) -> tuple[nn.Module, Any, EmptyInit]:
+    """Run the factory under EmptyInit: the module on meta, its example inputs, the recorder."""
     recorder = EmptyInit()
     factory = resolve_factory(source)
     try:
@@ -261,6 +261,14 @@ def load_torch_meta(source: str, input_shapes: list[tuple[int, ...]] | None = No
             module, example = call_factory(factory, source)
     except InputError as error:  # construction itself read a parameter's value
         raise MetaUnsupported(f"{error} when built on the meta device") from error
+    return module, example, recorder
+
+
+def load_torch_meta(source: str, input_shapes: list[tuple[int, ...]] | None = None, *, batch: int = 8,
+                    built: tuple[nn.Module, Any, EmptyInit] | None = None) -> ModelHandle:
+    """The static-only handle of a factory spec without materialising the model (module doc);
+    `built` is what `build_on_meta` returned, when the caller already ran it."""
+    module, example, recorder = built or build_on_meta(source)
     with torch.random.fork_rng():  # replayed random inits leave the caller's generator alone
         stats, notes = replay_inits(module, recorder)
     try:
@@ -283,15 +291,16 @@ FLOAT32_BYTES = 4  # what the weights would take once materialised
 def load_static_only(source: str, input_shapes: list[tuple[int, ...]] | None = None, *, batch: int = 8,
                      max_memory: int | None = None) -> ModelHandle:
     """`--static-only` on a factory: the real weights when they fit in half the memory cap (exact
-    statistics, every init seen), else the meta device with replayed inits; the full loader too
-    when the model does not run on meta (its handle then says why)."""
+    statistics, every init seen; decided from the meta build, before any trace), else the meta
+    device with replayed inits; the full loader too when the model does not run on meta (its
+    handle then says why)."""
     try:
-        handle = load_torch_meta(source, input_shapes, batch=batch)
+        built = build_on_meta(source)
+        weight_bytes = sum(p.numel() for p in built[0].parameters()) * FLOAT32_BYTES
+        if weight_bytes <= (max_memory or default_max_memory()) // 2:
+            return load_torch(source, input_shapes, batch=batch, max_memory=max_memory)
+        return load_torch_meta(source, input_shapes, batch=batch, built=built)
     except MetaUnsupported as unsupported:
         handle = load_torch(source, input_shapes, batch=batch, max_memory=max_memory)
         handle.warnings.append(f"{unsupported}; loaded with its weights instead")
         return handle
-    weight_bytes = handle.parameters * FLOAT32_BYTES
-    if weight_bytes <= (max_memory or default_max_memory()) // 2:
-        return load_torch(source, input_shapes, batch=batch, max_memory=max_memory)
-    return handle

@@ -76,7 +76,7 @@ def test_unreplayable_write_is_reported() -> None:
 
 
 def test_model_without_meta_support_falls_back_to_the_full_loader() -> None:
-    handle = load_static_only(SPEC + "data_dependent", [(4, 8)])
+    handle = load_static_only(SPEC + "data_dependent", [(4, 8)], max_memory=300)  # weights 288 B: "too big"
     assert handle.module is not None
     assert any("meta tensors" in note for note in handle.warnings)
 
@@ -91,8 +91,11 @@ def test_cli_static_only_factory_reports_like_the_full_loader(capsys) -> None:
 
 
 def test_small_models_are_analysed_with_their_real_weights() -> None:
-    """Meta replay is for models that do not fit: one that fits gets exact statistics."""
+    """Meta replay is for models that do not fit: one that fits gets exact statistics, decided
+    before any meta trace (a model that does not even run on meta goes straight there)."""
     assert load_static_only(SPEC + "tiny_lm", SHAPES).module is not None
+    direct = load_static_only(SPEC + "data_dependent", [(4, 8)])
+    assert direct.module is not None and not any("meta tensors" in note for note in direct.warnings)
     huge = load_static_only(SPEC + "tiny_lm", SHAPES, max_memory=1024)  # "does not fit" in 1 KiB
     assert huge.module is None
 
