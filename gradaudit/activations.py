@@ -95,9 +95,13 @@ ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Activation]] = {
 SATURATING = frozenset({"tanh", "sigmoid", "hardtanh", "hardsigmoid", "softsign", "erf", "relu6"})
 # Activations with a zero-derivative half-line: a unit inactive on the whole batch is dead.
 RECTIFYING = frozenset({"relu", "relu6", "thresholded_relu", "hardtanh", "hardsigmoid"})
-# Saturating ones whose flat part below zero is a ReLU's off half (dead units' business, as for
-# ReLU itself): only their upper clip counts as saturation.
-SATURATING_ABOVE_ZERO = frozenset({"relu6"})
+
+
+def saturates_only_above_zero(fn: str, attrs: dict[str, Any]) -> bool:
+    """ReLU6 and clips with a zero floor (Clip(0, 6) is how ReLU6 exports): their flat part below
+    zero is a ReLU's off half, dead units' business as for ReLU itself; only the upper clip is
+    saturation."""
+    return fn == "relu6" or (fn == "hardtanh" and attrs.get("min") == 0)
 
 
 def activation(fn: str, attrs: dict[str, Any] | None = None) -> Activation:

@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 import torch
 
-from gradaudit.activations import ACTIVATIONS, RECTIFYING, SATURATING, SATURATING_ABOVE_ZERO, activation
+from gradaudit.activations import ACTIVATIONS, RECTIFYING, SATURATING, activation, saturates_only_above_zero
 from gradaudit.graph import ordered_inputs
 
 # A derivative below this fraction of the function's peak derivative counts as saturated.
@@ -107,7 +107,7 @@ def activation_stats(site: ActivationSite, z: torch.Tensor) -> tuple[float | Non
     saturated = None
     if site.fn in SATURATING:
         peak = max(derivative_peak(site.fn, site.attrs), float(slope.abs().max()))
-        saturated = saturated_fraction(slope, peak, z > 0 if site.fn in SATURATING_ABOVE_ZERO else None)
+        saturated = saturated_fraction(slope, peak, z > 0 if saturates_only_above_zero(site.fn, dict(site.attrs)) else None)
     return dead, saturated
 
 

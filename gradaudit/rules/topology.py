@@ -42,6 +42,29 @@ def is_residual_add(graph: nx.DiGraph, node: str) -> bool:
     return graph.nodes[node]["op"] == "add" and len(data_inputs(graph, node)) >= 2
 
 
+def _computed_from(graph: nx.DiGraph, later: str, earlier: str) -> bool:
+    """Whether `later` depends on `earlier`: a walk back from `later` that stops at nodes before
+    `earlier` in forward order (a skip branch is short; the whole graph is not searched)."""
+    start = graph.nodes[earlier]["order"]
+    stack, seen = [later], {later}
+    while stack:
+        node = stack.pop()
+        if node == earlier:
+            return True
+        for producer in graph.predecessors(node):
+            if producer not in seen and graph.nodes[producer]["order"] >= start:
+                seen.add(producer)
+                stack.append(producer)
+    return False
+
+
+def skip_sources(graph: nx.DiGraph, node: str) -> set[str]:
+    """Inputs of a merge (sum or concat) from which another of its inputs is computed: where a
+    skip connection leaves the main path (x in x + f(x), an encoder level in a U-Net)."""
+    inputs = set(data_inputs(graph, node))
+    return {a for a in inputs if any(a != b and _computed_from(graph, b, a) for b in inputs)}
+
+
 def is_pass_through(graph: nx.DiGraph, node: str) -> bool:
     """Ops that leave the signal's scale alone: reshapes, dropout, identity, a bias addition."""
     op = graph.nodes[node]["op"]
@@ -116,5 +139,17 @@ def longest_chain(graph: nx.DiGraph, resets: set[str], counted: set[str]) -> tup
 
 
 def scale_resets(graph: nx.DiGraph) -> set[str]:
-    """Nodes after which a per-layer gain error stops compounding: norms and residual sums."""
-    return {n for n in graph.nodes if graph.nodes[n]["op"] == "norm" or is_residual_add(graph, n)}
+    """Nodes after which a per-layer gain error stops compounding: norms, residual sums, and the
+    two ends of a skip (a concatenation of a tensor with one computed from it, as in U-Net and
+    DenseNet, and that tensor): the gradient crosses a skip directly instead of through the
+    layers it bypasses."""
+    resets = set()
+    for node in graph.nodes:
+        op = graph.nodes[node]["op"]
+        if op == "norm":
+            resets.add(node)
+        elif is_residual_add(graph, node) or op == "concat":
+            sources = skip_sources(graph, node)
+            if sources or op == "add":
+                resets |= sources | {node}
+    return resets

@@ -46,10 +46,12 @@ def test_unit_scale_tanh_is_mostly_unsaturated():
     assert layer.saturated_frac < 0.05  # |z| > ~2.2 is rare for z ~ N(0, 1)
 
 
-def test_relu6_saturates_only_at_its_upper_clip():
-    """Below zero ReLU6 is a ReLU's off half (dead units count it), not saturation: a unit-scale
-    input, half of it negative, hardly reaches 6; a large one mostly does."""
-    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU6())
+@pytest.mark.parametrize("clip", [nn.ReLU6, lambda: nn.Hardtanh(0.0, 6.0)])
+def test_relu6_saturates_only_at_its_upper_clip(clip):
+    """Below zero ReLU6 (or a clip with a zero floor, how ReLU6 exports) is a ReLU's off half
+    (dead units count it), not saturation: a unit-scale input, half of it negative, hardly
+    reaches 6; a large one mostly does."""
+    model = nn.Sequential(nn.Linear(16, 16), clip())
     with torch.no_grad():
         model[0].weight.normal_(0.0, 16 ** -0.5)
     x = (torch.randn(256, 16),)
