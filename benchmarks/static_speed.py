@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradaudit.graph import ParamStats, add_node, dense_fans, new_graph  # noqa: E402
 
-from gradaudit.weight_stats import param_stats  # noqa: E402
 from gradaudit.model import InputSpec  # noqa: E402
 from gradaudit.static import estimate  # noqa: E402
+from gradaudit.weight_stats import param_stats  # noqa: E402
 
 WIDTH, TOKENS, BATCH = 64, 32, 8
 SHAPE = (BATCH, TOKENS, WIDTH)

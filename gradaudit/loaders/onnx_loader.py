@@ -32,8 +32,8 @@ from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
-from gradaudit.onnx_exec.patterns import decomposed_norms
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+from gradaudit.onnx_exec.patterns import decomposed_norms
 from gradaudit.weight_stats import constant_moments
 
 SYNTHETIC_SEED = 0

@@ -38,7 +38,6 @@ from torch.overrides import TorchFunctionMode
 
 from gradaudit.errors import InputError
 from gradaudit.graph import ParamStats
-from gradaudit.weight_stats import param_stats
 from gradaudit.limits import default_max_memory
 from gradaudit.loaders.torch_graph import graph_from_trace
 from gradaudit.loaders.torch_loader import input_specs, load_torch, resized_examples, synthesize_inputs
@@ -46,6 +45,7 @@ from gradaudit.loaders.torch_ops import module_rule
 from gradaudit.loaders.torch_sources import call_factory, first_line, resolve_factory
 from gradaudit.loaders.torch_trace import trace_concrete
 from gradaudit.model import ModelHandle
+from gradaudit.weight_stats import param_stats
 
 EMPTY_FACTORIES = frozenset({torch.empty, torch.empty_strided, torch.empty_like})
 ALIASING_CALLS = frozenset({"__get__", "detach", "detach_", "requires_grad_", "view_as"})

@@ -26,12 +26,12 @@ import torch
 
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
 from gradaudit.graph import ParamStats
-from gradaudit.weight_stats import param_stats
 from gradaudit.model import ModelHandle
 from gradaudit.remedies import snippets
 from gradaudit.remedies.amounts import Target
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
 from gradaudit.results import ProbeResult, Recommendation, StaticResult
+from gradaudit.weight_stats import param_stats
 
 # The middle of the healthy band of DESIGN.md's diagnosis, in decades of the first/last ratio.
 BAND_CENTRE = 0.5 * (EXPLODING_LOG10_RATIO + VANISHING_LOG10_RATIO)

@@ -12,8 +12,8 @@ from torch import nn
 
 from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph
 
-from gradaudit.weight_stats import param_stats
 from gradaudit.model import InputSpec, ModelHandle
+from gradaudit.weight_stats import param_stats
 
 
 class TakeFirst(nn.Module):

@@ -9,10 +9,10 @@ from torch import nn
 
 from gradaudit.graph import add_node, dense_fans, new_graph, weight_layers
 
-from gradaudit.weight_stats import param_stats
 from gradaudit.model import InputSpec
 from gradaudit.static import estimate
 from gradaudit.static.quadrature import softmax_stats
+from gradaudit.weight_stats import param_stats
 
 from .graphs import sequential_graph
 

@@ -7,11 +7,11 @@ import torch
 
 from gradaudit.graph import conv_fans
 
-from gradaudit.weight_stats import param_stats
 from gradaudit.model import InputSpec
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.registry import RULES, Context
 from gradaudit.static.rules_norm import finite_set_correction
+from gradaudit.weight_stats import param_stats
 
 UNIT = Moments(0.0, 1.0, 0.0)
 
