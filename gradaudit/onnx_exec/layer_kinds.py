@@ -15,7 +15,6 @@ from typing import Any, Callable
 import torch
 
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
-
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
 from gradaudit.weight_stats import param_stats
 
