@@ -225,6 +225,20 @@ def weight_layers(graph: nx.DiGraph) -> list[WeightLayer]:
     return layers
 
 
+def tied_end_layers(graph: nx.DiGraph) -> dict[str, int]:
+    """The first and last weight layers' tensors that several nodes use (an embedding tied to the
+    output head), with how many: their gradient is the sum of all uses, which the first/last
+    gradient ratio then compares."""
+    layers = weight_layers(graph)
+    uses: dict[str, int] = {}
+    for _, data in graph.nodes(data=True):
+        for role, stats in data["params"].items():
+            if is_weight_role(role) and stats.ndim >= 2:
+                uses[stats.name] = uses.get(stats.name, 0) + 1
+    ends = dict.fromkeys(layer.param for layer in (layers[:1] + layers[-1:]))
+    return {param: uses[param] for param in ends if uses.get(param, 0) > 1}
+
+
 def depth(graph: nx.DiGraph) -> int:
     """Longest chain of weight-bearing nodes from an input to an output (the network's depth)."""
     best: dict[str, int] = {}

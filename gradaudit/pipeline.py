@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradaudit import gate
-from gradaudit.graph import depth, weight_layers
+from gradaudit.graph import depth, tied_end_layers, weight_layers
 from gradaudit.model import ModelHandle
 from gradaudit.results import Audit, Finding
 
@@ -92,10 +92,15 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         recommendations=recommendations,
         timing=timing,
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
-        notes=list(handle.warnings) + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
+        notes=list(handle.warnings) + _tied_notes(handle) + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
         explanations=explanations,
         locations=_source_locations(handle, findings),
     )
+
+
+def _tied_notes(handle: ModelHandle) -> list[str]:
+    return [f"{param} is used by {count} layers (tied weights): its gradient is the sum of theirs, and the "
+            "first/last gradient ratio compares that sum" for param, count in tied_end_layers(handle.graph).items()]
 
 
 def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str, dict[str, Any]]:

@@ -343,3 +343,25 @@ def test_input_shape_resizes_the_factorys_example_inputs(tmp_path: Path):
     assert ids.shape == (2, 80) and ids.dtype == torch.int64 and 3 <= int(ids.min()) and int(ids.max()) < 50
     with pytest.raises(InputError, match="1 example input"):
         load_torch(f"{factory}:build", [(2, 80), (2, 3)])
+
+
+def test_a_tied_first_or_last_weight_is_named_in_the_notes():
+    """An embedding tied to the output head is both the first weight layer and part of the last:
+    the ratio then compares a sum of two layers' gradients, which the report must say."""
+    from gradaudit.pipeline import AuditOptions, run_audit
+
+    class TiedLM(nn.Module):
+        def __init__(self, tied: bool):
+            super().__init__()
+            self.emb, self.mid, self.head = nn.Embedding(50, 16), nn.Linear(16, 16), nn.Linear(16, 50, bias=False)
+            if tied:
+                self.head.weight = self.emb.weight
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.mid(self.emb(ids))))
+
+    ids = (torch.randint(0, 50, (4, 7)),)
+    tied = run_audit(from_module(TiedLM(True), ids), AuditOptions(static_only=True))
+    assert any(note.startswith("emb.weight is used by 2 layers (tied weights)") for note in tied.notes)
+    untied = run_audit(from_module(TiedLM(False), ids), AuditOptions(static_only=True))
+    assert not any("tied" in note for note in untied.notes)
