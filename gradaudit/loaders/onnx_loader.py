@@ -33,7 +33,7 @@ from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
-from gradaudit.onnx_exec.patterns import decomposed_norms
+from gradaudit.onnx_exec.patterns import decomposed_layers
 from gradaudit.weight_stats import constant_moments
 
 SYNTHETIC_SEED = 0
@@ -305,8 +305,8 @@ class _GraphBuilder:
         self.origins = _param_origins(module, self.dependent)
         self.graph = new_graph("onnx")
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
-        self.fused_norms = decomposed_norms(module.steps, self._constant_value)
-        self.absorbed = set().union(*(norm.absorbed for norm in self.fused_norms.values()))
+        self.fused = decomposed_layers(module.steps, self._constant_value)
+        self.absorbed = set().union(*(layer.absorbed for layer in self.fused.values()))
         for spec in specs:
             add_node(self.graph, spec.name, name=spec.name, op="input", source="input", out_shape=spec.shape)
             self.graph.graph["inputs"].append(spec.name)
@@ -323,8 +323,8 @@ class _GraphBuilder:
 
     def _on_data_path(self, step: Step) -> bool:
         """Float tensors computed from a data-path tensor; int shape arithmetic is left out."""
-        norm = self.fused_norms.get(step.node_id)
-        reads = [norm.source] if norm is not None else [n for n in step.inputs if n]
+        layer = self.fused.get(step.node_id)
+        reads = [layer.source] if layer is not None else [n for n in step.inputs if n]
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
@@ -348,13 +348,13 @@ class _GraphBuilder:
 
     def _kind(self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None) -> tuple[Kind, list[Operand]]:
         """The node's kind and the operands it reads (a fused LayerNorm reads its source only)."""
-        norm = self.fused_norms.get(step.node_id)
-        if norm is None:
+        layer = self.fused.get(step.node_id)
+        if layer is None:
             return node_kind(NodeView(step.op_type, step.attrs, operands, out_shape, self.module.opset)), operands
-        attrs = dict(norm.attrs)
-        if out_shape:
+        attrs = dict(layer.attrs)
+        if out_shape and "axis" in attrs:
             attrs["normalized_shape"] = tuple(out_shape[attrs["axis"] % len(out_shape) :])
-        return Kind("norm", norm.fn, attrs), [self._operand(norm.source)]
+        return Kind(layer.op, layer.fn, attrs), [self._operand(layer.source)]
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]

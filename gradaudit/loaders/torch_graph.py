@@ -19,9 +19,9 @@ import torch.fx as fx
 from gradaudit.graph import ParamStats, add_node, new_graph
 from gradaudit.loaders.torch_functions import Stage, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
-from gradaudit.loaders.torch_patterns import fused_norms
+from gradaudit.loaders.torch_patterns import fused_layers
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path
-from gradaudit.onnx_exec.patterns import FusedNorm
+from gradaudit.onnx_exec.patterns import FusedLayer
 from gradaudit.weight_stats import constant_moments, param_stats
 
 # (name, tensor, out_axis) -> ParamStats: how the builder takes a parameter's statistics
@@ -119,8 +119,8 @@ class GraphBuilder:
         self.node_of: dict[fx.Node, str] = {}  # fx data node -> LayerGraph node id
 
     def build(self) -> nx.DiGraph:
-        norms = self._hand_written_norms()
-        absorbed = set().union(*(norm.absorbed for norm in norms.values()))
+        fused = self._written_out_layers()
+        absorbed = set().union(*(layer.absorbed for layer in fused.values()))
         for node in self.trace.graph.nodes:
             if node in self.trace.input_nodes:
                 self._add(node.name, NodeSpec("input"), node.target, [], shape_of(self.trace.values[node]), "input")
@@ -128,8 +128,8 @@ class GraphBuilder:
                 self.node_of[node] = node.name
             elif node.op == "output":
                 self.graph.graph["outputs"] = self._outputs(node)
-            elif node.name in norms:
-                self._add_norm(node, norms[node.name])
+            elif node.name in fused:
+                self._add_fused(node, fused[node.name])
             elif node.name not in absorbed and self._is_data(node):
                 self._map(node)
         return self.graph
@@ -137,22 +137,26 @@ class GraphBuilder:
     def _is_data(self, node: fx.Node) -> bool:
         return first_tensor(self.trace.values.get(node)) is not None and any(n in self.node_of for n in node.all_input_nodes)
 
-    def _hand_written_norms(self) -> dict[str, FusedNorm]:
-        """Norms written as calls (torch_patterns) whose normalised tensor is on the data path."""
+    def _written_out_layers(self) -> dict[str, FusedLayer]:
+        """Norms and activations written as calls (torch_patterns) whose input is on the data path."""
         data = set(self.trace.input_nodes)
         for node in self.trace.graph.nodes:
             if first_tensor(self.trace.values.get(node)) is not None and any(n in data for n in node.all_input_nodes):
                 data.add(node)
         names = {node.name for node in data}
-        norms = fused_norms(self.trace.graph, self.trace.values, data, call_name)
-        return {end: norm for end, norm in norms.items() if norm.source in names}
+        fused = fused_layers(self.trace.graph, self.trace.values, data, call_name)
+        return {end: layer for end, layer in fused.items() if layer.source in names}
 
-    def _add_norm(self, node: fx.Node, norm: FusedNorm) -> None:
-        source = next(n for n in self.node_of if n.name == norm.source)
+    def _add_fused(self, node: fx.Node, layer: FusedLayer) -> None:
+        source = next(n for n in self.node_of if n.name == layer.source)
         shape = shape_of(self.trace.values[node])
-        attrs = {"eps": norm.attrs["eps"], "normalized_shape": tuple(shape[norm.attrs["axis"] % len(shape):]) if shape else ()}
+        attrs = dict(layer.attrs)
+        if "axis" in attrs:
+            axis = attrs.pop("axis")
+            attrs["normalized_shape"] = tuple(shape[axis % len(shape):]) if shape else ()
         self.node_of[node] = node.name
-        self._add(node.name, NodeSpec("norm", norm.fn, attrs), node.name, [self.node_of[source]], shape, f"{norm.fn} norm, written out")
+        self._add(node.name, NodeSpec(layer.op, layer.fn, attrs), node.name, [self.node_of[source]], shape,
+                  f"{layer.fn} {layer.op}, written out")
 
     def _outputs(self, node: fx.Node) -> list[str]:
         ids: list[str] = []

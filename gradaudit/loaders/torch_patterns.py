@@ -1,4 +1,4 @@
-"""Hand-written normalisations in a traced torch graph, found by the ONNX loader's matcher.
+"""Written-out normalisations (and SiLU) in a traced torch graph, found by the ONNX loader's matcher.
 
 `x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)`, Llama's RMSNorm as most code writes
 it, is five calls without gain rules: passed through one by one, the estimate reads
@@ -16,11 +16,11 @@ import torch
 import torch.fx as fx
 
 from gradaudit.onnx_exec.executor import Step
-from gradaudit.onnx_exec.patterns import FusedNorm, decomposed_norms
+from gradaudit.onnx_exec.patterns import FusedLayer, decomposed_layers
 
 ONNX_NAMES = {"pow": "Pow", "square": "Pow", "mean": "ReduceMean", "add": "Add", "iadd": "Add", "sub": "Sub",
               "sqrt": "Sqrt", "rsqrt": "Rsqrt", "reciprocal": "Reciprocal", "mul": "Mul", "imul": "Mul",
-              "truediv": "Div", "div": "Div"}
+              "truediv": "Div", "div": "Div", "sigmoid": "Sigmoid"}
 
 
 def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) -> Step:
@@ -47,8 +47,8 @@ def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) 
     return Step(node.name, f"torch:{name_of_call}", tuple(n.name for n in node.all_input_nodes), (node.name,), {})
 
 
-def fused_norms(graph: fx.Graph, values: dict[fx.Node, Any], data: set[fx.Node], call_name) -> dict[str, FusedNorm]:
-    """fx node name of a hand-written norm's last call -> the norm (`data`: the data-path nodes,
+def fused_layers(graph: fx.Graph, values: dict[fx.Node, Any], data: set[fx.Node], call_name) -> dict[str, FusedLayer]:
+    """fx node name of a written-out norm's or activation's last call -> it (`data`: the data-path nodes,
     whose values are not constants; `call_name` names a call as the torch vocabulary does)."""
     constants: dict[str, torch.Tensor] = {}
     steps = [_step(node, call_name(node) if node.op.startswith("call") else node.op, constants) for node in graph.nodes]
@@ -61,4 +61,4 @@ def fused_norms(graph: fx.Graph, values: dict[fx.Node, Any], data: set[fx.Node],
         value = values.get(node) if node is not None and node not in data else None
         return value if isinstance(value, torch.Tensor) else None
 
-    return decomposed_norms(steps, constant)
+    return decomposed_layers(steps, constant)

@@ -4,9 +4,11 @@ Exporters before opset 17 write LayerNorm as ReduceMean -> Sub -> Pow(2) -> Redu
 -> Sqrt -> Div, and a hand-written RMSNorm (`x * torch.rsqrt(x.pow(2).mean(-1) + eps)`, Llama's)
 as Pow(2) -> ReduceMean -> Add(eps) -> Sqrt -> Reciprocal (or Div(1, .)) -> Mul(x, .). Node by
 node those are chains of ops without gain rules (a quotient of two activations); recognised,
-each is one `norm` node of fn "layer" or "rms", whose gain the estimator knows. The torch
-loader renames its traced calls into this vocabulary and uses the same matcher
-(gradaudit.loaders.torch_patterns).
+each is one `norm` node of fn "layer" or "rms", whose gain the estimator knows. GroupNorm
+exports as an InstanceNormalization between two Reshapes (fn "group"), and SiLU before opset
+22 as Mul(x, Sigmoid(x)): a product of two correlated activations, whose mean is not the product
+of their means (activation "silu"). The torch loader renames its traced calls into this
+vocabulary and uses the same matcher (gradaudit.loaders.torch_patterns).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ ConstantLookup = Callable[[str], torch.Tensor | None]
 
 
 @dataclass(frozen=True)
-class FusedNorm:
-    """A decomposed LayerNorm or RMSNorm ending at one Div or Mul node."""
+class FusedLayer:
+    """A decomposed LayerNorm, RMSNorm, GroupNorm or SiLU ending at one Div, Mul or Reshape node."""
 
-    fn: str  # "layer" or "rms"
+    op: str  # the LayerGraph op: "norm" or "activation"
+    fn: str  # "layer", "rms", "group"; "silu"
     source: str  # the normalised tensor
     absorbed: frozenset[str]  # node ids of the steps inside the pattern (not graph nodes)
     attrs: dict[str, Any]
@@ -93,7 +96,7 @@ def _mean_square_plus_eps(name: str, producer: dict[str, Step], constant: Consta
     return _RootMeanSquare(squared, _axes(var, constant), eps, (square, var, add))
 
 
-def _layer_norm(div: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedNorm | None:
+def _layer_norm(div: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedLayer | None:
     """Div(x - mean(x), sqrt(mean((x - mean(x))^2) + eps))."""
     centred = div.inputs[0]
     sub = producer.get(centred)
@@ -105,10 +108,10 @@ def _layer_norm(div: Step, producer: dict[str, Step], constant: ConstantLookup) 
     if mean is None or mean.op_type != "ReduceMean" or mean.inputs[0] != source or _axes(mean, constant) != rms.axes:
         return None
     absorbed = frozenset(s.node_id for s in (mean, sub, *rms.steps))
-    return FusedNorm("layer", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
+    return FusedLayer("norm", "layer", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
 
 
-def _rms_norm(end: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedNorm | None:
+def _rms_norm(end: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedLayer | None:
     """Div(x, sqrt(mean(x^2) + eps)), or Mul(x, .) of its Reciprocal, Div(1, .) or (torch) Rsqrt."""
     candidates: list[tuple[str, _RootMeanSquare | None, tuple[Step, ...]]] = []  # (source, root, steps between)
     if end.op_type == "Div":
@@ -125,12 +128,40 @@ def _rms_norm(end: Step, producer: dict[str, Step], constant: ConstantLookup) ->
     for source, rms, between in candidates:
         if rms is not None and rms.squared == source:
             absorbed = frozenset(s.node_id for s in (*rms.steps, *between))
-            return FusedNorm("rms", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
+            return FusedLayer("norm", "rms", source, absorbed, {"axis": min(rms.axes or (-1,)), "eps": rms.eps})
     return None
 
 
-def decomposed_norms(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedNorm]:
-    """End node id -> the LayerNorm or RMSNorm it completes, when no tensor inside the pattern
+def _group_norm(end: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedLayer | None:
+    """Reshape(InstanceNormalization(Reshape(x, (N, G, -1)), ones, zeros)): PyTorch's export of
+    GroupNorm, its affine following as Mul and Add. Read as an instance norm of G units, the
+    channels' own offsets after it were lost (a pooling head's input predicted 0.7 decades low)."""
+    norm = producer.get(end.inputs[0])
+    grouped = producer.get(norm.inputs[0]) if norm is not None and norm.op_type == "InstanceNormalization" else None
+    if grouped is None or grouped.op_type != "Reshape" or len(norm.inputs) < 3:
+        return None
+    target, scale, bias = constant(grouped.inputs[1]), constant(norm.inputs[1]), constant(norm.inputs[2])
+    if target is None or target.numel() != 3 or scale is None or bias is None:
+        return None
+    if not (bool((scale == 1).all()) and bool((bias == 0).all())):
+        return None
+    attrs = {"num_groups": int(target.reshape(-1)[1]), "eps": float(norm.attrs.get("epsilon", 1e-5))}
+    return FusedLayer("norm", "group", grouped.inputs[0], frozenset({grouped.node_id, norm.node_id}), attrs)
+
+
+def _silu(mul: Step, producer: dict[str, Step]) -> FusedLayer | None:
+    """Mul(x, Sigmoid(x)), either order."""
+    if len(mul.inputs) != 2:
+        return None
+    for x, gate in (mul.inputs, mul.inputs[::-1]):
+        sigmoid = producer.get(gate)
+        if sigmoid is not None and sigmoid.op_type == "Sigmoid" and sigmoid.inputs[0] == x:
+            return FusedLayer("activation", "silu", x, frozenset({sigmoid.node_id}), {})
+    return None
+
+
+def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedLayer]:
+    """End node id -> the norm or activation it completes, when no tensor inside the pattern
     leaks out."""
     producer = {name: step for step in steps for name in step.outputs if name}
     readers: dict[str, set[str]] = defaultdict(set)
@@ -138,13 +169,15 @@ def decomposed_norms(steps: Sequence[Step], constant: ConstantLookup) -> dict[st
         for name in step.inputs:
             if name:
                 readers[name].add(step.node_id)
-    fused: dict[str, FusedNorm] = {}
+    fused: dict[str, FusedLayer] = {}
     for step in steps:
         norm = None
         if step.op_type == "Div":
             norm = _layer_norm(step, producer, constant) or _rms_norm(step, producer, constant)
         elif step.op_type == "Mul":
-            norm = _rms_norm(step, producer, constant)
+            norm = _rms_norm(step, producer, constant) or _silu(step, producer)
+        elif step.op_type == "Reshape":
+            norm = _group_norm(step, producer, constant)
         if norm is not None and all(readers[n] <= norm.absorbed | {step.node_id} for n in norm.absorbed):
             fused[step.node_id] = norm
     return fused

@@ -289,3 +289,28 @@ def test_weightless_copy_keeps_shapes_and_drops_only_large_weights():
     (y,) = [v for v in inferred.graph.value_info if v.name == "y"]  # inferred through the weight
     assert [d.dim_value for d in y.type.tensor_type.shape.dim] == [3, 2]
     assert len(model.graph.initializer) == 2  # the original is untouched
+
+
+def test_exported_group_norm_and_silu_are_one_node_each(tmp_path) -> None:
+    """PyTorch exports GroupNorm as Reshape -> InstanceNormalization -> Reshape, then Mul/Add,
+    and SiLU as Mul(x, Sigmoid(x)). Read op by op, a pooled head's input was predicted 0.7
+    decades low; matched, the exported model's estimate is the traced module's."""
+    from gradaudit.loaders.torch_loader import from_module
+    from gradaudit.static import estimate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.GroupNorm(4, 16), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    x = torch.randn(4, 3, 8, 8)
+    path = tmp_path / "gn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    exported = load_onnx(str(path), batch=4)
+    norms = [d for _, d in exported.graph.nodes(data=True) if d["op"] == "norm"]
+    assert [(d["fn"], d["attrs"]["num_groups"]) for d in norms] == [("group", 4), ("group", 4)]
+    # SiLU exports as Mul(x, Sigmoid(x)), whose mean is not the product of the factors' means
+    assert [d["fn"] for _, d in exported.graph.nodes(data=True) if d["op"] == "activation"] == ["silu", "silu"]
+    traced = from_module(model, (x,))
+    ratios = [estimate(h.graph, h.inputs).log10_ratio_first_last for h in (exported, traced)]
+    assert ratios[0] == pytest.approx(ratios[1], abs=0.1)
