@@ -42,6 +42,9 @@ class ModelHandle:
     graph: nx.DiGraph  # the LayerGraph (see gradaudit.graph)
     inputs: list[InputSpec]
     module: Any = None  # a torch.nn.Module, or None when the model cannot be executed
+    # gradaudit built the module itself (the ONNX executor: train semantics, no dropout, weights
+    # mapped from the file), so the probe runs it as it is instead of deep-copying every weight
+    module_is_own: bool = False
     runner: Runner | None = None
     example_inputs: tuple | None = None  # tensors the user supplied (factory returned them)
     loss_fn: Callable[[Any, Sequence[Any]], Any] | None = None  # the model's own loss, if given

@@ -422,6 +422,7 @@ def load_onnx(
         graph=graph,
         inputs=specs,
         module=module if executable else None,
+        module_is_own=True,
         runner=run_onnx if executable else None,
         probe_unavailable=probe_unavailable,
         parameters=sum(p.numel() for p in module.parameters() if p.is_floating_point()),

@@ -2,7 +2,8 @@
 
 It never touches the user's module: it deep-copies it, puts the copy in train mode (BatchNorm uses
 batch statistics, as in the first training step) with every Dropout switched off (noise would blur
-the measurement), and seeds its own generators inside `torch.random.fork_rng`, so the caller's RNG
+the measurement); a module gradaudit built itself (the ONNX executor, already so) runs as it is,
+its weights left where they are mapped. It seeds its own generators inside `torch.random.fork_rng`, so the caller's RNG
 state is unchanged. Gradients come from `torch.autograd.grad`, so no `.grad` is ever written.
 Only the extra work an output field needs is done per pass: statistics on the captured tensors, one
 autograd call per recurrent node (reusing the pass's graph), and, when asked for, Hessian-vector
@@ -222,7 +223,7 @@ def _context(handle: ModelHandle, data: tuple | None, sharpness: bool) -> tuple[
     if handle.module is None or handle.runner is None or handle.probe_unavailable:
         raise InputError(handle.probe_unavailable or f"{handle.source} cannot be executed, so it cannot be probed")
     plan = plan_capture(handle.graph)
-    model = training_copy(handle.module)
+    model = handle.module if handle.module_is_own else training_copy(handle.module)
     trainable, slot_of, weight_rms = _parameters(model, plan)
     device = next(model.parameters(), torch.empty(0)).device
     batches = BatchSource(handle, as_batch(data), device)
