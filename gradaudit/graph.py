@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence, TypeVar
 
 import networkx as nx
+
+T = TypeVar("T")
 
 OP_KINDS = frozenset(
     {
@@ -223,6 +225,15 @@ def weight_layers(graph: nx.DiGraph) -> list[WeightLayer]:
             seen.add(stats.name)
             layers.append(WeightLayer(node_id, data["name"], stats.name, role, data["op"]))
     return layers
+
+
+def flow_ends(graph: nx.DiGraph, layers: Sequence[T]) -> list[T]:
+    """The weight layers (anything with a `.node`) the first/last gradient ratio compares: those
+    an output depends on. A layer whose result nothing downstream uses gets no gradient at all,
+    by construction; as the last layer it made the ratio 150 decades (a floor of 10^-154)."""
+    outputs = graph.graph.get("outputs", [])
+    reaching = set(outputs).union(*(nx.ancestors(graph, output) for output in outputs))
+    return [layer for layer in layers if layer.node in reaching]
 
 
 def tied_end_layers(graph: nx.DiGraph) -> dict[str, int]:

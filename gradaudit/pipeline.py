@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradaudit import gate
-from gradaudit.graph import depth, tied_end_layers, weight_layers
+from gradaudit.graph import depth, flow_ends, tied_end_layers, weight_layers
 from gradaudit.model import ModelHandle
 from gradaudit.results import Audit, Finding
 
@@ -92,7 +92,8 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         recommendations=recommendations,
         timing=timing,
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
-        notes=list(handle.warnings) + _tied_notes(handle) + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
+        notes=list(handle.warnings) + _tied_notes(handle) + _unused_notes(handle)
+        + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
         explanations=explanations,
         locations=_source_locations(handle, findings),
     )
@@ -101,6 +102,14 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
 def _tied_notes(handle: ModelHandle) -> list[str]:
     return [f"{param} is used by {count} layers (tied weights): its gradient is the sum of theirs, and the "
             "first/last gradient ratio compares that sum" for param, count in tied_end_layers(handle.graph).items()]
+
+
+def _unused_notes(handle: ModelHandle) -> list[str]:
+    layers = weight_layers(handle.graph)
+    flowing = {layer.param for layer in flow_ends(handle.graph, layers)}
+    unused = [layer.layer for layer in layers if layer.param not in flowing]
+    return [f"{', '.join(unused)}: no output depends on {'it' if len(unused) == 1 else 'them'}, so no gradient reaches "
+            f"{'it' if len(unused) == 1 else 'them'} (left out of the first/last ratio)"] if unused else []
 
 
 def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str, dict[str, Any]]:

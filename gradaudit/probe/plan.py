@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from gradaudit.graph import WeightLayer, weight_layers
+from gradaudit.graph import WeightLayer, flow_ends, weight_layers
 from gradaudit.probe.through_time import RecurrentSite, find_recurrent
 from gradaudit.probe.units import ActivationSite, find_activation
 
@@ -24,6 +24,7 @@ class CapturePlan:
     weight_nodes: list[str]  # distinct nodes holding the weights, forward order
     activations: dict[str, ActivationSite]  # weight node -> the activation it feeds
     recurrent: list[RecurrentSite]
+    flow_nodes: set[str]  # weight nodes an output depends on (graph.flow_ends): the ratio's candidates
 
     @property
     def capture(self) -> set[str]:
@@ -45,4 +46,5 @@ def plan_capture(graph: nx.DiGraph) -> CapturePlan:
     weights = weight_layers(graph)
     nodes = list(dict.fromkeys(layer.node for layer in weights))
     activations = {node: site for node in nodes if (site := find_activation(graph, node)) is not None}
-    return CapturePlan(weights, nodes, activations, find_recurrent(graph))
+    flowing = {layer.node for layer in flow_ends(graph, weights)}
+    return CapturePlan(weights, nodes, activations, find_recurrent(graph), flowing)

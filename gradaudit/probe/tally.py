@@ -72,7 +72,8 @@ def _layer(plan_layer: WeightLayer, records: list[PassRecord], weight_rms: float
 def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float) -> ProbeResult:
     """One ProbeResult from the passes that ran (at least one)."""
     layers = [_layer(w, records, weight_rms[w.param]) for w in plan.weights]
-    ratio = log10_ratio(layers[0].grad_rms, layers[-1].grad_rms) if layers else None
+    ends = [layer for layer in layers if layer.node in plan.flow_nodes]
+    ratio = log10_ratio(ends[0].grad_rms, ends[-1].grad_rms) if ends else None
     recurrent = {
         site.name: fmean(values)
         for site in plan.recurrent
@@ -81,7 +82,7 @@ def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, 
     nonfinite = any(r.nonfinite for r in records)
     output_rms = _root_mean([r.output_ms for r in records])
     moments = [r.input_moments for r in records if r.input_moments is not None]
-    flow = FlowSummary(ratio, [layer.grad_rms for layer in layers], output_rms, nonfinite, recurrent)
+    flow = FlowSummary(ratio, [layer.grad_rms for layer in ends], output_rms, nonfinite, recurrent)
     return ProbeResult(
         layers=layers,
         passes=len(records),

@@ -127,9 +127,15 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     if ctx.static is None or static_nonfinite_node(ctx) is not None:
         return []
     cfg = ctx.config
-    return _flow_hit(direction, ctx.static.log10_ratio_first_last, _static_scale(ctx),
+    hits = _flow_hit(direction, ctx.static.log10_ratio_first_last, _static_scale(ctx),
                      cfg.predicted_warn_decades, cfg.predicted_fail_decades,
                      static_contributions, ctx, ctx.static.diagnosis.label)
+    if ctx.static.partial and ctx.probe is not None and not ctx.probe.nonfinite and ctx.probe.diagnosis.label != direction:
+        # a partial estimate (ops without a gain rule, a graph fx could not trace) that the
+        # measurement contradicts is a lead, not a verdict: the gate follows the measurement
+        for hit in hits:
+            hit.severity = "warning"
+    return hits
 
 
 def _measured_ratio(ctx: Context) -> float | None:

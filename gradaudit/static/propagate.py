@@ -23,7 +23,7 @@ import networkx as nx
 import numpy as np
 
 from gradaudit.diagnosis import FlowSummary, diagnose
-from gradaudit.graph import forward_order, is_weight_role, ordered_inputs, weight_layers
+from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
@@ -234,11 +234,12 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
         WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_shared_weight_grad_sq(state, uses[w.param], grads)), w.role)
         for w in weight_layers(graph)
     ]
-    ratio = weights[0].log10_grad_rms - weights[-1].log10_grad_rms if weights else None
+    ends = flow_ends(graph, weights)
+    ratio = ends[0].log10_grad_rms - ends[-1].log10_grad_rms if ends else None
     outputs = graph.graph.get("outputs", [])
     output_rms = math.sqrt(moments[outputs[0]].q) if outputs else None
     time_ratios = {graph.nodes[n]["name"]: t.time_ratio for n, t in state.transfers.items() if t.time_ratio is not None}
-    flow = FlowSummary(ratio, [_pow10(w.log10_grad_rms) for w in weights], output_rms, state.nonfinite, time_ratios)
+    flow = FlowSummary(ratio, [_pow10(w.log10_grad_rms) for w in ends], output_rms, state.nonfinite, time_ratios)
     return StaticResult(
         nodes, weights, ratio, output_rms, diagnose(flow), unknown,
         partial=bool(unknown) or bool(graph.graph.get("partial")), recurrent_log10_time_ratio=time_ratios,

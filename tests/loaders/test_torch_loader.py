@@ -365,3 +365,24 @@ def test_a_tied_first_or_last_weight_is_named_in_the_notes():
     assert any(note.startswith("emb.weight is used by 2 layers (tied weights)") for note in tied.notes)
     untied = run_audit(from_module(TiedLM(False), ids), AuditOptions(static_only=True))
     assert not any("tied" in note for note in untied.notes)
+
+
+def test_a_layer_no_output_depends_on_is_left_out_of_the_ratio_and_named():
+    """An auxiliary head computed and thrown away gets no gradient at all: as the last weight
+    layer it made the predicted ratio 10^+153 (a floor of 10^-154) and failed the gate."""
+    from gradaudit.pipeline import AuditOptions, run_audit
+
+    class WithUnusedHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.aux = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10)), nn.Linear(10, 4)
+
+        def forward(self, x):
+            y = self.body(x)
+            self.aux(y)
+            return y
+
+    torch.manual_seed(0)
+    audit = run_audit(from_module(WithUnusedHead(), (torch.randn(8, 32),)), AuditOptions(passes=1))
+    assert abs(audit.static.log10_ratio_first_last) < 1 and abs(audit.probe.log10_ratio_first_last) < 1
+    assert audit.verdict == "pass" and any(note.startswith("aux: no output depends on it") for note in audit.notes)

@@ -23,6 +23,18 @@ def test_ga101_predicted_exploding_names_where_the_gain_concentrates():
     assert not _only(run_rules(handle, flow_static(handle, 0.5, {"4": 0.5}), None), "GA101")
 
 
+def test_a_partial_estimate_the_probe_contradicts_warns_instead_of_failing():
+    """A graph fx could not trace (only leaf modules) predicted 10^+154 on a healthy GPT-2 and
+    failed the gate; with a measurement saying otherwise, the partial estimate only warns."""
+    handle = sequential_handle(mlp(16, 4))
+    static = flow_static(handle, 3.0, {"4": 2.0})
+    healthy = probe_result(handle, [1e-2, 1e-2, 1e-2, 1e-2])
+    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "error"  # complete estimate: stands
+    static.partial = True
+    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "warning"
+    assert _only(run_rules(handle, static, None), "GA101")[0].severity == "error"  # nothing contradicts it
+
+
 def test_ga101_absolute_scale_explodes_with_a_flat_ratio():
     handle = sequential_handle(mlp(16, 4))
     (finding,) = _only(run_rules(handle, flow_static(handle, 0.0, {}, output_rms=1e6), None), "GA101")
