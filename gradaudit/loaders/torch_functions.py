@@ -192,6 +192,13 @@ def _divide(call: Call) -> NodeSpec:
     return NodeSpec("unknown")
 
 
+def _where(call: Call) -> NodeSpec:
+    """torch.where(condition, a, b): a masked fill when a constant condition picks between one
+    activation and constants (ONNX Where reads the same); anything data-dependent is unknown."""
+    flags = (list(call.is_data) + [False] * 3)[:3]
+    return NodeSpec("identity") if not flags[0] and flags[1] + flags[2] == 1 else NodeSpec("unknown")
+
+
 def _negate(call: Call) -> NodeSpec:
     return NodeSpec("scale", attrs={"value": 1.0})
 
@@ -306,6 +313,7 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _product for name in ("mul", "imul", "multiply")},
     **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
     "neg": _negate,
+    "where": _where,
     **{name: _matmul for name in ("matmul", "mm", "bmm")},
     "einsum": _einsum,
     "scaled_dot_product_attention": _sdpa,

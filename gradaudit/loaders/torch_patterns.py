@@ -20,7 +20,7 @@ from gradaudit.onnx_exec.patterns import FusedLayer, decomposed_layers
 
 ONNX_NAMES = {"pow": "Pow", "square": "Pow", "mean": "ReduceMean", "add": "Add", "iadd": "Add", "sub": "Sub",
               "sqrt": "Sqrt", "rsqrt": "Rsqrt", "reciprocal": "Reciprocal", "mul": "Mul", "imul": "Mul",
-              "truediv": "Div", "div": "Div", "sigmoid": "Sigmoid"}
+              "truediv": "Div", "div": "Div", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
 
 def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) -> Step:

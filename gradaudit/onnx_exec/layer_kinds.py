@@ -383,6 +383,16 @@ maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("rat
 maps("Identity", "Cast", "CastLike")(lambda view: Kind("identity"))
 
 
+@maps("Where")
+def _where(view: NodeView) -> Kind:
+    """A constant condition choosing between an activation and a constant is a masked fill (an
+    attention mask before a softmax): the activation passes; anything data-dependent is unknown."""
+    condition, *branches = view.operands[:3]
+    if condition.source is None and sum(b.source is not None for b in branches) == 1:
+        return Kind("identity")
+    return Kind("unknown")
+
+
 @maps("Gather")
 def _gather(view: NodeView) -> Kind:
     """A constant table indexed by data is an embedding; indexing an activation is a reshape."""

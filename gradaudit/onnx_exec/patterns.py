@@ -7,12 +7,14 @@ node those are chains of ops without gain rules (a quotient of two activations);
 each is one `norm` node of fn "layer" or "rms", whose gain the estimator knows. GroupNorm
 exports as an InstanceNormalization between two Reshapes (fn "group"), and SiLU before opset
 22 as Mul(x, Sigmoid(x)): a product of two correlated activations, whose mean is not the product
-of their means (activation "silu"). The torch loader renames its traced calls into this
+of their means (activation "silu"); GPT-2's tanh-approximated GELU written out is activation
+"gelu". The torch loader renames its traced calls into this
 vocabulary and uses the same matcher (gradaudit.loaders.torch_patterns).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -160,6 +162,47 @@ def _silu(mul: Step, producer: dict[str, Step]) -> FusedLayer | None:
     return None
 
 
+def _scalar_of(step: Step, constant: ConstantLookup) -> tuple[str, float] | None:
+    """(the other operand, the constant) of a binary step with one scalar constant operand."""
+    if len(step.inputs) != 2:
+        return None
+    for other, candidate in (step.inputs, step.inputs[::-1]):
+        value = constant(candidate)
+        if value is not None and value.numel() == 1 and constant(other) is None:
+            return other, float(value)
+    return None
+
+
+def _near(value: float, target: float) -> bool:
+    return abs(value - target) <= 1e-3 * abs(target)
+
+
+def _gelu_tanh(mul: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedLayer | None:
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): GPT-2's "gelu_new", written out."""
+    for half_name, one_plus_name in (mul.inputs, mul.inputs[::-1]):
+        half, one_plus = producer.get(half_name), producer.get(one_plus_name)
+        halved = _scalar_of(half, constant) if half is not None and half.op_type == "Mul" else None
+        plus = _scalar_of(one_plus, constant) if one_plus is not None and one_plus.op_type == "Add" else None
+        if halved is None or plus is None or not (_near(halved[1], 0.5) and _near(plus[1], 1.0)):
+            continue
+        x, tanh = halved[0], producer.get(plus[0])
+        scaled = producer.get(tanh.inputs[0]) if tanh is not None and tanh.op_type == "Tanh" else None
+        by_c = _scalar_of(scaled, constant) if scaled is not None and scaled.op_type == "Mul" else None
+        if by_c is None or not _near(by_c[1], math.sqrt(2 / math.pi)):
+            continue
+        inner = producer.get(by_c[0])
+        if inner is None or inner.op_type != "Add" or x not in inner.inputs:
+            continue
+        cubic_term = producer.get(inner.inputs[1] if inner.inputs[0] == x else inner.inputs[0])
+        by_k = _scalar_of(cubic_term, constant) if cubic_term is not None and cubic_term.op_type == "Mul" else None
+        cube = producer.get(by_k[0]) if by_k is not None and _near(by_k[1], 0.044715) else None
+        if cube is None or cube.op_type != "Pow" or cube.inputs[0] != x or not _is_scalar(cube.inputs[1], 3.0, constant):
+            continue
+        absorbed = frozenset(s.node_id for s in (half, one_plus, tanh, scaled, inner, cubic_term, cube))
+        return FusedLayer("activation", "gelu", x, absorbed, {"approximate": "tanh"})
+    return None
+
+
 def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedLayer]:
     """End node id -> the norm or activation it completes, when no tensor inside the pattern
     leaks out."""
@@ -175,7 +218,7 @@ def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[s
         if step.op_type == "Div":
             norm = _layer_norm(step, producer, constant) or _rms_norm(step, producer, constant)
         elif step.op_type == "Mul":
-            norm = _rms_norm(step, producer, constant) or _silu(step, producer)
+            norm = _rms_norm(step, producer, constant) or _silu(step, producer) or _gelu_tanh(step, producer, constant)
         elif step.op_type == "Reshape":
             norm = _group_norm(step, producer, constant)
         if norm is not None and all(readers[n] <= norm.absorbed | {step.node_id} for n in norm.absorbed):

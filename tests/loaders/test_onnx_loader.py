@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 
@@ -314,3 +315,29 @@ def test_exported_group_norm_and_silu_are_one_node_each(tmp_path) -> None:
     traced = from_module(model, (x,))
     ratios = [estimate(h.graph, h.inputs).log10_ratio_first_last for h in (exported, traced)]
     assert ratios[0] == pytest.approx(ratios[1], abs=0.1)
+
+
+class _GeluNew(nn.Module):
+    """GPT-2's tanh-approximated GELU as its code writes it, and a causal mask by torch.where."""
+
+    def forward(self, x):
+        gelu = 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+        causal = torch.tril(torch.ones(gelu.shape[-1], gelu.shape[-1], dtype=torch.bool))
+        return torch.where(causal, gelu @ gelu.transpose(-1, -2), torch.tensor(-1e4)).softmax(-1)
+
+
+def test_written_out_gelu_and_a_where_mask_are_known_on_both_routes(tmp_path) -> None:
+    """GPT-2 style code left Pow (in the GELU) and Where (the mask) without gain rules: partial."""
+    from gradaudit.loaders.torch_loader import from_module
+
+    model = nn.Sequential(nn.Linear(8, 8), _GeluNew()).eval()
+    x = torch.randn(2, 8, 8)
+    path = tmp_path / "gelu_new.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    for handle in (load_onnx(str(path), batch=2), from_module(model, (x,))):
+        nodes = [d for _, d in handle.graph.nodes(data=True)]
+        assert not [d for d in nodes if d["op"] == "unknown"], [d["source"] for d in nodes if d["op"] == "unknown"]
+        (gelu,) = [d for d in nodes if d["op"] == "activation"]
+        assert gelu["fn"] == "gelu" and gelu["attrs"]["approximate"] == "tanh"
