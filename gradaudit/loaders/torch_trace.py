@@ -45,10 +45,17 @@ class TraceResult:
     input_nodes: list[fx.Node]  # placeholders of the model inputs, in order
 
 
+# Tensor attributes that describe rather than hold data: read from the concrete value, not traced.
+TENSOR_METADATA = frozenset({"shape", "dtype", "device", "ndim", "layout", "is_cuda"})
+
+
 class _ConcreteProxy(fx.Proxy):
     """A proxy that answers Python questions (len, int, bool, iteration) from its concrete value."""
 
     def __getattr__(self, k: str) -> Any:
+        value = self.tracer.values.get(self.node)
+        if k in TENSOR_METADATA and isinstance(value, torch.Tensor):
+            return getattr(value, k)  # fixed for these inputs: torch.finfo(x.dtype), torch.ones(x.shape)
         return _ConcreteAttribute(self, k)
 
     def __len__(self) -> int:

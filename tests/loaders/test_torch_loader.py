@@ -386,3 +386,23 @@ def test_a_layer_no_output_depends_on_is_left_out_of_the_ratio_and_named():
     audit = run_audit(from_module(WithUnusedHead(), (torch.randn(8, 32),)), AuditOptions(passes=1))
     assert abs(audit.static.log10_ratio_first_last) < 1 and abs(audit.probe.log10_ratio_first_last) < 1
     assert audit.verdict == "pass" and any(note.startswith("aux: no output depends on it") for note in audit.notes)
+
+
+def test_metadata_arithmetic_traces_instead_of_falling_back_to_hooks():
+    """GPT-2's code masks with torch.finfo(w.dtype).min and builds masks from sizes; as proxies
+    those failed fx, and the model fell back to its leaf modules (two of seventeen layers)."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            scores = self.proj(x) @ x.transpose(-1, -2)
+            n = x.shape[-1 - 1]
+            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+            return torch.where(causal, scores, torch.finfo(scores.dtype).min).softmax(-1) @ x
+
+    handle = from_module(Masked(), (torch.randn(2, 5, 8),))
+    assert not any("could not trace" in note for note in handle.warnings), handle.warnings
+    assert [d["op"] for _, d in handle.graph.nodes(data=True) if d["op"] in ("linear", "softmax", "identity")] == ["linear", "identity", "softmax"]
