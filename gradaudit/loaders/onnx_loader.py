@@ -384,6 +384,22 @@ class _GraphBuilder:
         return node_id
 
 
+def folded_norm_note(model: onnx.ModelProto) -> list[str]:
+    """PyTorch's eval-mode export folds a BatchNorm into the convolution before it and names the
+    folded weight `onnx::Conv_<n>`; the file then describes a network without that normalisation,
+    which is not the one that will be trained. Said once, as a note."""
+    if model.producer_name != "pytorch":
+        return []
+    initializers = {t.name for t in model.graph.initializer}
+    folded = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
+              and n.input[1] in initializers and n.input[1].startswith("onnx::Conv_")]
+    if not folded:
+        return []
+    return [f"{len(folded)} convolution weight(s) were computed by the exporter (onnx::Conv_*): an eval-mode export "
+            "folds a BatchNorm into the convolution before it, so this file may describe the network without that "
+            "normalisation; export with do_constant_folding=False or training=torch.onnx.TrainingMode.TRAINING to keep it"]
+
+
 def load_onnx(
     path: str, input_shapes: list[tuple[int, ...]] | None = None, batch: int = 8, max_memory: int | None = None,
     static_only: bool = False,
@@ -414,6 +430,7 @@ def load_onnx(
     if probe_unavailable:
         shapes = declared
         warnings.append(probe_unavailable)
+    warnings += folded_norm_note(model)
     graph = _GraphBuilder(module, specs, shapes, values, dependent).build()
     executable = not probe_unavailable
     return ModelHandle(

@@ -341,3 +341,21 @@ def test_written_out_gelu_and_a_where_mask_are_known_on_both_routes(tmp_path) ->
         assert not [d for d in nodes if d["op"] == "unknown"], [d["source"] for d in nodes if d["op"] == "unknown"]
         (gelu,) = [d for d in nodes if d["op"] == "activation"]
         assert gelu["fn"] == "gelu" and gelu["attrs"]["approximate"] == "tanh"
+
+
+def test_a_batch_norm_folded_by_the_exporter_is_noted(tmp_path) -> None:
+    """An eval-mode export folds BatchNorm into the convolution (weights renamed onnx::Conv_*):
+    the file describes a network without it, which the report must say; kept, nothing is said."""
+    x = torch.randn(2, 3, 8, 8)
+
+    def notes(model: nn.Module, **export_options) -> list[str]:
+        path = tmp_path / "m.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=17, **export_options)
+        return [note for note in load_onnx(str(path), batch=2).warnings if "folds a BatchNorm" in note]
+
+    with_bn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    assert len(notes(with_bn)) == 1
+    assert not notes(with_bn, do_constant_folding=False)
+    assert not notes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
