@@ -199,6 +199,20 @@ def _where(call: Call) -> NodeSpec:
     return NodeSpec("identity") if not flags[0] and flags[1] + flags[2] == 1 else NodeSpec("unknown")
 
 
+def _glu(call: Call) -> list[Stage]:
+    """F.glu / nn.GLU: a * sigmoid(b) for the two halves of x along `dim`, as ONNX spells it
+    (Split, Sigmoid, Mul)."""
+    x, dim = call.args[0], call.arg(1, "dim", -1)
+    half = list(x.shape)
+    half[dim] //= 2
+    return [
+        Stage("a", NodeSpec("reshape"), [0], tuple(half)),
+        Stage("b", NodeSpec("reshape"), [0], tuple(half)),
+        Stage("gate", NodeSpec("activation", "sigmoid"), ["b"], tuple(half)),
+        Stage("", NodeSpec("mul"), ["a", "gate"]),
+    ]
+
+
 def _negate(call: Call) -> NodeSpec:
     return NodeSpec("scale", attrs={"value": 1.0})
 
@@ -314,6 +328,7 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
     "neg": _negate,
     "where": _where,
+    "glu": _glu,
     **{name: _matmul for name in ("matmul", "mm", "bmm")},
     "einsum": _einsum,
     "scaled_dot_product_attention": _sdpa,

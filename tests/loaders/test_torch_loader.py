@@ -406,3 +406,14 @@ def test_metadata_arithmetic_traces_instead_of_falling_back_to_hooks():
     handle = from_module(Masked(), (torch.randn(2, 5, 8),))
     assert not any("could not trace" in note for note in handle.warnings), handle.warnings
     assert [d["op"] for _, d in handle.graph.nodes(data=True) if d["op"] in ("linear", "softmax", "identity")] == ["linear", "identity", "softmax"]
+
+
+def test_glu_is_split_sigmoid_and_product_as_onnx_spells_it():
+    """nn.GLU had no rule on this route (the export decomposes it): a partial estimate."""
+    from gradaudit.pipeline import AuditOptions, run_audit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.GLU(), nn.Linear(32, 16), nn.GLU(), nn.Linear(8, 4))
+    audit = run_audit(from_module(model, (torch.randn(32, 16),)), AuditOptions(passes=2))
+    assert not audit.static.partial
+    assert audit.static.log10_ratio_first_last == pytest.approx(audit.probe.log10_ratio_first_last, abs=0.3)
