@@ -308,7 +308,7 @@ def nonfinite_flow(ctx: Context) -> list[Hit]:
 @rule("GA106", "static-dynamic-disagreement", "warning",
       "The static prediction and the measurement disagree.",
       "Static and measured gradient flow disagree: predicted {static_diagnosis} "
-      "({static_log10_ratio}), measured {measured_diagnosis} ({measured_log10_ratio})")
+      "({static_why}), measured {measured_diagnosis} ({measured_why})")
 def disagreement(ctx: Context) -> list[Hit]:
     """What it detects
     The static estimate and the probe reach different diagnoses, or their first/last ratios
@@ -339,8 +339,18 @@ def disagreement(ctx: Context) -> list[Hit]:
     return [Hit([], {
         "static_diagnosis": ctx.static.diagnosis.label, "measured_diagnosis": ctx.probe.diagnosis.label,
         "static_log10_ratio": _decades(predicted), "measured_log10_ratio": _decades(measured),
+        "static_why": _why(ctx.static.diagnosis, predicted, labels_differ),
+        "measured_why": _why(ctx.probe.diagnosis, measured, labels_differ),
         "gap_decades": gap,
     })]
+
+
+def _why(diagnosis: Diagnosis, ratio: float | None, labels_differ: bool) -> str:
+    """What a side's label rests on: its reasons when the labels differ (a recurrent layer's
+    reach through time can decide it while the first/last ratios agree), else its ratio."""
+    if labels_differ and diagnosis.reasons:
+        return "; ".join(diagnosis.reasons)
+    return f"first/last {_decades(ratio)}"
 
 
 def _decades(value: float | None) -> str:

@@ -124,3 +124,14 @@ def test_ga104_first_layer_gradient_underflow_is_vanishing():
     probe = probe_result(handle, [0.0, 1e-3, 1e-2, 1e-2])  # float32 underflow: no finite ratio
     (finding,) = _only(run_rules(handle, None, probe), "GA104")
     assert finding.severity == "error" and finding.evidence["log10_ratio"] is None
+
+
+def test_ga106_says_what_each_label_rests_on_when_the_labels_differ():
+    """Equal first/last ratios with different labels (a recurrent layer's reach through time
+    decided one side) read as 'predicted vanishing (10^-1.0), measured healthy (10^-1.0)'."""
+    handle = sequential_handle(mlp(16, 4))
+    static = flow_static(handle, -1.0, {}, recurrent={"lstm": -7.5})
+    probe = probe_result(handle, [1e-2, 1e-2, 1e-2, 1e-2])
+    (finding,) = _only(run_rules(handle, static, probe), "GA106")
+    assert static.diagnosis.label == "vanishing" and static.diagnosis.reasons[0] in finding.message
+    assert "measured healthy (first/last 10^+0.0)" in finding.message
