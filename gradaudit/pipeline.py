@@ -38,7 +38,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     from gradaudit.remedies import recommend
     from gradaudit.remedies.verify import verify
     from gradaudit.remedies.registry import ONNX_NOTE
-    from gradaudit.rules import get_rule, run_rules
+    from gradaudit.rules import explanations, run_rules
     from gradaudit.rules.planned_run import planned_config
     from gradaudit.static import estimate
 
@@ -72,11 +72,6 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     recommendations = recommend(findings, handle, static, probe, rule_config)
     if options.verify:
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data)
-    explanations = {}
-    for finding in findings:
-        rule = get_rule(finding.code)
-        explanations[finding.code] = {"name": rule.name, "summary": rule.summary, "doc": rule.doc}
-
     return Audit(
         source=handle.source,
         format=handle.format,
@@ -94,7 +89,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
         notes=list(handle.warnings) + _tied_notes(handle) + _unused_notes(handle)
         + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
-        explanations=explanations,
+        explanations=explanations(f.code for f in findings),
         locations=_source_locations(handle, findings),
     )
 

@@ -130,6 +130,12 @@ def all_rules() -> list[Rule]:
     return [_RULES[code] for code in sorted(_RULES)]
 
 
+def explanations(codes) -> dict[str, dict[str, str]]:
+    """Each code's name, summary and documentation, as the report renderers read them."""
+    return {code: {"name": get_rule(code).name, "summary": get_rule(code).summary, "doc": get_rule(code).doc}
+            for code in codes}
+
+
 def explain(code: str) -> str:
     """The full documentation of a rule, headed by its code, name and default severity."""
     found = get_rule(code)
@@ -156,7 +162,8 @@ def _ignored(finding: Finding, context: Context) -> bool:
     return bool(finding.layers) and all(context.layer_ignored(finding.code, layer) for layer in finding.layers)
 
 
-def _to_finding(found: Rule, hit: Hit) -> Finding:
+def to_finding(found: Rule, hit: Hit) -> Finding:
+    """A hit of `found` as a Finding: the rule's code, its message filled in, JSON-safe evidence."""
     return Finding(
         code=found.code,
         severity=hit.severity or found.severity,
@@ -170,10 +177,10 @@ def _apply(found: Rule, context: Context) -> list[Finding]:
     """One rule's findings; a rule that fails on an unexpected graph becomes a GA503 finding
     instead of costing the user the rest of the audit."""
     try:
-        return [_to_finding(found, hit) for hit in found.check(context)]
+        return [to_finding(found, hit) for hit in found.check(context)]
     except Exception as error:  # noqa: BLE001 - any failure of one rule is reported, not raised
         failure = Hit([], {"rule": found.code, "error": f"{type(error).__name__}: {error}"})
-        return [_to_finding(get_rule(RULE_FAILED), failure)]
+        return [to_finding(get_rule(RULE_FAILED), failure)]
 
 
 def run_rules(

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from gradaudit.diagnosis import Diagnosis
+from gradaudit.rules import explanations, get_rule
+from gradaudit.rules.registry import Hit, to_finding
 from gradaudit.results import (
     Audit,
     Finding,
@@ -33,24 +36,11 @@ HOSTILE_NAMES = (
     "bidi\u202eevil\u2028line",
 )
 
-EXPLANATIONS = {
-    "GA101": {
-        "name": "vanishing-gradient",
-        "summary": "Gradients shrink by orders of magnitude toward the input.",
-        "doc": "## What it detects\nThe first layer's gradient RMS is far below the last layer's.\n\n"
-        "## Why it matters\nEarly layers barely learn.\n\n## Fix\nUse He init or add normalization.",
-    },
-    "GA201": {
-        "name": "saturated-activations",
-        "summary": "Many sigmoid inputs sit where the derivative is nearly zero.",
-        "doc": "## What it detects\nSaturated activation inputs.\n\n## Fix\nRe-centre the inputs (batch shift).",
-    },
-    "GA301": {
-        "name": "static-dynamic-agree",
-        "summary": "The static prediction and the probe agree.",
-        "doc": "## What it detects\nAgreement between prediction and measurement.",
-    },
-}
+
+
+def _finding(code: str, layers=(), severity: str | None = None, /, **evidence) -> Finding:
+    """A finding as the real rule `code` words it: the registry's message, severity and names."""
+    return to_finding(get_rule(code), Hit(list(layers), evidence, severity))
 
 
 def _mlp(depth: int, log10_step: float, act_fn: str) -> tuple[StaticResult, ProbeResult, list[str]]:
@@ -79,29 +69,34 @@ def _mlp(depth: int, log10_step: float, act_fn: str) -> tuple[StaticResult, Prob
 
 def unhealthy_audit() -> Audit:
     static, probe, names = _mlp(24, -0.2, "sigmoid")
+    ratio = probe.log10_ratio_first_last
+    vanishing = _finding("GA104", (names[0], names[-1]), reason=f"first/last ratio 10^{ratio:.1f} < 10^-3",
+                         log10_ratio_first_last=ratio, per_layer_log10=-0.2)
+    # The registry makes evidence JSON-safe; renderers must still survive a hand-built Finding's NaN/inf.
+    vanishing = dataclasses.replace(vanishing, evidence={**vanishing.evidence, "undefined": math.nan,
+                                                         "overflow": math.inf})
     findings = [
-        Finding("GA201", "warning", "38% of sigmoid inputs are saturated", tuple(names[:3]),
-                {"saturated_frac": 0.38, "threshold": 0.05}),
-        Finding("GA101", "error", "gradients vanish: first/last ratio 10^-4.7", (names[0], names[-1]),
-                {"log10_ratio_first_last": probe.log10_ratio_first_last, "per_layer_log10": -0.2,
-                 "undefined": math.nan, "overflow": math.inf}),
-        Finding("GA301", "info", "static and dynamic diagnoses agree", (), {}),
+        vanishing,
+        _finding("GA402", names[:3], count=3, worst_layer=names[0], worst=0.38,
+                 layers={name: {"saturated_frac": 0.38, "act_std": 0.2} for name in names[:3]}),
+        _finding("GA501", (), "info", reason="no gain rule for Erf", unknown_ops=["Erf"]),
     ]
     recommendations = [
         Recommendation("reinitialization", list(names), "re-initialise the Linear layers with Xavier (gain 1) for sigmoid",
                        "for m in model.modules():\n    if isinstance(m, nn.Linear):\n        nn.init.xavier_uniform_(m.weight)",
-                       finding="GA101", verified={"log10_ratio_before": -4.7, "log10_ratio_after": -0.8}),
+                       finding="GA104", verified={"log10_ratio_before": ratio, "log10_ratio_after": -0.8}),
         Recommendation("normalization", names[:12], "insert LayerNorm before each sigmoid",
-                       "nn.Sequential(nn.Linear(256, 256), nn.LayerNorm(256), nn.Sigmoid())", finding="GA101"),
+                       "nn.Sequential(nn.Linear(256, 256), nn.LayerNorm(256), nn.Sigmoid())", finding="GA104"),
         Recommendation("batch_shift", names[:3], "centre the input batch (subtract the mean 0.5)",
-                       "x = x - x.mean(dim=0, keepdim=True)", finding="GA201"),
+                       "x = x - x.mean(dim=0, keepdim=True)", finding="GA402"),
     ]
     return Audit(
         source="samples/deep_sigmoid.onnx", format="onnx", parameters=1_579_520, weight_layers=24, depth=24,
         verdict="fail", diagnosis=probe.diagnosis, static=static, probe=probe, probe_skipped="",
         findings=findings, recommendations=recommendations,
         timing={"load_s": 0.41, "static_s": 0.02, "probe_s": 1.37},
-        notes=["BatchNorm runs in training mode during the probe."], explanations=dict(EXPLANATIONS),
+        notes=["BatchNorm runs in training mode during the probe."],
+        explanations=explanations(f.code for f in findings),
     )
 
 
@@ -116,13 +111,14 @@ def healthy_audit() -> Audit:
 
 def probe_skipped_audit() -> Audit:
     static, _, names = _mlp(6, -0.8, "tanh")
+    findings = [_finding("GA102", (names[0], names[-1]), "warning", reason="first/last ratio 10^-4.0 < 10^-3"),
+                _finding("GA502", reason="unsupported ONNX operator(s): NonMaxSuppression")]
     return Audit(
         source="models/net.onnx", format="onnx", parameters=394_240, weight_layers=6, depth=6,
         verdict="warn", diagnosis=static.diagnosis, static=static, probe=None,
         probe_skipped="unsupported ONNX operator(s): NonMaxSuppression",
-        findings=[Finding("GA101", "warning", "predicted first/last ratio 10^-4.0", (names[0],), {})],
-        recommendations=[], timing={"load_s": 0.1, "static_s": 0.01}, partial=True,
-        explanations={"GA101": EXPLANATIONS["GA101"]},
+        findings=findings, recommendations=[], timing={"load_s": 0.1, "static_s": 0.01}, partial=True,
+        explanations=explanations(f.code for f in findings),
     )
 
 
@@ -141,8 +137,9 @@ def hostile_audit() -> Audit:
         recommendations=[Recommendation("pruning", list(HOSTILE_NAMES), "</pre><script>alert(4)</script>",
                                         "</code></pre><img src=x onerror=alert(5)>\x1b[31m", verified=None)],
         notes=["\x1b]8;;http://evil.example\x07link\x1b]8;;\x07"],
-        explanations={"GA101": {"name": "<b>bold</b>", "summary": "</script>", "doc": "<img src=x onerror=alert(6)>"},
-                      hostile_code: {"name": "x", "summary": "y", "doc": "javascript:alert(7)"}},
+        explanations={**explanations(["GA101"]),
+                      hostile_code: {"name": "<b>bold</b>", "summary": "</script>",
+                                     "doc": "<img src=x onerror=alert(6)> javascript:alert(7)"}},
     )
 
 
@@ -157,7 +154,7 @@ def nonfinite_audit() -> Audit:
     return Audit(
         source="nets/exploding.onnx", format="onnx", parameters=1000, weight_layers=4, depth=4, verdict="fail",
         diagnosis=diagnosis, static=static, probe=probe, probe_skipped="", timing={"load_s": 0.1},
-        findings=[Finding("GA100", "error", "non-finite gradients first in layers.4", (names[2],), {"value": math.nan})],
+        findings=[_finding("GA105", (names[2],), first_layer=names[2])],
         recommendations=[Recommendation("gradient_clipping", [], "clip the global gradient norm at 1.0",
                                         "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)")],
     )

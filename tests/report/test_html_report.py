@@ -57,9 +57,9 @@ def test_csp_blocks_everything_but_our_inline_style_and_script():
 def test_contents_a_reader_needs():
     html = render(fixtures.unhealthy_audit(), Format.HTML)
     for needle in ('class="banner verdict-fail"', 'class="flow-chart" data-report="0"', 'class="layer-table"',
-                   "vanishing-gradient",
-                   "Gradients shrink by orders of magnitude", "<pre><code>for m in model.modules():",
-                   "10^-4.7 before, 10^-0.8 after", "Pruning / weight cutting", "Normalization",
+                   "measured-vanishing-gradients",
+                   "Real backward passes show gradients shrinking toward the input.", "<pre><code>for m in model.modules():",
+                   "10^-4.8 before, 10^-0.8 after", "Pruning / weight cutting", "Normalization",
                    "Learning-rate adaptation", "Batch shift", "chain rule", "Why gradients explode or vanish"):
         assert needle in html, needle
     assert html.index("severity-error") < html.index("severity-warning") < html.index("severity-info")

@@ -9,6 +9,7 @@ import pytest
 
 from gradaudit.report import Format, render
 from gradaudit.report.sarif_report import artifact_uri
+from gradaudit.rules import get_rule
 from tests.report import fixtures
 
 
@@ -25,10 +26,10 @@ def test_sarif_has_one_result_per_finding_and_a_rule_per_code():
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
         assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "samples/deep_sigmoid.onnx"
     levels = {r["ruleId"]: r["level"] for r in results}
-    assert levels == {"GA101": "error", "GA201": "warning", "GA301": "note"}
-    ga101 = next(r for r in rules if r["id"] == "GA101")
-    assert ga101["help"]["text"] == fixtures.EXPLANATIONS["GA101"]["doc"]
-    assert ga101["shortDescription"]["text"] == fixtures.EXPLANATIONS["GA101"]["summary"]
+    assert levels == {"GA104": "error", "GA402": "warning", "GA501": "note"}
+    ga104 = next(r for r in rules if r["id"] == "GA104")
+    assert ga104["help"]["text"] == get_rule("GA104").doc
+    assert ga104["shortDescription"]["text"] == get_rule("GA104").summary
 
 
 @pytest.mark.parametrize(
@@ -44,12 +45,12 @@ def test_junit_fails_the_verdict_and_each_code_with_an_error():
     root = ET.fromstring(render(fixtures.unhealthy_audit(), Format.JUNIT).split("\n", 1)[1])
     suite = root.find("testsuite")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert set(cases) == {"verdict", "GA101 vanishing-gradient", "GA201 saturated-activations",
-                          "GA301 static-dynamic-agree"}
+    assert set(cases) == {"verdict", "GA104 measured-vanishing-gradients", "GA402 saturated-units",
+                          "GA501 static-estimate-partial"}
     assert cases["verdict"].find("failure") is not None
-    assert cases["GA101 vanishing-gradient"].find("failure") is not None
-    assert cases["GA201 saturated-activations"].find("failure") is None
-    assert "38% of sigmoid inputs" in cases["GA201 saturated-activations"].find("system-out").text
+    assert cases["GA104 measured-vanishing-gradients"].find("failure") is not None
+    assert cases["GA402 saturated-units"].find("failure") is None
+    assert "38% of its activation inputs" in cases["GA402 saturated-units"].find("system-out").text
     assert suite.get("tests") == "4" and suite.get("failures") == "2"
 
 
