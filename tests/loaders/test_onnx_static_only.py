@@ -44,8 +44,11 @@ def test_static_only_load_gives_the_full_loads_graph_and_estimate(tmp_path: Path
         assert set(full.graph.edges) == set(light.graph.edges), path.name
         assert _graph_facts(full.graph) == _graph_facts(light.graph), path.name
         a, b = estimate(full.graph, full.inputs), estimate(light.graph, light.inputs)
-        assert a.log10_ratio_first_last == pytest.approx(b.log10_ratio_first_last, abs=1e-12), path.name
-        assert [w.log10_gain for w in a.weights] == pytest.approx([w.log10_gain for w in b.weights], abs=1e-12)
+        # Both read the same bytes, but a mapped weight may start at another alignment, which moves
+        # where vectorised reductions split: the moments then differ by ~log2(n)·eps32 (2e-6
+        # relative, 1e-6 decades); ten times that is still "the same estimate".
+        assert a.log10_ratio_first_last == pytest.approx(b.log10_ratio_first_last, abs=1e-5), path.name
+        assert [w.log10_gain for w in a.weights] == pytest.approx([w.log10_gain for w in b.weights], abs=1e-5)
 
 
 def test_the_meta_trace_replaces_the_trace_on_these_graphs(tmp_path: Path):
@@ -83,6 +86,6 @@ def test_an_additive_causal_mask_is_a_mask_not_an_infinite_signal(tmp_path: Path
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     handle = load_onnx(str(path), static_only=True)
     attrs = handle.graph.nodes["mask"]["attrs"]
-    assert attrs["masked"] == pytest.approx(15 / 36) and attrs["rms"] == 0.0
+    assert attrs["masked"] == pytest.approx(15 / 36) and attrs["rms"] == 0.0  # exact: every entry is a mask; none enters the moment
     result = estimate(handle.graph, handle.inputs)
     assert result.diagnosis.label == "healthy" and np.isfinite(result.output_rms)

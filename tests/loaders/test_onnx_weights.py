@@ -76,7 +76,7 @@ def test_mapped_tensors_equal_the_protobuf_values_and_writes_stay_private(tmp_pa
     model, tensors = read_model(str(path))
     assert set(tensors) == {"w0", "w1"} and not any(t.raw_data for t in model.graph.initializer)
     for tensor in onnx.load(str(path)).graph.initializer:
-        np.testing.assert_array_equal(tensors[tensor.name].numpy(), numpy_helper.to_array(tensor))
+        np.testing.assert_array_equal(tensors[tensor.name].numpy(), numpy_helper.to_array(tensor))  # exact: the same bytes read two ways
     tensors["w0"].mul_(0.0)  # what the sharpness probe and remedy verification do to parameters
     assert path.read_bytes() == before
     assert bool((tensors["w0"] == 0).all())
@@ -89,7 +89,7 @@ def test_external_data_is_mapped_and_a_short_file_is_named(tmp_path: Path):
     model, tensors = read_model(str(path))
     assert set(tensors) == {"w1"}  # w0 is small: read into the protobuf
     reference = onnx.load(str(path))
-    np.testing.assert_array_equal(tensors["w1"].numpy(), numpy_helper.to_array(reference.graph.initializer[1]))
+    np.testing.assert_array_equal(tensors["w1"].numpy(), numpy_helper.to_array(reference.graph.initializer[1]))  # exact: the same bytes read two ways
     with open(tmp_path / "weights.bin", "r+b") as file:
         file.truncate(8 * 16 * 4 + 10)  # w1 (large, so mapped rather than read) now ends past the file
     with pytest.raises(InputError, match="'w1' declares shape \\[16, 400\\] but its data"):
@@ -111,7 +111,7 @@ def test_payloads_the_scan_cannot_vouch_for_stay_in_the_protobuf(tmp_path: Path)
     onnx.save(_chain(_weights((8, 80))[0], typed), str(path))
     model, tensors = read_model(str(path))
     assert tensors == {} and len(model.graph.initializer[1].float_data) == 5120
-    assert float(load_onnx(str(path)).module.w1.detach().sum()) == 5120.0
+    assert float(load_onnx(str(path)).module.w1.detach().sum()) == 5120.0  # exact: a sum of 5120 ones is exact in float32
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -152,5 +152,8 @@ def test_probe_gradients_through_mapped_unaligned_weights_match_copied_ones(tmp_
     x = torch.randn(5, 130)
     for module in (mapped, copied):
         module(x).pow(2).sum().backward()
+    # Alignment may change which SIMD path a kernel takes and so the order of its sums: equal up to
+    # float32 rounding of a length-171 dot product (171·eps relative to the largest entry).
     for a, b in zip(mapped.parameters(), copied.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+        bound = 171 * torch.finfo(torch.float32).eps
+        torch.testing.assert_close(a.grad, b.grad, rtol=bound, atol=bound * float(b.grad.abs().max()))

@@ -73,7 +73,7 @@ def test_loading_leaves_the_user_module_untouched():
     before = copy.deepcopy(module.state_dict())
     from_module(module, (torch.randn(4, 3, 8, 8),))
     assert not module.training
-    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())  # exact: the loader must not write to the module
     assert not any(hasattr(module, name) for name in ("_tensor_constant0",))
 
 

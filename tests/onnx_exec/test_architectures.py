@@ -85,7 +85,7 @@ def test_resize_nodes_are_pools_with_the_measured_gains(tmp_path: Path) -> None:
         forward, backward = _measured_gains(mode, 2.0)
         assert 1 / kernel == pytest.approx(forward, rel=0.03)
         assert 1 / (kernel * stride) == pytest.approx(backward, rel=0.03)
-    assert 1 / np.prod(resizes[0]["attrs"]["stride"]) == 4.0
+    assert 1 / np.prod(resizes[0]["attrs"]["stride"]) == 4.0  # exact: a power-of-two scale
 
 
 def test_training_mode_batchnorm_yields_running_statistics() -> None:

@@ -45,9 +45,9 @@ def test_constant_of_shape_weights_become_parameters() -> None:
     module = onnx_to_torch(_constant_of_shape_model())
     assert module.param_names == {"fc.w": "fc_w"}
     weight = dict(module.named_parameters())["fc_w"]
-    assert weight.shape == (3, 4) and torch.all(weight == 0.02)
+    assert weight.shape == (3, 4) and torch.all(weight == 0.02)  # exact: the fill value itself
     module(torch.ones(2, 4)).sum().backward()
-    assert weight.grad is not None and torch.all(weight.grad == 2.0)  # each row sees two ones-rows
+    assert weight.grad is not None and torch.all(weight.grad == 2.0)  # each row sees two ones-rows; exact: small integers
 
 
 def test_parameter_names_are_sanitised_and_mapped(tmp_path) -> None:
@@ -67,7 +67,7 @@ def test_exporter_deduplicated_layers_get_their_own_parameters(tmp_path) -> None
     assert "layers.0.self_attn.out_proj.weight" in module.param_names
     first = getattr(module, module.param_names["layers.0.self_attn.out_proj.weight"])
     second = getattr(module, module.param_names["layers.1.self_attn.out_proj.weight"])
-    assert first is not second and torch.equal(first, second)
+    assert first is not second and torch.equal(first, second)  # exact: one initializer copied twice
 
 
 def test_runner_captures_node_outputs_with_gradients(tmp_path) -> None:

@@ -51,7 +51,7 @@ def test_external_weights_load_and_train(tmp_path: Path, weight: np.ndarray) -> 
     _save_external(_linear_model(weight), path, "weights.bin")
     assert (tmp_path / "weights.bin").stat().st_size == weight.nbytes
     module = onnx_to_torch(path)
-    np.testing.assert_array_equal(module.w.detach().numpy(), weight)
+    np.testing.assert_array_equal(module.w.detach().numpy(), weight)  # exact: the bytes the test wrote
     handle = load_onnx(str(path))
     assert handle.parameters == weight.size
     x = torch.randn(2, 4)

@@ -33,13 +33,13 @@ def test_default_inits_replayed_with_their_distributions() -> None:
     for name, stats in meta.items():
         assert stats.shape == full[name].shape
         assert stats.rms == pytest.approx(full[name].rms, rel=0.15), name
-    assert meta["norms.0.weight"].mean == 0.5 and meta["norms.0.weight"].std < 1e-6  # constructor value kept
+    assert meta["norms.0.weight"].mean == 0.5 and meta["norms.0.weight"].std < 1e-6  # constructor value kept; exact: the constructor's fill value
 
 
 def test_init_loop_after_construction_is_replayed() -> None:
     meta = _weights(load_torch_meta(SPEC + "tiny_lm_custom_init", SHAPES))
     assert meta["ups.0.weight"].rms == pytest.approx(0.3, rel=0.1)
-    assert meta["ups.0.bias"].rms == 0.0  # `.data.zero_()` through the alias
+    assert meta["ups.0.bias"].rms == 0.0  # `.data.zero_()` through the alias; exact: zeros
 
 
 def test_static_diagnosis_matches_the_full_loader() -> None:
@@ -58,7 +58,7 @@ def test_no_parameter_memory_and_the_callers_rng_untouched() -> None:
         layer = torch.nn.Linear(4096, 4096)
     assert layer.weight.is_meta and layer.bias.is_meta
     load_torch_meta(SPEC + "tiny_lm", SHAPES)
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before)  # exact: RNG state bytes
 
 
 def test_unreplayable_write_is_reported() -> None:

@@ -31,9 +31,9 @@ def test_apply_changes_a_copy_only():
     rec = WeightRecommendation("reinitialization", ["0"], "", "", change="rescale",
                                edits=(Edit("scale", "0.weight", 3.0), Edit("fill", "0.bias", 0.5, (0, 4))))
     changed = apply(model, rec)
-    assert torch.equal(model[0].weight, original)
+    assert torch.equal(model[0].weight, original)  # exact: the original must not be written
     assert torch.allclose(changed[0].weight, 3.0 * original)
-    assert torch.all(changed[0].bias[:4] == 0.5) and torch.all(changed[0].bias[4:] == 0.0)
+    assert torch.all(changed[0].bias[:4] == 0.5) and torch.all(changed[0].bias[4:] == 0.0)  # exact: fill values
 
 
 def test_prune_keeps_the_asked_share_of_weight_energy():

@@ -74,7 +74,7 @@ def test_a_mean_far_above_the_spread_keeps_the_std(axis) -> None:
 def test_a_constant_tensor_has_exactly_its_value_as_mean_and_no_spread(shape, axis) -> None:
     """GA203 tells a constant weight from identical rows by std == 0."""
     stats = param_stats("w", torch.full(shape, 0.01), axis)
-    assert stats.std == 0.0 and stats.mean == stats.absmax == float(torch.tensor(0.01)) and stats.rows_identical
+    assert stats.std == 0.0 and stats.mean == stats.absmax == float(torch.tensor(0.01)) and stats.rows_identical  # exact: a constant tensor
 
 
 def test_a_big_matrix_matches_the_reference() -> None:
@@ -89,7 +89,7 @@ def test_nonfinite_values_are_counted_and_left_out(axis) -> None:
     tensor[2500, 3], tensor[10, 10], tensor[1500, 7] = float("nan"), float("inf"), -float("inf")
     _assert_matches(tensor, axis)
     stats = param_stats("w", tensor, axis)
-    assert stats.nonfinite == 3 and stats.row_sum_sq == 0.0 and not stats.rows_identical
+    assert stats.nonfinite == 3 and stats.row_sum_sq == 0.0 and not stats.rows_identical  # exact: no finite entry
 
 
 def test_a_tensor_without_finite_values_has_nan_statistics() -> None:
@@ -136,7 +136,7 @@ def test_rows_with_equal_sums_or_first_values_are_not_identical() -> None:
 def test_empty_tensors() -> None:
     for shape in [(0,), (0, 5), (3, 0, 2)]:
         stats = param_stats("w", torch.empty(shape), 1 if len(shape) > 1 else 0)
-        assert stats.numel == 0 and stats.mean == stats.rms == stats.row_sum_sq == 0.0 and not stats.rows_identical
+        assert stats.numel == 0 and stats.mean == stats.rms == stats.row_sum_sq == 0.0 and not stats.rows_identical  # exact: an empty tensor
 
 
 def test_views_and_read_only_memory_are_read_without_writing(tmp_path) -> None:
@@ -151,7 +151,7 @@ def test_views_and_read_only_memory_are_read_without_writing(tmp_path) -> None:
     before = source.clone()
     _assert_matches(source.T, 0)  # a transposed view, read along its strided axis 0
     _assert_matches(source[::2, 100:700], 1)
-    assert torch.equal(source, before)
+    assert torch.equal(source, before)  # exact: the source must not be written
     permuted = _random((40, 40, 3, 64), seed=9).permute(3, 2, 0, 1)  # blocks follow memory, not out_axis
     _assert_matches(permuted, 0)
     _assert_matches(permuted, 1)

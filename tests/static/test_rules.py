@@ -73,7 +73,7 @@ def test_embedding_takes_table_moments_and_passes_no_gradient():
     ctx = make_ctx("embedding", attrs={"num_embeddings": 100}, params={"weight": table}, out_shape=(8, 10, 32), inputs=[Moments()])
     transfer, (back,) = run(ctx)
     assert transfer.out.q == pytest.approx(table.rms**2, rel=1e-6)
-    assert back.sq == 0.0
+    assert back.sq == 0.0  # exact: no gradient flows into an index
     assert transfer.weight_grads(Grad(1.0, 0.0))["weight"] == pytest.approx(80 / 100)
 
 
@@ -143,7 +143,7 @@ def test_softmax_uniform_and_log_softmax():
 def test_batch_norm_divides_by_within_unit_variance_only():
     x = Moments(3.0, 4.0, 5.0)
     transfer, (back,) = run(make_ctx("norm", fn="batch", inputs=[x], out_shape=(1_000_000, 16), batch=1_000_000))
-    assert transfer.out.q == pytest.approx(1.0) and back.sq == pytest.approx(1 / 4, rel=1e-4) and back.mean == 0.0
+    assert transfer.out.q == pytest.approx(1.0) and back.sq == pytest.approx(1 / 4, rel=1e-4) and back.mean == 0.0  # exact: a zero-mean rule
 
 
 def test_finite_batch_correction():
@@ -216,12 +216,12 @@ def test_gru_runs():
 
 
 def test_sources_and_constants():
-    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0
-    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out.q == 0.0
+    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0  # exact: unit input by definition
+    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out.q == 0.0  # exact: integer ids carry no signal
     const = RULES["constant"](make_ctx("constant", inputs=[], params={"value": param_stats("c", torch.tensor([1.0, 3.0]))})).out
-    assert const.mu == 2.0 and const.s == pytest.approx(1.0) and const.v == 0.0
+    assert const.mu == 2.0 and const.s == pytest.approx(1.0) and const.v == 0.0  # exact: a constant's stated value
     from_attrs = RULES["constant"](make_ctx("constant", inputs=[], attrs={"mean": 1.0, "rms": 2.0})).out
-    assert from_attrs.q == pytest.approx(4.0) and from_attrs.v == 0.0
+    assert from_attrs.q == pytest.approx(4.0) and from_attrs.v == 0.0  # exact: a constant has no fluctuation
     assert not RULES["constant"](make_ctx("constant", inputs=[])).known
 
 
