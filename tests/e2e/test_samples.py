@@ -7,6 +7,8 @@ reports validate against the shipped JSON Schema, and the HTML artefact is writt
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -46,12 +48,30 @@ def test_sample_diagnosis(name, route, tmp_path, capsys):
         assert errors and report["recommendations"]
 
 
+def _embedded_chart_data(html: str) -> list[dict]:
+    """The JSON the page's script draws the chart from (one entry per model)."""
+    match = re.search(r'<script type="application/json" id="gradaudit-data">(.*?)</script>', html, re.S)
+    assert match, "the report carries no chart data"
+    return json.loads(match.group(1))
+
+
 def test_html_report_of_unhealthy_sample(tmp_path, capsys):
-    html = tmp_path / "audit.html"
-    code = main(["check", str(SAMPLES / "exploding_residual_stack.onnx"), "--html", str(html), "--quiet"])
+    html, report_json = tmp_path / "audit.html", tmp_path / "audit.json"
+    code = main(["check", str(SAMPLES / "exploding_residual_stack.onnx"), "--html", str(html),
+                 "--json", str(report_json), "--quiet"])
     capsys.readouterr()
     assert code == 1
-    text = html.read_text()
-    assert "<svg" in text or "chart" in text
+    text, report = html.read_text(), json.loads(report_json.read_text())
+    # The chart: a host element, the script that draws it, and one point per weight layer whose
+    # values are the report's own (predicted and measured log10 grad RMS of the same layers).
+    assert 'class="flow-chart" data-report="0"' in text and "function drawChart" in text
+    (page,) = _embedded_chart_data(text)
+    measured = report["gradient_flow"]["dynamic"]["layers"]
+    predicted = report["gradient_flow"]["static"]["layers"]
+    assert len(page["layers"]) == report["model"]["weight_layers"] == len(measured) == len(predicted) > 1
+    for row, probe, static in zip(page["layers"], measured, predicted):
+        assert row["name"] == probe["name"] == static["name"]
+        assert row["measured_log10"] == pytest.approx(math.log10(probe["grad_rms"]), abs=1e-6)
+        assert row["predicted_log10"] == pytest.approx(static["log10_grad_rms"], abs=1e-6)
     # self-contained: nothing is fetched (links to references are fine, resources are not)
     assert 'src="http' not in text and "<link" not in text and "@import" not in text
