@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import onnx
@@ -17,11 +16,10 @@ from gradaudit.static import estimate
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _gpt_file(tmp_path: Path) -> Path:
-    from static_scale import gpt
+    from benchmarks.static_scale import gpt
 
     path = tmp_path / "gpt.onnx"
     onnx.save(gpt(3, 32), str(path))

@@ -4,7 +4,6 @@ private to the process, and left to the protobuf path whenever the scan cannot v
 from __future__ import annotations
 
 import mmap
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +53,7 @@ def _without_large_raw_data(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def test_the_stripped_model_is_the_model_less_its_large_payloads_found_where_protobuf_stores_them(tmp_path: Path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from static_scale import gpt
+    from benchmarks.static_scale import gpt
 
     onnx.save(gpt(2, 64), str(tmp_path / "gpt.onnx"))  # large and small payloads interleaved
     for path in (ROOT / "samples" / "healthy_bn_cnn.onnx", ROOT / "samples" / "healthy_mlp_kaiming.onnx", tmp_path / "gpt.onnx"):
