@@ -185,7 +185,7 @@ def _walk(value: Any) -> Iterator[Any]:
 def _check_node(node: dict, refuse) -> None:
     target = node["target"]
     if not isinstance(target, str) or not _safe_target(target):
-        raise refuse(f"its graph calls {str(target)[:80]!r}, which is not a tensor operator")
+        raise refuse(f"its graph calls {str(target)[:80]!r}, not one of the tensor operators gradaudit runs untrusted")
     for argument in node["inputs"] if isinstance(node["inputs"], list) else [None]:
         name = argument.get("name", "") if isinstance(argument, dict) else None
         if not isinstance(name, str) or (name and (not name.isidentifier() or keyword.iskeyword(name))):
