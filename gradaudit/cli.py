@@ -8,6 +8,7 @@ happen inside the commands so `--help` and `rules` stay fast.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ import click
 
 from gradaudit import __version__, gate
 from gradaudit.errors import GradauditError, InputError
+from gradaudit.terminal import library_output_captured, say
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -120,7 +122,9 @@ class _Progress:
     """Elapsed-time line on stderr while a model is analysed, only on a terminal."""
 
     def __init__(self, label: str, enabled: bool):
-        self.label, self.enabled = label, enabled
+        from gradaudit.report.common import clean
+
+        self.label, self.enabled = clean(label), enabled  # the label quotes a file name
         self._stop = None
 
     def __enter__(self):
@@ -251,7 +255,7 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
     code = max(gate.exit_code(baseline.new_findings(a, known), settings["fail-on"]) for a in audits)
     if quiet:
         for a in audits:
-            click.echo(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
+            say(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
     elif fmt == "text":
         click.echo(render_all(audits, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
     else:
@@ -275,7 +279,7 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
     audits = _audit_all(sources, settings, quiet)
     write_atomic(output, baseline.to_json(audits))
     count = sum(len(a.findings) for a in audits)
-    click.echo(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
+    say(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
 
 
 @cli.command("fix")
@@ -307,14 +311,14 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
         result = fixer.fix_onnx(source, output, options, input_shapes, batch)
     else:
         result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
-        click.echo(fixer.patch(result), nl=False)
+        say(fixer.patch(result), multiline=True, nl=False)
     for rec in result.applied:
-        click.echo(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
+        say(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
     for note in result.skipped:
-        click.echo(f"gradaudit: skipped {note}", err=True)
+        say(f"gradaudit: skipped {note}", err=True)
     after = result.after
     written = f", wrote {output}" if output and source.lower().endswith(".onnx") else ""
-    click.echo(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
+    say(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
     raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 
 
@@ -345,23 +349,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        returned = cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
+        with library_output_captured(debug):
+            returned = cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except click.exceptions.Abort:
         click.echo("gradaudit: aborted", err=True)
         return gate.EXIT_INPUT_ERROR
-    except click.ClickException as problem:
-        problem.show()
+    except click.ClickException as problem:  # its message may quote an argument: cleaned like every line
+        shown = io.StringIO()
+        problem.show(file=shown)
+        say(shown.getvalue(), err=True, multiline=True, nl=False)
         return gate.EXIT_INPUT_ERROR
     except GradauditError as problem:
         if debug:
-            traceback.print_exc()
+            say(traceback.format_exc(), err=True, multiline=True, nl=False)
         click.echo(f"gradaudit: error: {_one_line(problem)}", err=True)
         return problem.exit_code
     except Exception as problem:  # anything unforeseen is an internal error, exit 3
         if debug:
-            traceback.print_exc()
+            say(traceback.format_exc(), err=True, multiline=True, nl=False)
         click.echo(f"gradaudit: internal error: {type(problem).__name__}: {_one_line(problem)}"
                    " (run with --debug for the traceback)", err=True)
         return gate.EXIT_INTERNAL_ERROR
