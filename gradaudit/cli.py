@@ -50,9 +50,13 @@ def _use_color(stream) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
-def _check_output_paths(source: str, outputs: dict[str, str | None]) -> None:
-    """Refuse, before any work, an output that is a directory, lacks a folder, or is the model."""
-    model = Path(source).resolve() if Path(source).exists() else None
+def _check_output_paths(sources: Sequence[str], outputs: dict[str, str | None], read: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output that is a directory, lacks a folder, or is a file the
+    run reads: a model, its external data, or one of `read` (what -> path; gradaudit.output_guard)."""
+    from itertools import chain
+
+    from gradaudit.output_guard import model_inputs, refuse_outputs_over_inputs
+
     for flag, value in outputs.items():
         if not value:
             continue
@@ -61,8 +65,15 @@ def _check_output_paths(source: str, outputs: dict[str, str | None]) -> None:
             raise InputError(f"{flag} {value}: is a directory")
         if not path.parent.resolve().is_dir():
             raise InputError(f"{flag} {value}: folder {path.parent} does not exist")
-        if model is not None and path.resolve() == model:
-            raise InputError(f"{flag} {value}: refusing to overwrite the input model")
+    refuse_outputs_over_inputs(outputs, chain(read.items(), model_inputs(sources)))
+
+
+def _config_read(config_file: str | None) -> str | None:
+    """The config file the settings come from (as gradaudit.config.resolve picks it)."""
+    from gradaudit.config import find_pyproject
+
+    found = config_file or find_pyproject()
+    return str(found) if found else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -243,8 +254,8 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
 
     settings = _settings(ctx, config_file)
     files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
-    for source in sources:
-        _check_output_paths(source, files)
+    _check_output_paths(_expand_sources(sources), files, {"config file": _config_read(config_file),
+                                                          "baseline": settings["baseline"], "--data batch": settings.get("data")})
     known = baseline.load(settings["baseline"]) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
@@ -274,8 +285,7 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
     from gradaudit.report import write_atomic
 
     settings = _settings(ctx, config_file)
-    for source in sources:
-        _check_output_paths(source, {"--output": output})
+    _check_output_paths(_expand_sources(sources), {"--output": output}, {"config file": _config_read(config_file)})
     audits = _audit_all(sources, settings, quiet)
     write_atomic(output, baseline.to_json(audits))
     count = sum(len(a.findings) for a in audits)
@@ -303,11 +313,13 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
 
+    writes_model = source.lower().endswith(".onnx")
+    if writes_model and not output:
+        raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
+    if writes_model:
+        _check_output_paths([source], {"--output": output}, {"--data batch": data})
     options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
-    if source.lower().endswith(".onnx"):
-        if not output:
-            raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
-        _check_output_paths(source, {"--output": output})
+    if writes_model:
         result = fixer.fix_onnx(source, output, options, input_shapes, batch)
     else:
         result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
