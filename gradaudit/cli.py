@@ -209,7 +209,7 @@ def _common_options(command):
         click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
         click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
                      help="Largest memory the model's tensors may take, e.g. 8G or 512M [half of RAM]."),
-        click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code."),
+        click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
         click.option("--quiet", "-q", is_flag=True, help="Print only one verdict line per model."),
@@ -302,7 +302,7 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
 @click.option("--passes", type=click.IntRange(1, 100), default=3, show_default=True, help="Probe passes per analysis.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probe batches and re-draws.")
 @click.option("--data", type=click.Path(dir_okay=False), help="A real input batch (.npy, .npz, .pt) to probe with.")
-@click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code.")
+@click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety).")
 @click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
               help="Lowest finding severity of the fixed model that fails (exit 1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
