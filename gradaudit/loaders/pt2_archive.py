@@ -5,7 +5,8 @@ model-supplied code: a weight or tensor constant whose config says `use_pickle`,
 `data/weights/<model>.pt` and `data/constants/<model>.pt` files, `custom_obj_*` and `opaque_*`
 constants (all unpickled with `weights_only=False`); the sample inputs (a pickle, retried with
 `weights_only=False` when the safe unpickler refuses it); AOTInductor members (compiled shared
-libraries); `guards_code` (Python source executed by `.module()`); a symbolic-shape expression
+libraries); `guards_code` (Python source executed by `.module()`), and a string input, which
+`.module()` pastes unescaped into the guard code it generates; a symbolic-shape expression
 (parsed by `sympy.sympify`, which calls `eval`); and a node target, resolved as any attribute
 path under `torch`, `operator` or `math` (`torch.os.system` included) and called by the forward.
 
@@ -13,8 +14,9 @@ So, without --trust, `safe_archive` reads the archive once, accepts only the mem
 `torch.export.save` file of one program holds, checks every one of the parts above, and returns a
 new in-memory archive built from exactly the bytes it checked: the sample inputs are left empty
 (gradaudit makes its own inputs from --input-shape), `guards_code` is dropped (it only guards
-input shapes), extra files are dropped. Anything it cannot vouch for is an InputError naming the
-member and why, one line. A normal `torch.export.save` of a model made of aten operators passes.
+input shapes), extra files are dropped. Anything it cannot vouch for (a string constant with a
+quote or backslash included) is an InputError naming the member and why, one line. A normal
+`torch.export.save` of a model made of aten operators passes.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ SYMPY_NAMES = frozenset({
 # Text torch turns into Python source (node input names become keyword names in the generated
 # forward; stack traces become comments in a readable dump): no control characters but \n and \t.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# A string input's guard is generated as `L['x'] == '<value>'` and executed (torch.export._unlift).
+_QUOTING = re.compile(r"['\"\\]")
 
 
 def safe_archive(path: str) -> bytes:
@@ -164,7 +168,17 @@ def _checked_graph(raw: bytes, refuse) -> bytes:
         expression = value.get("expr_str")
         if expression is not None and not _safe_expression(expression):
             raise refuse(f"{GRAPH} holds a symbolic expression that is not plain arithmetic: {str(expression)[:60]!r}")
+        for text in _string_constants(value):
+            if not isinstance(text, str) or _QUOTING.search(text):
+                raise refuse(f"{GRAPH} holds a string constant with quotes or backslashes: {str(text)[:60]!r}")
     return json.dumps(program).encode()
+
+
+def _string_constants(value: dict) -> list:
+    """The string constants of a graph argument (`as_string`, `as_strings`)."""
+    found = [value["as_string"]] if "as_string" in value else []
+    several = value.get("as_strings", [])
+    return found + (several if isinstance(several, list) else [several])
 
 
 def _walk(value: Any) -> Iterator[Any]:

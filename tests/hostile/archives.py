@@ -144,6 +144,10 @@ def hostile_changes(marker: Path) -> dict[str, Callable[[dict[str, bytes]], None
             "inputs": [{"name": f"a=1);{touch};(", "arg": {"as_bool": True}, "kind": 2}],
             "outputs": [], "metadata": {}}))
 
+    def quoted_string_input(members):
+        _edit_json(members, GRAPH, lambda g: g["graph_module"]["graph"]["inputs"].append(
+            {"as_string": f"x' == '' or {touch} or '"}))
+
     def compiled_library(members):
         members[ROOT + "data/aotinductor/model/model.so"] = b"\x7fELF" + bytes(60)
 
@@ -160,6 +164,7 @@ def hostile_changes(marker: Path) -> dict[str, Callable[[dict[str, bytes]], None
         "os-system-target": os_system_target,
         "from-file-target": from_file_target,
         "keyword-name-injection": keyword_injection,
+        "quoted-string-input": quoted_string_input,
         "aoti-library": compiled_library,
         "stray-member": stray_member,
     }
