@@ -49,13 +49,22 @@ UNSAFE_OPS = frozenset({"from_file", "save", "_print", "warn"})
 SAFE_HIGHER_ORDER = frozenset({"cond", "while_loop", "map_impl", "scan", "wrap_with_set_grad_enabled",
                                "wrap_with_autocast"})
 
-# Symbolic-shape expressions: numbers, operators, torch's symbol names (s0, u3, zuf1...) and the
-# sympy functions torch prints. Nothing else reaches sympify, so it cannot name a builtin.
-_EXPRESSION_TOKEN = re.compile(r"\s*(?:\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|(?P<name>[A-Za-z_]\w*)|\*\*|//|[-+*/%(),<>=!&|~^])")
+# Symbolic-shape expressions, as torch writes them (`s0 + 1`, or sympy's srepr for dynamic shapes:
+# `Mul(Integer(2), Symbol('s77', positive=True, integer=True))`): numbers, operators, quoted
+# symbol names or numbers, torch's symbol names (s0, u3, zuf1...), and the sympy constructors,
+# functions and assumption keywords torch prints. Nothing else reaches sympify, so an expression
+# cannot name a builtin, an attribute or a string of its choosing.
+_NUMBER = r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
 _SYMBOL = re.compile(r"[a-z]+\d+")
+_EXPRESSION_TOKEN = re.compile(
+    rf"\s*(?:{_NUMBER}|'(?:[a-z]+\d+|-?{_NUMBER})'|(?P<name>[A-Za-z_]\w*)|\*\*|//|[-+*/%(),<>=!&|~^])")
 SYMPY_NAMES = frozenset({
-    "Min", "Max", "Mod", "Abs", "floor", "ceiling", "Piecewise", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or",
-    "Not", "True", "False", "oo", "Integer", "Rational", "Float", "sqrt",
+    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Min", "Max", "Mod", "Abs", "floor", "ceiling",
+    "sqrt", "Piecewise", "ExprCondPair", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "Equality", "Unequality", "StrictLessThan",
+    "StrictGreaterThan", "LessThan", "GreaterThan", "And", "Or", "Not", "True", "False", "true", "false", "oo",
+    "Infinity", "NegativeInfinity", "Half", "One", "Zero", "NegativeOne",
+    "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "zero", "nonzero", "rational",
+    "even", "odd", "commutative", "precision",
     "FloorDiv", "ModularIndexing", "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
     "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator",
     "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",

@@ -58,10 +58,12 @@ class WritesThroughFromFile(torch.nn.Module):
         return self.fc(x) + written.float().sum() * 0
 
 
-def exported(path: Path) -> Path:
-    """A genuine torch.export.save file of SmallNet."""
+def exported(path: Path, dynamic_batch: bool = False) -> Path:
+    """A genuine torch.export.save file of SmallNet; with `dynamic_batch`, its batch dimension is
+    symbolic (the graph then holds sympy expressions)."""
     torch.manual_seed(0)
-    torch.export.save(torch.export.export(SmallNet(), (torch.randn(2, 4),)), str(path))
+    shapes = {"x": {0: torch.export.Dim("batch", min=2, max=64)}} if dynamic_batch else None
+    torch.export.save(torch.export.export(SmallNet(), (torch.randn(2, 4),), dynamic_shapes=shapes), str(path))
     return path
 
 

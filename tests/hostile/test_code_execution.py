@@ -40,6 +40,11 @@ def test_a_genuine_export_loads_without_trust(capsys, genuine: Path):
     assert snapshot(genuine.parent) == before
 
 
+def test_a_dynamic_shape_export_loads_without_trust(capsys, tmp_path: Path):
+    code, err = check(capsys, archives.exported(tmp_path / "model.pt2", dynamic_batch=True), "--batch", "5")
+    assert code in (0, 1), err
+
+
 @pytest.mark.parametrize("case", sorted(archives.hostile_changes(Path("unused"))))
 def test_a_hostile_pt2_runs_nothing_without_trust(capsys, tmp_path: Path, genuine: Path, case: str):
     marker = tmp_path.parent / f"{tmp_path.name}-pwned"  # outside the model's folder
