@@ -28,6 +28,7 @@ import math
 import operator
 import re
 import zipfile
+import zlib
 from typing import Any, Iterator
 
 from gradaudit.errors import InputError
@@ -86,7 +87,8 @@ def safe_archive(path: str) -> bytes:
         with zipfile.ZipFile(path) as archive:
             root, members = _members(archive, refuse)
             contents = {name: archive.read(root + name) for name in members}
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, ValueError) as error:
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, ValueError, NotImplementedError, EOFError,
+            zlib.error) as error:
         raise InputError(f"{path}: not a readable .pt2 archive ({type(error).__name__}: {error})") from None
     for name in contents:
         problem = _member_problem(name)
@@ -180,7 +182,10 @@ def _checked_graph(raw: bytes, refuse) -> bytes:
         for text in _string_constants(value):
             if not isinstance(text, str) or _QUOTING.search(text):
                 raise refuse(f"{GRAPH} holds a string constant with quotes or backslashes: {str(text)[:60]!r}")
-    return json.dumps(program).encode()
+    try:
+        return json.dumps(program).encode()
+    except RecursionError:
+        raise refuse(f"{GRAPH} is nested too deeply") from None
 
 
 def _string_constants(value: dict) -> list:
@@ -229,15 +234,15 @@ def _safe_target(target: str) -> bool:
     if module is None or not all(part.isidentifier() and not part.startswith("__") for part in parts):
         return False
     resolved: Any = module
-    for part in parts:
-        resolved = getattr(resolved, part, None)
-    if isinstance(resolved, torch._ops.OpOverload):
-        return resolved.namespace in TENSOR_NAMESPACES and resolved._opname not in UNSAFE_OPS
-    if isinstance(resolved, torch._ops.HigherOrderOperator):
-        return resolved.name() in SAFE_HIGHER_ORDER
     try:
+        for part in parts:
+            resolved = getattr(resolved, part, None)
+        if isinstance(resolved, torch._ops.OpOverload):
+            return resolved.namespace in TENSOR_NAMESPACES and resolved._opname not in UNSAFE_OPS
+        if isinstance(resolved, torch._ops.HigherOrderOperator):
+            return resolved.name() in SAFE_HIGHER_ORDER
         return resolved in _SYM_OPS
-    except TypeError:  # an unhashable attribute
+    except Exception:  # a lazy torch submodule that fails to import, an unhashable attribute: not an operator
         return False
 
 
