@@ -16,6 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
+import pytest
+
 from gradaudit import cli
 from gradaudit.terminal import library_output_captured
 from tests.hostile import archives, models
@@ -36,10 +38,11 @@ def assert_clean(text: str) -> None:
         assert sequence not in text, f"{sequence!r} reached the terminal: {text!r}"
 
 
-def test_quiet_line_cleans_a_hostile_file_name(tmp_path: Path):
+@pytest.mark.parametrize("output", [["-q"], ["--format", "sarif"], ["--format", "junit"]], ids=lambda o: o[-1])
+def test_every_output_cleans_a_hostile_file_name(tmp_path: Path, output: list[str]):
     model = models.save(models.mlp(), tmp_path / f"model{HOSTILE}.onnx")
     before = snapshot(tmp_path)
-    result = run_cli("check", str(model), "-q")
+    result = run_cli("check", str(model), *output)
     assert_contained(result.returncode, result.stderr, before, snapshot(tmp_path))
     assert "redname" in result.stdout  # the name is shown, without its escapes
     assert_clean(result.stdout + result.stderr)
