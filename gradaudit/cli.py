@@ -314,9 +314,9 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
     from gradaudit.remedies.batch_file import read_batch
 
     writes_model = source.lower().endswith(".onnx")
-    if writes_model and not output:
-        raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
     if writes_model:
+        if not output:
+            raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
         _check_output_paths([source], {"--output": output}, {"--data batch": data})
     options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
     if writes_model:
@@ -329,7 +329,7 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
     for note in result.skipped:
         say(f"gradaudit: skipped {note}", err=True)
     after = result.after
-    written = f", wrote {output}" if output and source.lower().endswith(".onnx") else ""
+    written = f", wrote {output}" if writes_model else ""
     say(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
     raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 
