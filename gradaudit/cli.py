@@ -65,7 +65,8 @@ def _check_output_paths(sources: Sequence[str], outputs: dict[str, str | None], 
             raise InputError(f"{flag} {value}: is a directory")
         if not path.parent.resolve().is_dir():
             raise InputError(f"{flag} {value}: folder {path.parent} does not exist")
-    refuse_outputs_over_inputs(outputs, chain(read.items(), model_inputs(sources)))
+    asked = [value for value in outputs.values() if value]
+    refuse_outputs_over_inputs(outputs, chain(read.items(), model_inputs(sources, asked)))
 
 
 def _config_read(config_file: str | None) -> str | None:

@@ -18,9 +18,9 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from gradaudit.errors import InputError
 
 
-def model_inputs(sources: Sequence[str]) -> Iterator[tuple[str, str]]:
-    """(what, path) for each file the models of a run are read from; lazily, since finding an
-    ONNX model's external data parses the model."""
+def model_inputs(sources: Sequence[str], outputs: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(what, path) for each file the models of a run are read from; an ONNX model's external
+    data files only where one of `outputs` could be one (finding them parses the model)."""
     from gradaudit.loaders import TORCH_SUFFIXES, is_factory_spec
     from gradaudit.loaders.onnx_external import external_data_files
 
@@ -31,8 +31,20 @@ def model_inputs(sources: Sequence[str]) -> Iterator[tuple[str, str]]:
                 yield "factory file", target
             continue
         yield "model", source
-        if Path(source).is_file() and Path(source).suffix.lower() not in TORCH_SUFFIXES:
+        if Path(source).is_file() and Path(source).suffix.lower() not in TORCH_SUFFIXES \
+                and _may_be_external_data(source, outputs):
             yield from ((f"external data file of {source}", data) for data in external_data_files(source))
+
+
+def _may_be_external_data(model: str, outputs: Sequence[str]) -> bool:
+    """External data lives inside the model's folder (gradaudit.loaders.onnx_external), so only an
+    output resolving there, or an existing file with other hard links, can be one of its files."""
+    folder = Path(model).resolve().parent
+    for output in outputs:
+        path = Path(output)
+        if path.resolve().is_relative_to(folder) or (path.is_file() and path.stat().st_nlink > 1):
+            return True
+    return False
 
 
 def same_file(first: str, second: str) -> bool:
