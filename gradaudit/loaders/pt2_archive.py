@@ -7,8 +7,9 @@ constants (all unpickled with `weights_only=False`); the sample inputs (a pickle
 `weights_only=False` when the safe unpickler refuses it); AOTInductor members (compiled shared
 libraries); `guards_code` (Python source executed by `.module()`), and a string input, which
 `.module()` pastes unescaped into the guard code it generates; a symbolic-shape expression
-(parsed by `sympy.sympify`, which calls `eval`); and a node target, resolved as any attribute
-path under `torch`, `operator` or `math` (`torch.os.system` included) and called by the forward.
+(parsed by `sympy.sympify`, which calls `eval`). A node target is resolved as any attribute path
+under `torch`, `operator` or `math` (`torch.os.system` included) and made a call in the graph;
+torch's verifier rejected the ones tried here, but it is a check on graph form, not a sandbox.
 
 So, without --trust, `safe_archive` reads the archive once, accepts only the members a
 `torch.export.save` file of one program holds, checks every one of the parts above, and returns a
