@@ -8,6 +8,7 @@ happen inside the commands so `--help` and `rules` stay fast.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ import click
 
 from gradaudit import __version__, gate
 from gradaudit.errors import GradauditError, InputError
+from gradaudit.terminal import library_output_captured, say
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -48,9 +50,13 @@ def _use_color(stream) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
-def _check_output_paths(source: str, outputs: dict[str, str | None]) -> None:
-    """Refuse, before any work, an output that is a directory, lacks a folder, or is the model."""
-    model = Path(source).resolve() if Path(source).exists() else None
+def _check_output_paths(sources: Sequence[str], outputs: dict[str, str | None], read: dict[str, str | None]) -> None:
+    """Refuse, before any work, an output that is a directory, lacks a folder, or is a file the
+    run reads: a model, its external data, or one of `read` (what -> path; gradaudit.output_guard)."""
+    from itertools import chain
+
+    from gradaudit.output_guard import model_inputs, refuse_outputs_over_inputs
+
     for flag, value in outputs.items():
         if not value:
             continue
@@ -59,8 +65,16 @@ def _check_output_paths(source: str, outputs: dict[str, str | None]) -> None:
             raise InputError(f"{flag} {value}: is a directory")
         if not path.parent.resolve().is_dir():
             raise InputError(f"{flag} {value}: folder {path.parent} does not exist")
-        if model is not None and path.resolve() == model:
-            raise InputError(f"{flag} {value}: refusing to overwrite the input model")
+    asked = [value for value in outputs.values() if value]
+    refuse_outputs_over_inputs(outputs, chain(read.items(), model_inputs(sources, asked)))
+
+
+def _config_read(config_file: str | None) -> str | None:
+    """The config file the settings come from (as gradaudit.config.resolve picks it)."""
+    from gradaudit.config import find_pyproject
+
+    found = config_file or find_pyproject()
+    return str(found) if found else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,7 +134,9 @@ class _Progress:
     """Elapsed-time line on stderr while a model is analysed, only on a terminal."""
 
     def __init__(self, label: str, enabled: bool):
-        self.label, self.enabled = label, enabled
+        from gradaudit.report.common import clean
+
+        self.label, self.enabled = clean(label), enabled  # the label quotes a file name
         self._stop = None
 
     def __enter__(self):
@@ -194,7 +210,7 @@ def _common_options(command):
         click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
         click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
                      help="Largest memory the model's tensors may take, e.g. 8G or 512M [half of RAM]."),
-        click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code."),
+        click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
         click.option("--quiet", "-q", is_flag=True, help="Print only one verdict line per model."),
@@ -239,8 +255,8 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
 
     settings = _settings(ctx, config_file)
     files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
-    for source in sources:
-        _check_output_paths(source, files)
+    _check_output_paths(_expand_sources(sources), files, {"config file": _config_read(config_file),
+                                                          "baseline": settings["baseline"], "--data batch": settings.get("data")})
     known = baseline.load(settings["baseline"]) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
@@ -251,7 +267,7 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
     code = max(gate.exit_code(baseline.new_findings(a, known), settings["fail-on"]) for a in audits)
     if quiet:
         for a in audits:
-            click.echo(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
+            say(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
     elif fmt == "text":
         click.echo(render_all(audits, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
     else:
@@ -270,12 +286,11 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
     from gradaudit.report import write_atomic
 
     settings = _settings(ctx, config_file)
-    for source in sources:
-        _check_output_paths(source, {"--output": output})
+    _check_output_paths(_expand_sources(sources), {"--output": output}, {"config file": _config_read(config_file)})
     audits = _audit_all(sources, settings, quiet)
     write_atomic(output, baseline.to_json(audits))
     count = sum(len(a.findings) for a in audits)
-    click.echo(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
+    say(f"gradaudit: recorded {count} finding(s) of {len(audits)} model(s) in {output}", err=True)
 
 
 @cli.command("fix")
@@ -288,7 +303,7 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
 @click.option("--passes", type=click.IntRange(1, 100), default=3, show_default=True, help="Probe passes per analysis.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probe batches and re-draws.")
 @click.option("--data", type=click.Path(dir_okay=False), help="A real input batch (.npy, .npz, .pt) to probe with.")
-@click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code.")
+@click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety).")
 @click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
               help="Lowest finding severity of the fixed model that fails (exit 1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -299,22 +314,24 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
 
-    options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
-    if source.lower().endswith(".onnx"):
+    writes_model = source.lower().endswith(".onnx")
+    if writes_model:
         if not output:
             raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
-        _check_output_paths(source, {"--output": output})
+        _check_output_paths([source], {"--output": output}, {"--data batch": data})
+    options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
+    if writes_model:
         result = fixer.fix_onnx(source, output, options, input_shapes, batch)
     else:
         result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
-        click.echo(fixer.patch(result), nl=False)
+        say(fixer.patch(result), multiline=True, nl=False)
     for rec in result.applied:
-        click.echo(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
+        say(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
     for note in result.skipped:
-        click.echo(f"gradaudit: skipped {note}", err=True)
+        say(f"gradaudit: skipped {note}", err=True)
     after = result.after
-    written = f", wrote {output}" if output and source.lower().endswith(".onnx") else ""
-    click.echo(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
+    written = f", wrote {output}" if writes_model else ""
+    say(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
     raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 
 
@@ -345,23 +362,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        returned = cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
+        with library_output_captured(debug):
+            returned = cli.main(args=args, prog_name="gradaudit", standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except click.exceptions.Abort:
         click.echo("gradaudit: aborted", err=True)
         return gate.EXIT_INPUT_ERROR
-    except click.ClickException as problem:
-        problem.show()
+    except click.ClickException as problem:  # its message may quote an argument: cleaned like every line
+        shown = io.StringIO()
+        problem.show(file=shown)
+        say(shown.getvalue(), err=True, multiline=True, nl=False)
         return gate.EXIT_INPUT_ERROR
     except GradauditError as problem:
         if debug:
-            traceback.print_exc()
+            say(traceback.format_exc(), err=True, multiline=True, nl=False)
         click.echo(f"gradaudit: error: {_one_line(problem)}", err=True)
         return problem.exit_code
     except Exception as problem:  # anything unforeseen is an internal error, exit 3
         if debug:
-            traceback.print_exc()
+            say(traceback.format_exc(), err=True, multiline=True, nl=False)
         click.echo(f"gradaudit: internal error: {type(problem).__name__}: {_one_line(problem)}"
                    " (run with --debug for the traceback)", err=True)
         return gate.EXIT_INTERNAL_ERROR

@@ -75,3 +75,24 @@ def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collectio
 def load_confined(path: str) -> onnx.ModelProto:
     """`onnx.load` with external data read only from inside the model's folder."""
     return load_external_data(onnx.load(path, load_external_data=False), path)
+
+
+def external_data_files(path: str) -> list[str]:
+    """The real paths of the external data files an ONNX file names inside its folder.
+
+    For callers that must know a model's files before loading it (an output may not overwrite
+    one, gradaudit.output_guard); a file that does not parse, or a location the loader will
+    refuse, names nothing here: loading reports it."""
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # any parse failure is the loader's to report, with its own message
+        return []
+    base_dir = os.path.dirname(os.path.abspath(path))
+    found = []
+    for tensor in _graph_tensors(model.graph):
+        if external_data_helper.uses_external_data(tensor):
+            try:
+                found.append(confined_path(base_dir, tensor.name, _location(tensor)))
+            except InputError:
+                continue
+    return list(dict.fromkeys(found))

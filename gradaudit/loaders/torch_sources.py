@@ -1,14 +1,16 @@
 """Turn what the user passed (a factory spec or a saved file) into a torch module.
 
 Sources: "pkg.module:factory" (imported), "path/to/file.py:factory" (loaded by path, its folder
-on sys.path while it loads), a `.pt2` file (torch.export), a TorchScript file, or a `.pt/.pth`
-holding a whole pickled module — only with trust, because unpickling runs arbitrary code (the
-same reason bandit flags `torch.load`). Every failure is an InputError with one line naming it.
+on sys.path while it loads), a `.pt2` file (torch.export; without trust only a checked copy that
+runs nothing from the file, gradaudit.loaders.pt2_archive), a TorchScript file or a `.pt/.pth`
+holding a whole pickled module — these two only with trust, because loading them runs code from
+the file (the same reason bandit flags `torch.load`). Every failure is an InputError with one line naming it.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import importlib.util
 import pickle
 import sys
@@ -94,13 +96,24 @@ def load_file(path_text: str, trust: bool) -> torch.nn.Module:
     if not path.is_file():
         raise InputError(f"file not found: {path_text}")
     if path.suffix == ".pt2":
-        try:
-            return torch.export.load(str(path)).module()
-        except Exception as error:
-            raise InputError(f"cannot load {path_text} with torch.export.load ({first_line(error)})") from error
+        return _load_exported(path_text, trust)
     if _is_torchscript(path):
+        if not trust:
+            raise InputError(f"{path_text} is a TorchScript archive: a program whose code runs when it is loaded and "
+                             "called, so gradaudit loads it only with --trust (trust=True) for a file you trust")
         return torch.jit.load(str(path), map_location="cpu")
     return _load_pickle(path, path_text, trust)
+
+
+def _load_exported(path_text: str, trust: bool) -> torch.nn.Module:
+    """A torch.export program; untrusted, only the checked copy of it that runs nothing (pt2_archive)."""
+    from gradaudit.loaders.pt2_archive import safe_archive
+
+    archive = path_text if trust else io.BytesIO(safe_archive(path_text))
+    try:
+        return torch.export.load(archive).module()
+    except Exception as error:
+        raise InputError(f"cannot load {path_text} with torch.export.load ({first_line(error)})") from error
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -247,7 +247,9 @@ def test_torchscript_file(tmp_path):
     module = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
     path = tmp_path / "model.pt"
     torch.jit.save(torch.jit.script(module), str(path))
-    handle = load_torch(str(path), [(4, 6)])
+    with pytest.raises(InputError, match="TorchScript.*--trust"):
+        load_torch(str(path), [(4, 6)])
+    handle = load_torch(str(path), [(4, 6)], trust=True)
     assert handle.graph.graph["partial"]
     assert [w.param for w in weight_layers(handle.graph)] == ["0.weight", "2.weight"]
     outputs, _ = handle.runner(handle.module, handle.example_inputs, [])
