@@ -152,6 +152,8 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
     from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.config import rule_config
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
     from gradaudit.loaders import is_factory_spec, load
     from gradaudit.loaders.torch_meta import load_static_only
     from gradaudit.remedies.batch_file import read_batch
@@ -160,9 +162,11 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     # threshold (700 allocations) the collector rescans them over and over: 20% of loading such
     # an ONNX graph (1.46 s -> 1.18 s). Cycles are still collected, 70x less often.
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
+    timeout, max_memory = settings["timeout"], settings.get("max-memory") or default_max_memory()
     audits = []
     for source in _expand_sources(sources):
-        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
+        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()), \
+                model_limits(source, timeout, max_memory):
             started = time.perf_counter()
             if settings["static-only"] and is_factory_spec(source):  # no weights in memory (torch_meta)
                 handle = load_static_only(source, settings["input-shape"], batch=settings["batch"],
@@ -170,12 +174,13 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
             else:
                 handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
                               max_memory=settings.get("max-memory"), static_only=settings["static-only"])
+            loaded = time.perf_counter()
             options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
-                                   sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
+                                   sharpness=settings.get("sharpness", False), timeout=timeout - (loaded - started),
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),
                                    lr=settings.get("lr"), optimizer=settings.get("optimizer"),
                                    data=read_batch(settings["data"]) if settings.get("data") else None)
-            options.timing["load_s"] = time.perf_counter() - started
+            options.timing["load_s"] = loaded - started
             audits.append(run_audit(handle, options))
     return audits
 
@@ -378,4 +383,7 @@ def _one_line(problem: BaseException) -> str:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    """The `gradaudit` command: `main` under the supervisor that enforces --timeout and --max-memory."""
+    from gradaudit.hard_limits import run_supervised
+
+    sys.exit(run_supervised(main))
