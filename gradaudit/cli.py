@@ -196,9 +196,9 @@ def _common_options(command):
         click.option("--seed", type=int, help="Seed of the synthetic batches and the default loss [0]."),
         click.option("--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."),
         click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."),
-        click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
+        click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the audit of each model may take, from load to verification [300]."),
         click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
-                     help="Largest memory the model's tensors may take, e.g. 8G or 512M [half of RAM]."),
+                     help="Memory the audit of each model may take, e.g. 8G or 512M [half of RAM]."),
         click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
@@ -296,29 +296,40 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
 @click.option("--trust", is_flag=True, help="Allow loading pickled whole modules (.pt/.pth): pickle runs code.")
 @click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
               help="Lowest finding severity of the fixed model that fails (exit 1).")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
+              help="Seconds the fix may take, from load to the audit of the fixed model.")
+@click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
+              help="Memory the fix may take, e.g. 8G or 512M [half of RAM].")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, **_) -> None:
+def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, **_) -> None:
     """Apply the verified weight-level changes: write a fixed ONNX model, or print a patch for a factory."""
     from gradaudit import fixer
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
     from gradaudit.pipeline import AuditOptions
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
 
-    options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
-    if source.lower().endswith(".onnx"):
+    is_onnx = source.lower().endswith(".onnx")
+    if is_onnx:
         if not output:
             raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
         _check_output_paths(source, {"--output": output})
-        result = fixer.fix_onnx(source, output, options, input_shapes, batch)
-    else:
-        result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
+    with model_limits(source, timeout, max_memory or default_max_memory()):
+        options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None, timeout=timeout)
+        if is_onnx:
+            result = fixer.fix_onnx(source, output, options, input_shapes, batch)
+        else:
+            result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory),
+                                      options)
+    if not is_onnx:
         click.echo(fixer.patch(result), nl=False)
     for rec in result.applied:
         click.echo(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
     for note in result.skipped:
         click.echo(f"gradaudit: skipped {note}", err=True)
     after = result.after
-    written = f", wrote {output}" if output and source.lower().endswith(".onnx") else ""
+    written = f", wrote {output}" if output and is_onnx else ""
     click.echo(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
     raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 

@@ -11,7 +11,9 @@ probe, rules and verification run inside `model_limits`:
   and what it is doing (`stage`) on a shared page; the supervisor kills the child with SIGKILL at
   the deadline and prints `exceeded --timeout (N s) while <stage> <model>`, exit 2. A kill from
   another process stops anything: a Python loop in `forward`, a C kernel that never returns, or
-  one that holds the GIL, which no in-process watchdog thread could interrupt.
+  one that holds the GIL, which no in-process watchdog thread could interrupt. With `--debug` the
+  supervisor first has the child print every thread's Python stack (faulthandler, which works
+  from a signal handler while C code holds the GIL): where the model was stuck.
 - **Memory.** Before each model the child lowers its own RLIMIT_DATA to the data memory it uses
   now plus `--max-memory`, and restores it afterwards. RLIMIT_DATA counts heap and private
   writable mappings when they are reserved, not when touched, so a huge `torch.empty` fails at
@@ -38,6 +40,7 @@ only the probe's between-pass timeout holds.
 from __future__ import annotations
 
 import errno
+import faulthandler
 import mmap
 import os
 import signal
@@ -51,6 +54,8 @@ from typing import Callable, Iterator, Sequence
 from gradaudit.errors import InputError
 
 POLL_S = 0.05  # how often the supervisor looks at the deadline and the child
+STACK_DUMP_SIGNAL = signal.SIGUSR1  # faulthandler prints every thread's stack, even while C code holds the GIL
+STACK_DUMP_S = 0.5
 STAGE_BYTES = 1024
 # armed (0/1), deadline (time.monotonic, shared by all processes), timeout s, memory cap, stage length
 _HEADER = struct.Struct("<Bddqi")
@@ -74,13 +79,14 @@ def run_supervised(main: Callable[[Sequence[str] | None], int], argv: Sequence[s
     pid = os.fork()
     if pid == 0:
         _run_child(main, argv, board)
-    return _supervise(pid, board)
+    return _supervise(pid, board, debug="--debug" in (sys.argv[1:] if argv is None else argv))
 
 
 def _run_child(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, board: mmap.mmap) -> None:
     global _board
     _board = board
     _die_with_parent()
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)  # where a model was stuck, for --debug
     code = 3
     try:
         code = main(argv)
@@ -105,8 +111,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _supervise(pid: int, board: mmap.mmap) -> int:
-    """Wait for the child; kill it at a model's deadline. Signals meant for the command reach it."""
+def _supervise(pid: int, board: mmap.mmap, debug: bool) -> int:
+    """Wait for the child; kill it at a model's deadline (with `debug`, after it printed its Python
+    stacks). Signals meant for the command reach it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too: it reports and exits
     for forwarded in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(forwarded, lambda number, _frame: os.kill(pid, number))
@@ -119,6 +126,10 @@ def _supervise(pid: int, board: mmap.mmap) -> int:
             os.kill(pid, signal.SIGSTOP)  # freeze it, then make sure the model did not just finish
             armed, deadline, timeout, _, doing = _read(board)
             if armed and time.monotonic() >= deadline:
+                if debug:
+                    os.kill(pid, STACK_DUMP_SIGNAL)
+                    os.kill(pid, signal.SIGCONT)
+                    time.sleep(STACK_DUMP_S)
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 _say(f"gradaudit: error: exceeded --timeout ({timeout:g} s) while {doing}")
@@ -143,7 +154,8 @@ def _child_exit_code(status: int, board: mmap.mmap) -> int:
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
+    """One line on stderr; on a terminal it first erases the child's progress line, cut off by the kill."""
+    sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "") + line + "\n")
     sys.stderr.flush()
 
 

@@ -105,6 +105,18 @@ def test_a_forward_that_never_returns_is_killed_at_the_timeout(tmp_path: Path):
     assert elapsed < 3 + MARGIN_S
 
 
+def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
+    spec = factory(tmp_path, """
+        while True:
+            y = y + 0
+    """)
+    result, _ = run_cli(spec, "--input-shape", "2,4", "--timeout", "3", "--debug", limit_s=3)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert any("hostile_model.py" in line and line.endswith(" in forward") for line in lines), result.stderr
+    assert lines[-1] == f"gradaudit: error: exceeded --timeout (3 s) while probing {spec}"
+
+
 def test_an_allocation_in_forward_past_the_cap_is_stopped(tmp_path: Path):
     spec = factory(tmp_path, f"y = y + torch.ones({GIB_FLOATS + GIB_FLOATS // 4}).sum()  # 1.25 GiB at once")
     result, elapsed = run_cli(spec, "--input-shape", "2,4", "--max-memory", CAP, "--timeout", "60", limit_s=60)
