@@ -15,11 +15,11 @@ probe, rules and verification run inside `model_limits`:
   supervisor first has the child print every thread's Python stack (faulthandler, which works
   from a signal handler while C code holds the GIL): where the model was stuck.
 - **Memory.** Before each model the child lowers its own RLIMIT_DATA to the data memory it uses
-  now plus `--max-memory`, and restores it afterwards. RLIMIT_DATA counts heap and private
-  writable mappings when they are reserved, not when touched, so a huge `torch.empty` fails at
-  once, before it can page anything in; RLIMIT_AS would also count the address space that torch's
-  libraries and every thread's malloc arena reserve without using (torch's import alone maps
-  ~640 MiB, of which ~220 MiB is data). The failed allocation surfaces as MemoryError, numpy's
+  now plus `--max-memory` plus HEADROOM, and restores it afterwards. RLIMIT_DATA counts heap and
+  private writable mappings when they are reserved, not when touched, so a huge `torch.empty`
+  fails at once, before it can page anything in; RLIMIT_AS would also count the address space
+  that torch's libraries and every thread's malloc arena reserve without using (torch's import
+  alone maps ~640 MiB, of which ~220 MiB is data). The failed allocation surfaces as MemoryError, numpy's
   MemoryError or torch's "DefaultCPUAllocator: can't allocate memory" RuntimeError, which
   `model_limits` turns into `exceeded --max-memory (N) while <stage> <model>`, exit 2. A library
   that aborts instead (an uncaught std::bad_alloc) ends the child by a signal; the supervisor
@@ -34,7 +34,8 @@ would kill whatever embeds gradaudit. The supervisor costs one fork and 20 wake-
 
 The limits belong to the command: `cli.main(argv)` called in-process (the tests) and the Python
 API `gradaudit.audit()` run without a supervisor; there `model_limits` and `stage` do nothing and
-only the probe's between-pass timeout holds.
+only the probe's between-pass timeout holds. Without fork (Windows) the command runs the same way;
+without /proc/self/status (not Linux) the memory backstop is off and the declared check remains.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ POLL_S = 0.05  # how often the supervisor looks at the deadline and the child
 STACK_DUMP_SIGNAL = signal.SIGUSR1  # faulthandler prints every thread's stack, even while C code holds the GIL
 STACK_DUMP_S = 0.5
 STAGE_BYTES = 1024
+# Memory the audit itself may take beyond --max-memory (parsing, graphs, Python objects: ~5 MiB for
+# a small model): a cap set just above a model's tensors must still reach the declared-size check,
+# whose message names the tensor, instead of failing on gradaudit's own bookkeeping.
+HEADROOM = 64 * 1024**2
 # armed (0/1), deadline (time.monotonic, shared by all processes), timeout s, memory cap, stage length
 _HEADER = struct.Struct("<Bddqi")
 _OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
@@ -115,11 +120,19 @@ def _supervise(pid: int, board: mmap.mmap, debug: bool) -> int:
     """Wait for the child; kill it at a model's deadline (with `debug`, after it printed its Python
     stacks). Signals meant for the command reach it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too: it reports and exits
-    for forwarded in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(forwarded, lambda number, _frame: os.kill(pid, number))
+    forwarded: list[int] = []
+
+    def forward(number: int, _frame: object) -> None:
+        forwarded.append(number)
+        os.kill(pid, number)
+
+    for name in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(name, forward)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) in forwarded:
+                return 128 + os.WTERMSIG(status)  # stopped from outside, as the shell reports it
             return _child_exit_code(status, board)
         armed, deadline, timeout, _, doing = _read(board)
         if armed and time.monotonic() >= deadline:
@@ -144,7 +157,8 @@ def _child_exit_code(status: int, board: mmap.mmap) -> int:
     number = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
     name = signal.Signals(number).name if number in set(signal.Signals) else f"signal {number}"
     armed, _, _, cap, doing = _read(board)
-    if armed:  # the model's work ended it (a library aborting on a failed allocation): an input error
+    if armed:  # the model's work ended it (a library aborting on a failed allocation): an input error,
+        # and the cap is the likely cause worth naming
         from gradaudit.limits import format_size
 
         _say(f"gradaudit: error: the audit ended by {name} while {doing} (--max-memory {format_size(cap)})")
@@ -188,7 +202,7 @@ def stage(doing: str) -> None:
 
 @contextmanager
 def model_limits(model: str, timeout: float, max_memory: int) -> Iterator[None]:
-    """Bound the work on one model by `timeout` seconds and `max_memory` more bytes of data memory."""
+    """Bound the work on one model by `timeout` seconds and `max_memory` (+ HEADROOM) more bytes of data memory."""
     global _model, _limits
     if _board is None:
         yield
@@ -202,7 +216,7 @@ def model_limits(model: str, timeout: float, max_memory: int) -> Iterator[None]:
     previous = resource.getrlimit(resource.RLIMIT_DATA)
     used = _data_memory()
     if used is not None:
-        ceiling = used + max_memory
+        ceiling = used + max_memory + HEADROOM
         if previous[1] != resource.RLIM_INFINITY:
             ceiling = min(ceiling, previous[1])
         resource.setrlimit(resource.RLIMIT_DATA, (ceiling, previous[1]))
@@ -213,7 +227,8 @@ def model_limits(model: str, timeout: float, max_memory: int) -> Iterator[None]:
     except BaseException as problem:
         resource.setrlimit(resource.RLIMIT_DATA, previous)  # room again for the message and the unwinding
         if used is not None and out_of_memory(problem):
-            raise LimitExceeded(f"exceeded --max-memory ({format_size(max_memory)}) while {_doing} {_model}") from problem
+            cap = format_size(max_memory)
+            raise LimitExceeded(f"exceeded --max-memory ({cap}) while {_doing} {_model}") from problem
         raise
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, previous)
@@ -222,8 +237,12 @@ def model_limits(model: str, timeout: float, max_memory: int) -> Iterator[None]:
 
 
 def _warm_up() -> None:
-    """Import torch and start its thread pools before measuring: their stacks are not the model's."""
+    """Import the loaders (torch, onnx) and start torch's thread pools before measuring: that
+    memory is gradaudit's, the same for every model, not the model's."""
     import torch
+
+    import gradaudit.loaders.onnx_loader  # noqa: F401 - imported for its memory, not its names
+    import gradaudit.loaders.torch_loader  # noqa: F401
 
     torch.zeros(1 << 17).add_(1)  # the intra-op (OpenMP) pool
     torch.ones(64, 64) @ torch.ones(64, 64)  # the BLAS pool

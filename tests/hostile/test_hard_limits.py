@@ -2,10 +2,10 @@
 
 Each case runs the real command (`python -m gradaudit`, so under its supervisor) on a model that
 gets past the declared-size check: a factory whose forward never returns, one that allocates
-1.2 GiB in its forward, an ONNX graph whose ConstantOfShape size is computed from the input at
+1.25 GiB in its forward, an ONNX graph whose ConstantOfShape size is computed from the input at
 run time (1 GiB), and one that aborts. Each must stop with exit 2 and one line naming the limit
-and what was running, within the limit plus a margin that a slow, shared machine needs (the
-command's own start, importing torch, is in the measured time), and write no report.
+and what was running, print no report and write none; the endless forward within the limit plus
+a margin that a slow, shared machine needs, timed from when it starts looping.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -25,13 +24,15 @@ from gradaudit.hard_limits import out_of_memory
 from tests.hostile import models
 
 ROOT = Path(__file__).resolve().parents[2]
-MARGIN_S = 20.0  # start-up (torch import) and a loaded machine; a missed limit runs far past it
-CAP = "300M"  # above the audit's own needs (a few MiB), a quarter of what the models below allocate
+MARGIN_S = 20.0  # a shared, loaded machine (load average 16 on 2 cores seen); a missed limit runs on
+UNSTOPPED_S = 240
+CAP = "300M"  # a quarter of what the models below allocate
 GIB_FLOATS = 2**28
 
 
 HOSTILE_FACTORY = """\
 import os
+import time
 import torch
 from torch import nn
 
@@ -54,11 +55,10 @@ def build():
 """
 
 
-def run_cli(*argv: str, limit_s: float) -> tuple[subprocess.CompletedProcess, float]:
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "gradaudit", "check", *argv], cwd=ROOT, capture_output=True,
-                            text=True, timeout=limit_s + 120)
-    return result, time.monotonic() - started
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    """`gradaudit check ARGV`; a run that no limit stopped fails the test after UNSTOPPED_S."""
+    return subprocess.run([sys.executable, "-m", "gradaudit", "check", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=UNSTOPPED_S)
 
 
 def factory(tmp_path: Path, forward_body: str) -> str:
@@ -96,13 +96,18 @@ def assert_stopped(result: subprocess.CompletedProcess, message: str) -> None:
 
 
 def test_a_forward_that_never_returns_is_killed_at_the_timeout(tmp_path: Path):
-    spec = factory(tmp_path, """
+    """Timed from the moment the forward starts looping (its deadline started earlier, at load):
+    the command's own start-up is slow on a loaded machine and is no part of the limit."""
+    stamp = tmp_path / "looping_since"
+    spec = factory(tmp_path, f"""
+        open({str(stamp)!r}, "w").write(repr(time.time()))
         while True:  # a Python loop: only a kill from outside the process stops it
             y = y + 0
     """)
-    result, elapsed = run_cli(spec, "--input-shape", "2,4", "--timeout", "3", limit_s=3)
+    result = run_cli(spec, "--input-shape", "2,4", "--timeout", "3")
+    stopped_after = time.time() - float(stamp.read_text())
     assert_stopped(result, f"exceeded --timeout (3 s) while probing {spec}")
-    assert elapsed < 3 + MARGIN_S
+    assert stopped_after < 3 + MARGIN_S
 
 
 def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
@@ -110,7 +115,7 @@ def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
         while True:
             y = y + 0
     """)
-    result, _ = run_cli(spec, "--input-shape", "2,4", "--timeout", "3", "--debug", limit_s=3)
+    result = run_cli(spec, "--input-shape", "2,4", "--timeout", "3", "--debug")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
     assert any("hostile_model.py" in line and line.endswith(" in forward") for line in lines), result.stderr
@@ -119,24 +124,24 @@ def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
 
 def test_an_allocation_in_forward_past_the_cap_is_stopped(tmp_path: Path):
     spec = factory(tmp_path, f"y = y + torch.ones({GIB_FLOATS + GIB_FLOATS // 4}).sum()  # 1.25 GiB at once")
-    result, elapsed = run_cli(spec, "--input-shape", "2,4", "--max-memory", CAP, "--timeout", "60", limit_s=60)
+    result = run_cli(spec, "--input-shape", "2,4", "--max-memory", CAP)
     assert_stopped(result, f"exceeded --max-memory (300.0 MiB) while probing {spec}")
-    assert elapsed < 60
 
 
 def test_a_shape_computed_at_run_time_is_stopped_and_no_report_is_written(tmp_path: Path):
-    """The first model is audited under its own limits; the second stops the run and no report is written."""
+    """The first model passes under a cap just above its tensors (gradaudit's own memory is not
+    counted against it); the second stops the run and no report is written."""
     healthy = models.save(models.mlp(), tmp_path / "healthy.onnx")
     growing = computed_shape_onnx(tmp_path / "growing.onnx")
     report = tmp_path / "report.json"
-    result, _ = run_cli(str(healthy), str(growing), "--max-memory", CAP, "--json", str(report), limit_s=120)
-    assert_stopped(result, f"exceeded --max-memory (300.0 MiB) while loading {growing}")
+    result = run_cli(str(healthy), str(growing), "--max-memory", "1M", "--json", str(report))
+    assert_stopped(result, f"exceeded --max-memory (1.0 MiB) while loading {growing}")
     assert not report.exists()
 
 
 def test_a_model_that_aborts_the_process_is_one_line_naming_the_stage(tmp_path: Path):
     spec = factory(tmp_path, "os.abort()  # as a C++ library does on an uncaught std::bad_alloc")
-    result, _ = run_cli(spec, "--input-shape", "2,4", "--max-memory", CAP, limit_s=120)
+    result = run_cli(spec, "--input-shape", "2,4", "--max-memory", CAP)
     assert_stopped(result, f"the audit ended by SIGABRT while probing {spec} (--max-memory 300.0 MiB)")
 
 
