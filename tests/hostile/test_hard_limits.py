@@ -159,3 +159,22 @@ def test_a_failed_allocation_is_found_through_the_errors_that_wrap_it(problem: B
             raise ValueError("ONNX node 'big' (ConstantOfShape) failed") from inner
     except ValueError as wrapped:
         assert out_of_memory(wrapped) is found
+
+
+@pytest.mark.parametrize("problem", [MemoryError(), ValueError("an unforeseen graph")])
+def test_only_a_failed_allocation_in_a_rule_escapes_as_the_audit_s_error(problem: BaseException):
+    """A rule failing on an odd graph becomes a GA503 finding; one out of memory stops the audit,
+    so the command can name the cap instead of reporting a model audited without that rule."""
+    from dataclasses import replace
+
+    from gradaudit.rules import registry
+
+    def failing(_context):
+        raise problem
+
+    rule = replace(registry.all_rules()[0], check=failing)
+    if isinstance(problem, MemoryError):
+        with pytest.raises(MemoryError):
+            registry._apply(rule, None)
+    else:
+        assert [finding.code for finding in registry._apply(rule, None)] == [registry.RULE_FAILED]
