@@ -95,6 +95,8 @@ def _run_child(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] 
     code = 3
     try:
         code = main(argv)
+    except SystemExit as stop:  # click exits by itself when stdout is a closed pipe (`| head`)
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
     except BaseException:  # main maps every error to a code; anything left must still end the child
         traceback.print_exc()
     finally:
