@@ -66,8 +66,12 @@ HEADROOM = 64 * 1024**2
 _HEADER = struct.Struct("<Bddqi")
 _OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
 
-_board: mmap.mmap | None = None  # the page shared with the supervisor; set only in the supervised child
+# In the supervised child only: the page shared with the supervisor, and the model being audited:
+# its name, what runs now, and its deadline, timeout and cap (None between models).
+_board: mmap.mmap | None = None
+_model = ""
 _doing = ""
+_limits: tuple[float, float, int] | None = None
 
 
 class LimitExceeded(InputError):
@@ -81,16 +85,18 @@ def run_supervised(main: Callable[[Sequence[str] | None], int], argv: Sequence[s
     board = mmap.mmap(-1, _HEADER.size + STAGE_BYTES)
     sys.stdout.flush()
     sys.stderr.flush()
+    supervisor = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _run_child(main, argv, board)
+        _run_child(main, argv, board, supervisor)
     return _supervise(pid, board, debug="--debug" in (sys.argv[1:] if argv is None else argv))
 
 
-def _run_child(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, board: mmap.mmap) -> None:
+def _run_child(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, board: mmap.mmap,
+               supervisor: int) -> None:
     global _board
     _board = board
-    _die_with_parent()
+    _die_with_parent(supervisor)
     faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)  # where a model was stuck, for --debug
     code = 3
     try:
@@ -108,7 +114,7 @@ def _run_child(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] 
         os._exit(code)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(supervisor: int) -> None:
     """Ask Linux to SIGKILL this child if the supervisor dies (a CI job cancelled with SIGKILL)."""
     try:
         import ctypes
@@ -116,6 +122,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the forwarded SIGTERM still ends the child
         pass
+    if os.getppid() != supervisor:  # it died before the request was made
+        os._exit(1)
 
 
 def _supervise(pid: int, board: mmap.mmap, debug: bool) -> int:
@@ -179,11 +187,6 @@ def _read(board: mmap.mmap) -> tuple[bool, float, float, int, str]:
     armed, deadline, timeout, cap, length = _HEADER.unpack_from(board, 0)
     text = bytes(board[_HEADER.size:_HEADER.size + max(0, min(length, STAGE_BYTES))])
     return bool(armed), deadline, timeout, cap, text.decode("utf-8", "replace")
-
-
-# the model being audited in the supervised child: its name, its deadline, timeout and cap
-_model = ""
-_limits: tuple[float, float, int] | None = None
 
 
 def _publish(doing: str) -> None:
