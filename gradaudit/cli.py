@@ -168,6 +168,8 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
     from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.config import rule_config
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
     from gradaudit.loaders import is_factory_spec, load
     from gradaudit.loaders.torch_meta import load_static_only
     from gradaudit.remedies.batch_file import read_batch
@@ -176,9 +178,11 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     # threshold (700 allocations) the collector rescans them over and over: 20% of loading such
     # an ONNX graph (1.46 s -> 1.18 s). Cycles are still collected, 70x less often.
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
+    timeout, max_memory = settings["timeout"], settings.get("max-memory") or default_max_memory()
     audits = []
     for source in _expand_sources(sources):
-        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
+        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()), \
+                model_limits(source, timeout, max_memory):
             started = time.perf_counter()
             if settings["static-only"] and is_factory_spec(source):  # no weights in memory (torch_meta)
                 handle = load_static_only(source, settings["input-shape"], batch=settings["batch"],
@@ -186,12 +190,13 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
             else:
                 handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
                               max_memory=settings.get("max-memory"), static_only=settings["static-only"])
+            loaded = time.perf_counter()
             options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
-                                   sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
+                                   sharpness=settings.get("sharpness", False), timeout=timeout - (loaded - started),
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),
                                    lr=settings.get("lr"), optimizer=settings.get("optimizer"),
                                    data=read_batch(settings["data"]) if settings.get("data") else None)
-            options.timing["load_s"] = time.perf_counter() - started
+            options.timing["load_s"] = loaded - started
             audits.append(run_audit(handle, options))
     return audits
 
@@ -207,9 +212,10 @@ def _common_options(command):
         click.option("--seed", type=int, help="Seed of the synthetic batches and the default loss [0]."),
         click.option("--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."),
         click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."),
-        click.option("--timeout", type=click.FloatRange(min=1.0), help="Seconds the probe may spend [300]."),
+        click.option("--timeout", type=click.FloatRange(min=1.0),
+                     help="Seconds the audit of each model may take, from load to verification [300]."),
         click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
-                     help="Largest memory the model's tensors may take, e.g. 8G or 512M [half of RAM]."),
+                     help="Memory the audit of each model may take, e.g. 8G or 512M [half of RAM]."),
         click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
@@ -306,10 +312,16 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
 @click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety).")
 @click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
               help="Lowest finding severity of the fixed model that fails (exit 1).")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
+              help="Seconds the fix may take, from load to the audit of the fixed model.")
+@click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
+              help="Memory the fix may take, e.g. 8G or 512M [half of RAM].")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, **_) -> None:
+def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, **_) -> None:
     """Apply the verified weight-level changes: write a fixed ONNX model, or print a patch for a factory."""
     from gradaudit import fixer
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
     from gradaudit.pipeline import AuditOptions
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
@@ -319,11 +331,14 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
         if not output:
             raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
         _check_output_paths([source], {"--output": output}, {"--data batch": data})
-    options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None)
-    if writes_model:
-        result = fixer.fix_onnx(source, output, options, input_shapes, batch)
-    else:
-        result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch), options)
+    with model_limits(source, timeout, max_memory or default_max_memory()):
+        options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None, timeout=timeout)
+        if writes_model:
+            result = fixer.fix_onnx(source, output, options, input_shapes, batch)
+        else:
+            result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory),
+                                      options)
+    if not writes_model:
         say(fixer.patch(result), multiline=True, nl=False)
     for rec in result.applied:
         say(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
@@ -398,4 +413,7 @@ def _one_line(problem: BaseException) -> str:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    """The `gradaudit` command: `main` under the supervisor that enforces --timeout and --max-memory."""
+    from gradaudit.hard_limits import run_supervised
+
+    sys.exit(run_supervised(main))

@@ -41,7 +41,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch", "int", 8, "batch size for symbolic batch dimensions", minimum=1),
     Option("passes", "int", 3, "real forward+backward passes of the probe", minimum=1, maximum=100),
     Option("seed", "int", 0, "seed of synthetic batches and the default loss"),
-    Option("timeout", "float", 300.0, "seconds the probe may spend", minimum=1.0),
+    Option("timeout", "float", 300.0, "seconds the audit of each model may take (load to verification)", minimum=1.0),
     Option("baseline", "path", None,
            "baseline file (relative to the config file): only findings not in it fail the gate"),
     Option("static-only", "bool", False, "skip the dynamic probe"),

@@ -34,6 +34,7 @@ class AuditOptions:
 
 def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit:
     """Analyse a loaded model; never modifies `handle.module`."""
+    from gradaudit.hard_limits import stage
     from gradaudit.probe import run_probe
     from gradaudit.remedies import recommend
     from gradaudit.remedies.verify import verify
@@ -45,6 +46,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     options = options or AuditOptions()
     timing = {"load_s": 0.0, "static_s": 0.0, "probe_s": 0.0, **options.timing}
 
+    stage("analysing")
     started = time.perf_counter()
     static = estimate(handle.graph, handle.inputs)
     timing["static_s"] = time.perf_counter() - started
@@ -56,6 +58,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     elif handle.module is None or handle.runner is None:
         probe_skipped = probe_skipped or "the model cannot be executed"
     if not probe_skipped:
+        stage("probing")
         started = time.perf_counter()
         probe = run_probe(
             handle,
@@ -67,10 +70,12 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         )
         timing["probe_s"] = time.perf_counter() - started
 
+    stage("applying the rules to")
     rule_config = planned_config(options.rule_config, options.lr, options.optimizer, options.data is not None)
     findings = run_rules(handle, static, probe, rule_config)
     recommendations = recommend(findings, handle, static, probe, rule_config)
     if options.verify:
+        stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data)
     return Audit(
         source=handle.source,

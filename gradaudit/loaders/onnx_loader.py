@@ -24,6 +24,7 @@ import torch
 
 from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
+from gradaudit.hard_limits import out_of_memory
 from gradaudit.limits import default_max_memory
 from gradaudit.loaders.onnx_external import load_external_data
 from gradaudit.loaders.onnx_validate import check_memory, validate
@@ -247,7 +248,9 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
             try:
                 with torch.no_grad():
                     produced = module.call_step(step, args)
-            except (OnnxExecutionError, UnsupportedOperatorError):
+            except (OnnxExecutionError, UnsupportedOperatorError) as exc:
+                if out_of_memory(exc):
+                    raise
                 return None
         for name, tensor in zip(step.outputs, produced):
             if name and isinstance(tensor, torch.Tensor):
@@ -426,6 +429,8 @@ def load_onnx(
         try:
             shapes, values = trace(module, synthetic_inputs(specs), dependent)
         except OnnxExecutionError as exc:
+            if out_of_memory(exc):
+                raise
             probe_unavailable = f"the ONNX graph failed to execute: {exc}"
     if probe_unavailable:
         shapes = declared

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
+from gradaudit.hard_limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
 from gradaudit.rules.registry import Context, RuleConfig
@@ -72,6 +73,8 @@ def _offer(kind: str, finding: Finding, ctx: Context) -> Recommendation | None:
     try:
         return _REMEDIES[kind][0](finding, ctx)
     except Exception as error:  # noqa: BLE001 - one remedy must not cost the whole audit
+        if out_of_memory(error):
+            raise
         warnings.warn(f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning)
         return None
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import networkx as nx
 
+from gradaudit.hard_limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, StaticResult
 
@@ -179,6 +180,8 @@ def _apply(found: Rule, context: Context) -> list[Finding]:
     try:
         return [to_finding(found, hit) for hit in found.check(context)]
     except Exception as error:  # noqa: BLE001 - any failure of one rule is reported, not raised
+        if out_of_memory(error):
+            raise
         failure = Hit([], {"rule": found.code, "error": f"{type(error).__name__}: {error}"})
         return [to_finding(get_rule(RULE_FAILED), failure)]
 
