@@ -192,7 +192,7 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
                                    sharpness=settings.get("sharpness", False), timeout=settings["timeout"],
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),
                                    lr=settings.get("lr"), optimizer=settings.get("optimizer"),
-                                   data=read_batch(settings["data"]) if settings.get("data") else None)
+                                   data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None)
             options.timing["load_s"] = time.perf_counter() - started
             audits.append(run_audit(handle, options))
     return audits

@@ -17,6 +17,7 @@ import onnx
 from onnx import external_data_helper
 
 from gradaudit.errors import InputError
+from gradaudit.limits import default_max_memory, require_fits
 
 
 def graph_tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
@@ -81,8 +82,10 @@ def span(tensor: onnx.TensorProto, file: str) -> tuple[int, int]:
         numbers[key] = int(text)
     size = os.path.getsize(file)
     offset = numbers["offset"]
+    if offset > size:
+        raise InputError(f"{where}: offset {offset} lies past the end of the {size}-byte file")
     length = numbers.get("length", size - offset)
-    if offset + length > size or length < 0:
+    if offset + length > size:
         raise InputError(f"{where}: {length} bytes at offset {offset} run past the end of the {size}-byte file")
     if "length" not in numbers:
         entry = tensor.external_data.add()
@@ -90,16 +93,18 @@ def span(tensor: onnx.TensorProto, file: str) -> tuple[int, int]:
     return offset, length
 
 
-def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collection[str] = ()) -> onnx.ModelProto:
+def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collection[str] = (), cap: int | None = None) -> onnx.ModelProto:
     """Fill the external tensors of `model` (read without its data) from the model's folder.
 
-    Every location is confined first; the tensors named in `leave` are not read (their bytes are
-    mapped instead, gradaudit.loaders.onnx_weights)."""
+    Every location is confined first and every span checked (`span`); the tensors named in
+    `leave` are not read (their bytes are mapped instead, gradaudit.loaders.onnx_weights), and
+    the others must fit under `cap` bytes together (default: the memory cap) before any is read."""
     base_dir = os.path.dirname(os.path.abspath(model_path))
     external = [t for _, t in graph_tensors(model.graph) if external_data_helper.uses_external_data(t)]
-    for tensor in external:
-        span(tensor, confined_path(base_dir, tensor.name, _location(tensor)))
-    for tensor in (t for t in external if t.name not in leave):
+    lengths = {id(t): span(t, confined_path(base_dir, t.name, _location(t)))[1] for t in external}
+    read = [t for t in external if t.name not in leave]
+    require_fits(f"{model_path}: its external data", sum(lengths[id(t)] for t in read), default_max_memory() if cap is None else cap)
+    for tensor in read:
         try:
             external_data_helper.load_external_data_for_tensor(tensor, base_dir)
         except (OSError, ValueError) as exc:

@@ -24,7 +24,7 @@ import torch
 
 from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
-from gradaudit.limits import default_max_memory
+from gradaudit.limits import default_max_memory, regular_file_size
 from gradaudit.loaders.onnx_external import load_external_data
 from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
@@ -51,14 +51,17 @@ def read_model(path: str, max_memory: int | None = None) -> tuple[onnx.ModelProt
         raise InputError(f"ONNX file not found: {path}")
     if os.path.isdir(path):
         raise InputError(f"{path} is a directory, not an ONNX file")
-    if os.path.getsize(path) == 0:
+    if regular_file_size(path, path) == 0:
         raise InputError(f"{path} is an empty file, not an ONNX model")
+    cap = default_max_memory() if max_memory is None else max_memory
     try:
-        model, model_map, stripped = read_stripped(path)
+        model, model_map, stripped = read_stripped(path, cap)
+    except InputError:
+        raise
     except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
         raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
-    load_external_data(model, path, leave=large_initializers(model) if CAN_MAP else ())
-    densify(model, default_max_memory() if max_memory is None else max_memory)
+    load_external_data(model, path, leave=large_initializers(model) if CAN_MAP else (), cap=cap)
+    densify(model, cap)
     validate(model, path, sized=stripped.keys())
     weights = mapped_initializers(model, path, model_map, stripped)
     try:

@@ -33,6 +33,7 @@ import torch
 from onnx import external_data_helper
 
 from gradaudit.errors import InputError
+from gradaudit.limits import require_fits
 from gradaudit.loaders.onnx_external import confined_path, span
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, payload_matches, to_torch
@@ -196,13 +197,16 @@ def mapped_initializers(model: onnx.ModelProto, path: str, model_map: mmap.mmap 
     return tensors
 
 
-def read_stripped(path: str) -> tuple[onnx.ModelProto, mmap.mmap | None, dict[str, tuple[int, int]]]:
+def read_stripped(path: str, cap: int) -> tuple[onnx.ModelProto, mmap.mmap | None, dict[str, tuple[int, int]]]:
     """The ModelProto of an ONNX file with its large embedded payloads left in the file, the
     file's map and the payloads' spans; `onnx.load` (everything parsed) where the layout is not
-    one to vouch for. Protobuf's own errors propagate (the caller names the file)."""
+    one to vouch for. What protobuf parses must fit under `cap` bytes: InputError otherwise.
+    Protobuf's own errors propagate (the caller names the file)."""
     model_map = copy_on_write_map(path) if CAN_MAP else None
     found = strip_raw_data(model_map) if model_map is not None else None
     if found is None:
+        require_fits(f"{path}: the model's protobuf", os.path.getsize(path), cap)
         return onnx.load(path, load_external_data=False), model_map, {}
     data, spans = found
+    require_fits(f"{path}: the model's protobuf (its large weights left in the file)", len(data), cap)
     return onnx.ModelProto.FromString(data), model_map, spans
