@@ -42,6 +42,7 @@ from gradaudit.cli import main
 from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.errors import InputError
 from gradaudit.loaders import load
+from gradaudit.onnx_exec.tensors import HELD_DTYPE
 from tests.hostile import models
 
 FUZZ_EXAMPLES = int(os.environ.get("GRADAUDIT_FUZZ_EXAMPLES", "200"))
@@ -214,8 +215,10 @@ def cli_folder() -> tempfile.TemporaryDirectory:
 
 
 # Tensor fields: every element type code, dims that overflow or go negative, sparse layouts and
-# external-data entries that lie.
-STORED_TYPES = [code for name, code in TensorProto.DataType.items() if name not in ("UNDEFINED", "STRING")]
+# external-data entries, true or lying. Half the bias types drawn are ones gradaudit holds, and
+# most examples make at most one edit, so that many reach the audit itself.
+ALL_TYPES = [code for name, code in TensorProto.DataType.items() if name not in ("UNDEFINED", "STRING")]
+PACKED_INTEGERS = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "INT2", "UINT2") if hasattr(TensorProto, n)}
 DIMS = st.lists(st.sampled_from([-1, 0, 1, 2, 4, 5, 2**31, 2**62, 2**63 - 1]), max_size=4)
 SPAN_TEXT = st.one_of(st.integers(-(2**70), 2**70).map(str), st.sampled_from(["", "abc", "1e3", " 8", "0x10", "\u0663", "-0"]))
 LOCATIONS = st.sampled_from(["w.bin", "", "../w.bin", "/etc/hostname", "missing.bin", "w.bin/", "."])
@@ -225,41 +228,56 @@ def _tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     return list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
 
 
+def _bias_model(draw: st.DrawFn) -> onnx.ModelProto:
+    data_type = draw(st.sampled_from(sorted(HELD_DTYPE)) | st.sampled_from(ALL_TYPES), label="bias type")
+    integral = data_type in PACKED_INTEGERS or helper.tensor_dtype_to_np_dtype(data_type).kind in "biu"
+    try:
+        return models.with_typed_bias(data_type, [1, 0, 1, 0] if integral else [0.5, 1.0, 2.0, 4.0], as_constant=draw(st.booleans()))
+    except (TypeError, ValueError):  # a type onnx.helper cannot fill from a list (complex)
+        return models.with_typed_bias(TensorProto.FLOAT, [0.5, 1.0, 2.0, 4.0])
+
+
+def _make_external(draw: st.DrawFn, tensor: onnx.TensorProto, external: bytearray) -> None:
+    """Move the tensor's raw bytes to w.bin at a drawn offset; its entries tell the truth or not."""
+    payload = tensor.raw_data
+    offset = len(external)
+    external.extend(payload)
+    truthful = {"location": "w.bin", "offset": str(offset), "length": str(len(payload))}
+    entries = {key: draw(st.just(value) | (LOCATIONS if key == "location" else SPAN_TEXT), label=key) for key, value in truthful.items()}
+    if draw(st.booleans(), label="drop length"):
+        del entries["length"]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in entries.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
 @st.composite
 def tensor_field_model(draw: st.DrawFn) -> tuple[onnx.ModelProto, bytes]:
-    """The MLP with a bias of a drawn type (initializer or Constant), then up to three edits of a
-    tensor's type, dims, sparse form or external data; and the bytes of its w.bin."""
-    data_type = draw(st.sampled_from([t for t in STORED_TYPES if t != TensorProto.COMPLEX64 and t != TensorProto.COMPLEX128]))
-    values = [1, 0, 1, 0] if helper.tensor_dtype_to_np_dtype(data_type).kind in "biu" or data_type in (21, 22, 25, 26) else [0.5, 1.0, 2.0, 4.0]
-    try:
-        model = models.with_typed_bias(data_type, values, as_constant=draw(st.booleans()))
-    except (TypeError, ValueError):  # a type onnx.helper cannot fill from a list: keep the float bias
-        model = models.with_typed_bias(TensorProto.FLOAT, values)
-    for _ in range(draw(st.integers(0, 3), label="edits")):
+    """The MLP with a bias of a drawn type (initializer or Constant), then edits of a tensor's
+    type, dims, sparse form or external data; and the bytes of its w.bin."""
+    model = _bias_model(draw)
+    external = bytearray(draw(st.binary(max_size=16), label="w.bin prefix"))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2, 3]), label="edits")):
         tensor = draw(st.sampled_from(_tensors(model)), label="tensor")
         edit = draw(st.sampled_from(["type", "dims", "sparse", "external"]), label="edit")
         if edit == "type":
             tensor.data_type = draw(st.integers(0, 30))
         elif edit == "dims":
             tensor.dims[:] = draw(DIMS)
-        elif edit == "sparse" and tensor in model.graph.initializer:
-            indices = draw(st.lists(st.integers(-3, 40), max_size=6))
+        elif edit == "sparse" and tensor in model.graph.initializer and tensor.HasField("raw_data"):
+            dense = np.frombuffer(tensor.raw_data, np.uint8)
+            index = np.array(draw(st.lists(st.integers(-3, dense.size + 3), max_size=16), label="indices"), np.int64)
             model.graph.sparse_initializer.append(helper.make_sparse_tensor(
-                numpy_helper.from_array(np.ones(len(indices), np.float32), tensor.name),
-                numpy_helper.from_array(np.array(indices, np.int64).reshape(draw(st.sampled_from([(-1,), (-1, 1)]))), f"{tensor.name}_i"),
-                draw(DIMS)))
+                numpy_helper.from_array(np.ones(index.size, np.float32), tensor.name),
+                numpy_helper.from_array(index.reshape(draw(st.sampled_from([(-1,), (-1, 1)]))), f"{tensor.name}_i"),
+                draw(st.just(list(tensor.dims)) | DIMS, label="dense dims")))
             model.graph.initializer.remove(tensor)
-        elif edit == "external":
-            entries = {"location": draw(LOCATIONS), "offset": draw(SPAN_TEXT)}
-            if draw(st.booleans()):
-                entries["length"] = draw(SPAN_TEXT)
-            tensor.ClearField("raw_data")
-            tensor.data_location = TensorProto.EXTERNAL
-            del tensor.external_data[:]
-            for key, value in entries.items():
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
-    return model, draw(st.binary(max_size=256), label="w.bin")
+        elif edit == "external" and tensor.HasField("raw_data"):
+            _make_external(draw, tensor, external)
+    return model, bytes(external)
 
 
 @CLI_FUZZ
