@@ -264,3 +264,23 @@ def test_a_file_name_that_is_not_utf8_is_written_as_escapes(tmp_path: Path, caps
     assert json.loads(out)["model"]["source"].endswith("model-\\xff\\xfe.onnx")
     for report in reports.values():  # JSON doubles the backslash, a SARIF URI percent-encodes it
         assert re.search(r"model-(\\\\|\\|%5C)xff(\\\\|\\|%5C)xfe\.onnx", report.read_text(encoding="utf-8")), report
+
+
+def test_fix_writes_a_bfloat16_model_back_in_bfloat16(tmp_path: Path, capsys):
+    """Eight bfloat16 Tanh layers with tiny weights vanish; the rescaled weights keep their type."""
+    rng = np.random.default_rng(0)
+    nodes, previous, weights = [], "x", []
+    for index in range(8):
+        weights.append(helper.make_tensor(f"W{index}", TensorProto.BFLOAT16, [16, 16], rng.normal(0, 0.02, 256).tolist()))
+        nodes += [helper.make_node("MatMul", [previous, f"W{index}"], [f"h{index}"], name=f"fc{index}"),
+                  helper.make_node("Tanh", [f"h{index}"], [f"a{index}"], name=f"act{index}")]
+        previous = f"a{index}"
+    graph = helper.make_graph(nodes, "vanishing", [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["N", 16])],
+                              [helper.make_tensor_value_info(previous, TensorProto.BFLOAT16, ["N", 16])], weights)
+    source = models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vanishing.onnx")
+    fixed = tmp_path / "fixed.onnx"
+    assert main(["fix", str(source), "-o", str(fixed)]) == 0, capsys.readouterr().err
+    written = onnx.load(str(fixed)).graph.initializer
+    assert all(t.data_type == TensorProto.BFLOAT16 for t in written)
+    before = numpy_helper.to_array(weights[0]).astype(np.float32).std()
+    assert numpy_helper.to_array(written[0]).astype(np.float32).std() > 2 * before  # rescaled up, not left as it was
