@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from gradaudit.errors import InputError
+from gradaudit.limits import default_max_memory, read_capped
 from gradaudit.results import Audit, Finding
 
 BASELINE_SCHEMA = "gradaudit.baseline/1"
@@ -59,12 +60,16 @@ def to_json(audits: Iterable[Audit]) -> str:
     return json.dumps({"schema": BASELINE_SCHEMA, "findings": entries}, indent=2) + "\n"
 
 
-def load(path: str) -> Baseline:
-    """The findings a baseline file records; InputError when unreadable or malformed."""
+def load(path: str, cap: int | None = None) -> Baseline:
+    """The findings a baseline file records; InputError when unreadable, malformed, not a regular
+    file or over `cap` bytes (default: the memory cap)."""
+    text = read_capped(path, default_max_memory() if cap is None else cap, f"baseline {path}")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        data = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
         raise InputError(f"baseline {path}: cannot read it ({problem})") from None
+    except RecursionError:  # json parses nested arrays and objects recursively
+        raise InputError(f"baseline {path}: nested too deeply to read") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != BASELINE_SCHEMA or not isinstance(data.get("findings"), list):
         raise InputError(f"baseline {path}: not a {BASELINE_SCHEMA} file (write one with `gradaudit baseline`)")

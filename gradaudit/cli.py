@@ -86,13 +86,31 @@ def cli() -> None:
 MODEL_SUFFIXES = (".onnx", ".pt2")
 
 
+def _model_files(folder: str) -> list[str]:
+    """The model files under `folder`, sorted. Walked with an explicit stack, not recursion (a
+    tree 1,000 folders deep exhausts Python's recursion limit); symlinked folders are not entered."""
+    found, pending = [], [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif Path(entry.name).suffix.lower() in MODEL_SUFFIXES and entry.is_file():
+                        found.append(entry.path)
+        except OSError as problem:
+            raise InputError(f"{current}: cannot list the folder ({problem.strerror or problem})") from None
+    return sorted(found)
+
+
 def _expand_sources(sources: Sequence[str]) -> list[str]:
     """Model files and specs in the order given; a directory stands for its model files."""
     expanded: list[str] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+            found = _model_files(source)
             if not found:
                 raise InputError(f"{source}: directory contains no model files ({', '.join(MODEL_SUFFIXES)})")
             expanded.extend(found)
@@ -195,7 +213,7 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
                                    sharpness=settings.get("sharpness", False), timeout=timeout - (loaded - started),
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),
                                    lr=settings.get("lr"), optimizer=settings.get("optimizer"),
-                                   data=read_batch(settings["data"]) if settings.get("data") else None)
+                                   data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None)
             options.timing["load_s"] = loaded - started
             audits.append(run_audit(handle, options))
     return audits
@@ -263,7 +281,7 @@ def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_
     files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
     _check_output_paths(_expand_sources(sources), files, {"config file": _config_read(config_file),
                                                           "baseline": settings["baseline"], "--data batch": settings.get("data")})
-    known = baseline.load(settings["baseline"]) if settings["baseline"] else None
+    known = baseline.load(settings["baseline"], settings.get("max-memory")) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
     formats = {"--json": Format.JSON, "--html": Format.HTML, "--sarif": Format.SARIF, "--junit": Format.JUNIT}
@@ -332,7 +350,7 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
             raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
         _check_output_paths([source], {"--output": output}, {"--data batch": data})
     with model_limits(source, timeout, max_memory or default_max_memory()):
-        options = AuditOptions(passes=passes, seed=seed, data=read_batch(data) if data else None, timeout=timeout)
+        options = AuditOptions(passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout)
         if writes_model:
             result = fixer.fix_onnx(source, output, options, input_shapes, batch)
         else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gradaudit.errors import InputError
+from gradaudit.limits import default_max_memory, read_capped
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,12 +82,16 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     return None
 
 
-def read_file(path: Path, required: bool) -> dict[str, Any]:
-    """The [tool.gradaudit] table of a TOML file ({} when absent and not required)."""
+def read_file(path: Path, required: bool, cap: int | None = None) -> dict[str, Any]:
+    """The [tool.gradaudit] table of a TOML file ({} when absent and not required); the file is
+    read only if it is a regular file under `cap` bytes (default: the memory cap)."""
+    text = read_capped(path, default_max_memory() if cap is None else cap, f"config {path}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as problem:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as problem:
         raise InputError(f"config {path}: cannot read it ({problem})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise InputError(f"config {path}: nested too deeply to read") from None
     table = data.get("tool", {}).get("gradaudit")
     if table is None:
         if required:
@@ -175,7 +180,7 @@ def resolve(cli_values: Mapping[str, Any], config_file: str | None = None, envir
     path = Path(config_file) if config_file else find_pyproject()
     if config_file and not path.is_file():
         raise InputError(f"config {config_file}: no such file")
-    table = read_file(path, required=bool(config_file)) if path else {}
+    table = read_file(path, required=bool(config_file), cap=cli_values.get("max-memory")) if path else {}
     for key, value in table.items():
         if key not in options:
             raise InputError(f"config {path}: unknown key '{key}' (known: {', '.join(sorted(options))})")

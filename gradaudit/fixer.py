@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import torch
 from onnx import numpy_helper
 
 from gradaudit.pipeline import AuditOptions, run_audit
@@ -84,7 +85,9 @@ def edited_onnx(source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed:
             skipped.append(f"{param}: not an ONNX initializer (computed or shared), left unchanged")
             continue
         old = initializers[name]
-        array = params[param].detach().cpu().numpy().astype(numpy_helper.to_array(old).dtype)
+        value = params[param].detach().cpu()
+        value = value.float() if value.dtype == torch.bfloat16 else value  # numpy has no bfloat16; exact in float32
+        array = value.numpy().astype(numpy_helper.to_array(old).dtype)  # back to the stored type (ml_dtypes for bf16/float8)
         old.CopyFrom(numpy_helper.from_array(array, name))
     onnx.checker.check_model(model)
     return model, skipped

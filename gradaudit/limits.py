@@ -10,6 +10,11 @@ The default cap is half of the memory the process may use (the smaller of physic
 cgroup limit, as in a CI container): the probe keeps every activation for the backward pass and
 also needs gradients of the same size as the weights, so half leaves room for that overhead
 and for the rest of the machine. `--max-memory` overrides it.
+
+Files are held to the same cap before they are read or inflated: a regular file by its size, a
+zip archive by the sizes its members declare, a .npy array by its header (`read_capped`,
+`require_archive_fits`, gradaudit.remedies.batch_file); anything else (a device, a FIFO) is
+refused.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -103,3 +110,49 @@ def require_fits(what: str, size: int, cap: int) -> None:
             f"{what} would need {format_size(size)}, above the memory cap of {format_size(cap)} "
             "(--max-memory raises it)"
         )
+
+
+def _refuse_size(what: str, size: int, cap: int) -> InputError:
+    return InputError(f"{what}: {format_size(size)} to read, above the memory cap of {format_size(cap)} (--max-memory raises it)")
+
+
+def regular_file_size(path: str | os.PathLike, what: str) -> int:
+    """The size of a regular file; InputError for a device, FIFO or folder (/dev/zero never ends,
+    a FIFO blocks), named as `what`."""
+    try:
+        status = os.stat(path)
+    except OSError as problem:
+        raise InputError(f"{what}: cannot read it ({problem.strerror or problem})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"{what}: not a regular file")
+    return status.st_size
+
+
+def read_capped(path: str | os.PathLike, cap: int, what: str) -> bytes:
+    """The bytes of a regular file of at most `cap` bytes, read no further than that (a file that
+    grows while it is read is refused too)."""
+    if regular_file_size(path, what) > cap:
+        raise _refuse_size(what, regular_file_size(path, what), cap)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(cap + 1)
+    except OSError as problem:
+        raise InputError(f"{what}: cannot read it ({problem.strerror or problem})") from None
+    if len(data) > cap:
+        raise _refuse_size(what, len(data), cap)
+    return data
+
+
+def require_archive_fits(path: str | os.PathLike, cap: int, what: str) -> list[zipfile.ZipInfo]:
+    """The members of a zip archive, once the sizes they inflate to (as the archive declares them,
+    which bound what Python's and torch's zip readers return) fit under `cap` together."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as problem:
+        raise InputError(f"{what}: not a readable zip archive ({problem})") from None
+    total = sum(member.file_size for member in members)
+    if total > cap:
+        raise InputError(f"{what}: its {len(members)} member(s) inflate to {format_size(total)}, above the memory cap of "
+                         f"{format_size(cap)} (--max-memory raises it)")
+    return members

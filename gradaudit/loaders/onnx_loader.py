@@ -25,8 +25,9 @@ import torch
 from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
 from gradaudit.hard_limits import out_of_memory
-from gradaudit.limits import default_max_memory
+from gradaudit.limits import default_max_memory, regular_file_size
 from gradaudit.loaders.onnx_external import load_external_data
+from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
 from gradaudit.model import InputSpec, ModelHandle
@@ -41,22 +42,27 @@ SYNTHETIC_SEED = 0
 Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 
-def read_model(path: str) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
+def read_model(path: str, max_memory: int | None = None) -> tuple[onnx.ModelProto, dict[str, torch.Tensor]]:
     """Read and check an ONNX file; InputError with one line for anything unusable.
 
-    Returns the model and its large initializers as tensors over the file's bytes, which the
+    Returns the model, its sparse tensors made dense (`gradaudit.loaders.onnx_sparse`, each
+    under `max_memory`), and its large initializers as tensors over the file's bytes, which the
     ModelProto does not hold (gradaudit.loaders.onnx_weights)."""
     if not os.path.exists(path):
         raise InputError(f"ONNX file not found: {path}")
     if os.path.isdir(path):
         raise InputError(f"{path} is a directory, not an ONNX file")
-    if os.path.getsize(path) == 0:
+    if regular_file_size(path, path) == 0:
         raise InputError(f"{path} is an empty file, not an ONNX model")
+    cap = default_max_memory() if max_memory is None else max_memory
     try:
-        model, model_map, stripped = read_stripped(path)
+        model, model_map, stripped = read_stripped(path, cap)
+    except InputError:
+        raise
     except Exception as exc:  # protobuf DecodeError and friends: the bytes are not a model
         raise InputError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
-    load_external_data(model, path, leave=large_initializers(model) if CAN_MAP else ())
+    load_external_data(model, path, leave=large_initializers(model) if CAN_MAP else (), cap=cap)
+    densify(model, cap)
     validate(model, path, sized=stripped.keys())
     weights = mapped_initializers(model, path, model_map, stripped)
     try:
@@ -412,12 +418,13 @@ def load_onnx(
 
     `static_only` runs the data path on the meta device (`meta_trace`) and leaves the weights it
     only takes statistics of in the file's page cache."""
-    model, weights = read_model(os.fspath(path))
+    cap = default_max_memory() if max_memory is None else max_memory
+    model, weights = read_model(os.fspath(path), cap)
     specs = input_specs(model, input_shapes, batch)
     declared = inferred_shapes(model, specs)
     dependent = input_dependent([spec.name for spec in specs], model.graph.node)
     kept = declared if not static_only else {n: s for n, s in declared.items() if n not in dependent}
-    check_memory(model, kept, default_max_memory() if max_memory is None else max_memory, os.fspath(path),
+    check_memory(model, kept, cap, os.fspath(path),
                  mapped=weights.keys(), backward=not static_only)
     module = OnnxModule(model, train_mode=True, weights=weights)
     specs = [_with_table_size(spec, module) for spec in specs]

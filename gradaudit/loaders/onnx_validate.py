@@ -10,8 +10,9 @@ offending node or tensor in one line, and run first:
   has an initializer is the IR < 4 way of giving an input a default, and is allowed);
 - every node reads tensors defined before it: a read of a later output is a cycle (named) or an
   unsorted graph, a read of nothing at all a dangling input;
-- every graph output is defined; every initializer has a type the executor can hold and stores
-  exactly the values its dims declare; size attributes (group, strides, kernel_shape) are >= 1;
+- every graph output is defined; every initializer and attribute tensor has a type the executor
+  can hold (gradaudit.onnx_exec.tensors), a shape numpy and torch can index, and stores exactly
+  the values its dims declare; size attributes (group, strides, kernel_shape) are >= 1;
 - `check_memory`: every declared or inferred tensor size, and their sum, fits under the memory
   cap (`gradaudit.limits`), so a 10^12-element ConstantOfShape is refused before allocation.
 """
@@ -28,7 +29,8 @@ import torch
 from gradaudit.errors import InputError
 from gradaudit.limits import require_fits, tensor_bytes
 from gradaudit.onnx_exec import opset_of
-from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+from gradaudit.loaders.onnx_external import graph_tensors
+from gradaudit.onnx_exec.tensors import HELD_DTYPE, indexable, payload_matches, stored_values, type_name
 
 MIN_OPSET, MAX_OPSET = 7, 21
 
@@ -147,35 +149,28 @@ def _outputs_defined(graph: onnx.GraphProto, opset: int) -> str:
 
 
 @_check
-def _initializer_types_supported(graph: onnx.GraphProto, opset: int) -> str:
-    names = {code: name for name, code in onnx.TensorProto.DataType.items()}
-    for tensor in graph.initializer:
-        if tensor.data_type not in ONNX_TO_TORCH_DTYPE:
-            kind = names.get(tensor.data_type, f"code {tensor.data_type}")
-            return f"initializer {tensor.name!r} has element type {kind}, which gradaudit cannot execute"
+def _tensor_types_supported(graph: onnx.GraphProto, opset: int) -> str:
+    for what, tensor in graph_tensors(graph):
+        if tensor.data_type not in HELD_DTYPE:
+            return f"{what} has element type {type_name(tensor.data_type)}, which gradaudit cannot execute"
     return ""
 
 
-def _stored_values(tensor: onnx.TensorProto) -> int:
-    """How many elements a tensor's payload holds (raw bytes or the typed repeated field)."""
-    if tensor.HasField("raw_data"):
-        return len(tensor.raw_data) // onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    return len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type)))
-
-
-def _initializer_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
+def _tensor_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
     """Declared dims must describe exactly the stored values (the checker accepts extra data).
 
-    The tensors named in `sized` are sized where their bytes are mapped from the file
+    The initializers named in `sized` are sized where their bytes are mapped from the file
     (gradaudit.loaders.onnx_weights): the ModelProto does not hold them."""
-    for tensor in graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.name in sized:
-            continue  # external data is sized where it is read or mapped
+    for what, tensor in graph_tensors(graph):
         if any(d < 0 for d in tensor.dims):
-            return f"initializer {tensor.name!r} declares a negative dimension {list(tensor.dims)}"
-        declared, stored = math.prod(tensor.dims), _stored_values(tensor)
-        if declared != stored:
-            return f"initializer {tensor.name!r} declares shape {list(tensor.dims)} ({declared} values) but stores {stored}"
+            return f"{what} declares a negative dimension {list(tensor.dims)}"
+        if not indexable(tensor.dims, HELD_DTYPE[tensor.data_type].itemsize):
+            return f"{what} declares shape {list(tensor.dims)}, too large to index even where a zero dimension leaves it empty"
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or (what == f"initializer {tensor.name!r}" and tensor.name in sized):
+            continue  # external data is sized where it is read or mapped
+        if not payload_matches(tensor):
+            declared = math.prod(tensor.dims)
+            return f"{what} declares shape {list(tensor.dims)} ({declared} values) but stores {stored_values(tensor)}"
     return ""
 
 
@@ -197,13 +192,13 @@ def _size_attributes_positive(graph: onnx.GraphProto, opset: int) -> str:
 
 def structural_problem(model: onnx.ModelProto, sized: Collection[str] = ()) -> str:
     """The first structural problem of `model` as one line, or "" when it has none; the sizes of
-    the initializers named in `sized` are checked elsewhere (`_initializer_sizes_match`)."""
+    the initializers named in `sized` are checked elsewhere (`_tensor_sizes_match`)."""
     opset = opset_of(model)
     for check in CHECKS:
         problem = check(model.graph, opset)
         if problem:
             return problem
-    return _initializer_sizes_match(model.graph, sized)
+    return _tensor_sizes_match(model.graph, sized)
 
 
 Shapes = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
@@ -223,7 +218,7 @@ def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str, *
     sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items() if backward or name not in mapped}
     gradients = 0
     for tensor in model.graph.initializer:
-        dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type, torch.float32)
+        dtype = HELD_DTYPE.get(tensor.data_type, torch.float32)
         size = tensor_bytes(tensor.dims, dtype.itemsize)
         if backward or tensor.name not in mapped:
             sizes[tensor.name] = size

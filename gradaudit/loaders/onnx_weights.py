@@ -33,8 +33,10 @@ import torch
 from onnx import external_data_helper
 
 from gradaudit.errors import InputError
-from gradaudit.loaders.onnx_external import confined_path
+from gradaudit.limits import require_fits
+from gradaudit.loaders.onnx_external import confined_path, span
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+from gradaudit.onnx_exec.tensors import HELD_DTYPE, payload_matches, to_torch
 
 # protobuf field numbers (onnx.proto) and wire types
 MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_NAME, TENSOR_RAW_DATA = 7, 5, 8, 9
@@ -155,10 +157,17 @@ def large_initializers(model: onnx.ModelProto) -> set[str]:
 
 
 def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int, where: str) -> torch.Tensor:
-    """The tensor over `length` bytes at `offset`; InputError unless they hold what its dims declare."""
-    dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type)
+    """The tensor over `length` bytes at `offset`; InputError unless they hold what its dims declare.
+
+    A type torch has no view for (float8, 4-bit: gradaudit.onnx_exec.tensors) is converted from
+    a copy of its bytes instead."""
     shape = tuple(int(d) for d in tensor.dims)
     count = math.prod(shape)
+    dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type)
+    if dtype is None and tensor.data_type in HELD_DTYPE and 0 < count and offset + length <= len(mapping):
+        stored = onnx.TensorProto(data_type=tensor.data_type, dims=shape, raw_data=bytes(mapping[offset : offset + length]))
+        if payload_matches(stored):
+            return to_torch(stored, f"initializer {tensor.name!r}")
     if dtype is None or dtype == torch.bool or count <= 0 or count * dtype.itemsize != length or offset + length > len(mapping):
         raise InputError(f"initializer {tensor.name!r} declares shape {list(shape)} but its data ({length} bytes {where}) does not hold it")
     return torch.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
@@ -178,8 +187,7 @@ def mapped_initializers(model: onnx.ModelProto, path: str, model_map: mmap.mmap 
         elif tensor.name in large and external_data_helper.uses_external_data(tensor):
             entries = {entry.key: entry.value for entry in tensor.external_data}
             file = confined_path(base_dir, tensor.name, entries.get("location", ""))
-            offset = int(entries.get("offset", 0))
-            length = int(entries["length"]) if "length" in entries else os.path.getsize(file) - offset
+            offset, length = span(tensor, file)
             if file not in maps:
                 maps[file] = copy_on_write_map(file)
             where = f"at offset {offset} of external file {entries.get('location')!r}"
@@ -189,13 +197,16 @@ def mapped_initializers(model: onnx.ModelProto, path: str, model_map: mmap.mmap 
     return tensors
 
 
-def read_stripped(path: str) -> tuple[onnx.ModelProto, mmap.mmap | None, dict[str, tuple[int, int]]]:
+def read_stripped(path: str, cap: int) -> tuple[onnx.ModelProto, mmap.mmap | None, dict[str, tuple[int, int]]]:
     """The ModelProto of an ONNX file with its large embedded payloads left in the file, the
     file's map and the payloads' spans; `onnx.load` (everything parsed) where the layout is not
-    one to vouch for. Protobuf's own errors propagate (the caller names the file)."""
+    one to vouch for. What protobuf parses must fit under `cap` bytes: InputError otherwise.
+    Protobuf's own errors propagate (the caller names the file)."""
     model_map = copy_on_write_map(path) if CAN_MAP else None
     found = strip_raw_data(model_map) if model_map is not None else None
     if found is None:
+        require_fits(f"{path}: the model's protobuf", os.path.getsize(path), cap)
         return onnx.load(path, load_external_data=False), model_map, {}
     data, spans = found
+    require_fits(f"{path}: the model's protobuf (its large weights left in the file)", len(data), cap)
     return onnx.ModelProto.FromString(data), model_map, spans

@@ -49,7 +49,7 @@ def load_torch(
     if is_factory_spec(source):
         module, example = call_factory(resolve_factory(source), source)
     else:
-        module, example = load_file(source, trust), None
+        module, example = load_file(source, trust, max_memory), None
     if example is None and not input_shapes:
         raise InputError(f"{source} gives no example inputs: pass --input-shape (e.g. --input-shape 8,3,32,32)")
     if input_shapes:

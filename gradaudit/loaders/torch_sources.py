@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from gradaudit.errors import InputError
+from gradaudit.limits import default_max_memory, regular_file_size, require_archive_fits, require_fits
 
 
 def first_line(error: BaseException) -> str:
@@ -90,18 +91,29 @@ def call_factory(factory: Any, source: str) -> tuple[torch.nn.Module, tuple | No
     return module, example
 
 
-def load_file(path_text: str, trust: bool) -> torch.nn.Module:
-    """A module saved to a file: torch.export (.pt2), TorchScript, or a pickled whole module."""
+def load_file(path_text: str, trust: bool, max_memory: int | None = None) -> torch.nn.Module:
+    """A module saved to a file: torch.export (.pt2), TorchScript, or a pickled whole module.
+
+    Before any of it is read, the file (or, for a zip archive, what its members inflate to) must
+    fit under `max_memory` bytes (default: the memory cap)."""
     path = Path(path_text)
     if not path.is_file():
         raise InputError(f"file not found: {path_text}")
+    cap = default_max_memory() if max_memory is None else max_memory
+    if zipfile.is_zipfile(path):
+        require_archive_fits(path, cap, path_text)
+    else:
+        require_fits(path_text, regular_file_size(path, path_text), cap)
     if path.suffix == ".pt2":
         return _load_exported(path_text, trust)
     if _is_torchscript(path):
         if not trust:
             raise InputError(f"{path_text} is a TorchScript archive: a program whose code runs when it is loaded and "
                              "called, so gradaudit loads it only with --trust (trust=True) for a file you trust")
-        return torch.jit.load(str(path), map_location="cpu")
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:  # a zip with a code/ folder is not yet a TorchScript archive
+            raise InputError(f"cannot load {path_text} as TorchScript ({first_line(error)})") from error
     return _load_pickle(path, path_text, trust)
 
 

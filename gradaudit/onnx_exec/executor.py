@@ -20,14 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Sequence
 
-import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from gradaudit.errors import UnsupportedOperatorError
 from gradaudit.loaders.onnx_external import load_confined
 from gradaudit.onnx_exec.registry import OPS, OpContext
+from gradaudit.onnx_exec.tensors import to_torch
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -52,19 +52,15 @@ class Step:
         return self.outputs[0]
 
 
-def _attr_value(attr: onnx.AttributeProto) -> Any:
+def _attr_value(attr: onnx.AttributeProto, node: onnx.NodeProto) -> Any:
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, onnx.TensorProto):
-        return _to_torch(numpy_helper.to_array(value))
+        return to_torch(value, f"the {attr.name!r} tensor of node {node.name or node.output[0]!r}")
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode() for v in value]
     return value
-
-
-def _to_torch(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(array, copy=True))
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -93,7 +89,7 @@ class OnnxModule(torch.nn.Module):
         self.opset = opset_of(model)
         self.train_mode = train_mode
         weights = weights or {}
-        inits = {t.name: weights[t.name] if t.name in weights else _to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
+        inits = {t.name: weights[t.name] if t.name in weights else to_torch(t, f"initializer {t.name!r}") for t in graph.initializer}
         self.input_names = [i.name for i in graph.input if i.name not in inits]
         self.output_names = [o.name for o in graph.output]
         self.unsupported = sorted({op_key(n) for n in graph.node if op_key(n) not in OPS})
@@ -126,7 +122,7 @@ class OnnxModule(torch.nn.Module):
         """
         steps: list[Step] = []
         for node in graph.node:
-            attrs = {a.name: _attr_value(a) for a in node.attribute}
+            attrs = {a.name: _attr_value(a, node) for a in node.attribute}
             step = Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs)
             if step.op_type == "Identity" and step.inputs[0] in learnable:
                 copies = static if step.outputs[0] in statistics else learnable

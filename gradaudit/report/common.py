@@ -2,7 +2,8 @@
 
 Model-supplied strings (layer names, sources, messages) reach terminals, HTML and XML. A crafted
 ONNX node name can carry ANSI escapes that rewrite a terminal, or bidirectional overrides that
-make text read differently than it is; `clean` removes both before any renderer sees the string.
+make text read differently than it is; `clean` removes both before any renderer sees the string,
+and shows the bytes of a file name that is not valid UTF-8 as escapes (`printable`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,23 @@ _CONTROL_ONE_LINE = re.compile(f"[{_CONTROL}\t\n\u2028\u2029]")
 _CONTROL_MULTILINE = re.compile(f"[{_CONTROL}]")
 
 
+def printable(text: str) -> str:
+    """`text` encodable as UTF-8: a file name that is not valid UTF-8 reaches Python with its
+    bad bytes as lone surrogates (os.fsdecode), which no UTF-8 writer takes; they are shown as
+    `\\xff` escapes (any other lone surrogate as U+FFFD)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def clean(text: object, *, multiline: bool = False) -> str:
     """`text` as a string without escape sequences or control characters.
 
     One-line strings (names, messages) lose tabs and line breaks too; `multiline` keeps tabs and
     newlines for code snippets and documentation.
     """
-    stripped = _ANSI_SEQUENCE.sub("", str(text))
+    stripped = _ANSI_SEQUENCE.sub("", printable(str(text)))
     return (_CONTROL_MULTILINE if multiline else _CONTROL_ONE_LINE).sub("", stripped)
 
 

@@ -126,6 +126,37 @@ def deep_chain(nodes: int) -> onnx.ModelProto:
     return _model(graph_nodes, [float_input()], [float_input("y")], [w1, w2])
 
 
+def with_typed_bias(data_type: int, values, *, as_constant: bool = False) -> onnx.ModelProto:
+    """The MLP with a bias of ONNX type `data_type` cast to float and added after fc1: as an
+    initializer, or as the value of a Constant node."""
+    bias = helper.make_tensor("b", data_type, [len(values)], list(values))
+    model = mlp()
+    nodes = [helper.make_node("Cast", ["b"], ["bf"], name="cast_bias", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["h", "bf"], ["hb"], name="add_bias")]
+    if as_constant:
+        nodes.insert(0, helper.make_node("Constant", [], ["b"], name="bias_value", value=bias))
+    else:
+        model.graph.initializer.append(bias)
+    model.graph.node[1].input[0] = "hb"
+    model.graph.node.insert(1, nodes[-1])
+    for node in reversed(nodes[:-1]):
+        model.graph.node.insert(0, node)
+    model.opset_import[0].version = 21  # Cast from float8 and 4-bit types
+    return model
+
+
+def with_sparse_weight(indices: np.ndarray | None = None) -> onnx.ModelProto:
+    """The MLP with W1 stored as a sparse initializer (its non-zero half, linear indices)."""
+    model = mlp()
+    dense = numpy_helper.to_array(model.graph.initializer[0])
+    del model.graph.initializer[0]
+    index = np.flatnonzero(dense > 0) if indices is None else indices
+    values = dense.ravel()[np.clip(index, 0, dense.size - 1)]
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(values, "W1"), numpy_helper.from_array(index.astype(np.int64), "W1_indices"), list(dense.shape)))
+    return model
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     """Write without the checker (the point is to hand gradaudit what the checker would refuse)."""
     path.write_bytes(model.SerializeToString())
