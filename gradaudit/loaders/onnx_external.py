@@ -129,7 +129,7 @@ def external_data_files(path: str) -> list[str]:
         return []
     base_dir = os.path.dirname(os.path.abspath(path))
     found = []
-    for tensor in _graph_tensors(model.graph):
+    for _, tensor in graph_tensors(model.graph):
         if external_data_helper.uses_external_data(tensor):
             try:
                 found.append(confined_path(base_dir, tensor.name, _location(tensor)))
