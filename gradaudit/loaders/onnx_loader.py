@@ -284,12 +284,16 @@ def inferred_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> Shape
 
 
 def _param_origins(module: OnnxModule, dependent: set[str]) -> dict[str, str]:
-    """Tensor name -> qualified parameter it is a reshaped/transposed/cast view of."""
+    """Tensor name -> qualified parameter it is a reshaped/transposed/cast view of.
+
+    A view may read its parameter more than once: the legacy exporter reorders an LSTM's gates
+    as Concat(Slice(W), Slice(W), Slice(W)). Such a rearrangement has the parameter's elements,
+    so the parameter's gradient has the layer weight's norm and numel: the same grad RMS."""
     origins = dict(module.param_names)
     for step in module.steps:
-        sources = [origins[n] for n in step.inputs if n in origins]
+        sources = {origins[n] for n in step.inputs if n in origins}
         if step.outputs[0] not in dependent and len(sources) == 1:
-            origins[step.outputs[0]] = sources[0]
+            origins[step.outputs[0]] = sources.pop()
     return origins
 
 

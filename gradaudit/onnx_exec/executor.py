@@ -198,7 +198,7 @@ class OnnxModule(torch.nn.Module):
         capture: Collection[str] = (),
         observe: Callable[[str, torch.Tensor], None] | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Run the graph; return (outputs, {node_id: tensor} for the requested node ids).
+        """Run the graph; return (outputs, {name: tensor} for the requested node ids and tensors).
 
         `observe(tensor_name, tensor)` sees every produced tensor (shape tracing).
         """
@@ -218,8 +218,8 @@ class OnnxModule(torch.nn.Module):
                     env[name] = tensor
                     if observe is not None:
                         observe(name, tensor)
-            if step.node_id in wanted:
-                captured[step.node_id] = env[step.node_id]
+                    if name in wanted:
+                        captured[name] = tensor
             for name in self._last_use.get(index, ()):
                 env.pop(name, None)
         outputs = tuple(env[n] for n in self.output_names)
