@@ -203,11 +203,14 @@ def input_dependent(inputs: Sequence[str], nodes: Sequence[onnx.NodeProto]) -> s
 
 
 def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str]) -> tuple[Shapes, dict[str, torch.Tensor]]:
-    """Run once without gradients: every tensor's shape and dtype, input-free tensors' values."""
+    """Run once without gradients: every tensor's shape and dtype, input-free tensors' values.
+    A sequence (SplitToSequence's tuple of tensors) has no one shape and is not recorded."""
     shapes: Shapes = {name: (tuple(t.shape), t.dtype) for name, t in zip(module.input_names, inputs)}
     values: dict[str, torch.Tensor] = {}
 
-    def observe(name: str, tensor: torch.Tensor) -> None:
+    def observe(name: str, tensor: Any) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            return
         shapes[name] = (tuple(tensor.shape), tensor.dtype)
         if name not in dependent:
             values[name] = tensor
@@ -250,8 +253,9 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
             except (OnnxExecutionError, UnsupportedOperatorError):
                 return None
         for name, tensor in zip(step.outputs, produced):
+            if name and tensor is not None:
+                env[name] = tensor  # a sequence too: SequenceAt reads it
             if name and isinstance(tensor, torch.Tensor):
-                env[name] = tensor
                 shapes[name] = (tuple(tensor.shape), tensor.dtype)
                 if name not in dependent:
                     values[name] = tensor

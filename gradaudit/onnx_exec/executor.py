@@ -196,11 +196,11 @@ class OnnxModule(torch.nn.Module):
         self,
         inputs: Sequence[torch.Tensor],
         capture: Collection[str] = (),
-        observe: Callable[[str, torch.Tensor], None] | None = None,
+        observe: Callable[[str, Any], None] | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
         """Run the graph; return (outputs, {name: tensor} for the requested node ids and tensors).
 
-        `observe(tensor_name, tensor)` sees every produced tensor (shape tracing).
+        `observe(name, value)` sees every produced value, a tensor or a sequence's tuple (shape tracing).
         """
         if self.unsupported:
             raise UnsupportedOperatorError(self.unsupported)

@@ -8,13 +8,17 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from gradaudit.cli import main
 from gradaudit.graph import weight_layers
-from gradaudit.loaders.onnx_loader import load_onnx
+from gradaudit.loaders.onnx_loader import input_dependent, input_specs, load_onnx, meta_trace
+from gradaudit.onnx_exec import OnnxModule
 
 
 def _export(model: nn.Module, example: tuple, path: Path, **options) -> str:
@@ -72,3 +76,41 @@ def test_a_weight_computed_from_several_initializers_is_measured_and_agrees_with
     assert factory_code == 0
     measured = [r["gradient_flow"]["dynamic"]["log10_ratio_first_last"] for r in (exported, factory)]
     assert measured[0] == pytest.approx(measured[1], abs=0.1)
+
+
+def _sequence_model() -> onnx.ModelProto:
+    """x @ W1, split into a sequence of three pieces (Mamba's tensor_split), the second @ W2."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 12)) / np.sqrt(8)).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((4, 4)) / 2).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one"),
+        numpy_helper.from_array(np.array(4, dtype=np.int64), "four"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="proj"),
+        helper.make_node("SplitToSequence", ["h", "four"], ["pieces"], name="split", axis=1),
+        helper.make_node("SequenceAt", ["pieces", "one"], ["piece"], name="at"),
+        helper.make_node("MatMul", ["piece", "w2"], ["y"], name="out"),
+    ]
+    graph = helper.make_graph(nodes, "sequence", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("static_only", [False, True])
+def test_a_sequence_flows_through_tracing_and_the_static_estimate(capsys, tmp_path: Path, static_only: bool) -> None:
+    path = tmp_path / "sequence.onnx"
+    onnx.save(_sequence_model(), str(path))
+    code, report = _audit(capsys, str(path), *(["--static-only"] if static_only else []))
+    assert code == 0 and report["model"]["weight_layers"] == 2
+    assert "GA501" not in {f["code"] for f in report["findings"]}  # the sequence ops have gain rules
+
+
+def test_the_meta_trace_keeps_sequences_for_the_ops_that_read_them() -> None:
+    """With no shape inference to stand in, every step runs on meta: SequenceAt reads the tuple."""
+    model = _sequence_model()
+    module = OnnxModule(model)
+    specs = input_specs(model, None, 2)
+    traced = meta_trace(module, specs, input_dependent(["x"], model.graph.node), declared={})
+    assert traced is not None and traced[0]["y"][0] == (2, 4)
