@@ -5,6 +5,7 @@ and masked attention. Each is built here with torch 2.13's legacy exporter or on
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -114,3 +115,84 @@ def test_the_meta_trace_keeps_sequences_for_the_ops_that_read_them() -> None:
     specs = input_specs(model, None, 2)
     traced = meta_trace(module, specs, input_dependent(["x"], model.graph.node), declared={})
     assert traced is not None and traced[0]["y"][0] == (2, 4)
+
+
+class ReshapedIds(nn.Module):
+    """GPT-2 reshapes its ids (`input_ids.view(-1, n)`) before the embedding, and ties the head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.mix = nn.Linear(16, 16)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.mix(self.embed(ids.view(-1, ids.shape[-1]))))
+        return h @ self.embed.weight.t()
+
+
+def test_token_ids_reshaped_before_the_embedding_keep_the_graph_connected(capsys, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ReshapedIds().eval(), (torch.randint(0, 50, (2, 8)),), str(tmp_path / "ids.onnx"), dynamo=False,
+                          input_names=["ids"], do_constant_folding=False)
+    graph = load_onnx(str(tmp_path / "ids.onnx")).graph
+    ops = [graph.nodes[n]["op"] for n in graph.nodes]
+    assert ops.count("embedding") == 1 and ops.count("linear") == 2  # the tied head reads the table through a Transpose
+    assert [layer.param for layer in weight_layers(graph)] == ["embed_weight", "mix_weight"]
+    code, report = _audit(capsys, str(tmp_path / "ids.onnx"))
+    assert code == 0 and report["gradient_flow"]["dynamic"]["log10_ratio_first_last"] is not None
+
+
+def _rms_norm_model(exponent: float) -> onnx.ModelProto:
+    """RMSNorm as the dynamo exporter writes it: the Pow exponent, the epsilon and a Clip bound
+    are float initializers; a Resize-free MLP around it."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 8)) / np.sqrt(8)).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((8, 4)) / np.sqrt(8)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.array(exponent, dtype=np.float32), "exponent"),
+        numpy_helper.from_array(np.array(1e-6, dtype=np.float32), "eps"),
+        numpy_helper.from_array(np.array(-6.0, dtype=np.float32), "low"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Pow", ["h", "exponent"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq", "axes"], ["ms"]),
+        helper.make_node("Add", ["ms", "eps"], ["ms_eps"]),
+        helper.make_node("Sqrt", ["ms_eps"], ["rms"]),
+        helper.make_node("Div", ["h", "rms"], ["normed"]),
+        helper.make_node("Clip", ["normed", "low"], ["clipped"]),
+        helper.make_node("MatMul", ["clipped", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "rms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_initializers_read_as_settings_are_buffers_not_parameters(capsys, tmp_path: Path) -> None:
+    """Trained, the exponent took d(h^p)/dp = h^p ln h: NaN for every negative h (GA105)."""
+    module = OnnxModule(_rms_norm_model(2.0))
+    assert set(module.param_names) == {"w1", "w2"}
+    assert {"exponent", "eps", "low"} <= set(module.buffer_names)
+    onnx.save(_rms_norm_model(2.0), str(tmp_path / "rms.onnx"))
+    code, report = _audit(capsys, str(tmp_path / "rms.onnx"))
+    assert code == 0 and not report["gradient_flow"]["dynamic"]["nonfinite"]
+
+
+def test_a_fully_masked_attention_row_gives_nan_forward_and_no_nan_backward() -> None:
+    """The exporter's safe softmax, Where(IsNaN(Softmax(s)), 0, Softmax(s)), as PyTorch's
+    attention computes it: zeros for a row with every key masked, finite gradients."""
+    scores = torch.tensor([[0.5, -1.0, 2.0], [-math.inf] * 3]).requires_grad_()
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Softmax", ["s"], ["p"], axis=-1), helper.make_node("IsNaN", ["p"], ["bad"]),
+         helper.make_node("Where", ["bad", "zero", "p"], ["y"])], "attention",
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")]), opset_imports=[helper.make_opsetid("", 17)])
+    probs = OnnxModule(model)(scores)
+    (probs * torch.arange(3.0)).sum().backward()
+    expected = torch.softmax(scores[0].detach().requires_grad_(), -1)
+    assert torch.allclose(probs[0], expected.detach()) and torch.equal(probs[1], torch.zeros(3))  # a copy of zeros: exact
+    assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))
