@@ -196,3 +196,13 @@ def test_a_fully_masked_attention_row_gives_nan_forward_and_no_nan_backward() ->
     expected = torch.softmax(scores[0].detach().requires_grad_(), -1)
     assert torch.allclose(probs[0], expected.detach()) and torch.equal(probs[1], torch.zeros(3))  # a copy of zeros: exact
     assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))
+
+
+def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(capsys, monkeypatch, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = _export(nn.Sequential(nn.Linear(6, 3), nn.Tanh()), (torch.randn(2, 6),), tmp_path / "probe.onnx")
+    code, report = _audit(capsys, path)
+    assert code == 1 and [(f["code"], f["severity"]) for f in report["findings"] if f["code"] == "GA504"] == [("GA504", "error")]
+    monkeypatch.setenv("GRADAUDIT_IGNORE", "GA504")
+    code, report = _audit(capsys, path)
+    assert code == 0 and "GA504" not in {f["code"] for f in report["findings"]}
