@@ -20,6 +20,7 @@ from gradaudit.cli import main
 from gradaudit.graph import weight_layers
 from gradaudit.loaders.onnx_loader import input_dependent, input_specs, load_onnx, meta_trace
 from gradaudit.onnx_exec import OnnxModule
+from gradaudit.remedies.edits import Edit, WeightRecommendation, edited
 
 
 def _export(model: nn.Module, example: tuple, path: Path, **options) -> str:
@@ -206,3 +207,13 @@ def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(caps
     monkeypatch.setenv("GRADAUDIT_IGNORE", "GA504")
     code, report = _audit(capsys, path)
     assert code == 0 and "GA504" not in {f["code"] for f in report["findings"]}
+
+
+def test_a_computed_weight_is_measured_but_no_edit_reaches_it(tmp_path: Path) -> None:
+    """Recommendations on a weight the graph computes are not verified or applied (no crash)."""
+    path = _export(recurrent_factory("LSTM", True), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx", do_constant_folding=False)
+    handle = load_onnx(path)
+    computed, plain = [layer.param for layer in weight_layers(handle.graph)][::4]
+    recommendation = lambda param: WeightRecommendation("reinitialization", [param], "", "", edits=(Edit("scale", param, 0.5),))
+    assert not edited(recommendation(computed), handle.module) and edited(recommendation(computed))
+    assert edited(recommendation(plain), handle.module)
