@@ -162,13 +162,20 @@ def _resolve_shape(name: str, declared: list[int | None], has_shape: bool, given
 ID_PRESERVING_OPS = frozenset({"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"})
 
 
-def _table_size(module: OnnxModule, input_name: str) -> int | None:
-    """Rows of the constant table an integer input indexes (Gather), directly or after casts
-    and reshapes."""
-    ids = {input_name}
+def id_tensors(module: OnnxModule, input_names: Sequence[str]) -> set[str]:
+    """The integer inputs and the tensors that carry their ids on unchanged (casts, reshapes)."""
+    ids = set(input_names)
     for step in module.steps:
         if step.op_type in ID_PRESERVING_OPS and step.inputs and step.inputs[0] in ids:
             ids.update(n for n in step.outputs if n)
+    return ids
+
+
+def _table_size(module: OnnxModule, input_name: str) -> int | None:
+    """Rows of the constant table an integer input indexes (Gather), directly or after casts
+    and reshapes."""
+    ids = id_tensors(module, [input_name])
+    for step in module.steps:
         if step.op_type == "Gather" and len(step.inputs) > 1 and step.inputs[1] in ids:
             table = _constant(module, step.inputs[0])
             if table is not None:
@@ -210,11 +217,14 @@ def input_dependent(inputs: Sequence[str], nodes: Sequence[onnx.NodeProto]) -> s
 
 
 def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str]) -> tuple[Shapes, dict[str, torch.Tensor]]:
-    """Run once without gradients: every tensor's shape and dtype, input-free tensors' values."""
+    """Run once without gradients: every tensor's shape and dtype, input-free tensors' values.
+    A sequence (SplitToSequence's tuple of tensors) has no one shape and is not recorded."""
     shapes: Shapes = {name: (tuple(t.shape), t.dtype) for name, t in zip(module.input_names, inputs)}
     values: dict[str, torch.Tensor] = {}
 
-    def observe(name: str, tensor: torch.Tensor) -> None:
+    def observe(name: str, tensor: Any) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            return
         shapes[name] = (tuple(tensor.shape), tensor.dtype)
         if name not in dependent:
             values[name] = tensor
@@ -259,8 +269,9 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
                     raise
                 return None
         for name, tensor in zip(step.outputs, produced):
+            if name and tensor is not None:
+                env[name] = tensor  # a sequence too: SequenceAt reads it
             if name and isinstance(tensor, torch.Tensor):
-                env[name] = tensor
                 shapes[name] = (tuple(tensor.shape), tensor.dtype)
                 if name not in dependent:
                     values[name] = tensor
@@ -293,12 +304,16 @@ def inferred_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> Shape
 
 
 def _param_origins(module: OnnxModule, dependent: set[str]) -> dict[str, str]:
-    """Tensor name -> qualified parameter it is a reshaped/transposed/cast view of."""
+    """Tensor name -> qualified parameter it is a reshaped/transposed/cast view of.
+
+    A view may read its parameter more than once: the legacy exporter reorders an LSTM's gates
+    as Concat(Slice(W), Slice(W), Slice(W)). Such a rearrangement has the parameter's elements,
+    so the parameter's gradient has the layer weight's norm and numel: the same grad RMS."""
     origins = dict(module.param_names)
     for step in module.steps:
-        sources = [origins[n] for n in step.inputs if n in origins]
+        sources = {origins[n] for n in step.inputs if n in origins}
         if step.outputs[0] not in dependent and len(sources) == 1:
-            origins[step.outputs[0]] = sources[0]
+            origins[step.outputs[0]] = sources.pop()
     return origins
 
 
@@ -316,6 +331,7 @@ class _GraphBuilder:
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
         self.fused = decomposed_layers(module.steps, self._constant_value)
         self.absorbed = set().union(*(layer.absorbed for layer in self.fused.values()))
+        self.ids = id_tensors(module, [spec.name for spec in specs if not spec.is_float])
         for spec in specs:
             add_node(self.graph, spec.name, name=spec.name, op="input", source="input", out_shape=spec.shape)
             self.graph.graph["inputs"].append(spec.name)
@@ -331,13 +347,14 @@ class _GraphBuilder:
         return self.graph
 
     def _on_data_path(self, step: Step) -> bool:
-        """Float tensors computed from a data-path tensor; int shape arithmetic is left out."""
+        """Float tensors computed from a data-path tensor, and token ids on their way to an
+        embedding (`ids.view(-1, n)` in GPT-2); int shape arithmetic is left out."""
         layer = self.fused.get(step.node_id)
         reads = [layer.source] if layer is not None else [n for n in step.inputs if n]
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
-        return shape is None or shape[1].is_floating_point
+        return shape is None or shape[1].is_floating_point or step.outputs[0] in self.ids
 
     def _constant_value(self, name: str) -> torch.Tensor | None:
         """The value of an input-independent tensor: a parameter, buffer or traced constant."""

@@ -26,7 +26,7 @@ from onnx import helper
 
 from gradaudit.errors import UnsupportedOperatorError
 from gradaudit.loaders.onnx_external import load_confined
-from gradaudit.onnx_exec.registry import OPS, OpContext
+from gradaudit.onnx_exec.registry import OPS, OpContext, operand_role
 from gradaudit.onnx_exec.tensors import to_torch
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -153,7 +153,7 @@ class OnnxModule(torch.nn.Module):
                 if not name or name not in static:
                     continue
                 tensor = static[name]
-                is_weight = spec is not None and (slot in spec.weight_slots or (spec.affine_operands and tensor.numel() > 1))
+                is_weight = operand_role(spec, slot, tensor) == "weight"
                 (learned if tensor.is_floating_point() and is_weight else fixed).add(name)
         for name in sorted(learned):
             self._keep(name, static[name], parameter=True)
@@ -192,11 +192,11 @@ class OnnxModule(torch.nn.Module):
         self,
         inputs: Sequence[torch.Tensor],
         capture: Collection[str] = (),
-        observe: Callable[[str, torch.Tensor], None] | None = None,
+        observe: Callable[[str, Any], None] | None = None,
     ) -> tuple[Any, dict[str, torch.Tensor]]:
-        """Run the graph; return (outputs, {node_id: tensor} for the requested node ids).
+        """Run the graph; return (outputs, {name: tensor} for the requested node ids and tensors).
 
-        `observe(tensor_name, tensor)` sees every produced tensor (shape tracing).
+        `observe(name, value)` sees every produced value, a tensor or a sequence's tuple (shape tracing).
         """
         if self.unsupported:
             raise UnsupportedOperatorError(self.unsupported)
@@ -214,8 +214,8 @@ class OnnxModule(torch.nn.Module):
                     env[name] = tensor
                     if observe is not None:
                         observe(name, tensor)
-            if step.node_id in wanted:
-                captured[step.node_id] = env[step.node_id]
+                    if name in wanted:
+                        captured[name] = tensor
             for name in self._last_use.get(index, ()):
                 env.pop(name, None)
         outputs = tuple(env[n] for n in self.output_names)
@@ -244,8 +244,17 @@ def _statistics_only(graph: onnx.GraphProto) -> set[str]:
 
 
 def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tensor], statistics: set[str]) -> set[str]:
-    """Float initializers some node reads as a value rather than as a statistic."""
-    read = {name for node in graph.node if op_key(node) != "Identity" for name in node.input}
+    """Float initializers some node reads as a value rather than as a statistic or a setting
+    (`operand_role`): the dynamo exporter stores an RMSNorm's Pow exponent 2.0 as an
+    initializer, and trained it took NaN gradients from every negative input."""
+    read: set[str] = set()
+    for node in graph.node:
+        if op_key(node) == "Identity":
+            continue
+        spec = OPS.get(op_key(node))
+        for slot, name in enumerate(node.input):
+            if name in inits and operand_role(spec, slot, inits[name]) != "setting":
+                read.add(name)
     return {n for n, t in inits.items() if t.is_floating_point() and n in read and n not in statistics}
 
 

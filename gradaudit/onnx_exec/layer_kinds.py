@@ -379,6 +379,10 @@ _RESHAPES = (
     "Pad", "GatherElements", "DepthToSpace", "SpaceToDepth",
 )  # fmt: skip
 maps(*_RESHAPES)(lambda view: Kind("reshape"))
+# A sequence holds its tensors unchanged: taking pieces out is a reshape, building one a concat.
+maps("SplitToSequence", "SequenceAt", "SequenceErase")(lambda view: Kind("reshape"))
+maps("SequenceConstruct", "SequenceInsert")(lambda view: Kind("concat", attrs={"axis": 0}))
+maps("ConcatFromSequence")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", 0)}))
 maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
 maps("Identity", "Cast", "CastLike")(lambda view: Kind("identity"))
 

@@ -92,7 +92,7 @@ _BINARY = {
     "Xor": torch.logical_xor,
 }
 for _op, _fn in _BINARY.items():
-    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"))(_binary(_fn))
+    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"), setting_slots=(1,) if _op == "Pow" else ())(_binary(_fn))
 
 
 @register("Mod")
@@ -137,7 +137,7 @@ def shrink(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, torch.zeros_like(x)))
 
 
-@register("Clip")
+@register("Clip", setting_slots=(1, 2))
 def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Bounds are attributes before opset 11 and optional inputs from 11 on."""
     x = inputs[0]
@@ -187,7 +187,7 @@ def cast_like(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return inputs[0].to(inputs[1].dtype)
 
 
-@register("Dropout")
+@register("Dropout", setting_slots=(1, 2))
 def dropout(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Identity in both semantics: the audit measures the deterministic network (DESIGN.md)."""
     x = inputs[0]
@@ -208,5 +208,23 @@ def _softmax(normalise):
     return run
 
 
-register("Softmax")(_softmax(torch.softmax))
-register("LogSoftmax")(_softmax(torch.log_softmax))
+def _fully_masked_safe(normalise):
+    """Softmax whose rows of only -inf (attention with every key masked) are NaN, as ONNX and
+    torch.softmax define them, without NaN in the backward pass: PyTorch's own attention returns
+    zeros for such rows, and the exporter spells that Where(IsNaN(softmax), 0, softmax), whose
+    backward through a plain softmax is NaN * 0 = NaN for every weight upstream."""
+
+    def run(x: torch.Tensor, axis: int) -> torch.Tensor:
+        if not x.is_floating_point() or not x.numel():
+            return normalise(x, axis)
+        masked = torch.isneginf(x.detach()).all(dim=axis, keepdim=True)
+        if not bool(masked.any()):
+            return normalise(x, axis)
+        y = normalise(torch.where(masked, torch.zeros_like(x), x), axis)
+        return torch.where(masked, torch.full_like(y, math.nan), y)
+
+    return run
+
+
+register("Softmax")(_softmax(_fully_masked_safe(torch.softmax)))
+register("LogSoftmax")(_softmax(_fully_masked_safe(torch.log_softmax)))

@@ -306,7 +306,7 @@ def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
-@register("Pad")
+@register("Pad", setting_slots=(1, 2, 3))
 def pad(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Pads/value are attributes before opset 11, inputs after; `axes` (opset 18) selects dims."""
     x = inputs[0]
@@ -430,7 +430,7 @@ def interpolation_matrix(n_in: int, n_out: int, attrs: dict[str, Any]) -> torch.
     return axis_weights(n_in, n_out, n_out / n_in, attrs)
 
 
-@register("Resize")
+@register("Resize", setting_slots=(1, 2, 3))
 def resize(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Opset 10: (X, scales); 11+: (X, roi, scales, sizes) with empty inputs for the unused one."""
     x = inputs[0]
@@ -458,7 +458,7 @@ def _on_axes(values: Sequence[Any], axes: Sequence[int], full: list[Any]) -> lis
     return full
 
 
-@register("Upsample")
+@register("Upsample", setting_slots=(1,))
 def upsample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Legacy resize (opset 7-9): scales attribute (7) or input (9), asymmetric coordinates."""
     scales = inputs[1].tolist() if len(inputs) > 1 else list(attrs["scales"])

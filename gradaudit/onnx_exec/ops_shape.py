@@ -28,7 +28,7 @@ def _axes(inputs: Sequence[Any], attrs: dict[str, Any], slot: int) -> list[int] 
     return list(attrs["axes"]) if "axes" in attrs else None
 
 
-@register("Reshape")
+@register("Reshape", setting_slots=(1,))
 def reshape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """A 0 copies the input's dim unless allowzero=1; -1 is inferred."""
     x = inputs[0]
@@ -70,7 +70,7 @@ def unsqueeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return x
 
 
-@register("Slice")
+@register("Slice", setting_slots=(1, 2, 3, 4))
 def slice_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """ONNX slice bounds clamp exactly like Python's `slice.indices`; negative steps index."""
     x = inputs[0]
@@ -146,7 +146,7 @@ def size(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return torch.tensor(inputs[0].numel(), dtype=torch.int64)
 
 
-@register("Expand")
+@register("Expand", setting_slots=(1,))
 def expand(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """ONNX Expand broadcasts both ways: a 1 in the target keeps the input's dim."""
     x = inputs[0]
@@ -154,12 +154,12 @@ def expand(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return x.expand(target)
 
 
-@register("Tile")
+@register("Tile", setting_slots=(1,))
 def tile(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return inputs[0].repeat(_ints(inputs[1]))
 
 
-@register("ConstantOfShape")
+@register("ConstantOfShape", setting_slots=(0,))
 def constant_of_shape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     value = attrs.get("value", torch.zeros(1))
     return torch.full(_ints(inputs[0]), value.reshape(-1)[0].item(), dtype=value.dtype)
@@ -183,7 +183,7 @@ def constant(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
     raise ValueError("Constant node without a supported value attribute")
 
 
-@register("Range")
+@register("Range", setting_slots=(0, 1, 2))
 def range_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     start, limit, delta = inputs
     return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)

@@ -5,7 +5,9 @@ decoded attributes and an `OpContext`, and returns a tensor or a tuple of tensor
 declared output). `weight_slots` marks the input positions that hold learned tensors (conv and
 linear weights, norm affines, recurrent matrices): a constant folded into such a slot becomes an
 `nn.Parameter`, so real autograd gradients reach it. `stat_slots` marks positions holding
-statistics (BatchNorm running mean/var), which stay buffers even when stored as initializers.
+statistics (BatchNorm running mean/var) and `setting_slots` positions holding the op's settings
+(a Pow exponent, Clip bounds, Resize scales): both stay buffers even when stored as float
+initializers (`operand_role` decides, for every op, in one place).
 """
 
 from __future__ import annotations
@@ -40,17 +42,34 @@ class OpSpec:
     stat_slots: frozenset[int] = frozenset()
     # elementwise ops: a non-scalar constant operand is a learned per-channel affine
     affine_operands: bool = False
+    setting_slots: frozenset[int] = frozenset()
+
+
+def operand_role(spec: OpSpec | None, slot: int, tensor: torch.Tensor) -> str:
+    """How an op reads a constant operand: 'weight' (a learned slot, or a per-channel affine of
+    an elementwise op), 'setting' (a statistic, a setting slot, or a scalar outside a learned
+    slot: an exponent, an epsilon, a mask fill value; d(x^p)/dp = x^p ln x is NaN for x < 0, so
+    such a tensor must never be trained), or 'data' (anything else: a learned token concatenated
+    in, a position table added)."""
+    if spec is None:
+        return "data"
+    if slot in spec.weight_slots or (spec.affine_operands and tensor.numel() > 1):
+        return "weight"
+    if slot in spec.stat_slots or slot in spec.setting_slots or tensor.numel() <= 1:
+        return "setting"
+    return "data"
 
 
 OPS: dict[str, OpSpec] = {}
 
 
-def register(*op_types: str, weight_slots: Sequence[int] = (), stat_slots: Sequence[int] = (), affine_operands: bool = False):
+def register(*op_types: str, weight_slots: Sequence[int] = (), stat_slots: Sequence[int] = (), affine_operands: bool = False,
+             setting_slots: Sequence[int] = ()):
     """Register one function for the given ONNX op types."""
 
     def wrap(fn: OpFunction) -> OpFunction:
         for op_type in op_types:
-            OPS[op_type] = OpSpec(fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands)
+            OPS[op_type] = OpSpec(fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands, frozenset(setting_slots))
         return fn
 
     return wrap

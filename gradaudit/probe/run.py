@@ -62,23 +62,38 @@ class _Context:
     batches: BatchSource
     trainable: list[torch.Tensor]
     slot_of: dict[str, int | None]  # weight parameter name -> index in `trainable` (None: frozen)
+    computed: list[str]  # weights the model computes from its parameters (`_parameters`), by tensor name
     sharpness: bool  # estimate the largest Hessian eigenvalue
 
+    @property
+    def capture(self) -> set[str]:
+        return self.plan.capture | set(self.computed)
 
-def _parameters(model: nn.Module, plan: CapturePlan) -> tuple[list[torch.Tensor], dict[str, int | None], dict[str, float]]:
-    """Trainable parameters, where each weight layer's tensor sits among them, and weight RMS."""
+
+def _parameters(handle: ModelHandle, model: nn.Module, plan: CapturePlan
+                ) -> tuple[list[torch.Tensor], dict[str, int | None], list[str], dict[str, float]]:
+    """Trainable parameters, where each weight layer's tensor sits among them, the weights the
+    model computes instead, and weight RMS.
+
+    A computed weight is one an ONNX graph builds from several initializers (a bidirectional
+    LSTM's W is Concat(forward W, reverse W)): no single parameter has the layer's gradient, so
+    the probe differentiates the computed tensor itself, which the runner hands back by name.
+    Its RMS is the loader's statistic of that tensor."""
     named = dict(model.named_parameters(remove_duplicate=False))
     trainable = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
     index = {id(p): i for i, p in enumerate(trainable)}
     slot_of: dict[str, int | None] = {}
+    computed: list[str] = []
     weight_rms: dict[str, float] = {}
     for layer in plan.weights:
         param = named.get(layer.param)
         if param is None:
-            raise GradauditError(f"parameter {layer.param!r} of layer {layer.layer!r} is not in the module")
+            computed.append(layer.param)
+            weight_rms[layer.param] = handle.graph.nodes[layer.node]["params"][layer.role].rms
+            continue
         slot_of[layer.param] = index.get(id(param))
         weight_rms[layer.param] = l2_norm(param) / math.sqrt(param.numel()) if param.numel() else 0.0
-    return trainable, slot_of, weight_rms
+    return trainable, slot_of, computed, weight_rms
 
 
 def _one_line(exc: Exception) -> str:
@@ -130,10 +145,29 @@ def _recurrent_ratios(ctx: _Context, inputs: Sequence[Any], captured: dict[str, 
     return ratios
 
 
-def _gradients(ctx: _Context, loss: torch.Tensor, keep_graph: bool) -> list[torch.Tensor | None]:
-    if not ctx.trainable or not loss.requires_grad:
-        return [None] * len(ctx.trainable)
-    return list(torch.autograd.grad(loss, ctx.trainable, allow_unused=True, create_graph=keep_graph))
+def _computed_weights(ctx: _Context, captured: dict[str, Any]) -> list[torch.Tensor | None]:
+    """The computed weights of this pass (`_parameters`); None for one no parameter feeds."""
+    tensors = []
+    for name in ctx.computed:
+        tensor = captured.get(name)
+        if not isinstance(tensor, torch.Tensor):
+            layer = next(w.layer for w in ctx.plan.weights if w.param == name)
+            raise GradauditError(f"parameter {name!r} of layer {layer!r} is not in the module")
+        tensors.append(tensor if tensor.requires_grad else None)
+    return tensors
+
+
+def _gradients(ctx: _Context, loss: torch.Tensor, targets: Sequence[torch.Tensor | None], keep_graph: bool
+               ) -> list[torch.Tensor | None]:
+    """d loss / d target for each target (None where the loss does not reach it or it is None)."""
+    wanted = [(i, t) for i, t in enumerate(targets) if t is not None]
+    grads: list[torch.Tensor | None] = [None] * len(targets)
+    if not wanted or not loss.requires_grad:
+        return grads
+    found = torch.autograd.grad(loss, [t for _, t in wanted], allow_unused=True, create_graph=keep_graph)
+    for (i, _), grad in zip(wanted, found):
+        grads[i] = grad
+    return grads
 
 
 def _first_nonfinite(ctx: _Context, nodes: dict[str, NodeStats], grad_finite: dict[str, bool]) -> str | None:
@@ -160,12 +194,20 @@ def _output_ms(outputs: Any) -> tuple[float | None, bool]:
     return l2_norm(tensors[0]) ** 2 / tensors[0].numel(), finite
 
 
-def _gradient_scales(ctx: _Context, grads: Sequence[torch.Tensor | None]) -> tuple[dict[str, float], dict[str, bool], float]:
-    """Per weight layer: mean square of the gradient and its finiteness; the global squared norm.
+def _gradient_scales(ctx: _Context, grads: Sequence[torch.Tensor | None], computed: Sequence[torch.Tensor | None],
+                     computed_grads: Sequence[torch.Tensor | None]) -> tuple[dict[str, float], dict[str, bool], float]:
+    """Per weight layer: mean square of the gradient and its finiteness; the global squared norm
+    (of the parameters' gradients: a computed weight's is already in its sources').
     A frozen parameter or one the loss does not reach has gradient 0."""
     norms_sq = [l2_norm(g) ** 2 if g is not None else 0.0 for g in grads]
     grad_ms, grad_finite = {}, {}
+    for name, tensor, grad in zip(ctx.computed, computed, computed_grads):
+        norm_sq = l2_norm(grad) ** 2 if grad is not None else 0.0
+        grad_ms[name] = norm_sq / max(tensor.numel(), 1) if tensor is not None else 0.0
+        grad_finite[name] = math.isfinite(norm_sq)
     for layer in ctx.plan.weights:
+        if layer.param in grad_ms:
+            continue
         slot = ctx.slot_of[layer.param]
         norm_sq = norms_sq[slot] if slot is not None else 0.0
         grad_ms[layer.param] = norm_sq / max(ctx.trainable[slot].numel(), 1) if slot is not None else 0.0
@@ -198,10 +240,12 @@ def _measure_pass(ctx: _Context, pass_seed: int, first_pass: bool) -> PassRecord
     product are properties of the initialisation that barely move between batches."""
     want_sharpness = ctx.sharpness and first_pass
     inputs = ctx.batches.draw(pass_seed, ctx.plan.inputs_need_grad)
-    outputs, captured, loss = _forward(ctx, inputs, pass_seed, ctx.plan.capture)
+    outputs, captured, loss = _forward(ctx, inputs, pass_seed, ctx.capture)
     recurrent = _recurrent_ratios(ctx, inputs, captured, pass_seed) if first_pass else {}
-    grads = _gradients(ctx, loss, want_sharpness)
-    grad_ms, grad_finite, grad_norm_sq = _gradient_scales(ctx, grads)
+    computed = _computed_weights(ctx, captured)
+    all_grads = _gradients(ctx, loss, [*ctx.trainable, *computed], want_sharpness)
+    grads, computed_grads = all_grads[: len(ctx.trainable)], all_grads[len(ctx.trainable) :]
+    grad_ms, grad_finite, grad_norm_sq = _gradient_scales(ctx, grads, computed, computed_grads)
     nodes = _node_stats(ctx, captured, with_units=first_pass)
     output_ms, outputs_finite = _output_ms(outputs)
     finite = outputs_finite and math.isfinite(float(loss.detach())) and math.isfinite(grad_norm_sq)
@@ -224,11 +268,11 @@ def _context(handle: ModelHandle, data: tuple | None, sharpness: bool) -> tuple[
         raise InputError(handle.probe_unavailable or f"{handle.source} cannot be executed, so it cannot be probed")
     plan = plan_capture(handle.graph)
     model = handle.module if handle.module_is_own else training_copy(handle.module)
-    trainable, slot_of, weight_rms = _parameters(model, plan)
+    trainable, slot_of, computed, weight_rms = _parameters(handle, model, plan)
     device = next(model.parameters(), torch.empty(0)).device
     batches = BatchSource(handle, as_batch(data), device)
     objective = objective_for(handle.graph, handle.loss_fn)
-    ctx = _Context(handle, handle.runner, model, plan, objective, batches, trainable, slot_of, sharpness)
+    ctx = _Context(handle, handle.runner, model, plan, objective, batches, trainable, slot_of, computed, sharpness)
     return ctx, weight_rms
 
 

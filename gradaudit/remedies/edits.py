@@ -58,9 +58,16 @@ def edit(how: str) -> Callable[[EditFunction], EditFunction]:
     return register
 
 
-def edited(rec: Recommendation) -> bool:
-    """Does this recommendation change weights that `apply` can reach?"""
-    return isinstance(rec, WeightRecommendation) and bool(rec.edits)
+def edited(rec: Recommendation, module: torch.nn.Module | None = None) -> bool:
+    """Does this recommendation change weights that `apply` can reach (in `module`, when given)?
+    A weight an ONNX graph computes from several initializers (a bidirectional LSTM's Concat of
+    both directions) is measured, but it is no parameter, so no edit reaches it."""
+    if not (isinstance(rec, WeightRecommendation) and rec.edits):
+        return False
+    if module is None:
+        return True
+    params = dict(module.named_parameters(remove_duplicate=False))
+    return all(change.param in params for change in rec.edits)
 
 
 def apply_edits(module: torch.nn.Module, edits: tuple[Edit, ...] | list[Edit], seed: int = 0) -> torch.nn.Module:

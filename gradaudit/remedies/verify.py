@@ -128,7 +128,7 @@ def verify(
         return
     before = outcome(static, probe)
     for rec in recommendations:
-        if edited(rec):
+        if edited(rec, handle.module):
             after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None)
             rec.verified = verification(before, after) | {"rounds": rounds}
 

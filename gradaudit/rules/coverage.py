@@ -6,7 +6,11 @@ passed through ops it has no rule for, and when no real backward pass checked it
 
 from __future__ import annotations
 
+from gradaudit.graph import flow_ends, weight_layers
 from gradaudit.rules.registry import Context, Hit, rule
+
+# The first/last gradient ratio compares two distinct weight layers an output depends on.
+MIN_FLOW_LAYERS = 2
 
 
 @rule("GA501", "static-estimate-partial", "warning",
@@ -66,6 +70,39 @@ def probe_skipped(ctx: Context) -> list[Hit]:
     if ctx.handle.probe_unavailable:
         return [Hit([], {"reason": ctx.handle.probe_unavailable})]
     return [Hit([], {"reason": "the probe was not requested"}, "info")]
+
+
+@rule("GA504", "too-few-weight-layers", "error",
+      "Fewer than two weight layers were found, so gradient flow could not be assessed.",
+      "Gradient flow not assessed: {found} weight layer(s) found that an output depends on, at least 2 needed")
+def too_few_weight_layers(ctx: Context) -> list[Hit]:
+    """What it detects
+    A model in which gradaudit finds no weight layer (a parameter tensor with ndim >= 2, DESIGN.md)
+    that an output depends on, or only one. The first/last gradient ratio, and every flow rule
+    built on it, then has nothing to compare, and a report without findings would mean nothing.
+
+    Why it matters
+    Real networks have many weight layers; finding fewer almost always means the loader lost
+    the model's structure (weights computed in a way it does not read, ids disconnected from
+    the embedding, one tensor tied to every use), not that the model is fine. A gate that passes
+    such a model has not checked it.
+
+    Example
+    A GPT-2 whose projections the loader did not recognise: only the tied embedding is found,
+    so "first/last" would compare that tensor with itself.
+
+    Fix
+    Check that the model and its inputs are the ones intended (`--input-shape`, the factory),
+    and report the model's op types if they are; a model that really has a single weight
+    layer (a linear probe) can ignore this rule (`ignore = ["GA504"]`).
+
+    References
+    DESIGN.md (definitions: weight layer, log10_ratio_first_last).
+    """
+    found = len(flow_ends(ctx.graph, weight_layers(ctx.graph)))
+    if found >= MIN_FLOW_LAYERS:
+        return []
+    return [Hit([], {"found": found, "weight_layers": len(weight_layers(ctx.graph))})]
 
 
 @rule("GA503", "rule-failed", "warning",

@@ -1,6 +1,6 @@
 """GA5xx: partial static estimate, skipped probe."""
 
-from gradaudit.rules import run_rules
+from gradaudit.rules import RuleConfig, run_rules
 from tests.rules.fixtures import chain_static, mlp, probe_result, sequential_handle
 
 
@@ -26,3 +26,12 @@ def test_ga502_probe_skipped():
     (finding,) = _only(handle, None, None, "GA502")
     assert finding.severity == "warning" and "Foo" in finding.message
     assert not _only(handle, None, probe_result(handle), "GA502")
+
+
+def test_ga504_fewer_than_two_weight_layers_fail_the_gate():
+    handle = sequential_handle(mlp(16, 1))
+    (finding,) = _only(handle, chain_static(handle), probe_result(handle), "GA504")
+    assert finding.severity == "error" and finding.evidence["found"] == 1 and "1 weight layer" in finding.message
+    two = sequential_handle(mlp(16, 2))
+    assert not _only(two, chain_static(two), probe_result(two), "GA504")
+    assert not [f for f in run_rules(handle, None, None, RuleConfig(ignore=["GA504"])) if f.code == "GA504"]
