@@ -213,6 +213,25 @@ def _glu(call: Call) -> list[Stage]:
     ]
 
 
+def _scatter(source_at: int) -> FunctionRule:
+    """A functionalised in-place write (`x[i] = y`, `x[mask] = y`): the base tensor with some of
+    its elements replaced by the source's. Both kept parts reach the output, as the two parts of
+    a concatenation in proportion to their sizes; one data operand passes through."""
+
+    def rule(call: Call) -> NodeSpec | list[Stage]:
+        base, source = call.args[0], call.args[source_at]
+        kept = base.numel() - source.numel()
+        if not (call.is_data[0] and call.is_data[source_at]) or kept <= 0:
+            return NodeSpec("identity")
+        return [
+            Stage("kept", NodeSpec("reshape"), [0], (kept,)),
+            Stage("written", NodeSpec("reshape"), [source_at], (source.numel(),)),
+            Stage("", NodeSpec("concat", attrs={"axis": 0}), ["kept", "written"]),
+        ]
+
+    return rule
+
+
 def _negate(call: Call) -> NodeSpec:
     return NodeSpec("scale", attrs={"value": 1.0})
 
@@ -280,11 +299,11 @@ RESHAPES = (
     "view reshape flatten unflatten permute transpose t contiguous squeeze unsqueeze expand expand_as repeat narrow "
     "split split_with_sizes tensor_split chunk unbind getitem flip roll pad movedim moveaxis select index_select "
     "gather view_as reshape_as swapaxes swapdims pixel_shuffle pixel_unshuffle repeat_interleave tile broadcast_to "
-    "T mT"
+    "T mT slice index alias _unsafe_view"
 ).split()
 # Casts and copies keep values; masked_fill sets masked positions to a constant (an attention mask
 # before a softmax) and passes the rest through unchanged.
-CASTS = "to type type_as float double half bfloat16 clone masked_fill".split()
+CASTS = "to _to_copy type type_as float double half bfloat16 clone lift_fresh_copy masked_fill".split()
 SIMPLE_ACTIVATIONS = ("relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf").split()
 
 FUNCTION_RULES: dict[str, FunctionRule] = {
@@ -328,6 +347,8 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
     "neg": _negate,
     "where": _where,
+    **{name: _scatter(1) for name in ("select_scatter", "slice_scatter", "diagonal_scatter")},
+    **{name: _scatter(2) for name in ("index_put", "masked_scatter")},
     "glu": _glu,
     **{name: _matmul for name in ("matmul", "mm", "bmm")},
     "einsum": _einsum,
