@@ -248,6 +248,33 @@ def _matmul(call: Call) -> NodeSpec:
     return _with_params(spec, weight=call.param(0, "input", a.dim() - 2))
 
 
+def _operands_from(call: Call, first: int) -> Call:
+    """The same call seen from argument `first` on (addmm's mat1, mat2 after its bias)."""
+    return Call(call.name, call.args[first:], call.kwargs, call.is_data[first:], call.out,
+                lambda index, key, axis: call.param(index + first, key, axis), call.module_param)
+
+
+def _add_product(call: Call) -> NodeSpec | list[Stage]:
+    """addmm / baddbmm / addbmm: beta * input + alpha * (mat1 @ mat2). transformers' Conv1D
+    (GPT-2) is `addmm(bias, x, W)`: a linear layer whose weight W is (in, out), with its bias."""
+    product = _matmul(_operands_from(call, 1))
+    alpha, beta = call.arg(4, "alpha", 1), call.arg(3, "beta", 1)
+    if not call.is_data[0]:
+        bias = call.param(0, "input", 0) if product.op == "linear" and beta == 1 else None
+        product = _with_params(product, bias=bias)
+        if alpha == 1:
+            return product
+    data = [i for i in (1, 2) if call.is_data[i]]
+    shape = tuple(call.out.shape)
+    steps = [("product", product, data)]
+    if alpha != 1:
+        steps.append(("scaled", NodeSpec("scale", attrs={"value": abs(float(alpha))}), ["product"]))
+    if call.is_data[0]:
+        steps.append(("sum", NodeSpec("add"), [steps[-1][0], 0]))
+    last = len(steps) - 1
+    return [Stage("" if i == last else suffix, spec, inputs, None if i == last else shape) for i, (suffix, spec, inputs) in enumerate(steps)]
+
+
 def _einsum(call: Call) -> NodeSpec:
     """A two-operand einsum: a linear layer when one operand is a weight, else a matmul.
 
@@ -351,6 +378,7 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _scatter(2) for name in ("index_put", "masked_scatter")},
     "glu": _glu,
     **{name: _matmul for name in ("matmul", "mm", "bmm")},
+    **{name: _add_product for name in ("addmm", "baddbmm", "addbmm")},
     "einsum": _einsum,
     "scaled_dot_product_attention": _sdpa,
     **{name: _dropout for name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")},
