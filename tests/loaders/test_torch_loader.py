@@ -299,14 +299,14 @@ def test_bad_sources_are_input_errors(source, shapes, words):
     assert "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide"])
+@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide", "t5_cast", "llama_cast"])
 def test_hand_written_rms_norm_is_one_norm_node(form: str):
     """Llama's RMSNorm written as pow/mean/add/rsqrt/mul calls: read call by call the estimate saw
     x * mean(x^2) and a signal collapse; matched (torch_patterns), it is one RMS norm."""
     handle = from_module(tf.rms_norm_stack(form), (torch.randn(4, 6),))
     nodes = [d for _, d in handle.graph.nodes(data=True)]
     assert [d["fn"] for d in nodes if d["op"] == "norm"] == ["rms", "rms"]
-    assert not [d for d in nodes if d["op"] == "unknown"]
+    assert not [d for d in nodes if d["op"] in ("unknown", "identity")]  # a dtype cast inside is part of the norm
     assert 0.1 < estimate(handle.graph, handle.inputs).output_rms < 10
 
 
