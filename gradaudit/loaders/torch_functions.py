@@ -153,6 +153,20 @@ def _interpolate(call: Call) -> NodeSpec:
     return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
 
 
+def _upsample(mode: str) -> FunctionRule:
+    """ATen's upsample_<mode> (F.interpolate in a torch.export graph): the same pooling; the
+    linear modes take align_corners as their third argument."""
+
+    def rule(call: Call) -> NodeSpec:
+        attrs = dict(_RESIZE_MODES[mode])
+        if attrs["mode"] in ("linear", "cubic"):
+            attrs["coordinate_transformation_mode"] = "align_corners" if call.arg(2, "align_corners", False) else "pytorch_half_pixel"
+        pool = resampling_pool(tuple(call.args[0].shape), tuple(call.out.shape), attrs)
+        return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
+
+    return rule
+
+
 def _softmax(fn: str | None) -> FunctionRule:
     return lambda call: NodeSpec("softmax", fn, {"axis": softmax_axis(call.arg(1, "dim"), call.args[0].dim())})
 
@@ -357,6 +371,11 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     "local_response_norm": _lrn,
     "interpolate": _interpolate,
     "upsample": _interpolate,
+    **{f"upsample_nearest{d}d": _upsample("nearest") for d in (1, 2, 3)},
+    "upsample_linear1d": _upsample("linear"),
+    "upsample_bilinear2d": _upsample("bilinear"),
+    "upsample_bicubic2d": _upsample("bicubic"),
+    "upsample_trilinear3d": _upsample("trilinear"),
     **{f"max_pool{d}d": _pool("max") for d in (1, 2, 3)},
     **{f"avg_pool{d}d": _pool("avg") for d in (1, 2, 3)},
     **{f"adaptive_avg_pool{d}d": _adaptive("avg") for d in (1, 2, 3)},
