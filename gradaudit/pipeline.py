@@ -111,7 +111,10 @@ def _unused_notes(handle: ModelHandle) -> list[str]:
     unused = [layer.layer for layer in layers if layer.param not in flowing and layer.node not in used]
     blocked = [layer.layer for layer in layers if layer.param not in flowing and layer.node in used]
     notes = []
-    if unused:
+    if unused and handle.graph.graph.get("partial"):  # a graph with missing ops: the missing link may be one of them
+        notes.append(f"{', '.join(unused)}: the partial graph does not connect {'it' if len(unused) == 1 else 'them'} "
+                     "to an output (left out of the first/last ratio)")
+    elif unused:
         notes.append(f"{', '.join(unused)}: no output depends on {'it' if len(unused) == 1 else 'them'}, so no gradient "
                      f"reaches {'it' if len(unused) == 1 else 'them'} (left out of the first/last ratio)")
     if blocked:

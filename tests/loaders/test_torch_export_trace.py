@@ -95,3 +95,30 @@ def test_item_assignment_keeps_both_parts_connected():
     (merge,) = [n for n, d in graph.nodes(data=True) if d["op"] == "concat"]
     sources = {graph.nodes[p]["op"] for p in graph.predecessors(merge)}
     assert sources == {"reshape"} and graph.in_degree(merge) == 2  # the overwritten base and the written values
+
+
+class WrittenIntoBuffer(nn.Module):
+    """Untraceable by both tracers (a branch on a value), and a layer's result reaches the head
+    only by being written into a fresh buffer, which the hook graph's lineage cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.head = nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 1e9:
+            x = x * 2
+        buffer = torch.zeros(x.shape[0], 8)
+        buffer[:, :] = self.inner(x)
+        return self.head(buffer)
+
+
+def test_a_layer_the_hook_graph_cannot_connect_is_not_said_to_get_no_gradient():
+    from gradaudit.pipeline import run_audit
+
+    torch.manual_seed(0)
+    handle = from_module(WrittenIntoBuffer(), (torch.randn(4, 8),))
+    assert handle.graph.graph["partial"]
+    notes = run_audit(handle).notes
+    assert any(note.startswith("inner: the partial graph does not connect it") for note in notes), notes
+    assert not any("no gradient reaches" in note for note in notes)
