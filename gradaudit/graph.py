@@ -227,12 +227,67 @@ def weight_layers(graph: nx.DiGraph) -> list[WeightLayer]:
     return layers
 
 
+def output_ancestors(graph: nx.DiGraph) -> set[str]:
+    """The outputs and every node one of them depends on."""
+    outputs = graph.graph.get("outputs", [])
+    return set(outputs).union(*(nx.ancestors(graph, output) for output in outputs))
+
+
+ZERO_BLOCKING_OPS = ("linear", "conv")
+
+
+def _zero_weight(data: dict[str, Any]) -> bool:
+    weight = data["params"].get("weight")
+    return weight is not None and weight.numel > 0 and weight.absmax == 0
+
+
+def _computes_zero(graph: nx.DiGraph, node: str) -> bool:
+    """The node's output is exactly zero whatever its input: a zero-weight dense layer without
+    a (nonzero) bias, or a reshape, copy or dropout of one (adaLN-Zero's gate)."""
+    data = graph.nodes[node]
+    while data["op"] in ("reshape", "identity", "dropout") and graph.in_degree(node) == 1:
+        node = next(iter(graph.predecessors(node)))
+        data = graph.nodes[node]
+    bias = data["params"].get("bias")
+    return data["op"] in ZERO_BLOCKING_OPS and _zero_weight(data) and (bias is None or bias.absmax == 0)
+
+
+def _passes_gradient(graph: nx.DiGraph, producer: str, consumer: str) -> bool:
+    """Whether `consumer` hands a nonzero gradient back to `producer` at initialisation: a
+    zero-weight layer's input gradient is W^T g = 0, a product's is g times the other factor."""
+    data = graph.nodes[consumer]
+    if data["op"] in ZERO_BLOCKING_OPS and _zero_weight(data):
+        return False
+    if data["op"] == "scale" and data["attrs"].get("value") == 0:
+        return False
+    if data["op"] == "mul":
+        return not any(_computes_zero(graph, other) for other in ordered_inputs(graph, consumer) if other != producer)
+    return True
+
+
+def gradient_reaching(graph: nx.DiGraph) -> set[str]:
+    """The nodes a gradient reaches at initialisation: those an output depends on through ops
+    that pass it back. Behind a zero-initialised layer or gate (Fixup, ReZero, LoRA's B, a zero
+    head, adaLN-Zero) it is exactly zero until that layer takes its first step; the zero layer's
+    own gradient, sqrt(q_in G_out), is not."""
+    outputs = graph.graph.get("outputs", [])
+    reached, frontier = set(outputs), list(outputs)
+    while frontier:
+        node = frontier.pop()
+        for producer in graph.predecessors(node):
+            if producer not in reached and _passes_gradient(graph, producer, node):
+                reached.add(producer)
+                frontier.append(producer)
+    return reached
+
+
 def flow_ends(graph: nx.DiGraph, layers: Sequence[T]) -> list[T]:
     """The weight layers (anything with a `.node`) the first/last gradient ratio compares: those
-    an output depends on. A layer whose result nothing downstream uses gets no gradient at all,
-    by construction; as the last layer it made the ratio 150 decades (a floor of 10^-154)."""
-    outputs = graph.graph.get("outputs", [])
-    reaching = set(outputs).union(*(nx.ancestors(graph, output) for output in outputs))
+    a gradient reaches at initialisation (gradient_reaching). A layer whose result nothing
+    downstream uses gets no gradient at all, by construction, and one behind a zero-initialised
+    layer none until that layer moves; as the first or last layer either made the ratio 150
+    decades (a floor of 10^-154)."""
+    reaching = gradient_reaching(graph)
     return [layer for layer in layers if layer.node in reaching]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradaudit import gate
-from gradaudit.graph import depth, flow_ends, tied_end_layers, weight_layers
+from gradaudit.graph import depth, flow_ends, output_ancestors, tied_end_layers, weight_layers
 from gradaudit.model import ModelHandle
 from gradaudit.results import Audit, Finding
 
@@ -107,9 +107,20 @@ def _tied_notes(handle: ModelHandle) -> list[str]:
 def _unused_notes(handle: ModelHandle) -> list[str]:
     layers = weight_layers(handle.graph)
     flowing = {layer.param for layer in flow_ends(handle.graph, layers)}
-    unused = [layer.layer for layer in layers if layer.param not in flowing]
-    return [f"{', '.join(unused)}: no output depends on {'it' if len(unused) == 1 else 'them'}, so no gradient reaches "
-            f"{'it' if len(unused) == 1 else 'them'} (left out of the first/last ratio)"] if unused else []
+    used = output_ancestors(handle.graph)
+    unused = [layer.layer for layer in layers if layer.param not in flowing and layer.node not in used]
+    blocked = [layer.layer for layer in layers if layer.param not in flowing and layer.node in used]
+    notes = []
+    if unused and handle.graph.graph.get("partial"):  # a graph with missing ops: the missing link may be one of them
+        notes.append(f"{', '.join(unused)}: the partial graph does not connect {'it' if len(unused) == 1 else 'them'} "
+                     "to an output (left out of the first/last ratio)")
+    elif unused:
+        notes.append(f"{', '.join(unused)}: no output depends on {'it' if len(unused) == 1 else 'them'}, so no gradient "
+                     f"reaches {'it' if len(unused) == 1 else 'them'} (left out of the first/last ratio)")
+    if blocked:
+        notes.append(f"{', '.join(blocked)}: a zero-initialised layer or gate between {'it' if len(blocked) == 1 else 'them'} "
+                     "and the output passes back no gradient until its first update (left out of the first/last ratio)")
+    return notes
 
 
 def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str, dict[str, Any]]:

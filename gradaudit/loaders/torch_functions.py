@@ -153,6 +153,20 @@ def _interpolate(call: Call) -> NodeSpec:
     return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
 
 
+def _upsample(mode: str) -> FunctionRule:
+    """ATen's upsample_<mode> (F.interpolate in a torch.export graph): the same pooling; the
+    linear modes take align_corners as their third argument."""
+
+    def rule(call: Call) -> NodeSpec:
+        attrs = dict(_RESIZE_MODES[mode])
+        if attrs["mode"] in ("linear", "cubic"):
+            attrs["coordinate_transformation_mode"] = "align_corners" if call.arg(2, "align_corners", False) else "pytorch_half_pixel"
+        pool = resampling_pool(tuple(call.args[0].shape), tuple(call.out.shape), attrs)
+        return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
+
+    return rule
+
+
 def _softmax(fn: str | None) -> FunctionRule:
     return lambda call: NodeSpec("softmax", fn, {"axis": softmax_axis(call.arg(1, "dim"), call.args[0].dim())})
 
@@ -213,6 +227,25 @@ def _glu(call: Call) -> list[Stage]:
     ]
 
 
+def _scatter(source_at: int) -> FunctionRule:
+    """A functionalised in-place write (`x[i] = y`, `x[mask] = y`): the base tensor with some of
+    its elements replaced by the source's. Both kept parts reach the output, as the two parts of
+    a concatenation in proportion to their sizes; one data operand passes through."""
+
+    def rule(call: Call) -> NodeSpec | list[Stage]:
+        base, source = call.args[0], call.args[source_at]
+        kept = base.numel() - source.numel()
+        if not (call.is_data[0] and call.is_data[source_at]) or kept <= 0:
+            return NodeSpec("identity")
+        return [
+            Stage("kept", NodeSpec("reshape"), [0], (kept,)),
+            Stage("written", NodeSpec("reshape"), [source_at], (source.numel(),)),
+            Stage("", NodeSpec("concat", attrs={"axis": 0}), ["kept", "written"]),
+        ]
+
+    return rule
+
+
 def _negate(call: Call) -> NodeSpec:
     return NodeSpec("scale", attrs={"value": 1.0})
 
@@ -227,6 +260,33 @@ def _matmul(call: Call) -> NodeSpec:
         return _with_params(spec, weight=call.param(1, "other", b.dim() - 1))
     spec = NodeSpec("linear", attrs=dense_fans(a.shape[-1], a.shape[-2]))  # W @ x, W (..., out, in)
     return _with_params(spec, weight=call.param(0, "input", a.dim() - 2))
+
+
+def _operands_from(call: Call, first: int) -> Call:
+    """The same call seen from argument `first` on (addmm's mat1, mat2 after its bias)."""
+    return Call(call.name, call.args[first:], call.kwargs, call.is_data[first:], call.out,
+                lambda index, key, axis: call.param(index + first, key, axis), call.module_param)
+
+
+def _add_product(call: Call) -> NodeSpec | list[Stage]:
+    """addmm / baddbmm / addbmm: beta * input + alpha * (mat1 @ mat2). transformers' Conv1D
+    (GPT-2) is `addmm(bias, x, W)`: a linear layer whose weight W is (in, out), with its bias."""
+    product = _matmul(_operands_from(call, 1))
+    alpha, beta = call.arg(4, "alpha", 1), call.arg(3, "beta", 1)
+    if not call.is_data[0]:
+        bias = call.param(0, "input", 0) if product.op == "linear" and beta == 1 else None
+        product = _with_params(product, bias=bias)
+        if alpha == 1:
+            return product
+    data = [i for i in (1, 2) if call.is_data[i]]
+    shape = tuple(call.out.shape)
+    steps = [("product", product, data)]
+    if alpha != 1:
+        steps.append(("scaled", NodeSpec("scale", attrs={"value": abs(float(alpha))}), ["product"]))
+    if call.is_data[0]:
+        steps.append(("sum", NodeSpec("add"), [steps[-1][0], 0]))
+    last = len(steps) - 1
+    return [Stage("" if i == last else suffix, spec, inputs, None if i == last else shape) for i, (suffix, spec, inputs) in enumerate(steps)]
 
 
 def _einsum(call: Call) -> NodeSpec:
@@ -280,11 +340,11 @@ RESHAPES = (
     "view reshape flatten unflatten permute transpose t contiguous squeeze unsqueeze expand expand_as repeat narrow "
     "split split_with_sizes tensor_split chunk unbind getitem flip roll pad movedim moveaxis select index_select "
     "gather view_as reshape_as swapaxes swapdims pixel_shuffle pixel_unshuffle repeat_interleave tile broadcast_to "
-    "T mT"
+    "T mT slice index alias _unsafe_view"
 ).split()
 # Casts and copies keep values; masked_fill sets masked positions to a constant (an attention mask
 # before a softmax) and passes the rest through unchanged.
-CASTS = "to type type_as float double half bfloat16 clone masked_fill".split()
+CASTS = "to _to_copy type type_as float double half bfloat16 clone lift_fresh_copy masked_fill".split()
 SIMPLE_ACTIVATIONS = ("relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf").split()
 
 FUNCTION_RULES: dict[str, FunctionRule] = {
@@ -311,6 +371,11 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     "local_response_norm": _lrn,
     "interpolate": _interpolate,
     "upsample": _interpolate,
+    **{f"upsample_nearest{d}d": _upsample("nearest") for d in (1, 2, 3)},
+    "upsample_linear1d": _upsample("linear"),
+    "upsample_bilinear2d": _upsample("bilinear"),
+    "upsample_bicubic2d": _upsample("bicubic"),
+    "upsample_trilinear3d": _upsample("trilinear"),
     **{f"max_pool{d}d": _pool("max") for d in (1, 2, 3)},
     **{f"avg_pool{d}d": _pool("avg") for d in (1, 2, 3)},
     **{f"adaptive_avg_pool{d}d": _adaptive("avg") for d in (1, 2, 3)},
@@ -328,8 +393,11 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
     "neg": _negate,
     "where": _where,
+    **{name: _scatter(1) for name in ("select_scatter", "slice_scatter", "diagonal_scatter")},
+    **{name: _scatter(2) for name in ("index_put", "masked_scatter")},
     "glu": _glu,
     **{name: _matmul for name in ("matmul", "mm", "bmm")},
+    **{name: _add_product for name in ("addmm", "baddbmm", "addbmm")},
     "einsum": _einsum,
     "scaled_dot_product_attention": _sdpa,
     **{name: _dropout for name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")},

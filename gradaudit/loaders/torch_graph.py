@@ -16,7 +16,7 @@ import networkx as nx
 import torch
 import torch.fx as fx
 
-from gradaudit.graph import ParamStats, add_node, new_graph
+from gradaudit.graph import ParamStats, add_node, is_weight_role, new_graph
 from gradaudit.loaders.torch_functions import Stage, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_patterns import fused_layers
@@ -175,13 +175,21 @@ class GraphBuilder:
         else:
             rule = function_rule(call_name(node), aten=isinstance(node.target, torch._ops.OpOverload))
             spec = rule(call) if rule else NodeSpec("unknown")
-            name, kind = node.name, call_name(node)
+            name, kind = self._owner_of_weight(spec) or node.name, call_name(node)
         self.node_of[node] = node.name
         if isinstance(spec, list):
             self._add_stages(node, spec, kind)
             return
         inputs = self._inputs(node, spec)
         self._add(node.name, spec, name, inputs, shape_of(self.trace.values[node]), kind)
+
+    def _owner_of_weight(self, spec: NodeSpec | list[Stage]) -> str | None:
+        """The module owning a call's weight (`h.0.mlp.c_fc` for GPT-2's `addmm(bias, x, W)`,
+        any layer of a torch.export graph): the name a user recognises, not `addmm_2`."""
+        if isinstance(spec, list):
+            return None
+        weights = [stats.name for role, stats in spec.params.items() if is_weight_role(role) and stats.name in self.params.names]
+        return (weights[0].rpartition(".")[0] or None) if weights else None
 
     def _call(self, node: fx.Node) -> Call:
         values = self.trace.values

@@ -24,7 +24,7 @@ from gradaudit.loaders.torch_ops import module_rule
 from gradaudit.loaders.torch_runner import FxRunner
 from gradaudit.loaders.torch_script import graph_from_script, run_script
 from gradaudit.loaders.torch_sources import call_factory, first_line, is_factory_spec, load_file, resolve_factory
-from gradaudit.loaders.torch_trace import trace_concrete
+from gradaudit.loaders.torch_trace import trace_concrete, trace_exported
 from gradaudit.model import InputSpec, ModelHandle
 
 INPUT_SEED = 0
@@ -84,18 +84,29 @@ def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<
     )
 
 
+TRACERS = (
+    ("torch.fx", lambda module, inputs: trace_concrete(module, inputs, lambda m: module_rule(m) is not None)),
+    ("torch.export", trace_exported),
+)
+
+
 def _trace_or_hooks(module: torch.nn.Module, inputs: tuple) -> tuple[Any, Any]:
-    """The fx graph when it traces and reproduces the model's outputs, else the hook graph."""
-    fallback = "the graph holds only its leaf modules, recorded with forward hooks"
-    try:
-        trace = trace_concrete(module, inputs, lambda m: module_rule(m) is not None)
-        runner = FxRunner(trace)
-        mismatch = _mismatch(module, runner, inputs)
-    except Exception as error:  # fx refuses many Python constructs; the fallback covers them all
-        return graph_from_hooks(module, inputs, f"torch.fx could not trace the model ({first_line(error)}); {fallback}")
-    if mismatch:
-        return graph_from_hooks(module, inputs, f"the torch.fx trace does not reproduce the model ({mismatch}); {fallback}")
-    return graph_from_trace(module, trace), runner
+    """The first trace (TRACERS: fx keeps known modules whole, torch.export reads any Python the
+    model runs) that reproduces the model's outputs; the hook graph only when none does."""
+    failures = []
+    for tracer_name, tracer in TRACERS:
+        try:
+            trace = tracer(module, inputs)
+            runner = FxRunner(trace)
+            mismatch = _mismatch(module, runner, inputs)
+        except Exception as error:  # tracers refuse many Python constructs; the next one may not
+            failures.append(f"{tracer_name} could not trace the model ({first_line(error)})")
+            continue
+        if not mismatch:
+            return graph_from_trace(module, trace), runner
+        failures.append(f"the {tracer_name} trace does not reproduce the model ({mismatch})")
+    reason = "; ".join(failures) + "; the graph holds only its leaf modules, recorded with forward hooks"
+    return graph_from_hooks(module, inputs, reason)
 
 
 def _mismatch(module: torch.nn.Module, runner: FxRunner, inputs: tuple) -> str:

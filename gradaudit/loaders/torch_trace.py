@@ -19,6 +19,7 @@ import contextlib
 import copy
 import inspect
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -194,12 +195,17 @@ def fetch(root: torch.nn.Module, target: str) -> Any:
 
 
 def trace_concrete(
-    module: torch.nn.Module, example_inputs: tuple, is_leaf: Callable[[torch.nn.Module], bool]
+    module: torch.nn.Module,
+    example_inputs: tuple,
+    is_leaf: Callable[[torch.nn.Module], bool],
+    owner: torch.nn.Module | None = None,
 ) -> TraceResult:
     """Trace `module` on `example_inputs` (positional), keeping `is_leaf` modules as single calls.
 
     Forward parameters beyond the given inputs are fixed to their defaults (fx concrete_args),
-    so optional masks left at None stay None instead of becoming proxies.
+    so optional masks left at None stay None instead of becoming proxies. `owner` is the module
+    the graph's attribute paths are resolved against when it runs (default `module`); a path it
+    lacks is a constant the trace keeps.
     """
     work = copy.deepcopy(module).train()
     names = [p.name for p in inspect.signature(work.forward).parameters.values()
@@ -212,7 +218,7 @@ def trace_concrete(
     with torch.no_grad():
         graph = tracer.trace(work, concrete_args=fixed or None)
     constants = {n.target: fetch(work, n.target) for n in graph.nodes
-                 if n.op == "get_attr" and not has_path(module, n.target)}
+                 if n.op == "get_attr" and not has_path(owner or module, n.target)}
     for node in graph.nodes:
         if node.op == "get_attr" and node not in tracer.values:
             tracer.values[node] = fetch(work, node.target)
@@ -227,3 +233,31 @@ def has_path(module: torch.nn.Module, target: str) -> bool:
     except AttributeError:
         return False
     return True
+
+
+def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResult:
+    """Trace as PyTorch itself does: torch.export (non-strict), functionalised, then traced concretely.
+
+    Non-strict export runs the model's own Python on fake tensors, so what a proxy cannot answer
+    works: `torch.is_tensor(t)`, item and boolean-mask assignment, helper modules that are not
+    submodules (transformers' rotary embeddings), `forward(self, *inputs)`. Functionalisation
+    turns in-place writes into ops that return a value (`select_scatter`, `index_put`), so the
+    written data stays connected. The ATen graph keeps parameter paths, so it runs against the
+    user's module like an fx trace; every module is traced through (no leaves).
+    """
+    work = copy.deepcopy(module).train()
+    program = torch.export.export(work, example_inputs, strict=False).run_decompositions({})
+    exported = program.module()
+    for node in exported.graph.nodes:
+        if node.target is torch.ops.aten.copy.default:
+            node.target = copy_into
+    exported.recompile()
+    with warnings.catch_warnings():  # copying the exported module trips torch's own pytree deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        return trace_concrete(exported, example_inputs, lambda m: False, owner=module)
+
+
+def copy_into(destination: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """What functionalisation's `aten.copy` computes (the source's values in the destination's
+    dtype and shape), with a gradient: aten.copy has no autograd formula."""
+    return source.to(destination.dtype).expand_as(destination).clone()

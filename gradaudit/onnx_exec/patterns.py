@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -203,9 +203,37 @@ def _gelu_tanh(mul: Step, producer: dict[str, Step], constant: ConstantLookup) -
     return None
 
 
+VALUE_KEEPING = frozenset({"Cast", "Identity"})
+
+
+def _through_casts(steps: Sequence[Step]) -> tuple[list[Step], dict[str, Step]]:
+    """The steps with every input read through Casts and Identities (T5's RMSNorm squares
+    `x.to(float32)`: the pattern's t^2 and its x are one tensor), and the skipped steps by output."""
+    alias: dict[str, str] = {}
+    skipped: dict[str, Step] = {}
+    for step in steps:
+        if step.op_type in VALUE_KEEPING and step.inputs and step.inputs[0] and len(step.outputs) == 1:
+            alias[step.outputs[0]] = alias.get(step.inputs[0], step.inputs[0])
+            skipped[step.outputs[0]] = step
+    seen = [replace(step, inputs=tuple(alias.get(n, n) for n in step.inputs)) for step in steps]
+    return seen, skipped
+
+
+def _absorbed_casts(norm: FusedLayer, end: str, steps: Sequence[Step], skipped: dict[str, Step]) -> FusedLayer:
+    """The casts only the pattern (ending at `end`) reads belong to it."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    for step in steps:
+        for name in step.inputs:
+            readers[name].add(step.node_id)
+    casts = {cast.node_id for output, cast in skipped.items() if readers[output] and readers[output] <= norm.absorbed | {end}}
+    return replace(norm, absorbed=norm.absorbed | casts) if casts else norm
+
+
 def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[str, FusedLayer]:
     """End node id -> the norm or activation it completes, when no tensor inside the pattern
     leaks out."""
+    original = steps
+    steps, skipped = _through_casts(steps)
     producer = {name: step for step in steps for name in step.outputs if name}
     readers: dict[str, set[str]] = defaultdict(set)
     for step in steps:
@@ -222,5 +250,5 @@ def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[s
         elif step.op_type == "Reshape":
             norm = _group_norm(step, producer, constant)
         if norm is not None and all(readers[n] <= norm.absorbed | {step.node_id} for n in norm.absorbed):
-            fused[step.node_id] = norm
+            fused[step.node_id] = _absorbed_casts(norm, step.node_id, original, skipped)
     return fused

@@ -14,7 +14,7 @@ import math
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
-from gradaudit.graph import forward_order
+from gradaudit.graph import flow_ends, forward_order
 from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
 
@@ -115,12 +115,18 @@ def _ratio_text(ratio: float) -> str:
 
 
 def _static_scale(ctx: Context) -> Diagnosis:
-    grads = [10.0**w.log10_grad_rms for w in ctx.static.weights if math.isfinite(w.log10_grad_rms)]
+    grads = [10.0**w.log10_grad_rms for w in flow_ends(ctx.graph, ctx.static.weights) if math.isfinite(w.log10_grad_rms)]
     return diagnose(FlowSummary(None, grads, ctx.static.output_rms))
 
 
+def _measured_grads(ctx: Context) -> list[float]:
+    """The gradients of the layers a gradient reaches at initialisation (graph.flow_ends): one
+    behind a zero-initialised layer measures exactly 0 by design, not by underflow."""
+    return [layer.grad_rms for layer in flow_ends(ctx.graph, ctx.probe.layers)]
+
+
 def _measured_scale(ctx: Context) -> Diagnosis:
-    return diagnose(FlowSummary(None, [l.grad_rms for l in ctx.probe.layers], ctx.probe.output_rms))
+    return diagnose(FlowSummary(None, _measured_grads(ctx), ctx.probe.output_rms))
 
 
 def _predicted(ctx: Context, direction: str) -> list[Hit]:
@@ -140,7 +146,7 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
 
 def _measured_ratio(ctx: Context) -> float | None:
     """The probe's ratio; -inf when the first layer's gradient underflowed to 0 and the last's did not."""
-    grads = [l.grad_rms for l in ctx.probe.layers]
+    grads = _measured_grads(ctx)
     if ctx.probe.log10_ratio_first_last is None and len(grads) > 1 and grads[0] == 0 and grads[-1] > 0:
         return -math.inf
     return ctx.probe.log10_ratio_first_last

@@ -99,6 +99,21 @@ def feeds_sum_or_output(graph: nx.DiGraph, node: str) -> bool:
     return False
 
 
+def gates_sum_or_output(graph: nx.DiGraph, node: str) -> bool:
+    """The node's result, through pass-through ops, multiplies another activation whose product
+    reaches a residual add or a model output: adaLN-Zero's gate, a zero-initialised gate."""
+    frontier, seen = [node], set()
+    while frontier:
+        current = frontier.pop()
+        for succ in graph.successors(current):
+            if graph.nodes[succ]["op"] == "mul" and feeds_sum_or_output(graph, succ):
+                return True
+            if succ not in seen and is_pass_through(graph, succ):
+                seen.add(succ)
+                frontier.append(succ)
+    return False
+
+
 def branch_end_weight(graph: nx.DiGraph, add: str) -> str | None:
     """The last weight node on the branch of a residual add (None when it has no weights).
 

@@ -16,6 +16,7 @@ from gradaudit.rules.topology import (
     consumer,
     data_inputs,
     feeds_sum_or_output,
+    gates_sum_or_output,
     longest_chain,
     scale_resets,
     weight_nodes,
@@ -152,9 +153,9 @@ def symmetric_weights(ctx: Context) -> list[Hit]:
     """What it detects
     A weight tensor whose output units all have identical incoming weights (ParamStats
     rows_identical) or whose values are all equal (std 0). An all-zero layer whose output goes
-    straight into a residual sum or a model output is not reported: that is deliberate
-    zero-init (SkipInit, ReZero, Fixup, a zero head), where the layer's own gradient differs
-    per unit.
+    straight into a residual sum or a model output, or gates a branch that does (adaLN-Zero), is
+    not reported: that is deliberate zero-init (SkipInit, ReZero, Fixup, a zero head, DiT's
+    modulation), where the layer's own gradient differs per unit.
 
     Why it matters
     Units with identical weights receive identical gradients, so they stay identical forever:
@@ -178,7 +179,7 @@ def symmetric_weights(ctx: Context) -> list[Hit]:
         if data["op"] == "embedding" or stats.nonfinite or not (stats.rows_identical or stats.std == 0):
             continue
         zero = stats.absmax == 0
-        if zero and feeds_sum_or_output(ctx.graph, node):
+        if zero and (feeds_sum_or_output(ctx.graph, node) or gates_sum_or_output(ctx.graph, node)):
             continue
         kind = "all-zero" if zero else ("constant" if stats.std == 0 else "identical-row")
         broken[data["name"]] = {"param": stats.name, "kind": kind, "std": stats.std, "mean": stats.mean}

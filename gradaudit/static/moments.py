@@ -115,6 +115,17 @@ class Grad:
         growth = (1.0 + spread) / ((1.0 + out.spread) * spectrum.dims_ratio)
         return Grad(self.sq + aligned * (growth - 1.0), self.mean, self.unit_sq, aligned * growth, spread)
 
+    def summed_over(self, copies: float) -> "Grad":
+        """The gradient of a tensor broadcast to `copies` positions (a per-channel time embedding
+        added to every pixel): the sum of theirs. Their fluctuations add in mean square, the part
+        common to a unit (its mean over the batch) in amplitude."""
+        if copies <= 1.0:
+            return self
+        common = self.unit_mean_sq
+        fluctuation = max(self.sq - common, 0.0)
+        return Grad(copies * fluctuation + copies * copies * common, copies * self.mean, copies * copies * common,
+                    copies * self.aligned, self.spread)
+
     def centred_over_units(self, factor_sq: float) -> "Grad":
         """After a per-example centring over units (LayerNorm): the common mean goes, unit spread stays."""
         return Grad(self.sq * factor_sq, 0.0, (self.unit_mean_sq - self.mean * self.mean) * factor_sq)

@@ -21,9 +21,13 @@ def _pass_through(ctx: Context, known: bool = True) -> Transfer:
 
 @rule("input")
 def model_input(ctx: Context) -> Transfer:
-    """Float inputs are N(0, 1) elements (what the probe feeds); integer ids carry no signal moments."""
-    is_float = ctx.spec is None or ctx.spec.is_float
-    return Transfer(Moments(0.0, 1.0 if is_float else 0.0, 0.0), lambda g: [])
+    """Float inputs are N(0, 1) elements, integer ones uniform on [0, high) (what the probe
+    feeds): an embedding reads only which rows they pick, arithmetic on them (a diffusion
+    model's timestep under its sinusoidal embedding) reads their values."""
+    if ctx.spec is None or ctx.spec.is_float:
+        return Transfer(Moments(0.0, 1.0, 0.0), lambda g: [])
+    high = ctx.spec.high or 1
+    return Transfer(Moments((high - 1) / 2.0, (high * high - 1) / 12.0, 0.0), lambda g: [])
 
 
 @rule("constant")
@@ -95,7 +99,15 @@ def add(ctx: Context) -> Transfer:
         s += count * count * m.s
     out = Moments(mu, v, s)
     shares = [counts[p] ** 2 * m.q / out.q if out.q > 0 else 0.0 for p, m in zip(ctx.producers, ctx.inputs)]
-    return Transfer(out, lambda g: [g.scaled(1.0, 1.0, spectrum=Spectrum(share)) for share in shares])
+    copies = broadcast_copies(ctx)
+    return Transfer(out, lambda g: [g.scaled(1.0, 1.0, spectrum=Spectrum(share)).summed_over(k) for share, k in zip(shares, copies)])
+
+
+def broadcast_copies(ctx: Context) -> list[float]:
+    """For each input, how many output elements each of its elements reaches (broadcasting):
+    its gradient is their sum."""
+    n_out = numel(ctx.out_shape)
+    return [n_out / n_in if n_out and (n_in := numel(shape)) and n_out > n_in else 1.0 for shape in ctx.in_shapes]
 
 
 def _square(m: Moments) -> Moments:
@@ -119,7 +131,8 @@ def mul(ctx: Context) -> Transfer:
         return _pass_through(ctx, known=False)
     a, b = ctx.inputs
     out = _square(a) if ctx.producers[0] == ctx.producers[1] else product_moments(a, b)
-    return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu), Grad(g.sq * a.q, g.mean * a.mu)])
+    copies = broadcast_copies(ctx)
+    return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu).summed_over(copies[0]), Grad(g.sq * a.q, g.mean * a.mu).summed_over(copies[1])])
 
 
 @rule("concat")

@@ -160,7 +160,7 @@ def test_untraceable_model_falls_back_to_hooks():
     assert set(captured) == {"fc1", "fc3", "x"} and captured["fc1"].shape == (3, 8)
 
 
-def test_trace_that_changes_behaviour_falls_back_to_hooks():
+def test_trace_that_changes_behaviour_is_retraced_with_torch_export():
     class TypeSwitch(nn.Module):
         """A proxy is not a Tensor: the trace takes the other branch, which computes something else."""
 
@@ -172,7 +172,7 @@ def test_trace_that_changes_behaviour_falls_back_to_hooks():
             return self.a(x) if isinstance(x, torch.Tensor) else self.b(x)
 
     handle = from_module(TypeSwitch(), (torch.randn(3, 4),))
-    assert "does not reproduce" in handle.graph.graph["partial_reason"]
+    assert not handle.graph.graph["partial"]  # export runs the forward on fake tensors: the branch it takes is a's
     assert [w.param for w in weight_layers(handle.graph)] == ["a.weight"]
 
 
@@ -301,14 +301,14 @@ def test_bad_sources_are_input_errors(source, shapes, words):
     assert "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide"])
+@pytest.mark.parametrize("form", ["rsqrt", "reciprocal", "divide", "t5_cast", "llama_cast"])
 def test_hand_written_rms_norm_is_one_norm_node(form: str):
     """Llama's RMSNorm written as pow/mean/add/rsqrt/mul calls: read call by call the estimate saw
     x * mean(x^2) and a signal collapse; matched (torch_patterns), it is one RMS norm."""
     handle = from_module(tf.rms_norm_stack(form), (torch.randn(4, 6),))
     nodes = [d for _, d in handle.graph.nodes(data=True)]
     assert [d["fn"] for d in nodes if d["op"] == "norm"] == ["rms", "rms"]
-    assert not [d for d in nodes if d["op"] == "unknown"]
+    assert not [d for d in nodes if d["op"] in ("unknown", "identity")]  # a dtype cast inside is part of the norm
     assert 0.1 < estimate(handle.graph, handle.inputs).output_rms < 10
 
 

@@ -114,3 +114,31 @@ def test_a_skip_concatenation_stops_compounding_like_a_residual_sum():
                         ("cat", "concat", ["b1", "b2"]), ("d2", "linear", ["cat"])])
     assert not scale_resets(inception)  # parallel branches of one input: no skip
     assert len(longest_chain(inception, set(), {"e1", "b1", "b2", "d2"})) == 3
+
+
+class _AdaLNZeroBlock(nn.Module):
+    """DiT's block: a zero-initialised modulation whose output gates the residual branch."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.branch, self.modulation = nn.Linear(width, width), nn.Linear(width, 2 * width)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shift, gate = self.modulation(torch.relu(x)).chunk(2, dim=-1)
+        return x + gate * torch.tanh(self.branch(x + shift))
+
+
+def test_ga203_a_zero_gate_of_a_residual_branch_is_deliberate():
+    from gradaudit.loaders.torch_loader import from_module
+    from gradaudit.static import estimate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), _AdaLNZeroBlock(), _AdaLNZeroBlock(), nn.Linear(16, 2))
+    handle = from_module(model, (torch.randn(4, 8),))
+    assert not _only(run_rules(handle, estimate(handle.graph, handle.inputs), None), "GA203")
+    gated_nowhere = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+    nn.init.zeros_(gated_nowhere[1].weight)
+    handle = from_module(gated_nowhere, (torch.randn(4, 8),))
+    assert _only(run_rules(handle, estimate(handle.graph, handle.inputs), None), "GA203")

@@ -217,7 +217,8 @@ def test_gru_runs():
 
 def test_sources_and_constants():
     assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0  # exact: unit input by definition
-    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out.q == 0.0  # exact: integer ids carry no signal
+    ids = RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out
+    assert ids.mu == pytest.approx(4.5) and ids.v == pytest.approx(8.25)  # uniform on 0..9, as the probe draws them
     const = RULES["constant"](make_ctx("constant", inputs=[], params={"value": param_stats("c", torch.tensor([1.0, 3.0]))})).out
     assert const.mu == 2.0 and const.s == pytest.approx(1.0) and const.v == 0.0  # exact: a constant's stated value
     from_attrs = RULES["constant"](make_ctx("constant", inputs=[], attrs={"mean": 1.0, "rms": 2.0})).out
@@ -259,3 +260,17 @@ def test_linear_own_output_gradient_grows_by_marchenko_pastur(n_in, n_out):
     assert grad.sq == pytest.approx(measured, rel=0.05)
     independent = RULES["linear"](ctx).backward(Grad(q_y, 0.0))[0].sq
     assert grad.sq / independent == pytest.approx(1 + n_out / n_in, rel=0.05)
+
+
+def test_a_broadcast_operand_gets_the_sum_of_its_copies_gradients():
+    """A per-channel embedding added to every pixel (a diffusion UNet's timestep) gets the sum of
+    the pixels' gradients: 64 uncorrelated copies, 64x the mean square, not 1x."""
+    ctx = make_ctx("add", inputs=[Moments(0.0, 1.0, 0.0), Moments(0.0, 1.0, 0.0)], producers=["x", "t"],
+                   in_shapes=[(4, 8, 8, 8), (4, 8, 1, 1)], out_shape=(4, 8, 8, 8))
+    _, (skip, broadcast) = run(ctx, Grad(1.0, 0.0, 0.0))
+    assert skip.sq == pytest.approx(1.0)
+    assert broadcast.sq == pytest.approx(64.0)
+    gated = make_ctx("mul", inputs=[Moments(0.0, 2.0, 0.0), Moments(0.0, 1.0, 0.0)], producers=["x", "gate"],
+                     in_shapes=[(4, 8, 8, 8), (4, 8, 1, 1)], out_shape=(4, 8, 8, 8))
+    _, (_, gate) = run(gated, Grad(1.0, 0.0, 0.0))
+    assert gate.sq == pytest.approx(64.0 * 2.0)
