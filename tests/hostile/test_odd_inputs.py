@@ -98,7 +98,7 @@ def test_a_sparse_initializer_is_audited_as_its_dense_weight(tmp_path: Path, cap
     dense = numpy_helper.to_array(models.mlp().graph.initializer[0])
     module = load(str(path)).module
     weight = getattr(module, module.param_names["W1"]).detach().numpy()
-    np.testing.assert_array_equal(weight, np.where(dense > 0, dense, 0))  # a copy of the stored values, no arithmetic
+    np.testing.assert_array_equal(weight, np.where(dense > 0, dense, 0))  # exact: a copy of the stored values, no arithmetic
 
 
 def test_a_sparse_constant_is_made_dense(tmp_path: Path, capsys):

@@ -195,8 +195,8 @@ def test_a_fully_masked_attention_row_gives_nan_forward_and_no_nan_backward() ->
     probs = OnnxModule(model)(scores)
     (probs * torch.arange(3.0)).sum().backward()
     expected = torch.softmax(scores[0].detach().requires_grad_(), -1)
-    assert torch.allclose(probs[0], expected.detach()) and torch.equal(probs[1], torch.zeros(3))  # a copy of zeros: exact
-    assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))
+    assert torch.allclose(probs[0], expected.detach()) and torch.equal(probs[1], torch.zeros(3))  # exact: a copy of zeros
+    assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))  # exact: a masked row takes no gradient
 
 
 def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(capsys, monkeypatch, tmp_path: Path) -> None:
