@@ -94,7 +94,7 @@ class TrialRun:
         }
 
 
-def _optimizer(params: list[torch.Tensor], lr: float, name: str) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.Tensor], lr: float, name: str) -> torch.optim.Optimizer:
     if name == "momentum":
         return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
     if name == "adam":
@@ -123,7 +123,7 @@ def trial_run(
     params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
     if not params:
         return None
-    optim = _optimizer(params, lr, optimizer)
+    optim = make_optimizer(params, lr, optimizer)
     batches = BatchSource(handle, as_batch(data), params[0].device)
     objective = objective_for(handle.graph, handle.loss_fn, loss)
     losses: list[float] = []
