@@ -6,10 +6,13 @@ alone predicts divergence far too often. A trial run measures instead: k steps o
 optimizer, its momentum or Adam state included, on a deep copy of the module (always a copy, even
 of an ONNX executor module the probe runs in place), so the audited weights never change.
 
-Batches are seeded draws shaped like the probe's (the user's `--data` batch when given), cycled
-over a pool of TRIAL_POOL so the loss can go down: with fresh random targets at every step
-nothing is learnable but the output's scale, and "the loss decreases" would test only that.
-Divergence: a non-finite loss, or a loss above DIVERGENCE_FACTOR times the first step's.
+Every step draws a fresh seeded batch shaped like the probe's (the user's `--data` batch when
+given), with fresh seeded targets. Nothing is learnable in them but the output's scale and offset
+(logits toward uniform, outputs toward the targets' mean), so "the loss decreases" means the
+optimizer settles the model instead of throwing it around: a pool of a few batches cycled would
+let a rate far too high for real data memorise them and look fine (measured on
+benchmarks/lr_check.py). Divergence: a non-finite loss, or a loss above DIVERGENCE_FACTOR times
+the first step's.
 
 `search_rate` turns trial runs into a recommended rate: a short geometric search for the largest
 rate that trains, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
@@ -33,7 +36,7 @@ from gradaudit.probe.units import l2_norm
 from gradaudit.rules.planned_run import MOMENTUM
 
 DIVERGENCE_FACTOR = 10.0  # the issue's definition: loss above 10x its first value
-TRIAL_POOL = 4  # distinct seeded batches a trial cycles over
+DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the loss went down
 TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)
 SEARCH_STEPS = 30  # steps of each search trial: a few dozen
 SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
@@ -65,8 +68,8 @@ class TrialRun:
 
     @property
     def decreased(self) -> bool:
-        """The last pool of batches' mean loss is below the first pool's (the same batches)."""
-        window = min(TRIAL_POOL, len(self.losses) // 2)
+        """The last DECREASE_WINDOW steps' mean loss is below the first ones' (each a fresh batch)."""
+        window = min(DECREASE_WINDOW, len(self.losses) // 2)
         if self.diverged_at is not None or window < 1:
             return False
         return sum(self.losses[-window:]) < sum(self.losses[:window])
@@ -133,7 +136,7 @@ def trial_run(
         for step in range(steps):
             if losses and deadline is not None and time.perf_counter() > deadline:
                 break
-            batch_seed = seed + TRIAL_SEED_OFFSET + step % TRIAL_POOL
+            batch_seed = seed + TRIAL_SEED_OFFSET + step
             inputs = batches.draw(batch_seed)
             value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed).reshape(())
             current = float(value.detach())
