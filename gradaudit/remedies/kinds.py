@@ -191,14 +191,20 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     multipliers = amounts.lr_multipliers(ctx)
     if not multipliers:
         return None
-    sharpness = ctx.probe.sharpness if ctx.probe else None
+    sharpness = ctx.probe.sharpness if ctx.probe and _healthy(ctx) else None  # a broken init's says nothing
     max_lr = 2.0 / sharpness if sharpness and math.isfinite(sharpness) and sharpness > 0 else None
     low, high = min(multipliers.values()), max(multipliers.values())
     action = (f"Scale the SGD learning rate per layer by {low:.3g}x to {high:.3g}x (equal update/weight ratios) "
               f"with {snippets.WARMUP_STEPS} warm-up steps")
-    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness)" if max_lr else ""
+    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness under {ctx.probe.loss})" if max_lr else ""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
     return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
+
+
+def _healthy(ctx: Context) -> bool:
+    """Gradient flow at init is healthy (or unmeasured): only then does a peak learning rate from
+    its gradients, sharpness or trial runs carry over to the model that will be trained."""
+    return ctx.probe is None or ctx.probe.diagnosis.label == "healthy"
 
 
 def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
@@ -220,11 +226,10 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
     updates spread over decades. A model exploding or collapsed at init gets neither: no rate
     fixes that, and a rate tuned to a broken init (1e-28, say) is wrong once it is fixed."""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
-    diagnosis = ctx.probe.diagnosis.label if ctx.probe is not None else "healthy"
-    if diagnosis != "healthy":
-        action = (f"The learning rate is not the fix until the initialisation is: the model is {diagnosis} at "
-                  "initialisation, so apply the re-initialisation or normalisation recommendations first, then "
-                  "re-run gradaudit with --lr to find the rate")
+    if not _healthy(ctx):
+        action = (f"The learning rate is not the fix until the initialisation is: the model is "
+                  f"{ctx.probe.diagnosis.label} at initialisation, so apply the re-initialisation or normalisation "
+                  "recommendations first, then re-run gradaudit with --lr to find the rate")
         return WeightRecommendation("lr_adaptation", layers, action, "", change=LR_AFTER_INIT)
     plan = amounts.planned_lr_change(ctx)
     if plan is None:
@@ -245,7 +250,7 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
         action += f", warmed up linearly over at least {warmup} steps" if warmup else ""
     else:
         if plan.limit is not None:
-            action += f"; the largest stable step is {plan.limit:.3g} (from the measured sharpness)"
+            action += f"; the largest stable step is {plan.limit:.3g} (from the sharpness under {ctx.probe.loss})"
         reason = "half the stability limit" if plan.capped else "the median layer updating 1e-3 of its weight per step"
         action += f"; use a peak learning rate of {new_lr:.3g} ({reason}), warmed up over {warmup} steps"
     if plan.multipliers:
@@ -281,7 +286,7 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     if threshold is None:
         return None
     layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
-    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation)"
+    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {ctx.probe.loss})"
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 

@@ -86,8 +86,8 @@ def stability_limit(sharpness: float, optimizer: str) -> float | None:
 
 @rule("GA601", "update-ratio-off-scale", "warning",
       "At the planned learning rate some layers' updates are far from 1e-3 of their weights per step.",
-      "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}); "
-      "worst {worst_layer}: {worst:.3g}")
+      "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}; "
+      "gradients under {loss}); worst {worst_layer}: {worst:.3g}")
 def update_ratio_off_scale(ctx: Context) -> list[Hit]:
     """What it detects
     With `--lr` (and `--optimizer`), weight layers whose first-step update-to-weight ratio,
@@ -127,7 +127,7 @@ def update_ratio_off_scale(ctx: Context) -> list[Hit]:
     worst = max(flagged, key=lambda name: abs(math.log10(flagged[name] / TARGET_UPDATE_RATIO)))
     severity = "error" if max(flagged.values()) > UPDATE_RATIO_ERROR else "warning"
     evidence = {"count": len(flagged), "lr": lr, "optimizer": optimizer, "worst_layer": worst,
-                "worst": flagged[worst], "layers": flagged}
+                "worst": flagged[worst], "layers": flagged, "loss": ctx.probe.loss}
     return [Hit(list(flagged), evidence, severity)]
 
 
