@@ -66,13 +66,23 @@ class TrialRun:
         """Ran every step, or stopped because it diverged (not because the timeout ran out)."""
         return self.diverged_at is not None or len(self.losses) >= self.steps
 
+    def _ends(self) -> tuple[float, float] | None:
+        """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
+        window = min(DECREASE_WINDOW, len(self.losses) // 2)
+        if window < 1:
+            return None
+        return sum(self.losses[:window]) / window, sum(self.losses[-window:]) / window
+
     @property
     def decreased(self) -> bool:
-        """The last DECREASE_WINDOW steps' mean loss is below the first ones' (each a fresh batch)."""
-        window = min(DECREASE_WINDOW, len(self.losses) // 2)
-        if self.diverged_at is not None or window < 1:
-            return False
-        return sum(self.losses[-window:]) < sum(self.losses[:window])
+        ends = self._ends()
+        return self.diverged_at is None and ends is not None and ends[1] < ends[0]
+
+    @property
+    def rose(self) -> bool:
+        """Diverged, or the loss ended higher than it started: a lower rate is the way to go."""
+        ends = self._ends()
+        return self.diverged_at is not None or (ends is not None and ends[1] > ends[0])
 
     @property
     def trains(self) -> bool:
@@ -89,10 +99,12 @@ class TrialRun:
     def record(self) -> dict[str, Any]:
         """The JSON-safe summary a finding or a `verified` block shows."""
         finite = [g for g in self.grad_norms if math.isfinite(g)]
+        ends = self._ends()
         return {
             "lr": self.lr, "optimizer": self.optimizer, "warmup_steps": self.warmup, "steps": len(self.losses),
             "outcome": self.outcome, "first_loss": self.losses[0] if self.losses else None,
             "last_loss": self.losses[-1] if self.losses else None,
+            "mean_loss_first_steps": ends[0] if ends else None, "mean_loss_last_steps": ends[1] if ends else None,
             "max_grad_norm": max(finite) if finite else None,
         }
 
@@ -168,11 +180,6 @@ class RateSearch:
 Attempt = Callable[[float, int], "TrialRun | None"]  # (lr, warm-up steps) -> a trial run
 
 
-def _too_high(trial: TrialRun) -> bool:
-    """Diverged, or ended above where it started: a lower rate is the way to go."""
-    return trial.diverged_at is not None or (len(trial.losses) > 1 and trial.losses[-1] > trial.losses[0])
-
-
 def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -> RateSearch:
     """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) toward the
     largest rate that trains: up while the loss does not rise, down while it does; at most
@@ -182,14 +189,14 @@ def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -
     best = failed = None
     trial = first if first is not None else attempt(start, 0)
     rate = start
-    going_up = trial is not None and not _too_high(trial)
+    going_up = trial is not None and not trial.rose
     while trial is not None and trial.completed:
         trials.append(trial)
         if trial.trains:
             best = trial
         elif going_up and best is not None:
             failed = trial  # the first rate above the best that does not train
-        stop_up = going_up and (failed is not None or (best is None and _too_high(trial)))
+        stop_up = going_up and (failed is not None or (best is None and trial.rose))
         if stop_up or (not going_up and best is not None) or len(trials) >= SEARCH_MAX_TRIALS:
             break
         rate = rate * SEARCH_FACTOR if going_up else rate / SEARCH_FACTOR
