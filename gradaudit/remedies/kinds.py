@@ -271,9 +271,13 @@ def _trial_record(search: trial.RateSearch) -> dict:
 
 def _no_rate_trained(search: trial.RateSearch, plan: amounts.PlannedLr, layers: list[str]) -> Recommendation:
     rates = [t.lr for t in search.trials]
-    action = (f"No learning rate from {min(rates):.3g} to {max(rates):.3g} ({plan.optimizer}) trained in "
-              f"{len(rates)} trial runs (none diverged and lowered the loss): the rate alone does not fix this run; "
-              "check the loss and the data, or switch to Adam/AdamW")
+    if not search.trials or not all(t.completed for t in search.trials):
+        action = (f"The timeout stopped the trial runs at lr {plan.lr:g} ({plan.optimizer}) before a rate was seen to "
+                  "train: raise --timeout (or lower --trial-steps) to get a verified learning rate")
+    else:
+        action = (f"No learning rate from {min(rates):.3g} to {max(rates):.3g} ({plan.optimizer}) trained in "
+                  f"{len(rates)} trial runs (none both stayed finite and lowered the loss on synthetic batches): "
+                  "check with a real batch (--data), or switch to Adam/AdamW")
     rec = WeightRecommendation("lr_adaptation", layers, action, "", change="planned_lr")
     rec.verified = _trial_record(search)
     return rec

@@ -76,3 +76,11 @@ def test_a_given_loss_fn_wins_over_the_loss_option():
     handle = from_module(_mlp(2, math.sqrt(2.0)), (torch.randn(16, 32),))
     own = dataclasses.replace(handle, loss_fn=lambda outputs, inputs: outputs.pow(2).mean())
     assert run_probe(own, passes=1, loss="cross-entropy").loss == "model's own loss"
+
+
+def test_a_trial_the_timeout_cut_short_says_so_instead_of_a_rate():
+    handle = from_module(_mlp(2, math.sqrt(2.0)), (torch.randn(16, 32),))
+    audit = run_audit(handle, AuditOptions(lr=10.0, optimizer="sgd", timeout=1e-9))
+    (rec,) = [r for r in audit.recommendations if r.remedy == "lr_adaptation"]
+    assert "timeout stopped the trial runs" in rec.action and not rec.verified["trains"]
+    assert rec.verified["trial_runs"][0]["steps"] == 1
