@@ -19,6 +19,7 @@ from typing import Sequence
 import click
 
 from gradaudit import __version__, gate
+from gradaudit.config import LOSSES
 from gradaudit.errors import GradauditError, InputError
 from gradaudit.terminal import library_output_captured, say
 
@@ -213,6 +214,7 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
                                    sharpness=settings.get("sharpness", False), timeout=timeout - (loaded - started),
                                    rule_config=rule_config(settings), verify=bool(settings.get("verify")),
                                    lr=settings.get("lr"), optimizer=settings.get("optimizer"),
+                                   loss=settings["loss"], trial_steps=settings["trial-steps"],
                                    data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None)
             options.timing["load_s"] = loaded - started
             audits.append(run_audit(handle, options))
@@ -252,6 +254,10 @@ def _run_options(command):
         click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the planned run."),
         click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
                      help="Optimizer of the planned run [sgd]."),
+        click.option("--loss", type=click.Choice(LOSSES),
+                     help="Loss of the probe and the planned run [auto]; gradaudit.audit(..., loss_fn=f) takes your own."),
+        click.option("--trial-steps", type=click.IntRange(1, 10_000),
+                     help="Steps of the trial run at --lr on a copy of the model [50]."),
         click.option("--data", type=click.Path(dir_okay=False),
                      help="A real input batch (.npy, .npz, .pt) to probe with instead of synthetic inputs."),
     ]

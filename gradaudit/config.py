@@ -24,6 +24,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
+# The planned run's losses (`loss`; gradaudit.loss computes them), here so the CLI reads them without torch.
+LOSSES = ("auto", "mse", "cross-entropy", "bce", "nll")
+
+
 @dataclass(frozen=True)
 class Option:
     key: str
@@ -46,6 +50,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("baseline", "path", None,
            "baseline file (relative to the config file): only findings not in it fail the gate"),
     Option("static-only", "bool", False, "skip the dynamic probe"),
+    Option("loss", "str", "auto",
+           "the planned run's loss (a loss_fn given to gradaudit.audit wins over it): auto = squared "
+           "error, or the log-likelihood of a softmax output", LOSSES),
+    Option("trial-steps", "int", 50, "steps of the trial run at the planned --lr", minimum=1, maximum=10_000),
 )
 
 

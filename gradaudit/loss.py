@@ -9,6 +9,12 @@ look like a real training loss so absolute gradient scales mean something:
   averaged over the batch, L = (1/B) sum 1/2 (y - t)^2, so dL/dy = (y - t)/B.
 The static estimator uses `output_grad_sq` for the same loss, so prediction and measurement share
 their absolute scale.
+
+`--loss` names the planned run's loss instead (gradaudit.config.LOSSES): `auto` is the rule above;
+`mse` squared error on every output; `cross-entropy` reads the last axis (a softmax's own axis) as logits against
+seeded labels; `bce` reads every element as a logit against seeded 0/1 targets; `nll` reads the
+last axis as log-probabilities. The sharpness depends on this choice: a classifier's logits have a
+far smaller curvature under cross-entropy than under squared error.
 """
 
 from __future__ import annotations
@@ -20,8 +26,36 @@ import torch
 PROBABILITY_FLOOR = 1e-30
 
 
-def default_loss(outputs: Sequence[torch.Tensor], output_ops: Sequence[str], axes: Sequence[int], seed: int) -> torch.Tensor:
-    """Default loss over every float output.
+def _labels_term(values: torch.Tensor, batch: int, gen: torch.Generator, as_log_prob) -> torch.Tensor:
+    """-(1/B) sum of log p(label) over every position, labels seeded, classes on the last axis."""
+    classes = values.shape[-1]
+    flat = values.reshape(-1, classes)
+    labels = torch.randint(0, classes, (flat.shape[0],), generator=gen)
+    return -as_log_prob(flat).gather(1, labels[:, None].to(flat.device)).sum() / batch
+
+
+def _output_loss(y: torch.Tensor, op: str, axis: int, loss: str, gen: torch.Generator) -> torch.Tensor:
+    """One output's term under `loss` (an op name of "softmax"/"log_softmax" says what made y)."""
+    batch = y.shape[0] if y.dim() > 0 else 1
+    kind = loss if loss != "auto" else ("probabilities" if op in ("softmax", "log_softmax") else "mse")
+    if y.dim() > 0 and kind in ("probabilities", "cross-entropy", "nll"):
+        values = torch.movedim(y, axis if op in ("softmax", "log_softmax") else -1, -1)
+        if op == "softmax":  # probabilities already: every label-based loss reads their log
+            return _labels_term(values, batch, gen, lambda p: torch.log(p.clamp_min(PROBABILITY_FLOOR)))
+        if kind == "cross-entropy":
+            return _labels_term(values, batch, gen, lambda z: torch.log_softmax(z, dim=-1))
+        return _labels_term(values, batch, gen, lambda logp: logp)
+    if kind == "bce":
+        target = torch.randint(0, 2, y.shape, generator=gen).to(y.dtype).to(y.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(y, target, reduction="sum") / batch
+    target = torch.randn(y.shape, generator=gen, dtype=torch.float32).to(y.dtype).to(y.device)
+    return 0.5 * ((y - target) ** 2).sum() / batch
+
+
+def default_loss(
+    outputs: Sequence[torch.Tensor], output_ops: Sequence[str], axes: Sequence[int], seed: int, loss: str = "auto"
+) -> torch.Tensor:
+    """The loss `loss` (gradaudit.config.LOSSES) summed over every float output, seeded by `seed`.
 
     `output_ops[i]` names what produced output i: "softmax", "log_softmax" or any other op kind;
     `axes[i]` is the softmax axis (ignored for other outputs).
@@ -31,18 +65,7 @@ def default_loss(outputs: Sequence[torch.Tensor], output_ops: Sequence[str], axe
     for y, op, axis in zip(outputs, output_ops, axes):
         if not torch.is_floating_point(y) or y.numel() == 0:
             continue
-        batch = y.shape[0] if y.dim() > 0 else 1
-        if op in ("softmax", "log_softmax") and y.dim() > 0:
-            values = torch.movedim(y, axis, -1)
-            classes = values.shape[-1]
-            flat = values.reshape(-1, classes)
-            labels = torch.randint(0, classes, (flat.shape[0],), generator=gen)
-            picked = flat.gather(1, labels[:, None]).squeeze(1)
-            log_prob = picked if op == "log_softmax" else torch.log(picked.clamp_min(PROBABILITY_FLOOR))
-            term = -log_prob.sum() / batch
-        else:
-            target = torch.randn(y.shape, generator=gen, dtype=torch.float32).to(y.dtype)
-            term = 0.5 * ((y - target) ** 2).sum() / batch
+        term = _output_loss(y, op, axis, loss, gen)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("the model has no floating-point output to take a loss of")

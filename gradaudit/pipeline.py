@@ -29,6 +29,8 @@ class AuditOptions:
     verify: bool = False  # re-analyse a copy with each weight-changing recommendation applied
     lr: float | None = None  # the planned run's learning rate (gradaudit.rules.planned_run)
     optimizer: str | None = None  # the planned run's optimizer: sgd | momentum | adam | adamw
+    loss: str = "auto"  # the planned run's loss (gradaudit.config.LOSSES); the model's own wins
+    trial_steps: int = 50  # steps of the trial run at `lr` (gradaudit.probe.trial)
     timing: dict[str, float] = field(default_factory=dict)
 
 
@@ -36,6 +38,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     """Analyse a loaded model; never modifies `handle.module`."""
     from gradaudit.hard_limits import stage
     from gradaudit.probe import run_probe
+    from gradaudit.probe.trial import plan_trials
     from gradaudit.remedies import recommend
     from gradaudit.remedies.verify import verify
     from gradaudit.remedies.registry import ONNX_NOTE
@@ -67,16 +70,27 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
             data=options.data,
             sharpness=options.sharpness or options.lr is not None,  # a planned LR is judged against 2/sharpness
             timeout=options.timeout,
+            loss=options.loss,
         )
         timing["probe_s"] = time.perf_counter() - started
 
+    trials = None
+    if probe is not None and options.lr is not None:
+        stage("running trial steps of")
+        trial_started = time.perf_counter()
+        deadline = started + options.timeout if options.timeout is not None else None  # what the probe left
+        trials = plan_trials(handle, options.lr, options.optimizer or "sgd", steps=options.trial_steps,
+                             seed=options.seed, data=options.data, loss=options.loss, deadline=deadline)
+        timing["trial_s"] = time.perf_counter() - trial_started
+
     stage("applying the rules to")
-    rule_config = planned_config(options.rule_config, options.lr, options.optimizer, options.data is not None)
+    rule_config = planned_config(options.rule_config, options.lr, options.optimizer, options.data is not None, trials)
     findings = run_rules(handle, static, probe, rule_config)
     recommendations = recommend(findings, handle, static, probe, rule_config)
     if options.verify:
         stage("verifying the changes to")
-        verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data)
+        verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
+               loss=options.loss)
     return Audit(
         source=handle.source,
         format=handle.format,
@@ -136,17 +150,21 @@ def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str,
     return layer_locations(handle.module, layers, handle.source)
 
 
-def audit(model: Any, example_inputs: Any, **options: Any) -> Audit:
+def audit(model: Any, example_inputs: Any, loss_fn: Any = None, **options: Any) -> Audit:
     """Audit a torch module on example inputs (a tensor or a tuple of tensors).
 
-    Keyword options are those of AuditOptions (passes, seed, static_only, sharpness, timeout, data,
-    rule_config, verify, lr, optimizer).
+    `loss_fn(outputs, inputs) -> scalar tensor`, when given, is the loss the probe, the sharpness
+    and the trial runs use (it wins over `loss`). Keyword options are those of AuditOptions
+    (passes, seed, static_only, sharpness, timeout, data, rule_config, verify, lr, optimizer,
+    loss, trial_steps).
     """
+    import dataclasses
+
     from gradaudit.loaders.torch_loader import from_module
 
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     started = time.perf_counter()
-    handle = from_module(model, inputs)
+    handle = dataclasses.replace(from_module(model, inputs), loss_fn=loss_fn)
     opts = AuditOptions(**options)
     opts.timing["load_s"] = time.perf_counter() - started
     return run_audit(handle, opts)

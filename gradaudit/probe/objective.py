@@ -21,6 +21,12 @@ LOSS_LABELS = {
     "squared_error": "default: squared error against seeded N(0, 1) targets",
     "nll": "default: negative log-likelihood of seeded random labels",
 }
+CHOSEN_LOSS_LABELS = {  # --loss other than auto
+    "mse": "mse: squared error against seeded N(0, 1) targets",
+    "cross-entropy": "cross-entropy: last axis as logits against seeded labels",
+    "bce": "bce: every output element as a logit against seeded 0/1 targets",
+    "nll": "nll: last axis as log-probabilities of seeded labels",
+}
 
 
 def output_tensors(outputs: Any) -> list[torch.Tensor]:
@@ -50,8 +56,9 @@ class Objective:
     label: str
 
 
-def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None) -> Objective:
-    """The model's own loss when the loader found one, else the default loss on the graph's outputs."""
+def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None, loss: str = "auto") -> Objective:
+    """The model's own loss when the loader found one (it wins over `loss`), else the loss `loss`
+    (gradaudit.config.LOSSES) on the graph's outputs."""
     if loss_fn is not None:
         return Objective(lambda outputs, inputs, seed: loss_fn(outputs, inputs), "model's own loss")
     kinds = [_output_kind(graph, node) for node in graph.graph.get("outputs", [])]
@@ -61,9 +68,11 @@ def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any
         ops = [kinds[i][0] if i < len(kinds) else "unknown" for i in range(len(tensors))]
         axes = [kinds[i][1] if i < len(kinds) else -1 for i in range(len(tensors))]
         try:
-            return default_loss(tensors, ops, axes, seed)
+            return default_loss(tensors, ops, axes, seed, loss)
         except ValueError as exc:
             raise InputError(f"cannot take the default loss: {exc}") from exc
 
+    if loss != "auto":
+        return Objective(compute, CHOSEN_LOSS_LABELS[loss])
     used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
     return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)))

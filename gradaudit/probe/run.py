@@ -263,7 +263,7 @@ def _measure_pass(ctx: _Context, pass_seed: int, first_pass: bool) -> PassRecord
     )
 
 
-def _context(handle: ModelHandle, data: tuple | None, sharpness: bool) -> tuple[_Context, dict[str, float]]:
+def _context(handle: ModelHandle, data: tuple | None, sharpness: bool, loss: str = "auto") -> tuple[_Context, dict[str, float]]:
     if handle.module is None or handle.runner is None or handle.probe_unavailable:
         raise InputError(handle.probe_unavailable or f"{handle.source} cannot be executed, so it cannot be probed")
     plan = plan_capture(handle.graph)
@@ -271,13 +271,13 @@ def _context(handle: ModelHandle, data: tuple | None, sharpness: bool) -> tuple[
     trainable, slot_of, computed, weight_rms = _parameters(handle, model, plan)
     device = next(model.parameters(), torch.empty(0)).device
     batches = BatchSource(handle, as_batch(data), device)
-    objective = objective_for(handle.graph, handle.loss_fn)
+    objective = objective_for(handle.graph, handle.loss_fn, loss)
     ctx = _Context(handle, handle.runner, model, plan, objective, batches, trainable, slot_of, computed, sharpness)
     return ctx, weight_rms
 
 
 @contextlib.contextmanager
-def _seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
+def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
     """Seed the generators the model may draw from (CPU, and its own GPU), restoring the caller's
     state afterwards; torch.manual_seed would also reseed every other GPU."""
     gpus = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
@@ -296,15 +296,16 @@ def run_probe(
     data: tuple | None = None,
     sharpness: bool = False,
     timeout: float | None = None,
+    loss: str = "auto",
 ) -> ProbeResult:
     """Measure gradient flow with `passes` real forward+backward passes (fewer if `timeout`
-    seconds run out; at least one always runs)."""
+    seconds run out; at least one always runs) under the loss `loss` (gradaudit.config.LOSSES)."""
     if passes < 1:
         raise ValueError("the probe needs at least one pass")
     started = time.perf_counter()
-    ctx, weight_rms = _context(handle, data, sharpness)
+    ctx, weight_rms = _context(handle, data, sharpness, loss)
     records: list[PassRecord] = []
-    with _seeded_rng(ctx.batches.device, seed):
+    with seeded_rng(ctx.batches.device, seed):
         for index in range(passes):
             if records and timeout is not None and time.perf_counter() - started > timeout:
                 break

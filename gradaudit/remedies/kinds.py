@@ -14,11 +14,13 @@ import math
 import torch
 
 from gradaudit.graph import weight_layers
+from gradaudit.probe import trial
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
-from gradaudit.remedies.registry import remedy
+from gradaudit.remedies.registry import LR_AFTER_INIT, remedy
 from gradaudit.results import Finding, Recommendation
+from gradaudit.rules.planned_run import planned_trials
 from gradaudit.rules.registry import Context
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes, weight_stats
 
@@ -189,14 +191,20 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     multipliers = amounts.lr_multipliers(ctx)
     if not multipliers:
         return None
-    sharpness = ctx.probe.sharpness if ctx.probe else None
+    sharpness = ctx.probe.sharpness if ctx.probe and _healthy(ctx) else None  # a broken init's says nothing
     max_lr = 2.0 / sharpness if sharpness and math.isfinite(sharpness) and sharpness > 0 else None
     low, high = min(multipliers.values()), max(multipliers.values())
     action = (f"Scale the SGD learning rate per layer by {low:.3g}x to {high:.3g}x (equal update/weight ratios) "
               f"with {snippets.WARMUP_STEPS} warm-up steps")
-    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness)" if max_lr else ""
+    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness under {ctx.probe.loss})" if max_lr else ""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
     return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
+
+
+def _healthy(ctx: Context) -> bool:
+    """Gradient flow at init is healthy (or unmeasured): only then does a peak learning rate from
+    its gradients, sharpness or trial runs carry over to the model that will be trained."""
+    return ctx.probe is None or ctx.probe.diagnosis.label == "healthy"
 
 
 def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
@@ -212,24 +220,67 @@ def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
 
 
 def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
-    """A lower peak LR below 2/sharpness with warm-up (GA602); the LR that puts the median layer's
-    update at 1e-3 of its weight, and per-layer rates or Adam when layers spread (GA601)."""
+    """The rate seen to train in trial runs (gradaudit.probe.trial), halved, with warm-up when it
+    needed one; without trial runs, the LR that puts the median layer's update at 1e-3 of its
+    weight, below half the stability limit. Either way, per-layer rates or Adam when SGD
+    updates spread over decades. A model exploding or collapsed at init gets neither: no rate
+    fixes that, and a rate tuned to a broken init (1e-28, say) is wrong once it is fixed."""
+    layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
+    if not _healthy(ctx):
+        action = (f"The learning rate is not the fix until the initialisation is: the model is "
+                  f"{ctx.probe.diagnosis.label} at initialisation, so apply the re-initialisation or normalisation "
+                  "recommendations first, then re-run gradaudit with --lr to find the rate")
+        return WeightRecommendation("lr_adaptation", layers, action, "", change=LR_AFTER_INIT)
     plan = amounts.planned_lr_change(ctx)
     if plan is None:
         return None
+    trials = planned_trials(ctx)
+    search = trials.search() if trials is not None else None
+    if search is not None and search.best is None:
+        return _no_rate_trained(search, plan, layers)
+    new_lr, warmup = (search.recommended, search.best.warmup) if search is not None else (plan.new_lr, snippets.WARMUP_STEPS)
     action = (f"At lr {plan.lr:g} ({plan.optimizer}) the layers' update/weight ratios per step span "
               f"{plan.low:.2g} to {plan.high:.2g}")
-    if plan.limit is not None:
-        action += f"; the largest stable step is {plan.limit:.3g} (from the measured sharpness)"
-    reason = "half the stability limit" if plan.capped else "the median layer updating 1e-3 of its weight per step"
-    action += f"; use a peak learning rate of {plan.new_lr:.3g} ({reason}), warmed up over {snippets.WARMUP_STEPS} steps"
+    if search is not None:
+        best = search.best
+        action += (f"; the largest rate seen to train in {len(search.trials)} trial runs is {best.lr:.3g} "
+                   f"(loss {best.losses[0]:.3g} -> {best.losses[-1]:.3g} in {len(best.losses)} steps"
+                   + (f", warmed up over {best.warmup}" if best.warmup else "") + f"); use a peak learning rate of "
+                   f"{new_lr:.3g} ({trial.SAFETY_FACTOR:g}x that)")
+        action += f", warmed up linearly over at least {warmup} steps" if warmup else ""
+    else:
+        if plan.limit is not None:
+            action += f"; the largest stable step is {plan.limit:.3g} (from the sharpness under {ctx.probe.loss})"
+        reason = "half the stability limit" if plan.capped else "the median layer updating 1e-3 of its weight per step"
+        action += f"; use a peak learning rate of {new_lr:.3g} ({reason}), warmed up over {warmup} steps"
     if plan.multipliers:
         action += (f"; the layers spread over decades: scale the rate per layer by {min(plan.multipliers.values()):.3g}x"
                    f" to {max(plan.multipliers.values()):.3g}x (trust ratio |w|/|g|) or switch to Adam/AdamW")
-    snippet = (snippets.layerwise_lr(plan.multipliers, plan.new_lr, "the recommended peak") if plan.multipliers
-               else snippets.planned_optimizer(plan.optimizer, plan.new_lr))
-    layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
-    return WeightRecommendation("lr_adaptation", layers, action, snippet, change="planned_lr")
+    snippet = (snippets.layerwise_lr(plan.multipliers, new_lr, "the recommended peak") if plan.multipliers
+               else snippets.planned_optimizer(plan.optimizer, new_lr, warmup))
+    rec = WeightRecommendation("lr_adaptation", layers, action, snippet, change="planned_lr")
+    rec.verified = _trial_record(search) if search is not None else None
+    return rec
+
+
+def _trial_record(search: trial.RateSearch) -> dict:
+    """The `verified` block of a rate from trial runs: each run's rate, outcome, first and last loss."""
+    return {"trial_runs": search.records(), "recommended_lr": search.recommended,
+            "safety_factor": trial.SAFETY_FACTOR, "trains": search.best is not None}
+
+
+def _no_rate_trained(search: trial.RateSearch, plan: amounts.PlannedLr, layers: list[str]) -> Recommendation:
+    rates = [t.lr for t in search.trials]
+    if not search.trials or not all(t.completed for t in search.trials):
+        action = (f"The timeout stopped the trial runs at lr {plan.lr:g} ({plan.optimizer}) before a rate was seen to "
+                  "train: raise --timeout (or lower --trial-steps) to get a verified learning rate")
+    else:
+        action = (f"No learning rate from {min(rates):.3g} to {max(rates):.3g} ({plan.optimizer}) trained in "
+                  f"{len(rates)} trial runs (none both stayed finite and lowered the loss on synthetic batches): "
+                  "check with a real batch (--data), or switch to Adam/AdamW")
+    rec = WeightRecommendation("lr_adaptation", layers, action, "", change="planned_lr")
+    rec.verified = _trial_record(search)
+    return rec
 
 
 @remedy("gradient_clipping", answers={"GA101", "GA103", "GA105", "GA107"})
@@ -239,7 +290,7 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     if threshold is None:
         return None
     layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
-    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation)"
+    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {ctx.probe.loss})"
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 

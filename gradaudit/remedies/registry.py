@@ -5,6 +5,7 @@ and deduplicates per remedy kind and change: a recommendation sharing layers wit
 of the same kind and change is dropped (the earlier comes from the more severe finding: findings
 arrive errors first). Applying both would otherwise, say, rescale a layer twice; a different
 change of the same kind (branch scaling beside a per-layer rescale) is a separate alternative.
+A recommendation whose change is LR_AFTER_INIT helps only once the others are applied: it goes last.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
 from gradaudit.rules.registry import Context, RuleConfig
 
+# The change of a learning-rate recommendation for a model whose initialisation is broken.
+LR_AFTER_INIT = "lr_after_init"
 REMEDY_KINDS = ("pruning", "normalization", "lr_adaptation", "batch_shift", "reinitialization", "gradient_clipping")
 
 Remedy = Callable[[Finding, Context], "Recommendation | None"]
@@ -64,7 +67,7 @@ def recommend(
             if recommendation is not None:
                 recommendation.finding = recommendation.finding or finding.code
                 _merge(made, recommendation)
-    return made
+    return sorted(made, key=lambda rec: getattr(rec, "change", "") == LR_AFTER_INIT)  # stable sort
 
 
 def _offer(kind: str, finding: Finding, ctx: Context) -> Recommendation | None:

@@ -108,15 +108,15 @@ def shift_bias(targets: list[Target], hooks: dict[str, float]) -> str:
 
 
 def planned_optimizer(name: str, lr: float, warmup_steps: int = WARMUP_STEPS) -> str:
-    """The optimizer of a planned run at the recommended peak LR, with linear warm-up."""
+    """The optimizer of a planned run at the recommended peak LR, with linear warm-up (none at 0)."""
     make = {"sgd": "torch.optim.SGD(model.parameters(), lr=lr)",
             "momentum": "torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)",
             "adam": "torch.optim.Adam(model.parameters(), lr=lr)",
             "adamw": "torch.optim.AdamW(model.parameters(), lr=lr)"}[name]
-    return (
-        "import torch\n"
-        f"lr = {float(lr)!r}\n"
-        f"optimizer = {make}\n"
+    text = f"import torch\nlr = {float(lr)!r}\noptimizer = {make}\n"
+    if warmup_steps <= 0:
+        return text
+    return text + (
         f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters={warmup_steps})\n"
         "# call warmup.step() after each optimizer.step()\n"
     )

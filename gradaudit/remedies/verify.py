@@ -72,7 +72,7 @@ def modified_handle(handle: ModelHandle, edits: Sequence[Edit], seed: int = 0) -
 
 
 def analyse(
-    handle: ModelHandle, *, passes: int, seed: int, data: tuple | None, probe: bool = True
+    handle: ModelHandle, *, passes: int, seed: int, data: tuple | None, probe: bool = True, loss: str = "auto"
 ) -> tuple[StaticResult, ProbeResult | None]:
     """The audit's two analyses (the probe only when asked for and the model runs)."""
     from gradaudit.probe import run_probe
@@ -80,7 +80,7 @@ def analyse(
 
     static = estimate(handle.graph, handle.inputs)
     runnable = probe and handle.module is not None and handle.runner is not None and not handle.probe_unavailable
-    probed = run_probe(handle, passes=passes, seed=seed, data=data) if runnable else None
+    probed = run_probe(handle, passes=passes, seed=seed, data=data, loss=loss) if runnable else None
     return static, probed
 
 
@@ -121,15 +121,17 @@ def verify(
     passes: int = 3,
     seed: int = 0,
     data: tuple | None = None,
+    loss: str = "auto",
 ) -> None:
     """Fill `verified` on every weight-changing recommendation by re-analysing an edited copy
-    with the analyses the audit ran (no probe after a static-only audit)."""
+    with the analyses the audit ran (no probe after a static-only audit), under the same loss."""
     if handle.module is None:
         return
     before = outcome(static, probe)
     for rec in recommendations:
         if edited(rec, handle.module):
-            after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None)
+            after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None,
+                                     loss=loss)
             rec.verified = verification(before, after) | {"rounds": rounds}
 
 

@@ -2,11 +2,12 @@
 
 The gradient flow at initialisation says nothing about whether a given learning rate will train:
 that needs the step size. With the planned learning rate and optimizer, each weight layer's
-first-step update-to-weight ratio follows from the probe's gradient and weight RMS, and the
-measured sharpness gives the largest stable SGD step (THEORY.md, Learning rate). With a real batch
-(`--data`), the probe's input mean and spread show whether the inputs need re-centring.
-The plan travels in `PlannedRunConfig`, a RuleConfig with the two run settings added, so the
-rules and remedies read it from their usual context.
+first-step update-to-weight ratio follows from the probe's gradient and weight RMS; whether the
+run diverges is measured by a trial run (gradaudit.probe.trial), with the sharpness bound 2/lambda
+(THEORY.md, Learning rate) as its evidence. With a real batch (`--data`), the probe's input mean
+and spread show whether the inputs need re-centring. The plan travels in `PlannedRunConfig`, a
+RuleConfig with the run settings and its trial runs added, so the rules and remedies read it from
+their usual context.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from gradaudit.results import LayerProbe
 from gradaudit.rules.registry import Context, Hit, RuleConfig, rule
@@ -38,15 +40,23 @@ class PlannedRunConfig(RuleConfig):
     lr: float | None = None
     optimizer: str = "sgd"
     real_batch: bool = False  # the probe ran on the user's data, not on synthetic inputs
+    trials: Any = None  # gradaudit.probe.trial.PlannedTrials: the trial run at `lr`, the rate search
 
 
-def planned_config(base: RuleConfig | None, lr: float | None, optimizer: str | None, real_batch: bool = False) -> RuleConfig:
+def planned_config(
+    base: RuleConfig | None, lr: float | None, optimizer: str | None, real_batch: bool = False, trials: Any = None
+) -> RuleConfig:
     """`base` (or the defaults) carrying the planned run when one is given."""
     base = base or RuleConfig()
     if lr is None and optimizer is None and not real_batch:
         return base
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(RuleConfig)}
-    return PlannedRunConfig(**fields, lr=lr, optimizer=optimizer or "sgd", real_batch=real_batch)
+    return PlannedRunConfig(**fields, lr=lr, optimizer=optimizer or "sgd", real_batch=real_batch, trials=trials)
+
+
+def planned_trials(ctx: Context) -> Any:
+    """The planned run's PlannedTrials, when a trial ran (with --lr, on a model that executes)."""
+    return getattr(ctx.config, "trials", None)
 
 
 def planned_lr(ctx: Context) -> tuple[float, str] | None:
@@ -76,8 +86,8 @@ def stability_limit(sharpness: float, optimizer: str) -> float | None:
 
 @rule("GA601", "update-ratio-off-scale", "warning",
       "At the planned learning rate some layers' updates are far from 1e-3 of their weights per step.",
-      "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}); "
-      "worst {worst_layer}: {worst:.3g}")
+      "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}; "
+      "gradients under {loss}); worst {worst_layer}: {worst:.3g}")
 def update_ratio_off_scale(ctx: Context) -> list[Hit]:
     """What it detects
     With `--lr` (and `--optimizer`), weight layers whose first-step update-to-weight ratio,
@@ -117,44 +127,65 @@ def update_ratio_off_scale(ctx: Context) -> list[Hit]:
     worst = max(flagged, key=lambda name: abs(math.log10(flagged[name] / TARGET_UPDATE_RATIO)))
     severity = "error" if max(flagged.values()) > UPDATE_RATIO_ERROR else "warning"
     evidence = {"count": len(flagged), "lr": lr, "optimizer": optimizer, "worst_layer": worst,
-                "worst": flagged[worst], "layers": flagged}
+                "worst": flagged[worst], "layers": flagged, "loss": ctx.probe.loss}
     return [Hit(list(flagged), evidence, severity)]
 
 
-@rule("GA602", "learning-rate-above-stability", "error",
-      "The planned learning rate exceeds the largest stable step 2/sharpness.",
-      "lr {lr:g} ({optimizer}) is above the stability limit {limit:.3g} (sharpness {sharpness:.3g})")
-def learning_rate_above_stability(ctx: Context) -> list[Hit]:
+@rule("GA602", "learning-rate-diverges", "error",
+      "The planned learning rate diverges in a trial run, or exceeds the stability limit 2/sharpness.",
+      "lr {lr:g} ({optimizer}) {verdict}")
+def learning_rate_diverges(ctx: Context) -> list[Hit]:
     """What it detects
-    With `--lr` and an SGD-family optimizer, a learning rate above the largest stable step on
-    the loss's local quadratic: 2/lambda for SGD, 2(1+beta)/lambda for heavy-ball momentum,
-    where lambda is the largest Hessian eigenvalue the probe measured (power iteration on
-    Hessian-vector products).
+    With `--lr`, a trial run (a short real training of a copy of the model with the planned
+    optimizer and rate on seeded batches, `trial-steps` steps) whose loss goes non-finite or
+    above 10x its first value: an error that names the step. The sharpness (largest Hessian
+    eigenvalue lambda under the planned loss) backs it as evidence: the largest stable step on
+    the local quadratic is 2/lambda for SGD, 2(1+beta)/lambda with heavy-ball momentum. A rate
+    above that limit whose trial run does not diverge is a warning only, saying so.
 
     Why it matters
-    Gradient descent on a quadratic diverges along the top eigenvector once the step exceeds
-    2/lambda: the loss grows from the first steps.
+    A run that diverges in its first dozens of steps on synthetic batches will diverge on real
+    data too, or need a restart at a lower rate. The bound alone is not enough: real networks
+    often train above 2/lambda (the loss spikes once, the curvature drops: catapult and
+    edge-of-stability dynamics), so it is evidence, not the verdict.
 
     Example
-    A network of sharpness 400 trained with SGD at lr 0.01 (limit 0.005).
+    A Post-LN transformer trained with SGD at lr 1: its loss is non-finite at step 3.
 
     Fix
-    Learning-rate adaptation: lower the peak learning rate below the limit, or warm up to it
-    (training reduces the sharpness to about 2/lr on its own, Cohen et al. 2021).
+    Learning-rate adaptation: the recommendation gives the largest rate seen to train in a
+    short search of trial runs, halved, with a warm-up when a higher rate trains once warmed up.
 
     References
     Cohen et al. 2021, Gradient descent on neural networks typically occurs at the edge of
-    stability; LeCun et al. 1998, Efficient BackProp.
+    stability; Lewkowycz et al. 2020, The large learning rate phase of deep learning: the
+    catapult mechanism; LeCun et al. 1998, Efficient BackProp.
     """
     plan = planned_lr(ctx)
-    sharpness = ctx.probe.sharpness if ctx.probe is not None else None
-    if plan is None or sharpness is None:
+    if plan is None or ctx.probe is None:
         return []
     lr, optimizer = plan
-    limit = stability_limit(sharpness, optimizer)
+    sharpness = ctx.probe.sharpness
+    limit = stability_limit(sharpness, optimizer) if sharpness is not None else None
+    trials = planned_trials(ctx)
+    trial = trials.planned if trials is not None else None
+    bound = (f"sharpness {sharpness:.3g} under {ctx.probe.loss} puts the stable step at {limit:.3g}"
+             if limit is not None else "")
+    evidence = {"lr": lr, "optimizer": optimizer, "limit": limit, "sharpness": sharpness, "loss": ctx.probe.loss,
+                "trial": trial.record() if trial is not None else None}
+    if trial is not None and trial.diverged_at is not None:
+        verdict = (f"diverges in a trial run at step {trial.diverged_at} (loss {trial.losses[0]:.3g} -> "
+                   f"{trial.losses[-1]:.3g})" + (f"; {bound}" if bound else ""))
+        return [Hit([], evidence | {"verdict": verdict}, "error")]
     if limit is None or lr <= limit:
         return []
-    return [Hit([], {"lr": lr, "optimizer": optimizer, "limit": limit, "sharpness": sharpness})]
+    if trial is None:
+        verdict = f"is above the stability limit: {bound} (no trial run could check it)"
+    else:
+        verdict = (f"is above the stability limit ({bound}) but its trial run did not diverge "
+                   f"({trial.outcome}, {len(trial.losses)} steps, loss {trial.losses[0]:.3g} -> {trial.losses[-1]:.3g}); "
+                   "expect a loss spike in the first steps")
+    return [Hit([], evidence | {"verdict": verdict}, "warning")]
 
 
 @rule("GA603", "input-off-centre", "warning",

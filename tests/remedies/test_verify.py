@@ -65,10 +65,12 @@ def test_planned_learning_rate_findings_and_recommendation():
     audit = run_audit(handle, AuditOptions(lr=10.0, optimizer="sgd"))
     codes = {f.code for f in audit.findings}
     assert {"GA601", "GA602"} <= codes
-    limit = next(f.evidence["limit"] for f in audit.findings if f.code == "GA602")
-    assert limit == pytest.approx(2.0 / audit.probe.sharpness)
+    diverges = next(f for f in audit.findings if f.code == "GA602")
+    assert diverges.severity == "error" and "diverges in a trial run at step" in diverges.message
+    assert diverges.evidence["limit"] == pytest.approx(2.0 / audit.probe.sharpness)
     lr_recs = [r for r in audit.recommendations if r.remedy == "lr_adaptation" and "peak learning rate" in r.action]
-    assert lr_recs and "warm" in lr_recs[0].action
+    assert lr_recs and lr_recs[0].verified["trains"]
+    assert lr_recs[0].verified["recommended_lr"] < 10.0
     calm = run_audit(handle, AuditOptions(lr=1e-4, optimizer="adam"))
     assert not {"GA602"} & {f.code for f in calm.findings}
 

@@ -1,0 +1,242 @@
+"""Trial runs: a short real training of a copy of the model at a planned learning rate.
+
+The sharpness bound 2/lambda holds for a fixed quadratic. Real networks often train above it (the
+loss spikes once and the curvature drops: catapult and edge-of-stability dynamics), so the bound
+alone predicts divergence far too often. A trial run measures instead: k steps of the planned
+optimizer, its momentum or Adam state included, on a deep copy of the module (always a copy, even
+of an ONNX executor module the probe runs in place), so the audited weights never change.
+
+Every step draws a fresh seeded batch shaped like the probe's (the user's `--data` batch when
+given), with fresh seeded targets. Nothing is learnable in them but the output's scale and offset
+(logits toward uniform, outputs toward the targets' mean), so "the loss decreases" means the
+optimizer settles the model instead of throwing it around: a pool of a few batches cycled would
+let a rate far too high for real data memorise them and look fine (measured on
+benchmarks/lr_check.py). Divergence: a non-finite loss, or a loss above DIVERGENCE_FACTOR times
+the first step's.
+
+`search_rate` turns trial runs into a recommended rate: a short geometric search for the largest
+rate that trains, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
+trains once warmed up to.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from gradaudit.model import ModelHandle
+from gradaudit.probe.batches import BatchSource, as_batch
+from gradaudit.probe.objective import objective_for
+from gradaudit.probe.run import seeded_rng, training_copy
+from gradaudit.probe.units import l2_norm
+from gradaudit.rules.planned_run import MOMENTUM
+
+DIVERGENCE_FACTOR = 10.0  # the issue's definition: loss above 10x its first value
+DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the loss went down
+TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)
+SEARCH_STEPS = 30  # steps of each search trial: a few dozen
+SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
+SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explored
+# Half the largest rate seen to train. That rate is already at least one grid step (sqrt 10)
+# below the first one that diverged, so the recommendation sits >= 6x under the observed edge:
+# a trial is short and synthetic, and a longer run on real data can spike later (Smith 2017's
+# range test likewise picks a rate well under the one where the loss blows up).
+SAFETY_FACTOR = 0.5
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What one trial run saw: the loss before each step's update, and the gradient norms."""
+
+    lr: float
+    optimizer: str
+    steps: int  # asked for
+    warmup: int  # linear warm-up steps (0: none)
+    losses: tuple[float, ...]
+    grad_norms: tuple[float, ...]
+    diverged_at: int | None  # 1-based step whose loss was non-finite or > 10x the first
+    seconds: float
+
+    @property
+    def completed(self) -> bool:
+        """Ran every step, or stopped because it diverged (not because the timeout ran out)."""
+        return self.diverged_at is not None or len(self.losses) >= self.steps
+
+    def _ends(self) -> tuple[float, float] | None:
+        """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
+        window = min(DECREASE_WINDOW, len(self.losses) // 2)
+        if window < 1:
+            return None
+        return sum(self.losses[:window]) / window, sum(self.losses[-window:]) / window
+
+    @property
+    def decreased(self) -> bool:
+        ends = self._ends()
+        return self.diverged_at is None and ends is not None and ends[1] < ends[0]
+
+    @property
+    def rose(self) -> bool:
+        """Diverged, or the loss ended higher than it started: a lower rate is the way to go."""
+        ends = self._ends()
+        return self.diverged_at is not None or (ends is not None and ends[1] > ends[0])
+
+    @property
+    def trains(self) -> bool:
+        return self.completed and self.decreased
+
+    @property
+    def outcome(self) -> str:
+        if self.diverged_at is not None:
+            return f"diverges at step {self.diverged_at}"
+        if not self.completed:
+            return f"stopped by the timeout after {len(self.losses)} of {self.steps} steps"
+        return "trains" if self.decreased else "loss does not decrease"
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-safe summary a finding or a `verified` block shows."""
+        finite = [g for g in self.grad_norms if math.isfinite(g)]
+        ends = self._ends()
+        return {
+            "lr": self.lr, "optimizer": self.optimizer, "warmup_steps": self.warmup, "steps": len(self.losses),
+            "outcome": self.outcome, "first_loss": self.losses[0] if self.losses else None,
+            "last_loss": self.losses[-1] if self.losses else None,
+            "mean_loss_first_steps": ends[0] if ends else None, "mean_loss_last_steps": ends[1] if ends else None,
+            "max_grad_norm": max(finite) if finite else None,
+        }
+
+
+def make_optimizer(params: list[torch.Tensor], lr: float, name: str) -> torch.optim.Optimizer:
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+def trial_run(
+    handle: ModelHandle,
+    lr: float,
+    optimizer: str,
+    *,
+    steps: int,
+    warmup: int = 0,
+    seed: int = 0,
+    data: tuple | None = None,
+    loss: str = "auto",
+    deadline: float | None = None,
+) -> TrialRun | None:
+    """Train a copy of the model for `steps` steps (fewer past `deadline`, a perf_counter time;
+    at least one always runs). None when it has no trainable parameter."""
+    started = time.perf_counter()
+    model = training_copy(handle.module)
+    params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
+    if not params:
+        return None
+    optim = make_optimizer(params, lr, optimizer)
+    batches = BatchSource(handle, as_batch(data), params[0].device)
+    objective = objective_for(handle.graph, handle.loss_fn, loss)
+    losses: list[float] = []
+    norms: list[float] = []
+    diverged_at = None
+    with seeded_rng(batches.device, seed):
+        for step in range(steps):
+            if losses and deadline is not None and time.perf_counter() > deadline:
+                break
+            batch_seed = seed + TRIAL_SEED_OFFSET + step
+            inputs = batches.draw(batch_seed)
+            value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed).reshape(())
+            current = float(value.detach())
+            losses.append(current)
+            if not math.isfinite(current) or (losses[0] > 0 and current > DIVERGENCE_FACTOR * losses[0]):
+                diverged_at = step + 1
+                break
+            optim.zero_grad(set_to_none=True)
+            value.backward()
+            norms.append(math.sqrt(sum(l2_norm(p.grad) ** 2 for p in params if p.grad is not None)))
+            for group in optim.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
+            optim.step()
+    return TrialRun(lr, optimizer, steps, warmup, tuple(losses), tuple(norms), diverged_at, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class RateSearch:
+    """The trial runs of a search, the largest rate that trained, and the rate recommended."""
+
+    trials: tuple[TrialRun, ...]
+    best: TrialRun | None  # the largest rate that trained (with its warm-up, if it needed one)
+    recommended: float | None  # SAFETY_FACTOR * best.lr
+
+    def records(self) -> list[dict[str, Any]]:
+        return [trial.record() for trial in self.trials]
+
+
+Attempt = Callable[[float, int], "TrialRun | None"]  # (lr, warm-up steps) -> a trial run
+
+
+def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -> RateSearch:
+    """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) toward the
+    largest rate that trains: up while the loss does not rise, down while it does; at most
+    SEARCH_MAX_TRIALS trials, stopping at the first one the timeout cut short. When the first rate
+    above the best diverged, one more trial tries it with a linear warm-up over half its steps."""
+    trials: list[TrialRun] = []
+    best = failed = None
+    trial = first if first is not None else attempt(start, 0)
+    rate = start
+    going_up = trial is not None and not trial.rose
+    while trial is not None and trial.completed:
+        trials.append(trial)
+        if trial.trains:
+            best = trial
+        elif going_up and best is not None:
+            failed = trial  # the first rate above the best that does not train
+        stop_up = going_up and (failed is not None or (best is None and trial.rose))
+        if stop_up or (not going_up and best is not None) or len(trials) >= SEARCH_MAX_TRIALS:
+            break
+        rate = rate * SEARCH_FACTOR if going_up else rate / SEARCH_FACTOR
+        trial = attempt(rate, 0)
+    if trial is not None and not trial.completed:
+        trials.append(trial)
+    if best is not None and failed is not None and failed.diverged_at is not None:
+        warmed = attempt(failed.lr, max(failed.steps // 2, 1))
+        if warmed is not None:
+            trials.append(warmed)
+            best = warmed if warmed.trains else best
+    return RateSearch(tuple(trials), best, SAFETY_FACTOR * best.lr if best is not None else None)
+
+
+class PlannedTrials:
+    """The planned run's trial run, and the rate search around it, run on first request: only a
+    learning-rate recommendation needs it."""
+
+    def __init__(self, attempt: Attempt, lr: float, planned: TrialRun | None):
+        self.lr = lr
+        self.planned = planned
+        self._attempt = attempt
+        self._search: RateSearch | None = None
+
+    def search(self) -> RateSearch:
+        if self._search is None:
+            self._search = search_rate(self._attempt, self.lr, self.planned)
+        return self._search
+
+
+def plan_trials(
+    handle: ModelHandle, lr: float, optimizer: str, *, steps: int, seed: int, data: tuple | None, loss: str,
+    deadline: float | None,
+) -> PlannedTrials:
+    """Run the planned trial (`steps` steps at `lr`); search trials run SEARCH_STEPS each, all
+    of them stopping at `deadline`."""
+
+    def attempt(rate: float, warmup: int) -> TrialRun | None:
+        return trial_run(handle, rate, optimizer, steps=SEARCH_STEPS, warmup=warmup, seed=seed, data=data, loss=loss,
+                         deadline=deadline)
+
+    planned = trial_run(handle, lr, optimizer, steps=steps, seed=seed, data=data, loss=loss, deadline=deadline)
+    return PlannedTrials(attempt, lr, planned)

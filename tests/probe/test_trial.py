@@ -1,0 +1,112 @@
+"""Trial runs at a planned learning rate, the rate search, and the loss they train under."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gradaudit.loaders import load
+from gradaudit.loss import default_loss
+from gradaudit.probe import run_probe
+from gradaudit.probe.trial import SAFETY_FACTOR, SEARCH_FACTOR, TrialRun, plan_trials, search_rate, trial_run
+from tests.probe.sequential import sequential_handle
+
+X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0)) * torch.tensor([3.0, 1.0, 1.0, 0.5, 0.5, 0.2])
+
+
+def _quadratic():
+    """L = (1/B) sum 1/2 (w.x_b - t_b)^2 on a fixed batch: Hessian X^T X / B, so SGD diverges above
+    2/lambda and trains below it. The weights start far from the optimum (w = 0 against fresh
+    N(0, 1) targets), so a rate that trains lowers the loss well beyond the targets' noise."""
+    model = nn.Sequential(nn.Linear(6, 1, bias=False))
+    nn.init.constant_(model[0].weight, 3.0)
+    handle = sequential_handle(model, (32, 6))
+    return handle, float(torch.linalg.eigvalsh(X.T @ X / 32).max())
+
+
+def test_a_model_diverges_at_a_rate_and_trains_at_a_lower_one():
+    handle, top = _quadratic()
+    high = trial_run(handle, 3.0 / top, "sgd", steps=50, data=(X,))
+    low = trial_run(handle, 0.5 / top, "sgd", steps=50, data=(X,))
+    assert high.diverged_at is not None and high.diverged_at <= 10 and high.outcome.startswith("diverges at step")
+    assert not high.trains
+    assert low.diverged_at is None and low.trains and low.losses[-1] < low.losses[0]
+    assert low.record()["outcome"] == "trains" and len(low.losses) == 50
+
+
+def test_audited_weights_untouched_by_trials_and_search():
+    handle, top = _quadratic()
+    before = {k: v.clone() for k, v in handle.module.state_dict().items()}
+    plan_trials(handle, 3.0 / top, "momentum", steps=20, seed=0, data=(X,), loss="auto", deadline=None).search()
+    after = handle.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # exact: nothing may write to them
+
+
+def test_onnx_executor_module_untouched_by_a_trial():
+    handle = load("samples/healthy_bn_cnn.onnx")
+    before = {k: v.clone() for k, v in handle.module.state_dict().items()}
+    trial = trial_run(handle, 0.1, "adam", steps=3)
+    assert len(trial.losses) == 3
+    assert all(torch.equal(before[k], v) for k, v in handle.module.state_dict().items())  # exact: untouched
+
+
+def test_deadline_stops_a_trial_after_one_step():
+    handle, top = _quadratic()
+    trial = trial_run(handle, 0.5 / top, "sgd", steps=50, data=(X,), deadline=0.0)
+    assert len(trial.losses) == 1 and not trial.completed and "timeout" in trial.outcome
+
+
+def _fake(edge: float, warm_edge: float | None = None):
+    """An attempt that trains below `edge` (below `warm_edge` once warmed up) and diverges above."""
+    calls = []
+
+    def attempt(lr, warmup):
+        calls.append((lr, warmup))
+        limit = warm_edge if warmup and warm_edge else edge
+        diverged = 3 if lr > limit else None
+        losses = (2.0, 50.0) if diverged else (2.0,) * 4 + (1.0,) * 26
+        return TrialRun(lr, "sgd", 30, warmup, losses, (1.0,) * len(losses), diverged, 0.0)
+
+    return attempt, calls
+
+
+def test_search_goes_down_to_the_largest_rate_that_trains():
+    attempt, _ = _fake(edge=0.2)
+    search = search_rate(attempt, 1.0)
+    assert [t.outcome for t in search.trials][:3] == ["diverges at step 3", "diverges at step 3", "trains"]
+    assert search.best.lr == pytest.approx(1.0 / SEARCH_FACTOR**2)
+    assert search.recommended == pytest.approx(SAFETY_FACTOR * search.best.lr)
+
+
+def test_search_goes_up_and_tries_warm_up_above_the_edge():
+    attempt, calls = _fake(edge=0.5, warm_edge=5.0)
+    search = search_rate(attempt, 0.1)
+    assert calls[-1][1] > 0  # the last trial warms up to the first rate that diverged cold
+    assert search.best.warmup > 0 and search.best.lr == pytest.approx(0.1 * SEARCH_FACTOR**2)
+    assert len(search.trials) == len(calls) and search.records()[-1]["warmup_steps"] > 0
+
+
+def test_search_with_no_rate_that_trains_recommends_none():
+    attempt, calls = _fake(edge=0.0)
+    search = search_rate(attempt, 1.0)
+    assert search.best is None and search.recommended is None and len(calls) == 6
+
+
+def test_cross_entropy_reads_the_last_axis_as_logits():
+    logits = torch.zeros(4, 10)
+    value = default_loss([logits], ["linear"], [-1], seed=0, loss="cross-entropy")
+    assert float(value) == pytest.approx(math.log(10.0), rel=1e-6)  # uniform logits: log C per sample
+    bce = default_loss([torch.zeros(4, 3)], ["linear"], [-1], seed=0, loss="bce")
+    assert float(bce) == pytest.approx(3 * math.log(2.0), rel=1e-6)
+
+
+def test_the_loss_option_changes_the_sharpness():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 10))
+    nn.init.normal_(model[2].weight, std=1.0)  # large logits: cross-entropy saturates, squared error does not
+    handle = sequential_handle(model, (32, 6))
+    mse = run_probe(handle, passes=1, sharpness=True, loss="mse")
+    ce = run_probe(handle, passes=1, sharpness=True, loss="cross-entropy")
+    assert ce.loss.startswith("cross-entropy") and mse.loss.startswith("mse")
+    assert ce.sharpness < 0.5 * mse.sharpness
