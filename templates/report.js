@@ -180,6 +180,8 @@
     svg("text", { x: LEFT, y: HEIGHT - BOTTOM + 14, "class": "label" }, f.chart).textContent = "first weight layer";
     svg("text", { x: WIDTH - RIGHT, y: HEIGHT - BOTTOM + 14, "text-anchor": "end", "class": "label" }, f.chart)
       .textContent = "last weight layer";
+    /* No rotated layer names here: the room below the axis only needs to hold the legend. */
+    f.chart.setAttribute("viewBox", "0 0 " + WIDTH + " " + (HEIGHT - BOTTOM + 36 + 18 * curves.length));
     host.appendChild(f.chart);
   }
 

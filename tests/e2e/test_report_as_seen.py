@@ -120,3 +120,18 @@ def test_narrow_screen_and_print(sample_report, tmp_path: Path):
         page.send("Emulation.setEmulatedMedia", media="print")
         assert _shown(page, ".layer-table") and _shown(page, ".findings details.more > p")  # print shows folds
         assert page.problems() == []
+
+
+def test_two_models_share_one_gradient_flow_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    report = tmp_path / "compare.html"
+    healthy, vanishing = SAMPLE.parent / "healthy_mlp_kaiming.onnx", SAMPLE.parent / "vanishing_sigmoid_mlp.onnx"
+    assert main(["check", str(healthy), str(vanishing), "--html", str(report), "--quiet"]) == 1
+    capsys.readouterr()
+    with Page(tmp_path / "profile") as page:
+        page.open(report.as_uri())
+        assert _count(page, ".compare-chart svg .model-curve") == 2
+        legend = page.evaluate("Array.from(document.querySelectorAll('.compare-legend')).map(function (e) {"
+                               " return e.textContent; })")
+        assert [entry.split(" — ")[0] for entry in legend] == [str(healthy), str(vanishing)]
+        assert _count(page, ".flow-chart svg") == 2  # and each model keeps its own chart
+        assert page.problems() == []
