@@ -23,7 +23,8 @@ from tests.report import fixtures
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH (.ci/run installs Debian's chromium where apt-get can)"),
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="chromium is not on PATH (.ci/run installs Debian's chromium where apt-get can)"),
 ]
 
 BROWSER_TIMEOUT_S = 15

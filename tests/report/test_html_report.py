@@ -161,6 +161,9 @@ def test_fragment_is_the_same_report_in_one_scoped_wrapper():
     assert body in fragment  # the same summary-first report
     assert template_text(STYLESHEET) in fragment
     assert not re.search(r"""(src|href)\s*=\s*["']?(?!#)|@import|url\(""", fragment)  # no request of any kind
+    hostile = render_html_fragment([fixtures.hostile_audit()])  # no CSP in a notebook: escaping alone holds
+    assert not re.search(r"<(img|b|iframe)\b", hostile) and "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile
+    assert re.findall(r"<script[^>]*>", hostile) == ['<script type="application/json" class="gradaudit-data">', "<script>"]
 
 
 def test_healthy_and_skipped_reports_say_so():
