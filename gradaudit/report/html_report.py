@@ -32,10 +32,10 @@ import jinja2
 from markupsafe import Markup
 
 from gradaudit.report.common import (
-    LayerRow,
     DID_NOT_HELP,
     NOT_VERIFIED,
     VERIFIED_HELPED,
+    LayerRow,
     finite_or_none,
     flow_band,
     layer_rows,
@@ -60,7 +60,9 @@ REMEDY_TITLES = {
     "reinitialization": "Re-initialisation",
     "gradient_clipping": "Gradient clipping",
 }
-GROUP_LABELS = {VERIFIED_HELPED: "verified: helps", NOT_VERIFIED: "not verified", DID_NOT_HELP: "did not help"}
+# Each verification group's CSS class suffix and badge text.
+GROUPS = {VERIFIED_HELPED: ("helps", "verified: helps"), NOT_VERIFIED: ("unverified", "not verified"),
+          DID_NOT_HELP: ("no-help", "did not help")}
 HEADLINE_CHARS = 240  # a longer action shows its start; the whole text is one click away
 # Characters that could end a <script> element or a JS string when JSON sits inside HTML.
 _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -132,7 +134,7 @@ def _environment() -> jinja2.Environment:
         seconds=_fmt(".2f", " s"),
         ratio=lambda value: "n/a" if finite_or_none(value) is None else f"10^{value:+.1f}",
         remedy_titles=REMEDY_TITLES,
-        group_labels=GROUP_LABELS,
+        groups=GROUPS,
         headline=headline,
     )
     return env
