@@ -1,4 +1,5 @@
-"""Formatting helpers the renderers share: string sanitising, the tool version, layer rows.
+"""Formatting helpers the renderers share: string sanitising, the tool version, layer rows, the
+order recommendations are shown in, and the healthy band a gradient-flow chart shades.
 
 Model-supplied strings (layer names, sources, messages) reach terminals, HTML and XML. A crafted
 ONNX node name can carry ANSI escapes that rewrite a terminal, or bidirectional overrides that
@@ -9,12 +10,17 @@ and shows the bytes of a file name that is not valid UTF-8 as escapes (`printabl
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import re
 from dataclasses import dataclass
 
-from gradaudit.results import Audit
+from gradaudit.diagnosis import (
+    EXPLODING_ABS_SCALE,
+    EXPLODING_LOG10_RATIO,
+    VANISHING_ALL_GRAD_RMS,
+    VANISHING_LOG10_RATIO,
+)
+from gradaudit.results import Audit, Recommendation
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and two-byte escapes.
 _ANSI_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
@@ -134,3 +140,70 @@ def _disambiguated(rows: list[LayerRow]) -> list[LayerRow]:
         dataclasses.replace(row, name=f"{row.name} · {row.role or row.param.rsplit('.', 1)[-1]}") if counts[row.name] > 1 else row
         for row in rows
     ]
+
+
+# Groups of `recommendation_order`: verified and helped, not verified, verified and did not help.
+VERIFIED_HELPED, NOT_VERIFIED, DID_NOT_HELP = 0, 1, 2
+
+
+def verification_group(verified: dict | None) -> int:
+    """Which group a recommendation's verification puts it in (see `recommendation_order`)."""
+    if not verified:
+        return NOT_VERIFIED
+    return DID_NOT_HELP if verified.get("helped") is False else VERIFIED_HELPED
+
+
+def verified_gain(verified: dict | None) -> float:
+    """Decades by which the fix brought the first/last gradient ratio toward 1: the reduction of
+    |log10 ratio| from before to after, 0 where either figure is missing."""
+    before = finite_or_none((verified or {}).get("log10_ratio_before"))
+    after = finite_or_none((verified or {}).get("log10_ratio_after"))
+    return abs(before) - abs(after) if before is not None and after is not None else 0.0
+
+
+def recommendation_order(recommendations: list[Recommendation]) -> list[int]:
+    """Indices of `recommendations` in the order a reader should act on them.
+
+    Verified fixes that helped come first, the largest `verified_gain` first; then fixes not
+    verified, in the order the remedies produced them; then verified fixes that did not help.
+    The sort is stable, so equal keys keep their original order.
+    """
+
+    def key(index: int) -> tuple[int, float]:
+        verified = recommendations[index].verified
+        group = verification_group(verified)
+        return group, -verified_gain(verified) if group == VERIFIED_HELPED else 0.0
+
+    return sorted(range(len(recommendations)), key=key)
+
+
+def flow_band(rows: list[LayerRow]) -> tuple[float, float]:
+    """The healthy band of a gradient-flow chart in log10 grad RMS, from the diagnosis thresholds.
+
+    A first layer within 10^VANISHING_LOG10_RATIO..10^EXPLODING_LOG10_RATIO of the last layer's
+    gradient is not diagnosed exploding or vanishing by ratio, and no gradient may exceed
+    EXPLODING_ABS_SCALE. The band is anchored at the last layer's gradient (measured, else
+    predicted), kept inside the absolute limits so it never claims a scale the diagnosis rejects.
+    """
+    lowest = math.log10(VANISHING_ALL_GRAD_RMS)
+    highest = math.log10(EXPLODING_ABS_SCALE)
+    values = [row.measured_log10 if row.measured_log10 is not None else row.predicted_log10 for row in rows]
+    known = [value for value in values if value is not None]
+    last = known[-1] if known else 0.0
+    anchor = min(max(last, lowest - VANISHING_LOG10_RATIO), highest - EXPLODING_LOG10_RATIO)
+    return anchor + VANISHING_LOG10_RATIO, anchor + EXPLODING_LOG10_RATIO
+
+
+def worst_layers(rows: list[LayerRow], band: tuple[float, float], count: int = 3) -> list[int]:
+    """Indices of up to `count` layers furthest outside `band` (non-finite ones first), in
+    forward order, for the chart to label; none when every layer lies inside."""
+    low, high = band
+
+    def distance(row: LayerRow) -> float:
+        if row.nonfinite:
+            return math.inf
+        value = row.measured_log10 if row.measured_log10 is not None else row.predicted_log10
+        return 0.0 if value is None else max(low - value, value - high, 0.0)
+
+    outside = [(distance(row), index) for index, row in enumerate(rows) if distance(row) > 0]
+    return sorted(index for _, index in sorted(outside, key=lambda item: -item[0])[:count])

@@ -1,5 +1,15 @@
 """Self-contained HTML report: one file, no external request of any kind.
 
+The page is summary first: the verdict, then what to do (recommendations ordered by verified
+benefit, each with its before/after figures and snippet), the gradient-flow chart, the findings
+with long layer lists folded, and the per-layer table folded by default. Everything but the chart
+reads without JavaScript; the script only draws the chart and enhances (table sort and filter,
+copy buttons, opening folded parts for print).
+
+`render_html_fragment` renders the same report inside one `<div class="gradaudit-report">` for a
+notebook cell: every CSS selector is scoped under that class, so the report cannot restyle the
+notebook around it, and the script only touches elements inside such a wrapper.
+
 jinja2 with autoescape renders the page; the CSS and JS live as real files in `templates/` and are
 inlined here. The data travels as one JSON blob in `<script type="application/json">`, escaped so
 no string can close the script element, and the chart is drawn from it by vanilla JS as inline
@@ -21,7 +31,20 @@ from typing import Any, Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from gradaudit.report.common import finite_or_none, layer_rows, severity_rank, tool_version
+from gradaudit.report.common import (
+    DID_NOT_HELP,
+    NOT_VERIFIED,
+    VERIFIED_HELPED,
+    LayerRow,
+    finite_or_none,
+    flow_band,
+    layer_rows,
+    recommendation_order,
+    severity_rank,
+    tool_version,
+    verification_group,
+    worst_layers,
+)
 from gradaudit.report.json_report import SCHEMA_ID, to_dict
 from gradaudit.results import Audit
 
@@ -37,16 +60,25 @@ REMEDY_TITLES = {
     "reinitialization": "Re-initialisation",
     "gradient_clipping": "Gradient clipping",
 }
+# Each verification group's CSS class suffix and badge text.
+GROUPS = {VERIFIED_HELPED: ("helps", "verified: helps"), NOT_VERIFIED: ("unverified", "not verified"),
+          DID_NOT_HELP: ("no-help", "did not help")}
+HEADLINE_CHARS = 240  # a longer action shows its start; the whole text is one click away
 # Characters that could end a <script> element or a JS string when JSON sits inside HTML.
 _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def template_text(name: str) -> str:
-    """A file from the templates folder: the installed `gradaudit.templates`, else the checkout's."""
-    try:
-        return resources.files("gradaudit.templates").joinpath(name).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        return (Path(__file__).resolve().parents[2] / "templates" / name).read_text(encoding="utf-8")
+    """A file from the templates folder: the checkout's when this package runs from a source
+    checkout, else the installed `gradaudit.templates`.
+
+    The checkout goes first because an editable install maps `gradaudit.templates` to the folder
+    it was installed from, which for a second checkout (a git worktree) is not this one.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "templates" / name).is_file():
+        return (root / "templates" / name).read_text(encoding="utf-8")
+    return resources.files("gradaudit.templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def script_json(data: Any) -> str:
@@ -67,15 +99,19 @@ def content_security_policy(css: str, js: str) -> str:
     )
 
 
-def _table_rows(audit: Audit, report: dict[str, Any]) -> list[dict[str, Any]]:
+def _table_rows(rows: list[LayerRow], report: dict[str, Any]) -> list[dict[str, Any]]:
     """Layer rows (predicted vs measured) with the probe's activation statistics joined in."""
     dynamic = report["gradient_flow"]["dynamic"] or {"layers": []}
     probed = {layer["param"]: layer for layer in dynamic["layers"]}
-    rows = []
-    for row in layer_rows(audit):
-        stats = probed.get(row.param, {})
-        rows.append(dataclasses.asdict(row) | {key: stats.get(key) for key in PROBE_COLUMNS})
-    return rows
+    return [dataclasses.asdict(row) | {key: probed.get(row.param, {}).get(key) for key in PROBE_COLUMNS} for row in rows]
+
+
+def headline(text: str) -> str:
+    """The start of a long text, cut after the last separator before HEADLINE_CHARS."""
+    if len(text) <= HEADLINE_CHARS:
+        return text
+    cut = text.rfind(", ", 0, HEADLINE_CHARS)
+    return text[: cut if cut > 0 else HEADLINE_CHARS] + " …"
 
 
 def _fmt(spec: str, suffix: str = "", scale: float = 1.0) -> Callable[[Any], str]:
@@ -89,7 +125,8 @@ def _fmt(spec: str, suffix: str = "", scale: float = 1.0) -> Callable[[Any], str
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
     env.globals.update(
         num=_fmt("+.2f"),
         sci=_fmt(".3g"),
@@ -97,15 +134,26 @@ def _environment() -> jinja2.Environment:
         seconds=_fmt(".2f", " s"),
         ratio=lambda value: "n/a" if finite_or_none(value) is None else f"10^{value:+.1f}",
         remedy_titles=REMEDY_TITLES,
+        groups=GROUPS,
+        headline=headline,
     )
     return env
 
 
 def _page(audit: Audit) -> dict[str, Any]:
-    """What the template shows of one model: its report data, layer rows, findings worst first."""
+    """What the template shows of one model: its report data, recommendations in the order to act
+    on them (each with its verification group), findings worst first, layer rows, and the chart's
+    healthy band and worst layers."""
     report = to_dict(audit)
     findings = sorted(report["findings"], key=lambda f: severity_rank(f["severity"]))
-    return {"report": report, "layers": _table_rows(audit, report), "findings": findings}
+    recommendations = [
+        report["recommendations"][index] | {"group": verification_group(audit.recommendations[index].verified)}
+        for index in recommendation_order(audit.recommendations)
+    ]
+    rows = layer_rows(audit)
+    band = flow_band(rows)
+    return {"report": report, "layers": _table_rows(rows, report), "findings": findings,
+            "recommendations": recommendations, "band": list(band), "worst": worst_layers(rows, band)}
 
 
 def _title(pages: list[dict[str, Any]]) -> str:
@@ -117,10 +165,20 @@ def _title(pages: list[dict[str, Any]]) -> str:
 
 def render_html(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The HTML report as one self-contained page, a section per model; `color` is ignored."""
+    return _render(audits, fragment=False)
+
+
+def render_html_fragment(audits: Sequence[Audit]) -> str:
+    """The same report as one `<div class="gradaudit-report">` to embed in a notebook cell."""
+    return _render(audits, fragment=True)
+
+
+def _render(audits: Sequence[Audit], *, fragment: bool) -> str:
     pages = [_page(audit) for audit in audits]
     css, js = template_text(STYLESHEET), template_text(SCRIPT)
     template = _environment().from_string(template_text(TEMPLATE))
     return template.render(
+        fragment=fragment,
         pages=pages,
         title=_title(pages),
         version=tool_version(),
@@ -128,5 +186,5 @@ def render_html(audits: Sequence[Audit], *, color: bool = False) -> str:
         css=Markup(css),
         js=Markup(js),
         csp=content_security_policy(css, js),
-        data_json=Markup(script_json([{"report": p["report"], "layers": p["layers"]} for p in pages])),
+        data_json=Markup(script_json([{key: p[key] for key in ("report", "layers", "band", "worst")} for p in pages])),
     )

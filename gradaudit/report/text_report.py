@@ -1,7 +1,8 @@
 """Terminal report: verdict first, then why, what to change, and where gradients go wrong.
 
 Reads top-down in the order a user acts on it: verdict and diagnosis (with the reasons that
-fired), a one-line model summary, the worst findings (errors first), one line per recommendation,
+fired), a one-line model summary, the worst findings (errors first), one line per recommendation
+(verified fixes that helped first, those that did not help last),
 and a compact per-layer table of predicted vs measured gradient scale with a bar. Long tables
 keep their first and last layers, where exploding and vanishing show. ANSI colour is opt-in;
 every model-supplied string goes through `clean`, so a layer name cannot drive the terminal.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from gradaudit.report.common import LayerRow, clean, layer_rows, severity_rank, tool_version
+from gradaudit.report.common import LayerRow, clean, layer_rows, recommendation_order, severity_rank, tool_version
 from gradaudit.results import Audit, Finding, Recommendation
 
 MAX_FINDINGS = 8
@@ -128,7 +129,8 @@ def _recommendation_line(rec: Recommendation) -> str:
 def _recommendations(recs: list[Recommendation], paint: Painter) -> list[str]:
     if not recs:
         return []
-    lines = [paint(f"Recommendations ({len(recs)})", "bold")] + [_recommendation_line(r) for r in recs[:MAX_RECOMMENDATIONS]]
+    ordered = [recs[index] for index in recommendation_order(recs)]
+    lines = [paint(f"Recommendations ({len(recs)})", "bold")] + [_recommendation_line(r) for r in ordered[:MAX_RECOMMENDATIONS]]
     if len(recs) > MAX_RECOMMENDATIONS:
         lines.append(f"  +{len(recs) - MAX_RECOMMENDATIONS} more (see --json or --html)")
     return lines

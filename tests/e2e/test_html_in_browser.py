@@ -19,7 +19,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH"),
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="chromium is not on PATH (.ci/run installs Debian's chromium where apt-get can)"),
 ]
 
 

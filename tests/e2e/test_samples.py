@@ -50,7 +50,7 @@ def test_sample_diagnosis(name, route, tmp_path, capsys):
 
 def _embedded_chart_data(html: str) -> list[dict]:
     """The JSON the page's script draws the chart from (one entry per model)."""
-    match = re.search(r'<script type="application/json" id="gradaudit-data">(.*?)</script>', html, re.S)
+    match = re.search(r'<script type="application/json" class="gradaudit-data">(.*?)</script>', html, re.S)
     assert match, "the report carries no chart data"
     return json.loads(match.group(1))
 
@@ -64,7 +64,7 @@ def test_html_report_of_unhealthy_sample(tmp_path, capsys):
     text, report = html.read_text(), json.loads(report_json.read_text())
     # The chart: a host element, the script that draws it, and one point per weight layer whose
     # values are the report's own (predicted and measured log10 grad RMS of the same layers).
-    assert 'class="flow-chart" data-report="0"' in text and "function drawChart" in text
+    assert 'class="flow-chart" data-report="0"' in text and "function drawFlowChart" in text
     (page,) = _embedded_chart_data(text)
     measured = report["gradient_flow"]["dynamic"]["layers"]
     predicted = report["gradient_flow"]["static"]["layers"]

@@ -23,7 +23,8 @@ from tests.report import fixtures
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH"),
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="chromium is not on PATH (.ci/run installs Debian's chromium where apt-get can)"),
 ]
 
 BROWSER_TIMEOUT_S = 15
@@ -72,6 +73,9 @@ def test_unhealthy_report_draws_its_chart_quietly(tmp_path: Path):
     assert len(re.findall(r'class="dot-measured hit"', first_chart)) == len(audit.probe.layers)
     assert first_chart.count('class="predicted series"') == 1 and first_chart.count('class="measured series"') == 1
     assert "<title>layers.0 (linear)" in dom
+    comparison = dom.split('class="compare-chart"')[1].split("</svg>")[0]  # all three models on one chart
+    assert comparison.count('class="model-curve"') == 3
+    assert [f"{source} — " in comparison for source in (audit.source, *(a.source for a in others))] == [True] * 3
 
 
 def test_hostile_report_runs_nothing_and_fetches_nothing(tmp_path: Path):
