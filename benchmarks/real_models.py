@@ -472,6 +472,18 @@ def print_row(row: Row) -> None:
           f"{_fmt(row.measured):>8}{gap:>6}  {detail}", flush=True)
 
 
+def print_header() -> None:
+    print(f"{'model':<26}{'route':<13}{'exit':>4} {'verd.':<5}{'diagnosis':<10}{'static':>7}{'measured':>8}"
+          f"{'|gap|':>6}  findings (! error, ? warning)")
+
+
+def print_table(rows: list[Row], known: dict[str, dict]) -> None:
+    print_header()
+    for row in rows:
+        print_row(row)
+    print(summary(rows, known))
+
+
 def summary(rows: list[Row], known: dict[str, dict]) -> str:
     crashes = [r for r in rows if r.status in ("timeout", "worker died") or r.exit in (2, 3)]
     false_failures = [r for r in rows if not CORPUS[r.name].broken and r.exit == 1]
@@ -502,6 +514,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, help="seconds per audit")
     parser.add_argument("--jobs", type=int, default=1, help="audits run at once (each in its own process)")
     parser.add_argument("--list", action="store_true", help="print the corpus and exit")
+    parser.add_argument("--from-json", help="print the table and summary of a stored --json file (current labels)")
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "ROUTE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -518,9 +531,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown corpus names or routes: {', '.join(unknown)}")
     known = labels()
-    print(f"{'model':<26}{'route':<13}{'exit':>4} {'verd.':<5}{'diagnosis':<10}{'static':>7}{'measured':>8}"
-          f"{'|gap|':>6}  findings (! error, ? warning)")
+    if args.from_json:
+        stored = json.loads(Path(args.from_json).read_text())["runs"]
+        print_table([row_from(*key.split("/"), result) for key, result in stored.items()], known)
+        return
     runs = [(name, route) for name in names for route in routes]
+    print_header()
     rows, results = [], {}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pending = [pool.submit(run_isolated, name, route, args.time_limit) for name, route in runs]
@@ -528,6 +544,8 @@ def main() -> None:
             results[f"{name}/{route}"] = future.result()
             rows.append(row_from(name, route, results[f"{name}/{route}"]))
             print_row(rows[-1])
+            if args.json_path:  # after every row, so an interrupted run keeps what it measured
+                Path(args.json_path).write_text(json.dumps({"runs": results}, indent=1))
     line = summary(rows, known)
     print(line)
     if args.json_path:

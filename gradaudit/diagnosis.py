@@ -77,6 +77,16 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
     return Diagnosis("healthy", ())
 
 
+def log10_update_ratio(first_grad: float, first_weight: float, last_grad: float, last_weight: float) -> float | None:
+    """log10 of the first weight layer's relative update size |g|/|w| over the last layer's.
+
+    One learning rate moves every layer by lr * |g|/|w| of its own size, so this is the ratio the
+    gate reads: scale-free, it does not compare a 27-input stem's weights with a 1280-input head's
+    as the raw gradient RMS ratio does. None when undefined (a zero or non-finite value)."""
+    first, last = log10_ratio(first_grad, first_weight), log10_ratio(last_grad, last_weight)
+    return None if first is None or last is None else first - last
+
+
 def log10_ratio(first: float, last: float) -> float | None:
     """log10(first / last) of two gradient RMS values; None when undefined (zero or non-finite)."""
     if not (math.isfinite(first) and math.isfinite(last)) or first <= 0 or last <= 0:
