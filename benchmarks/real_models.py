@@ -319,7 +319,7 @@ def _entries() -> list[Entry]:
             latent_channels=4, norm_num_groups=8, sample_size=32), img32),
         # broken variants: expected to fail to train (labels in train_labels.json)
         Entry("broken_mlp_x10", "torch.nn", scaled(kaiming_mlp, 10.0), features(64), True, "Kaiming MLP, weights x10"),
-        Entry("broken_mlp_x0.1", "torch.nn", scaled(kaiming_mlp, 0.1), features(64), True, "Kaiming MLP, weights x0.1"),
+        Entry("broken_mlp_x0_1", "torch.nn", scaled(kaiming_mlp, 0.1), features(64), True, "Kaiming MLP, weights x0.1"),
         Entry("broken_relu_plain50", "torch.nn", lambda: mlp(50), features(64), True,
               "50 Linear+ReLU, PyTorch default init, no normalisation"),
         Entry("broken_tanh_plain50", "torch.nn", lambda: mlp(50, act=nn.Tanh), features(64), True,

@@ -45,7 +45,6 @@ OPTIMISERS = {
 }
 TRAINED = (
     "nn_lstm", "nn_gru", "nn_transformer_postln", "nn_transformer_preln", "nn_resnet", "nn_mlp_kaiming",
-    "tv_resnet18", "tv_mobilenet_v2", "timm_convnext_atto", "hf_gpt2", "hf_llama", "hf_t5",
     *(name for name, entry in CORPUS.items() if entry.broken),
 )
 

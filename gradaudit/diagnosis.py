@@ -77,14 +77,20 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
     return Diagnosis("healthy", ())
 
 
-def log10_update_ratio(first_grad: float, first_weight: float, last_grad: float, last_weight: float) -> float | None:
-    """log10 of the first weight layer's relative update size |g|/|w| over the last layer's.
+def log10_update_ratio(ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]) -> float | None:
+    """The first/last ratio of relative updates per position: the gate's scale-free measure.
 
-    One learning rate moves every layer by lr * |g|/|w| of its own size, so this is the ratio the
-    gate reads: scale-free, it does not compare a 27-input stem's weights with a 1280-input head's
-    as the raw gradient RMS ratio does. None when undefined (a zero or non-finite value)."""
-    first, last = log10_ratio(first_grad, first_weight), log10_ratio(last_grad, last_weight)
-    return None if first is None or last is None else first - last
+    `ratio` is log10 of the first weight layer's gradient RMS over the last's; `weight_rms` and
+    `positions` are (first, last): each weight's RMS and how many positions per example it is
+    applied at (graph.weight_positions). One learning rate moves a layer by lr |g|/|w| of its own
+    size, so dividing by |w| stops a 27-input stem's weights being compared with a 1280-input
+    head's; a convolution's gradient sums its positions' contributions, ~sqrt(positions) of one,
+    so dividing by that stops a 16x16 stem being compared with a 1x1 head. None when undefined
+    (a zero weight, a non-finite ratio)."""
+    weights = log10_ratio(*weight_rms)
+    if ratio is None or not math.isfinite(ratio) or weights is None:
+        return None
+    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1])
 
 
 def log10_ratio(first: float, last: float) -> float | None:

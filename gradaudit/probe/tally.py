@@ -69,12 +69,15 @@ def _layer(plan_layer: WeightLayer, records: list[PassRecord], weight_rms: float
     )
 
 
-def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float) -> ProbeResult:
-    """One ProbeResult from the passes that ran (at least one)."""
+def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float,
+            positions: dict[str, int]) -> ProbeResult:
+    """One ProbeResult from the passes that ran (at least one); `positions` maps a weight node to
+    graph.weight_positions."""
     layers = [_layer(w, records, weight_rms[w.param]) for w in plan.weights]
     ends = [layer for layer in layers if layer.node in plan.flow_nodes]
     ratio = log10_ratio(ends[0].grad_rms, ends[-1].grad_rms) if ends else None
-    update_ratio = log10_update_ratio(ends[0].grad_rms, ends[0].weight_rms, ends[-1].grad_rms, ends[-1].weight_rms) if ends else None
+    update_ratio = log10_update_ratio(ratio, (ends[0].weight_rms, ends[-1].weight_rms),
+                                      (positions[ends[0].node], positions[ends[-1].node])) if ends else None
     recurrent = {
         site.name: fmean(values)
         for site in plan.recurrent

@@ -141,7 +141,7 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     hits = _flow_hit(direction, gate_ratio(ctx.static), _static_scale(ctx),
                      cfg.predicted_warn_decades, cfg.predicted_fail_decades,
                      static_contributions, ctx, ctx.static.diagnosis.label, ctx.static.log10_ratio_first_last)
-    if ctx.probe is not None and not ctx.probe.nonfinite and not _measured(ctx, direction):
+    if ctx.probe is not None and not ctx.probe.nonfinite and not measured_flow(ctx, direction):
         # the measurement contradicts the prediction: a lead on the estimator, not on the model
         for hit in hits:
             hit.severity = "info"
@@ -156,7 +156,7 @@ def _measured_ratio(ctx: Context) -> float | None:
     return ctx.probe.log10_ratio_first_last
 
 
-def _measured(ctx: Context, direction: str) -> list[Hit]:
+def measured_flow(ctx: Context, direction: str) -> list[Hit]:
     if ctx.probe is None or ctx.probe.nonfinite:
         return []
     cfg = ctx.config
@@ -244,7 +244,7 @@ def measured_exploding(ctx: Context) -> list[Hit]:
     References
     Pascanu et al. 2013, On the difficulty of training recurrent neural networks; DESIGN.md.
     """
-    return _measured(ctx, "exploding")
+    return measured_flow(ctx, "exploding")
 
 
 @rule("GA104", "measured-vanishing-gradients", "error",
@@ -269,7 +269,7 @@ def measured_vanishing(ctx: Context) -> list[Hit]:
     References
     Hochreiter 1991; Glorot & Bengio 2010; You et al. 2017 (LARS).
     """
-    return _measured(ctx, "vanishing")
+    return measured_flow(ctx, "vanishing")
 
 
 def static_nonfinite_node(ctx: Context) -> str | None:

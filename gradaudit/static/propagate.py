@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import networkx as nx
 import numpy as np
 
-from gradaudit.diagnosis import FlowSummary, diagnose, log10_ratio
-from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers
+from gradaudit.diagnosis import FlowSummary, diagnose, log10_update_ratio
+from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers, weight_positions
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
@@ -249,10 +249,9 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
 
 
 def _log10_update_ratio(graph: nx.DiGraph, ends: list[WeightEstimate], ratio: float | None) -> float | None:
-    """The predicted first/last relative update ratio (diagnosis.log10_update_ratio): the predicted
-    gradient ratio less the real weights' RMS ratio, in decades (the gradients may be past float range)."""
-    if ratio is None or not math.isfinite(ratio):
+    """The predicted first/last relative update ratio (diagnosis.log10_update_ratio)."""
+    if not ends:
         return None
-    first, last = (graph.nodes[w.node]["params"][w.role].rms for w in (ends[0], ends[-1]))
-    weights = log10_ratio(first, last)
-    return None if weights is None else ratio - weights
+    first, last = ends[0], ends[-1]
+    return log10_update_ratio(ratio, (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
+                              (weight_positions(graph, first.node), weight_positions(graph, last.node)))
