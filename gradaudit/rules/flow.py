@@ -17,6 +17,7 @@ import math
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
+from gradaudit.gate import SEVERITY_RANK
 from gradaudit.graph import forward_order
 from gradaudit.results import ProbeResult, StaticResult
 from gradaudit.rules.registry import Context, Hit, rule
@@ -141,10 +142,12 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     hits = _flow_hit(direction, gate_ratio(ctx.static), _static_scale(ctx),
                      cfg.predicted_warn_decades, cfg.predicted_fail_decades,
                      static_contributions, ctx, ctx.static.diagnosis.label, ctx.static.log10_ratio_first_last)
-    if ctx.probe is not None and not ctx.probe.nonfinite and not measured_flow(ctx, direction):
-        # the measurement contradicts the prediction: a lead on the estimator, not on the model
+    if ctx.probe is not None and not ctx.probe.nonfinite:
+        # the gate follows the measurement: a prediction is at most as severe as what the probe
+        # measured in its direction, and a note where the probe contradicts it
+        measured = max((SEVERITY_RANK[h.severity] for h in measured_flow(ctx, direction)), default=0)
         for hit in hits:
-            hit.severity = "info"
+            hit.severity = min(hit.severity, ("info", "warning", "error")[measured], key=SEVERITY_RANK.get)
     return hits
 
 
@@ -374,12 +377,11 @@ def _through_time(ctx: Context, direction: str) -> list[Hit]:
     cfg = ctx.config
     if ctx.probe is not None and ctx.probe.recurrent_log10_time_ratio:
         source, ratios = "probe", ctx.probe.recurrent_log10_time_ratio
-        warn, fail = cfg.measured_warn_decades, cfg.measured_fail_decades
     elif ctx.static is not None:
         source, ratios = "static", ctx.static.recurrent_log10_time_ratio
-        warn, fail = cfg.predicted_warn_decades, cfg.predicted_fail_decades
     else:
         return []
+    warn, fail = cfg.recurrent_warn_decades, cfg.recurrent_fail_decades
     if direction == "vanishing":  # stated without the head offset `beyond` adds (RuleConfig)
         fail = cfg.recurrent_vanishing_fail_decades - HEAD_OFFSET_DECADES
     names, hits = node_by_name(ctx.graph), []
