@@ -174,9 +174,11 @@ def measured_flow(ctx: Context, direction: str) -> list[Hit]:
       "Predicted gradient flow explodes: {reason}")
 def predicted_exploding(ctx: Context) -> list[Hit]:
     """What it detects
-    The signal-propagation estimate puts the first weight layer's gradient RMS above the last's
-    by more than the configured decades, or predicts an absolute scale far above unit (output or
-    a weight gradient RMS above 10^4). The finding names the layers where the gain concentrates.
+    The signal-propagation estimate puts the first weight layer's relative update per position
+    (gradient RMS / weight RMS / sqrt(positions)) above the last's by more than the configured
+    decades, or predicts an absolute scale far above unit (output or a weight gradient RMS above
+    10^4). The finding names the layers where the gain concentrates. Where the probe ran, it is
+    at most as severe as the measurement (GA103), and a note where the probe contradicts it.
 
     Why it matters
     A gradient that grows geometrically toward the input makes the early layers take steps far
@@ -203,9 +205,10 @@ def predicted_exploding(ctx: Context) -> list[Hit]:
       "Predicted gradient flow vanishes: {reason}")
 def predicted_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
-    The signal-propagation estimate puts the first weight layer's gradient RMS below the last's
-    by more than the configured decades (shifted by one for the head), or predicts signal
-    collapse (output RMS below 10^-3, every weight gradient below 10^-5).
+    The signal-propagation estimate puts the first weight layer's relative update per position
+    below the last's by more than the configured decades (shifted by one for the head), or
+    predicts signal collapse (output RMS below 10^-3, every weight gradient below 10^-5). Where
+    the probe ran, it is at most as severe as the measurement (GA104).
 
     Why it matters
     The early layers receive almost no gradient and stay at their random initialisation; a
@@ -230,8 +233,9 @@ def predicted_vanishing(ctx: Context) -> list[Hit]:
       "Measured gradient flow explodes: {reason}")
 def measured_exploding(ctx: Context) -> list[Hit]:
     """What it detects
-    The probe's first/last weight-gradient ratio exceeds the configured decades, or a weight's
-    gradient RMS or the output RMS exceeds 10^4 (non-finite values are GA105).
+    The probe's first/last ratio of relative updates per position (gradient RMS / weight RMS /
+    sqrt(positions), README "What the gate measures") exceeds the configured decades, or a
+    weight's gradient RMS or the output RMS exceeds 10^4 (non-finite values are GA105).
 
     Why it matters
     Measured on real forward and backward passes, this is the exploding gradient itself: the
@@ -255,8 +259,9 @@ def measured_exploding(ctx: Context) -> list[Hit]:
       "Measured gradient flow vanishes: {reason}")
 def measured_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
-    The probe's first/last weight-gradient ratio is below the configured decades (shifted by one
-    for the head), or the signal collapses (output RMS below 10^-3, every gradient below 10^-5).
+    The probe's first/last ratio of relative updates per position is below the configured
+    decades (shifted by one for the head), or the signal collapses (output RMS below 10^-3,
+    every gradient below 10^-5).
 
     Why it matters
     The early layers will not learn: their updates are orders of magnitude smaller than the
