@@ -77,6 +77,22 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
     return Diagnosis("healthy", ())
 
 
+def log10_update_ratio(ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]) -> float | None:
+    """The first/last ratio of relative updates per position: the gate's scale-free measure.
+
+    `ratio` is log10 of the first weight layer's gradient RMS over the last's; `weight_rms` and
+    `positions` are (first, last): each weight's RMS and how many positions per example it is
+    applied at (graph.weight_positions). One learning rate moves a layer by lr |g|/|w| of its own
+    size, so dividing by |w| stops a 27-input stem's weights being compared with a 1280-input
+    head's; a convolution's gradient sums its positions' contributions, ~sqrt(positions) of one,
+    so dividing by that stops a 16x16 stem being compared with a 1x1 head. None when undefined
+    (a zero weight, a non-finite ratio)."""
+    weights = log10_ratio(*weight_rms)
+    if ratio is None or not math.isfinite(ratio) or weights is None:
+        return None
+    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1])
+
+
 def log10_ratio(first: float, last: float) -> float | None:
     """log10(first / last) of two gradient RMS values; None when undefined (zero or non-finite)."""
     if not (math.isfinite(first) and math.isfinite(last)) or first <= 0 or last <= 0:

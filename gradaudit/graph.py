@@ -281,6 +281,20 @@ def gradient_reaching(graph: nx.DiGraph) -> set[str]:
     return reached
 
 
+def weight_positions(graph: nx.DiGraph, node: str) -> int:
+    """How many positions per example a node applies its weight at: a convolution's output pixels,
+    a recurrent layer's steps, a linear layer's tokens (the dims between batch and features); 1
+    for an embedding (each row is read where its token occurs) and for a plain (batch, features) layer."""
+    data = graph.nodes[node]
+    shape = data.get("out_shape") or ()
+    if data["op"] == "embedding" or len(shape) < 3:
+        return 1
+    if data["op"] == "recurrent":
+        return max(int(data["attrs"].get("seq_len") or 1), 1)
+    inner = shape[2:] if data["op"] == "conv" else shape[1:-1]
+    return max(math.prod(d for d in inner if isinstance(d, int) and d > 0), 1)
+
+
 def flow_ends(graph: nx.DiGraph, layers: Sequence[T]) -> list[T]:
     """The weight layers (anything with a `.node`) the first/last gradient ratio compares: those
     a gradient reaches at initialisation (gradient_reaching). A layer whose result nothing

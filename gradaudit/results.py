@@ -48,6 +48,7 @@ class StaticResult:
     unknown_ops: list[str] = field(default_factory=list)  # op types no gain rule covered
     partial: bool = False
     recurrent_log10_time_ratio: dict[str, float] = field(default_factory=dict)
+    log10_update_ratio_first_last: float | None = None  # relative updates |g|/|w|, first over last
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ProbeResult:
     grad_norm: float | None = None  # global gradient norm (clipping threshold evidence)
     sharpness: float | None = None  # largest Hessian eigenvalue estimate, when asked for
     seconds: float = 0.0
+    log10_update_ratio_first_last: float | None = None  # relative updates |g|/|w|, first over last
 
 
 @dataclass(frozen=True)

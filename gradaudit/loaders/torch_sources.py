@@ -63,9 +63,11 @@ def _load_file(path_text: str) -> Any:
     assert spec is not None and spec.loader is not None
     namespace = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent))
+    sys.modules[spec.name] = namespace  # dataclasses and pickling look the module up by its name
     try:
         spec.loader.exec_module(namespace)
     except Exception as error:
+        del sys.modules[spec.name]
         raise InputError(f"loading {path_text} raised {first_line(error)}") from error
     finally:
         sys.path.remove(str(path.parent))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from gradaudit.errors import GradauditError, InputError
+from gradaudit.graph import weight_positions
 from gradaudit.model import ModelHandle, Runner
 from gradaudit.probe.batches import BatchSource, as_batch, describe, float_moments
 from gradaudit.probe.objective import Objective, objective_for, output_tensors
@@ -310,4 +311,5 @@ def run_probe(
             if records and timeout is not None and time.perf_counter() - started > timeout:
                 break
             records.append(_measure_pass(ctx, seed + index, first_pass=not records))
-    return combine(ctx.plan, records, weight_rms, ctx.objective.label, time.perf_counter() - started)
+    positions = {node: weight_positions(handle.graph, node) for node in ctx.plan.weight_nodes}
+    return combine(ctx.plan, records, weight_rms, ctx.objective.label, time.perf_counter() - started, positions)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from statistics import fmean
 
-from gradaudit.diagnosis import FlowSummary, diagnose, log10_ratio
+from gradaudit.diagnosis import FlowSummary, diagnose, log10_ratio, log10_update_ratio
 from gradaudit.graph import WeightLayer
 from gradaudit.probe.plan import CapturePlan
 from gradaudit.results import LayerProbe, ProbeResult
@@ -69,11 +69,15 @@ def _layer(plan_layer: WeightLayer, records: list[PassRecord], weight_rms: float
     )
 
 
-def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float) -> ProbeResult:
-    """One ProbeResult from the passes that ran (at least one)."""
+def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float,
+            positions: dict[str, int]) -> ProbeResult:
+    """One ProbeResult from the passes that ran (at least one); `positions` maps a weight node to
+    graph.weight_positions."""
     layers = [_layer(w, records, weight_rms[w.param]) for w in plan.weights]
     ends = [layer for layer in layers if layer.node in plan.flow_nodes]
     ratio = log10_ratio(ends[0].grad_rms, ends[-1].grad_rms) if ends else None
+    update_ratio = log10_update_ratio(ratio, (ends[0].weight_rms, ends[-1].weight_rms),
+                                      (positions[ends[0].node], positions[ends[-1].node])) if ends else None
     recurrent = {
         site.name: fmean(values)
         for site in plan.recurrent
@@ -98,4 +102,5 @@ def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, 
         grad_norm=math.sqrt(fmean(r.grad_norm_sq for r in records)),
         sharpness=records[0].sharpness,
         seconds=seconds,
+        log10_update_ratio_first_last=update_ratio,
     )

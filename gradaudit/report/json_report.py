@@ -51,6 +51,7 @@ def _static_dict(static: StaticResult | None) -> dict[str, Any] | None:
         return None
     return {
         "log10_ratio_first_last": finite_or_none(static.log10_ratio_first_last),
+        "log10_update_ratio_first_last": finite_or_none(static.log10_update_ratio_first_last),
         "diagnosis": static.diagnosis.label,
         "output_rms": finite_or_none(static.output_rms),
         "partial": static.partial,
@@ -88,6 +89,7 @@ def _dynamic_dict(probe: ProbeResult | None) -> dict[str, Any] | None:
         return None
     return {
         "log10_ratio_first_last": finite_or_none(probe.log10_ratio_first_last),
+        "log10_update_ratio_first_last": finite_or_none(probe.log10_update_ratio_first_last),
         "nonfinite": probe.nonfinite,
         "first_nonfinite": clean(probe.first_nonfinite) if probe.first_nonfinite is not None else None,
         "passes": probe.passes,

@@ -23,7 +23,9 @@ def static_partial(ctx: Context) -> list[Hit]:
 
     Why it matters
     Unknown ops are treated as identity, so a prediction through them can be off by their real
-    gain; without a probe to check it, a healthy verdict may be wrong.
+    gain; without a probe to check it, a healthy verdict may be wrong. Where the probe ran, the
+    gate follows the measurement, so the gap is the tool's, not the model's: a note (info),
+    naming the nodes; a warning only when the verdict rests on the estimate alone.
 
     Example
     A custom CUDA op, or an ONNX op outside the supported vocabulary (e.g. NonMaxSuppression).
@@ -40,8 +42,20 @@ def static_partial(ctx: Context) -> list[Hit]:
     unknown = sorted(set(ctx.static.unknown_ops))
     if not (unknown or ctx.static.partial or graph_reason):
         return []
-    parts = ([f"no gain rule for {', '.join(unknown)}"] if unknown else []) + ([graph_reason] if graph_reason else [])
-    return [Hit([], {"reason": "; ".join(parts) or "some ops were not modelled", "unknown_ops": unknown})]
+    nodes = [ctx.graph.nodes[n]["name"] for n, e in ctx.static.nodes.items() if not e.known and n in ctx.graph]
+    where = f" (at {_listed(nodes)})" if nodes else ""
+    parts = ([f"no gain rule for {', '.join(unknown)}{where}"] if unknown else []) + ([graph_reason] if graph_reason else [])
+    evidence = {"reason": "; ".join(parts) or "some ops were not modelled", "unknown_ops": unknown, "nodes": nodes}
+    return [Hit([], evidence, "info" if ctx.probe is not None else "warning")]
+
+
+NAMED_NODES = 5
+
+
+def _listed(names: list[str]) -> str:
+    """The first NAMED_NODES names, and how many more."""
+    shown = ", ".join(names[:NAMED_NODES])
+    return shown + (f" and {len(names) - NAMED_NODES} more" if len(names) > NAMED_NODES else "")
 
 
 @rule("GA502", "probe-skipped", "warning",

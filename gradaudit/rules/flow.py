@@ -1,9 +1,12 @@
 """GA1xx: gradient flow, predicted (static) and measured (probe), across layers and through time.
 
-The flow rules read the one diagnosis of gradaudit.diagnosis and the first/last ratio it is based
-on; the config's decades grade the ratio, and the scale-only part of the diagnosis (output or
-gradient RMS far from unit, which a residual stack can reach with a flat ratio) is re-derived with
-the same `diagnose` so no threshold is restated here. "Where" is the set of layers carrying most
+The flow rules grade the first/last ratio of relative update sizes |g|/|w| (`gate_ratio`; the raw
+gradient RMS ratio of the diagnosis where a weight is zero): what one learning rate does to the
+first layer against the last, without comparing a small-fan-in stem's weights with a wide head's.
+The config's decades grade it, and the scale-only part of the diagnosis (output or gradient RMS
+far from unit, which a residual stack can reach with a flat ratio) is re-derived with the same
+`diagnose` so no threshold is restated here. Where the probe ran, a prediction it contradicts is a
+note (info): the gate follows the measurement (DESIGN.md). "Where" is the set of layers carrying most
 of the gain: per-layer contributions (backward gains for a ratio, forward RMS growth for a runaway
 scale), kept while at least CONCENTRATION_SHARE of the largest one.
 """
@@ -14,7 +17,9 @@ import math
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
+from gradaudit.gate import SEVERITY_RANK
 from gradaudit.graph import flow_ends, forward_order
+from gradaudit.results import ProbeResult, StaticResult
 from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
 
@@ -89,8 +94,15 @@ def _positive(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+def gate_ratio(result: StaticResult | ProbeResult) -> float | None:
+    """The ratio the gate grades: relative updates where defined, else the raw gradient ratio."""
+    update = result.log10_update_ratio_first_last
+    return update if update is not None else result.log10_ratio_first_last
+
+
 def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float, fail: float,
-              contributions: Callable[[Context, bool], dict[str, float]], ctx: Context, label: str) -> list[Hit]:
+              contributions: Callable[[Context, bool], dict[str, float]], ctx: Context, label: str,
+              raw_ratio: float | None) -> list[Hit]:
     severity = flow_severity(ratio, scale, direction, warn, fail)
     if severity is None:
         return []
@@ -102,7 +114,7 @@ def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float
     reasons = [_ratio_text(ratio)] if by_ratio else []
     reasons += [r for r in scale.reasons if scale.label == direction]
     gains = contributions(ctx, not by_ratio)
-    evidence = {"log10_ratio": ratio, "diagnosis": label, "reason": "; ".join(reasons),
+    evidence = {"log10_ratio": raw_ratio, "log10_update_ratio": ratio, "diagnosis": label, "reason": "; ".join(reasons),
                 "scale_reasons": list(scale.reasons), "gain_kind": "backward" if by_ratio else "forward",
                 "layer_log10_gains": gains}
     return [Hit(concentration(gains, direction) or list(gains), evidence, severity)]
@@ -111,7 +123,7 @@ def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float
 def _ratio_text(ratio: float) -> str:
     if math.isinf(ratio):
         return "the first layer's gradient underflows to 0 while the last layer's does not"
-    return f"first/last gradient ratio 10^{ratio:+.1f}"
+    return f"first/last relative update ratio (|g|/|w|) 10^{ratio:+.1f}"
 
 
 def _static_scale(ctx: Context) -> Diagnosis:
@@ -133,14 +145,15 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     if ctx.static is None or static_nonfinite_node(ctx) is not None:
         return []
     cfg = ctx.config
-    hits = _flow_hit(direction, ctx.static.log10_ratio_first_last, _static_scale(ctx),
+    hits = _flow_hit(direction, gate_ratio(ctx.static), _static_scale(ctx),
                      cfg.predicted_warn_decades, cfg.predicted_fail_decades,
-                     static_contributions, ctx, ctx.static.diagnosis.label)
-    if ctx.static.partial and ctx.probe is not None and not ctx.probe.nonfinite and ctx.probe.diagnosis.label != direction:
-        # a partial estimate (ops without a gain rule, a graph fx could not trace) that the
-        # measurement contradicts is a lead, not a verdict: the gate follows the measurement
+                     static_contributions, ctx, ctx.static.diagnosis.label, ctx.static.log10_ratio_first_last)
+    if ctx.probe is not None and not ctx.probe.nonfinite:
+        # the gate follows the measurement: a prediction is at most as severe as what the probe
+        # measured in its direction, and a note where the probe contradicts it
+        measured = max((SEVERITY_RANK[h.severity] for h in measured_flow(ctx, direction)), default=0)
         for hit in hits:
-            hit.severity = "warning"
+            hit.severity = min(hit.severity, ("info", "warning", "error")[measured], key=SEVERITY_RANK.get)
     return hits
 
 
@@ -152,13 +165,14 @@ def _measured_ratio(ctx: Context) -> float | None:
     return ctx.probe.log10_ratio_first_last
 
 
-def _measured(ctx: Context, direction: str) -> list[Hit]:
+def measured_flow(ctx: Context, direction: str) -> list[Hit]:
     if ctx.probe is None or ctx.probe.nonfinite:
         return []
     cfg = ctx.config
-    return _flow_hit(direction, _measured_ratio(ctx), _measured_scale(ctx),
+    update = ctx.probe.log10_update_ratio_first_last
+    return _flow_hit(direction, _measured_ratio(ctx) if update is None else update, _measured_scale(ctx),
                      cfg.measured_warn_decades, cfg.measured_fail_decades,
-                     measured_contributions, ctx, ctx.probe.diagnosis.label)
+                     measured_contributions, ctx, ctx.probe.diagnosis.label, ctx.probe.log10_ratio_first_last)
 
 
 @rule("GA101", "predicted-exploding-gradients", "error",
@@ -166,9 +180,11 @@ def _measured(ctx: Context, direction: str) -> list[Hit]:
       "Predicted gradient flow explodes: {reason}")
 def predicted_exploding(ctx: Context) -> list[Hit]:
     """What it detects
-    The signal-propagation estimate puts the first weight layer's gradient RMS above the last's
-    by more than the configured decades, or predicts an absolute scale far above unit (output or
-    a weight gradient RMS above 10^4). The finding names the layers where the gain concentrates.
+    The signal-propagation estimate puts the first weight layer's relative update per position
+    (gradient RMS / weight RMS / sqrt(positions)) above the last's by more than the configured
+    decades, or predicts an absolute scale far above unit (output or a weight gradient RMS above
+    10^4). The finding names the layers where the gain concentrates. Where the probe ran, it is
+    at most as severe as the measurement (GA103), and a note where the probe contradicts it.
 
     Why it matters
     A gradient that grows geometrically toward the input makes the early layers take steps far
@@ -195,9 +211,10 @@ def predicted_exploding(ctx: Context) -> list[Hit]:
       "Predicted gradient flow vanishes: {reason}")
 def predicted_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
-    The signal-propagation estimate puts the first weight layer's gradient RMS below the last's
-    by more than the configured decades (shifted by one for the head), or predicts signal
-    collapse (output RMS below 10^-3, every weight gradient below 10^-5).
+    The signal-propagation estimate puts the first weight layer's relative update per position
+    below the last's by more than the configured decades (shifted by one for the head), or
+    predicts signal collapse (output RMS below 10^-3, every weight gradient below 10^-5). Where
+    the probe ran, it is at most as severe as the measurement (GA104).
 
     Why it matters
     The early layers receive almost no gradient and stay at their random initialisation; a
@@ -222,8 +239,9 @@ def predicted_vanishing(ctx: Context) -> list[Hit]:
       "Measured gradient flow explodes: {reason}")
 def measured_exploding(ctx: Context) -> list[Hit]:
     """What it detects
-    The probe's first/last weight-gradient ratio exceeds the configured decades, or a weight's
-    gradient RMS or the output RMS exceeds 10^4 (non-finite values are GA105).
+    The probe's first/last ratio of relative updates per position (gradient RMS / weight RMS /
+    sqrt(positions), README "What the gate measures") exceeds the configured decades, or a
+    weight's gradient RMS or the output RMS exceeds 10^4 (non-finite values are GA105).
 
     Why it matters
     Measured on real forward and backward passes, this is the exploding gradient itself: the
@@ -239,7 +257,7 @@ def measured_exploding(ctx: Context) -> list[Hit]:
     References
     Pascanu et al. 2013, On the difficulty of training recurrent neural networks; DESIGN.md.
     """
-    return _measured(ctx, "exploding")
+    return measured_flow(ctx, "exploding")
 
 
 @rule("GA104", "measured-vanishing-gradients", "error",
@@ -247,8 +265,9 @@ def measured_exploding(ctx: Context) -> list[Hit]:
       "Measured gradient flow vanishes: {reason}")
 def measured_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
-    The probe's first/last weight-gradient ratio is below the configured decades (shifted by one
-    for the head), or the signal collapses (output RMS below 10^-3, every gradient below 10^-5).
+    The probe's first/last ratio of relative updates per position is below the configured
+    decades (shifted by one for the head), or the signal collapses (output RMS below 10^-3,
+    every gradient below 10^-5).
 
     Why it matters
     The early layers will not learn: their updates are orders of magnitude smaller than the
@@ -264,7 +283,7 @@ def measured_vanishing(ctx: Context) -> list[Hit]:
     References
     Hochreiter 1991; Glorot & Bengio 2010; You et al. 2017 (LARS).
     """
-    return _measured(ctx, "vanishing")
+    return measured_flow(ctx, "vanishing")
 
 
 def static_nonfinite_node(ctx: Context) -> str | None:
@@ -311,7 +330,7 @@ def nonfinite_flow(ctx: Context) -> list[Hit]:
     return []
 
 
-@rule("GA106", "static-dynamic-disagreement", "warning",
+@rule("GA106", "static-dynamic-disagreement", "info",
       "The static prediction and the measurement disagree.",
       "Static and measured gradient flow disagree: predicted {static_diagnosis} "
       "({static_why}), measured {measured_diagnosis} ({measured_why})")
@@ -323,7 +342,8 @@ def disagreement(ctx: Context) -> list[Hit]:
     Why it matters
     One of the two is wrong about this model: an op the estimator models poorly (finite width,
     data-dependent routing, unusual inputs) or a probe batch unlike real data. The report's
-    diagnosis follows the measurement; the gap says how far to trust the prediction elsewhere.
+    diagnosis and the gate follow the measurement, so this is a note on the estimator (info); the
+    gap says how far to trust the prediction elsewhere (a `--static-only` run of a similar model).
 
     Example
     GELU + He at width 256: predicted -11.1 decades over 50 layers, measured -6.5 +- 3.6.
@@ -368,12 +388,13 @@ def _through_time(ctx: Context, direction: str) -> list[Hit]:
     cfg = ctx.config
     if ctx.probe is not None and ctx.probe.recurrent_log10_time_ratio:
         source, ratios = "probe", ctx.probe.recurrent_log10_time_ratio
-        warn, fail = cfg.measured_warn_decades, cfg.measured_fail_decades
     elif ctx.static is not None:
         source, ratios = "static", ctx.static.recurrent_log10_time_ratio
-        warn, fail = cfg.predicted_warn_decades, cfg.predicted_fail_decades
     else:
         return []
+    warn, fail = cfg.recurrent_warn_decades, cfg.recurrent_fail_decades
+    if direction == "vanishing":  # stated without the head offset `beyond` adds (RuleConfig)
+        fail = cfg.recurrent_vanishing_fail_decades - HEAD_OFFSET_DECADES
     names, hits = node_by_name(ctx.graph), []
     for key, ratio in ratios.items():
         name = ctx.graph.nodes[key]["name"] if key in ctx.graph else key
@@ -422,7 +443,9 @@ def recurrent_exploding(ctx: Context) -> list[Hit]:
 def recurrent_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
     The gradient reaching a recurrent layer's first time step is below 10^-(decades+1) of the
-    gradient at its last step (measured, else predicted).
+    gradient at its last step (measured, else predicted): a warning; an error below
+    10^-recurrent-vanishing-fail-decades (default 6: nn.LSTM and nn.GRU at their default init
+    reach 10^-3.9 and 10^-4.9 over 24 steps and still train).
 
     Why it matters
     The layer cannot learn dependencies longer than a few steps: the early inputs' gradient is

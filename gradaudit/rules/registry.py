@@ -30,22 +30,37 @@ RULE_FAILED = "GA503"  # the code the registry reports a failing rule under
 class RuleConfig:
     """Thresholds and ignores of the rules; loaded from `[tool.gradaudit]` by gradaudit.config.
 
-    Flow thresholds are in decades of the first/last weight-gradient ratio. They apply as given
-    on the exploding side and shifted by gradaudit.rules.flow.HEAD_OFFSET_DECADES on the vanishing
-    side, because the head's own gradient is normally ~10x the first layer's (DESIGN.md): the
-    defaults reproduce the diagnosis band (> 2 exploding, < -3 vanishing) as the error level.
-    Recurrent through-time ratios use the same levels; the compounded init mismatch (GA201) uses
-    the predicted ones without the head offset.
+    Flow thresholds are in decades of the first/last relative update ratio (rules.flow.gate_ratio).
+    They apply as given on the exploding side and shifted by gradaudit.rules.flow.HEAD_OFFSET_DECADES
+    on the vanishing side, because the head's own gradient is normally ~10x the first layer's
+    (DESIGN.md). The defaults (warning past 3, error past 4) are calibrated on
+    benchmarks/real_models.py: standard architectures at default init measure between -2.0 and
+    +2.3, broken variants that fail to train by their flow -11.6 and below or +10.8 (README,
+    "What the numbers mean"). Recurrent through-time ratios have their own levels, the error on
+    the vanishing side further out: nn.LSTM and nn.GRU at PyTorch's default init measure 10^-3.9 and 10^-4.9 over 24 steps and
+    train (benchmarks/train_labels.py), so that reach is worth a warning (the forget-gate bias),
+    an error only below -recurrent_vanishing_fail_decades. The compounded init mismatch (GA201)
+    has its own levels, without the head offset.
     """
 
     predicted_warn_decades: float = field(
-        default=1.0, metadata={"doc": "predicted flow: warning beyond this many decades"})
+        default=3.0, metadata={"doc": "predicted flow: warning beyond this many decades"})
     predicted_fail_decades: float = field(
-        default=2.0, metadata={"doc": "predicted flow: error beyond this many decades"})
+        default=4.0, metadata={"doc": "predicted flow: error beyond this many decades"})
     measured_warn_decades: float = field(
-        default=1.0, metadata={"doc": "measured flow: warning beyond this many decades"})
+        default=3.0, metadata={"doc": "measured flow: warning beyond this many decades"})
     measured_fail_decades: float = field(
-        default=2.0, metadata={"doc": "measured flow: error beyond this many decades"})
+        default=4.0, metadata={"doc": "measured flow: error beyond this many decades"})
+    init_warn_decades: float = field(
+        default=1.0, metadata={"doc": "compounded init mismatch (GA201): warning beyond this many decades"})
+    init_fail_decades: float = field(
+        default=2.0, metadata={"doc": "compounded init mismatch (GA201): error beyond this many decades"})
+    recurrent_warn_decades: float = field(
+        default=1.0, metadata={"doc": "recurrent first/last time-step gradient ratio: warning beyond this many decades"})
+    recurrent_fail_decades: float = field(
+        default=2.0, metadata={"doc": "recurrent first/last time-step gradient ratio: error beyond this many decades"})
+    recurrent_vanishing_fail_decades: float = field(
+        default=6.0, metadata={"doc": "recurrent first/last time-step gradient ratio: error below minus this many decades"})
     ignore: list[str] = field(default_factory=list, metadata={"doc": "rule codes never reported, e.g. [\"GA301\"]"})
     per_layer_ignores: dict[str, list[str]] = field(
         default_factory=dict,

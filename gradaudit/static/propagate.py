@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import networkx as nx
 import numpy as np
 
-from gradaudit.diagnosis import FlowSummary, diagnose
-from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers
+from gradaudit.diagnosis import FlowSummary, diagnose, log10_update_ratio
+from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers, weight_positions
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
@@ -236,6 +236,7 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
     ]
     ends = flow_ends(graph, weights)
     ratio = ends[0].log10_grad_rms - ends[-1].log10_grad_rms if ends else None
+    update_ratio = _log10_update_ratio(graph, ends, ratio)
     outputs = graph.graph.get("outputs", [])
     output_rms = math.sqrt(moments[outputs[0]].q) if outputs else None
     time_ratios = {graph.nodes[n]["name"]: t.time_ratio for n, t in state.transfers.items() if t.time_ratio is not None}
@@ -243,4 +244,14 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
     return StaticResult(
         nodes, weights, ratio, output_rms, diagnose(flow), unknown,
         partial=bool(unknown) or bool(graph.graph.get("partial")), recurrent_log10_time_ratio=time_ratios,
+        log10_update_ratio_first_last=update_ratio,
     )
+
+
+def _log10_update_ratio(graph: nx.DiGraph, ends: list[WeightEstimate], ratio: float | None) -> float | None:
+    """The predicted first/last relative update ratio (diagnosis.log10_update_ratio)."""
+    if not ends:
+        return None
+    first, last = ends[0], ends[-1]
+    return log10_update_ratio(ratio, (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
+                              (weight_positions(graph, first.node), weight_positions(graph, last.node)))

@@ -19,6 +19,16 @@ def test_ga501_partial_static_estimate():
     assert "did not run" in _only(handle, None, None, "GA501")[0].message
 
 
+def test_ga501_is_a_note_where_the_probe_ran():
+    """The gate follows the measurement where the probe ran: a partial estimate is then the
+    tool's gap, not the model's (GPT-2, Llama, T5, ... factory routes warned for it)."""
+    handle = sequential_handle(mlp(16, 2))
+    static = chain_static(handle)
+    static.unknown_ops, static.partial = ["cumsum"], True
+    (finding,) = _only(handle, static, probe_result(handle), "GA501")
+    assert finding.severity == "info" and "cumsum" in finding.message
+
+
 def test_ga502_probe_skipped():
     handle = sequential_handle(mlp(16, 2))
     assert _only(handle, None, None, "GA502")[0].severity == "info"

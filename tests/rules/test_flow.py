@@ -15,24 +15,29 @@ def _only(findings, code):
 
 def test_ga101_predicted_exploding_names_where_the_gain_concentrates():
     handle = sequential_handle(mlp(16, 4))
-    static = flow_static(handle, 3.0, {"4": 2.0, "5": 0.4, "2": 0.2})
+    static = flow_static(handle, 5.0, {"4": 3.0, "5": 0.4, "2": 0.2})
     (finding,) = _only(run_rules(handle, static, None), "GA101")
     assert finding.severity == "error" and finding.layers == ("4",)
-    assert finding.evidence["log10_ratio"] == pytest.approx(3.0) and finding.evidence["layer_log10_gains"]["4"] > 2.0
-    assert _only(run_rules(handle, flow_static(handle, 1.5, {"4": 1.5}), None), "GA101")[0].severity == "warning"
-    assert not _only(run_rules(handle, flow_static(handle, 0.5, {"4": 0.5}), None), "GA101")
+    assert finding.evidence["log10_ratio"] == pytest.approx(5.0) and finding.evidence["layer_log10_gains"]["4"] > 2.0
+    assert _only(run_rules(handle, flow_static(handle, 3.5, {"4": 3.5}), None), "GA101")[0].severity == "warning"
+    assert not _only(run_rules(handle, flow_static(handle, 2.5, {"4": 2.5}), None), "GA101")
 
 
-def test_a_partial_estimate_the_probe_contradicts_warns_instead_of_failing():
-    """A graph fx could not trace (only leaf modules) predicted 10^+154 on a healthy GPT-2 and
-    failed the gate; with a measurement saying otherwise, the partial estimate only warns."""
+def test_a_prediction_the_probe_contradicts_is_a_note():
+    """torchvision mobilenet_v2 and densenet121 (complete estimates, 10^2.02 and 10^2.19) and a
+    partial GPT-2 graph (10^+154) failed the gate while the probe measured them healthy and they
+    train: where the probe ran, the gate follows it (DESIGN.md) and the prediction is a note."""
     handle = sequential_handle(mlp(16, 4))
-    static = flow_static(handle, 3.0, {"4": 2.0})
+    static = flow_static(handle, 5.0, {"4": 3.0})
     healthy = probe_result(handle, [1e-2, 1e-2, 1e-2, 1e-2])
-    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "error"  # complete estimate: stands
+    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "info"
     static.partial = True
-    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "warning"
+    assert _only(run_rules(handle, static, healthy), "GA101")[0].severity == "info"
     assert _only(run_rules(handle, static, None), "GA101")[0].severity == "error"  # nothing contradicts it
+    exploding = probe_result(handle, [1e4, 1.0, 0.5, 0.1])
+    assert _only(run_rules(handle, static, exploding), "GA101")[0].severity == "error"  # the probe agrees
+    growing = probe_result(handle, [1e3, 1.0, 0.5, 0.1])  # measured 10^3.0: a warning
+    assert _only(run_rules(handle, static, growing), "GA101")[0].severity == "warning"  # capped by it
 
 
 def test_ga101_absolute_scale_explodes_with_a_flat_ratio():
@@ -52,18 +57,18 @@ def test_ga102_predicted_vanishing_default_init_vs_he():
 
 def test_ga102_band_is_shifted_by_the_head_offset():
     handle = sequential_handle(mlp(16, 4))
-    assert _only(run_rules(handle, flow_static(handle, -2.5, {"0": -2.5}), None), "GA102")[0].severity == "warning"
-    assert not _only(run_rules(handle, flow_static(handle, -1.5, {"0": -1.5}), None), "GA102")
+    assert _only(run_rules(handle, flow_static(handle, -4.5, {"0": -4.5}), None), "GA102")[0].severity == "warning"
+    assert not _only(run_rules(handle, flow_static(handle, -3.5, {"0": -3.5}), None), "GA102")
 
 
 def test_ga103_ga104_measured_flow_and_config_thresholds():
     handle = sequential_handle(mlp(16, 4))
-    exploding = probe_result(handle, [1e2, 1.0, 0.5, 0.1])
+    exploding = probe_result(handle, [1e4, 1.0, 0.5, 0.1])
     (finding,) = _only(run_rules(handle, None, exploding), "GA103")
     assert finding.severity == "error" and finding.layers == ("2",)
-    relaxed = RuleConfig(measured_fail_decades=4.0)
+    relaxed = RuleConfig(measured_fail_decades=6.0)
     assert _only(run_rules(handle, None, exploding, relaxed), "GA103")[0].severity == "warning"
-    vanishing = probe_result(handle, [1e-6, 1e-3, 1e-2, 1e-2])
+    vanishing = probe_result(handle, [1e-8, 1e-3, 1e-2, 1e-2])
     (finding,) = _only(run_rules(handle, None, vanishing), "GA104")
     assert finding.severity == "error" and finding.layers == ("2",)
     healthy = probe_result(handle, [0.01, 0.02, 0.03, 0.05])
@@ -103,9 +108,22 @@ def test_ga107_ga108_recurrent_through_time():
     assert _only(run_rules(handle, None, mild), "GA107")[0].severity == "warning"
     assert not _only(run_rules(handle, None, probe_result(handle, recurrent_log10_time_ratio={"rnn": 0.2})), "GA107")
     lstm = recurrent_handle("lstm")
-    static = flow_static(lstm, 0.0, {}, recurrent={"rnn": -5.0})
+    static = flow_static(lstm, 0.0, {}, recurrent={"rnn": -7.0})
     (finding,) = _only(run_rules(lstm, static, None), "GA108")
     assert finding.evidence["cell"] == "lstm" and finding.evidence["source"] == "static"
+    assert finding.severity == "error"
+
+
+def test_ga108_default_init_lstm_reach_warns():
+    """nn.LSTM / nn.GRU at default init measure 10^-3.9 / 10^-4.9 through 24 steps and train
+    with Adam (benchmarks/train_labels.json): a warning; the error starts below 10^-6."""
+    lstm = recurrent_handle("lstm")
+    probe = probe_result(lstm, recurrent_log10_time_ratio={"rnn": -4.9})
+    assert _only(run_rules(lstm, None, probe), "GA108")[0].severity == "warning"
+    probe = probe_result(lstm, recurrent_log10_time_ratio={"rnn": -6.5})
+    assert _only(run_rules(lstm, None, probe), "GA108")[0].severity == "error"
+    relaxed = RuleConfig(recurrent_vanishing_fail_decades=8.0)
+    assert _only(run_rules(lstm, None, probe, relaxed), "GA108")[0].severity == "warning"
     assert not _only(run_rules(lstm, flow_static(lstm, 0.0, {}, recurrent={"rnn": -1.0}), None), "GA108")
 
 
