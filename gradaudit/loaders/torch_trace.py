@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import io
 import operator
 import warnings
 from dataclasses import dataclass
@@ -246,7 +247,10 @@ def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResul
     user's module like an fx trace; every module is traced through (no leaves).
     """
     work = copy.deepcopy(module).train()
-    program = torch.export.export(work, example_inputs, strict=False).run_decompositions({})
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        # a model torch.export cannot trace makes it print the partial graph before it raises; the
+        # failure itself reaches the caller, which falls back to another tracer
+        program = torch.export.export(work, example_inputs, strict=False).run_decompositions({})
     exported = program.module()
     for node in exported.graph.nodes:
         if node.target is torch.ops.aten.copy.default:
