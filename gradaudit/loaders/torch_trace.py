@@ -236,6 +236,10 @@ def has_path(module: torch.nn.Module, target: str) -> bool:
     return True
 
 
+FUSED_RECURRENT_OPS = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input, torch.ops.aten.rnn_tanh.input,
+                       torch.ops.aten.rnn_relu.input)
+
+
 def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResult:
     """Trace as PyTorch itself does: torch.export (non-strict), functionalised, then traced concretely.
 
@@ -252,6 +256,10 @@ def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResul
         # failure itself reaches the caller, which falls back to another tracer
         program = torch.export.export(work, example_inputs, strict=False).run_decompositions({})
     exported = program.module()
+    fused = sorted({str(node.target) for node in exported.graph.nodes if node.target in FUSED_RECURRENT_OPS})
+    if fused:
+        raise ValueError(f"torch.export flattens recurrent modules into {', '.join(fused)}, which the static "
+                         "estimate reads only as the nn.RNN/LSTM/GRU module")
     for node in exported.graph.nodes:
         if node.target is torch.ops.aten.copy.default:
             node.target = copy_into
