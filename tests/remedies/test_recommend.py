@@ -29,8 +29,8 @@ def _scenarios():
     return [
         (n01, chain_static(n01), probe_result(n01, [0.01, 0.01, 0.01], grad_norm=2.5)),
         (default, chain_static(default), None),
-        (small, flow_static(small, 3.0, {"4": 2.0, "6": 0.15, "7": 0.1}), probe_result(small, [1e2, 1.0, 0.5, 0.1])),
-        (small, None, probe_result(small, [1e-6, 1e-3, 1e-2, 1e-2], sharpness=40.0)),
+        (small, flow_static(small, 5.0, {"4": 3.5, "6": 0.15, "7": 0.1}), probe_result(small, [1e4, 1.0, 0.5, 0.01])),
+        (small, None, probe_result(small, [1e-8, 1e-3, 1e-2, 1e-2], sharpness=40.0)),
         (small, None, probe_result(small, nonfinite=True, first_nonfinite="2")),
         (small, None, probe_result(small, nonfinite=True, grad_norm=None)),
         (small, None, probe_result(small, **{"2": {"dead_frac": 0.95, "act_mean": -2.0},
@@ -39,7 +39,7 @@ def _scenarios():
         (rnn, None, probe_result(rnn, recurrent_log10_time_ratio={"rnn": 3.0})),
         (rnn, flow_static(rnn, 3.0, {"rnn": 3.0}), None),
         (rnn, None, probe_result(rnn, recurrent_log10_time_ratio={"rnn": -4.0})),
-        (lstm, None, probe_result(lstm, recurrent_log10_time_ratio={"rnn": -5.0})),
+        (lstm, None, probe_result(lstm, recurrent_log10_time_ratio={"rnn": -7.0})),
         (residual_handle(10), chain_static(residual_handle(10)), None),
     ]
 
@@ -97,7 +97,7 @@ def test_rescale_snippet_brings_measured_gain_to_one():
 
 def test_prune_snippet_keeps_the_stated_weight_energy():
     handle = sequential_handle(mlp(16, 4))
-    static = flow_static(handle, 3.0, {"4": 0.1, "6": 0.08})
+    static = flow_static(handle, 5.0, {"4": 0.1, "6": 0.08})
     (finding,) = [f for f in run_rules(handle, static, None) if f.code == "GA101"]
     (rec,) = [r for r in recommend([finding], handle, static, None) if r.remedy == "pruning"]
     torch.manual_seed(0)
@@ -135,7 +135,7 @@ def test_batch_shift_snippet_recentres_the_bias():
 
 def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
     handle = recurrent_handle("lstm", hidden=16)
-    probe = probe_result(handle, recurrent_log10_time_ratio={"rnn": -5.0})
+    probe = probe_result(handle, recurrent_log10_time_ratio={"rnn": -7.0})
     (finding,) = [f for f in run_rules(handle, None, probe) if f.code == "GA108"]
     (rec,) = recommend([finding], handle, None, probe)
     module = nn.Module()
@@ -144,7 +144,7 @@ def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
     assert torch.all(module.rnn.bias_hh_l0[16:32] == 1.0) and not torch.all(module.rnn.bias_hh_l0[:16] == 1.0)  # exact: the snippet fills 1.0
 
     small = sequential_handle(mlp(16, 4))
-    probe = probe_result(small, [1e2, 1.0, 0.5, 0.1], grad_norm=3.0, sharpness=40.0)
+    probe = probe_result(small, [1e4, 1.0, 0.5, 0.01], grad_norm=3.0, sharpness=40.0)
     recs = {r.remedy: r for r in recommend(run_rules(small, None, probe), small, None, probe)}
     assert "3" in recs["gradient_clipping"].action and "x to" in recs["lr_adaptation"].action
     assert "2/sharpness" not in recs["lr_adaptation"].action  # a sharpness at an exploding init bounds nothing
@@ -181,11 +181,11 @@ def test_residual_branch_scale_snippet():
 
 def test_no_clipping_at_an_exploded_norm_and_no_rescale_of_recurrent_layers():
     small = sequential_handle(mlp(16, 4))
-    probe = probe_result(small, [1e2, 1.0, 0.5, 0.1], grad_norm=1e9)
+    probe = probe_result(small, [1e4, 1.0, 0.5, 0.01], grad_norm=1e9)
     recs = recommend(run_rules(small, None, probe), small, None, probe)
     assert recs and not [r for r in recs if r.remedy == "gradient_clipping"]
     rnn = recurrent_handle("rnn_tanh")
-    static = flow_static(rnn, 3.0, {"rnn": 3.0})
+    static = flow_static(rnn, 5.0, {"rnn": 5.0})
     recs = recommend(run_rules(rnn, static, None), rnn, static, None)
     assert not [r for r in recs if "rnn" in r.layers and r.remedy in ("reinitialization", "normalization", "pruning")]
     (lr,) = [r for r in recs if r.finding == "GA101"]  # static gradients still set per-layer rates
