@@ -6,7 +6,7 @@ passed through ops it has no rule for, and when no real backward pass checked it
 
 from __future__ import annotations
 
-from gradaudit.graph import flow_ends, weight_layers
+from gradaudit.graph import output_ancestors, weight_layers
 from gradaudit.rules.registry import Context, Hit, rule
 
 # The first/last gradient ratio compares two distinct weight layers an output depends on.
@@ -113,7 +113,10 @@ def too_few_weight_layers(ctx: Context) -> list[Hit]:
     References
     DESIGN.md (definitions: weight layer, log10_ratio_first_last).
     """
-    found = len(flow_ends(ctx.graph, weight_layers(ctx.graph)))
+    # structure, not the gradient at init: the layers behind a zero-initialised head or gate get
+    # their gradient from the first step on, and are real weight layers of the model
+    outputs_need = output_ancestors(ctx.graph)
+    found = sum(layer.node in outputs_need for layer in weight_layers(ctx.graph))
     if found >= MIN_FLOW_LAYERS:
         return []
     return [Hit([], {"found": found, "weight_layers": len(weight_layers(ctx.graph))})]
