@@ -7,26 +7,12 @@ Node names, op types and attribute names carrying ESC [ 31m, ESC ] ... BEL, CR a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from onnx import helper
 
 from tests.hostile import hostile_names, models
-
-ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("\x1b", "\r", "\x07")
-
-
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gradaudit", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
-def assert_clean(text: str) -> None:
-    for sequence in FORBIDDEN:
-        assert sequence not in text, f"{sequence!r} reached the terminal: {text!r}"
+from tests.hostile.untrusted import assert_clean, run_cli
 
 
 def test_report_and_errors_strip_escapes_from_the_model(tmp_path: Path):

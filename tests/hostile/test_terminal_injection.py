@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 import time
 import warnings
@@ -21,21 +20,9 @@ import pytest
 from gradaudit import cli
 from gradaudit.terminal import library_output_captured
 from tests.hostile import archives, models
-from tests.hostile.untrusted import assert_contained, snapshot
+from tests.hostile.untrusted import assert_clean, assert_contained, run_cli, snapshot
 
-ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("\x1b", "\x07", "\r")
 HOSTILE = "\x1b]0;owned\x07\x1b[31mred\x1b[0m\rname"
-
-
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gradaudit", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
-def assert_clean(text: str) -> None:
-    for sequence in FORBIDDEN:
-        assert sequence not in text, f"{sequence!r} reached the terminal: {text!r}"
 
 
 @pytest.mark.parametrize("output", [["-q"], ["--format", "sarif"], ["--format", "junit"]], ids=lambda o: o[-1])

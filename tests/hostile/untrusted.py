@@ -4,8 +4,24 @@ absent)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("\x1b", "\x07", "\r")  # escape and control bytes that must never reach a terminal
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    """`gradaudit ARGV` as a user runs it: its own process, its real stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "gradaudit", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_clean(text: str) -> None:
+    for sequence in FORBIDDEN:
+        assert sequence not in text, f"{sequence!r} reached the terminal: {text!r}"
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
