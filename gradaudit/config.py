@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gradaudit.errors import InputError
+from gradaudit.gate import FAIL_ON_CHOICES
 from gradaudit.limits import default_max_memory, read_capped
 
 if sys.version_info >= (3, 11):
@@ -41,7 +42,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("fail-on", "str", "error", "lowest severity that fails the gate", ("error", "warning", "never")),
+    Option("fail-on", "str", "error", "lowest severity that fails the gate", FAIL_ON_CHOICES),
     Option("input-shape", "list", [], "input shapes, batch first, e.g. [\"8,3,32,32\"]"),
     Option("batch", "int", 8, "batch size for symbolic batch dimensions", minimum=1),
     Option("passes", "int", 3, "real forward+backward passes of the probe", minimum=1, maximum=100),

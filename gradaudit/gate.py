@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from gradaudit.results import Finding
+from gradaudit.results import Finding, Severity
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 FAIL_ON_CHOICES = ("error", "warning", "never")
 
 EXIT_PASS = 0
@@ -20,8 +19,8 @@ EXIT_INTERNAL_ERROR = 3
 
 
 def verdict(findings: Iterable[Finding]) -> str:
-    worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
-    return {2: "fail", 1: "warn"}.get(worst, "pass")
+    worst = max((Severity.rank(f.severity) for f in findings), default=Severity.INFO)
+    return {Severity.ERROR: "fail", Severity.WARNING: "warn"}.get(worst, "pass")
 
 
 def exit_code(findings: Iterable[Finding], fail_on: str = "error") -> int:
@@ -30,6 +29,6 @@ def exit_code(findings: Iterable[Finding], fail_on: str = "error") -> int:
         raise ValueError(f"fail_on must be one of {FAIL_ON_CHOICES}, not {fail_on!r}")
     if fail_on == "never":
         return EXIT_PASS
-    threshold = SEVERITY_RANK[fail_on]
-    failed = any(SEVERITY_RANK[f.severity] >= threshold for f in findings)
+    threshold = Severity.rank(fail_on)
+    failed = any(Severity.rank(f.severity) >= threshold for f in findings)
     return EXIT_GATE_FAILED if failed else EXIT_PASS

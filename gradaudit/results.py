@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from gradaudit.diagnosis import Diagnosis
@@ -84,6 +85,26 @@ class ProbeResult:
     sharpness: float | None = None  # largest Hessian eigenvalue estimate, when asked for
     seconds: float = 0.0
     log10_update_ratio_first_last: float | None = None  # relative updates |g|/|w|, first over last
+
+
+class Severity(IntEnum):
+    """A finding's severity, ordered: the gate compares ranks, reports list the larger first.
+    Findings and the JSON contract carry the lowercase name ("error")."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Lowercase names, most severe first (the order reports list findings in)."""
+        return tuple(s.name.lower() for s in sorted(cls, reverse=True))
+
+    @classmethod
+    def rank(cls, name: str) -> int:
+        """The rank of a severity name; an unknown name ranks below a note (-1)."""
+        member = cls.__members__.get(name.upper()) if isinstance(name, str) else None
+        return -1 if member is None else int(member)
 
 
 @dataclass(frozen=True)

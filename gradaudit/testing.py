@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradaudit.gate import FAIL_ON_CHOICES, SEVERITY_RANK
+from gradaudit.gate import FAIL_ON_CHOICES
+from gradaudit.results import Severity
 from gradaudit.results import Audit
 
 
@@ -26,8 +27,8 @@ def assert_gradients_healthy(model: Any, example_inputs: Any, *, fail_on: str = 
     from gradaudit.pipeline import audit
 
     result = audit(model, example_inputs, **options)
-    threshold = SEVERITY_RANK[fail_on]
-    failing = [f for f in result.findings if SEVERITY_RANK[f.severity] >= threshold]
+    threshold = Severity.rank(fail_on)
+    failing = [f for f in result.findings if Severity.rank(f.severity) >= threshold]
     if result.diagnosis.label == "healthy" and not failing:
         return result
     lines = [f"gradients are {result.diagnosis.label} (verdict {result.verdict})"]

@@ -20,7 +20,7 @@ from gradaudit.diagnosis import (
     VANISHING_ALL_GRAD_RMS,
     VANISHING_LOG10_RATIO,
 )
-from gradaudit.results import Audit, Recommendation
+from gradaudit.results import Audit, Recommendation, Severity
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and two-byte escapes.
 _ANSI_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
@@ -74,12 +74,9 @@ def log10_or_none(value: float | None) -> float | None:
     return math.log10(number) if number is not None and number > 0 else None
 
 
-SEVERITY_ORDER = ("error", "warning", "info")
-
-
 def severity_rank(severity: str) -> int:
     """Sort key putting errors first, then warnings, then notes (unknown severities last)."""
-    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+    return -Severity.rank(severity)
 
 
 @dataclass(frozen=True)

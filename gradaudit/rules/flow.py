@@ -17,9 +17,8 @@ import math
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
-from gradaudit.gate import SEVERITY_RANK
 from gradaudit.graph import flow_ends, forward_order
-from gradaudit.results import ProbeResult, StaticResult
+from gradaudit.results import ProbeResult, Severity, StaticResult
 from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
 
@@ -151,9 +150,9 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     if ctx.probe is not None and not ctx.probe.nonfinite:
         # the gate follows the measurement: a prediction is at most as severe as what the probe
         # measured in its direction, and a note where the probe contradicts it
-        measured = max((SEVERITY_RANK[h.severity] for h in measured_flow(ctx, direction)), default=0)
+        measured = max((Severity.rank(h.severity) for h in measured_flow(ctx, direction)), default=Severity.INFO)
         for hit in hits:
-            hit.severity = min(hit.severity, ("info", "warning", "error")[measured], key=SEVERITY_RANK.get)
+            hit.severity = min(hit.severity, Severity(measured).name.lower(), key=Severity.rank)
     return hits
 
 

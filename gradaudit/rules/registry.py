@@ -19,9 +19,8 @@ import networkx as nx
 
 from gradaudit.hard_limits import out_of_memory
 from gradaudit.model import ModelHandle
-from gradaudit.results import Finding, ProbeResult, StaticResult
+from gradaudit.results import Finding, ProbeResult, Severity, StaticResult
 
-SEVERITIES = ("error", "warning", "info")
 DOC_HEADINGS = ("What it detects", "Why it matters", "Example", "Fix", "References")
 RULE_FAILED = "GA503"  # the code the registry reports a failing rule under
 
@@ -126,7 +125,7 @@ def rule(code: str, name: str, severity: str, summary: str, message: str) -> Cal
     def register(check: Check) -> Check:
         if code in _RULES:
             raise ValueError(f"duplicate rule code {code}")
-        if severity not in SEVERITIES:
+        if severity not in Severity.names():
             raise ValueError(f"{code}: unknown severity {severity!r}")
         _RULES[code] = Rule(code, name, severity, summary, message, check)
         return check
@@ -214,6 +213,6 @@ def run_rules(
 
     def key(finding: Finding) -> tuple[int, int, str]:
         first = min((order.get(layer, len(order)) for layer in finding.layers), default=-1)
-        return SEVERITIES.index(finding.severity), first, finding.code
+        return -Severity.rank(finding.severity), first, finding.code
 
     return sorted((f for f in findings if not _ignored(f, context)), key=key)
