@@ -18,7 +18,8 @@ from typing import Sequence
 
 import click
 
-from gradaudit import __version__, gate
+from gradaudit import gate
+from gradaudit.version import __version__
 from gradaudit.config import LOSSES
 from gradaudit.errors import GradauditError, InputError
 from gradaudit.terminal import library_output_captured, say

@@ -74,7 +74,7 @@ def _edits(recs: list[WeightRecommendation]) -> tuple[Edit, ...]:
 def edited_onnx(source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed: int) -> tuple[onnx.ModelProto, list[str]]:
     """The ONNX model with the edited executor parameters written into its initializers; its
     external data is read as the loader reads it, from inside the model's folder only."""
-    from gradaudit.loaders.onnx_external import load_confined
+    from gradaudit.onnx_exec.external_data import load_confined
 
     model = load_confined(source)
     module = apply_edits(handle.module, edits, seed)

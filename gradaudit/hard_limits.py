@@ -40,7 +40,6 @@ without /proc/self/status (not Linux) the memory backstop is off and the declare
 
 from __future__ import annotations
 
-import errno
 import faulthandler
 import mmap
 import os
@@ -53,6 +52,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from gradaudit.errors import InputError
+from gradaudit.limits import format_size, out_of_memory
 
 POLL_S = 0.05  # how often the supervisor looks at the deadline and the child
 STACK_DUMP_SIGNAL = signal.SIGUSR1  # faulthandler prints every thread's stack, even while C code holds the GIL
@@ -64,7 +64,6 @@ STAGE_BYTES = 1024
 HEADROOM = 64 * 1024**2
 # armed (0/1), deadline (time.monotonic, shared by all processes), timeout s, memory cap, stage length
 _HEADER = struct.Struct("<Bddqi")
-_OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
 
 # In the supervised child only: the page shared with the supervisor, and the model being audited:
 # its name, what runs now, and its deadline, timeout and cap (None between models).
@@ -169,8 +168,6 @@ def _child_exit_code(status: int, board: mmap.mmap) -> int:
     armed, _, _, cap, doing = _read(board)
     if armed:  # the model's work ended it (a library aborting on a failed allocation): an input error,
         # and the cap is the likely cause worth naming
-        from gradaudit.limits import format_size
-
         _say(f"gradaudit: error: the audit ended by {name} while {doing} (--max-memory {format_size(cap)})")
         return LimitExceeded.exit_code
     _say(f"gradaudit: internal error: the audit ended by {name}")
@@ -217,7 +214,6 @@ def model_limits(model: str, timeout: float, max_memory: int) -> Iterator[None]:
         return
     import resource
 
-    from gradaudit.limits import format_size
     from gradaudit.report.common import clean
 
     _warm_up()
@@ -268,18 +264,3 @@ def _data_memory() -> int | None:
     return None
 
 
-def out_of_memory(problem: BaseException) -> bool:
-    """Whether a failed allocation is anywhere in the chain of `problem` (loaders re-raise with `from`).
-
-    Code that turns an error into a result (a skipped probe, a GA503 finding) re-raises these:
-    past the memory cap the audit stops, it does not go on without the part that did not fit."""
-    seen: set[int] = set()
-    current: BaseException | None = problem
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, MemoryError) or (isinstance(current, OSError) and current.errno == errno.ENOMEM):
-            return True
-        if isinstance(current, RuntimeError) and any(text in str(current) for text in _OUT_OF_MEMORY_TEXTS):
-            return True
-        current = current.__cause__ or current.__context__
-    return False

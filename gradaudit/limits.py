@@ -19,6 +19,7 @@ refused.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -156,3 +157,23 @@ def require_archive_fits(path: str | os.PathLike, cap: int, what: str) -> list[z
         raise InputError(f"{what}: its {len(members)} member(s) inflate to {format_size(total)}, above the memory cap of "
                          f"{format_size(cap)} (--max-memory raises it)")
     return members
+
+
+_OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "std::bad_alloc", "Cannot allocate memory")
+
+
+def out_of_memory(problem: BaseException) -> bool:
+    """Whether a failed allocation is anywhere in the chain of `problem` (loaders re-raise with `from`).
+
+    Code that turns an error into a result (a skipped probe, a GA503 finding) re-raises these:
+    past the memory cap the audit stops, it does not go on without the part that did not fit."""
+    seen: set[int] = set()
+    current: BaseException | None = problem
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MemoryError) or (isinstance(current, OSError) and current.errno == errno.ENOMEM):
+            return True
+        if isinstance(current, RuntimeError) and any(text in str(current) for text in _OUT_OF_MEMORY_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

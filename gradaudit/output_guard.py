@@ -22,7 +22,7 @@ def model_inputs(sources: Sequence[str], outputs: Sequence[str]) -> Iterator[tup
     """(what, path) for each file the models of a run are read from; an ONNX model's external
     data files only where one of `outputs` could be one (finding them parses the model)."""
     from gradaudit.loaders import TORCH_SUFFIXES, is_factory_spec
-    from gradaudit.loaders.onnx_external import external_data_files
+    from gradaudit.onnx_exec.external_data import external_data_files
 
     for source in sources:
         if is_factory_spec(source):
@@ -37,7 +37,7 @@ def model_inputs(sources: Sequence[str], outputs: Sequence[str]) -> Iterator[tup
 
 
 def _may_be_external_data(model: str, outputs: Sequence[str]) -> bool:
-    """External data lives inside the model's folder (gradaudit.loaders.onnx_external), so only an
+    """External data lives inside the model's folder (gradaudit.onnx_exec.external_data), so only an
     output resolving there, or an existing file with other hard links, can be one of its files."""
     folder = Path(model).resolve().parent
     for output in outputs:

@@ -12,6 +12,7 @@ from typing import Any
 from gradaudit import gate
 from gradaudit.graph import depth, flow_ends, output_ancestors, tied_end_layers, weight_layers
 from gradaudit.model import ModelHandle
+from gradaudit.report.audit_report import AuditReport
 from gradaudit.results import Audit, Finding
 
 
@@ -34,7 +35,7 @@ class AuditOptions:
     timing: dict[str, float] = field(default_factory=dict)
 
 
-def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit:
+def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> AuditReport:
     """Analyse a loaded model; never modifies `handle.module`."""
     from gradaudit.hard_limits import stage
     from gradaudit.probe import run_probe
@@ -91,7 +92,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
                loss=options.loss)
-    return Audit(
+    return AuditReport(
         source=handle.source,
         format=handle.format,
         parameters=handle.parameters,
@@ -150,7 +151,7 @@ def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str,
     return layer_locations(handle.module, layers, handle.source)
 
 
-def audit(model: Any, example_inputs: Any, loss_fn: Any = None, **options: Any) -> Audit:
+def audit(model: Any, example_inputs: Any, loss_fn: Any = None, **options: Any) -> AuditReport:
     """Audit a torch module on example inputs (a tensor or a tuple of tensors).
 
     `loss_fn(outputs, inputs) -> scalar tensor`, when given, is the loss the probe, the sharpness

@@ -1,13 +1,12 @@
 """Results that flow one way through the pipeline: static -> probe -> findings -> audit.
 
 Plain dataclasses, no behaviour beyond small derived properties: the analyses fill them, the rules
-read them, the renderers print them. `Audit` also renders itself (in Jupyter, as HTML, as JSON) by
-calling the renderers of gradaudit.report, imported on first use because they import this module.
+read them, the renderers print them (`gradaudit.report.audit_report.AuditReport` is the `Audit` that
+renders itself, in Jupyter, as HTML, as JSON).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -155,28 +154,3 @@ class Audit:
     # layer -> {"uri": source file, "line": int} for the findings' layers of a PyTorch model whose
     # defining line was found (gradaudit.loaders.torch_locations); SARIF points at it.
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def _repr_html_(self) -> str:
-        """Jupyter's rich display: the summary-first HTML report, scoped to one wrapper element so
-        it does not restyle the notebook, with no external request."""
-        from gradaudit.report.html_report import render_html_fragment
-
-        return render_html_fragment([self])
-
-    def to_html(self) -> str:
-        """The self-contained HTML page `gradaudit check --html` writes."""
-        from gradaudit.report import Format, render
-
-        return render(self, Format.HTML)
-
-    def to_json(self) -> str:
-        """The `gradaudit.report/1` JSON document `gradaudit check --format json` prints."""
-        from gradaudit.report import Format, render
-
-        return render(self, Format.JSON)
-
-    def save_html(self, path: str | os.PathLike[str]) -> None:
-        """Write the HTML page to `path` atomically: a failed write leaves no partial file."""
-        from gradaudit.report import write_atomic
-
-        write_atomic(path, self.to_html())

@@ -24,9 +24,8 @@ import torch
 
 from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
-from gradaudit.hard_limits import out_of_memory
-from gradaudit.limits import default_max_memory, regular_file_size
-from gradaudit.loaders.onnx_external import load_external_data
+from gradaudit.limits import default_max_memory, out_of_memory, regular_file_size
+from gradaudit.onnx_exec.external_data import load_external_data
 from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped

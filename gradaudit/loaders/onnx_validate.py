@@ -29,10 +29,10 @@ import torch
 from gradaudit.errors import InputError
 from gradaudit.limits import require_fits, tensor_bytes
 from gradaudit.onnx_exec import opset_of
-from gradaudit.loaders.onnx_external import graph_tensors
+from gradaudit.onnx_exec.external_data import graph_tensors
+from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, indexable, payload_matches, stored_values, type_name
 
-MIN_OPSET, MAX_OPSET = 7, 21
 
 Check = Callable[[onnx.GraphProto, int], str]
 CHECKS: list[Check] = []

@@ -34,7 +34,7 @@ from onnx import external_data_helper
 
 from gradaudit.errors import InputError
 from gradaudit.limits import require_fits
-from gradaudit.loaders.onnx_external import confined_path, span
+from gradaudit.onnx_exec.external_data import confined_path, span
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, payload_matches, to_torch
 

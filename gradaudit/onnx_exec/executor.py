@@ -25,7 +25,7 @@ import torch
 from onnx import helper
 
 from gradaudit.errors import UnsupportedOperatorError
-from gradaudit.loaders.onnx_external import load_confined
+from gradaudit.onnx_exec.external_data import load_confined
 from gradaudit.onnx_exec.registry import OPS, OpContext, operand_role
 from gradaudit.onnx_exec.tensors import to_torch
 

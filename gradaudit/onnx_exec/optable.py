@@ -6,10 +6,9 @@ that the committed page equals this output, so the docs never drift from what th
 
 from __future__ import annotations
 
-from gradaudit.loaders.onnx_validate import MAX_OPSET, MIN_OPSET
 from gradaudit.onnx_exec import SUPPORTED_OPS
 from gradaudit.onnx_exec.layer_kinds import NODE_KINDS
-from gradaudit.onnx_exec.registry import OPS
+from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET, OPS
 
 FAMILIES = {
     "ops_elementwise": "elementwise",

@@ -19,6 +19,9 @@ import torch
 
 OpResult = torch.Tensor | tuple[torch.Tensor | None, ...]
 
+# Default-domain opsets whose attribute and input forms the ops implement (the validator refuses others).
+MIN_OPSET, MAX_OPSET = 7, 21
+
 
 @dataclass(frozen=True)
 class OpContext:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
-from gradaudit.hard_limits import out_of_memory
+from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
 from gradaudit.rules.registry import Context, RuleConfig

@@ -21,6 +21,7 @@ from gradaudit.diagnosis import (
     VANISHING_LOG10_RATIO,
 )
 from gradaudit.results import Audit, Recommendation, Severity
+from gradaudit.version import __version__
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and two-byte escapes.
 _ANSI_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
@@ -52,9 +53,7 @@ def clean(text: object, *, multiline: bool = False) -> str:
 
 def tool_version() -> str:
     """The version reported in every artefact: the package's single `__version__`."""
-    import gradaudit
-
-    return gradaudit.__version__
+    return __version__
 
 
 def finite_or_none(value: object) -> float | None:

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.probe.trial import MOMENTUM
 from gradaudit.results import LayerProbe
 from gradaudit.rules.registry import Context, Hit, RuleConfig, rule
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-MOMENTUM = 0.9  # the heavy-ball coefficient `momentum` stands for (torch.optim.SGD's usual 0.9)
 # ||update|| / ||w|| per step of about 1e-3 is the usual healthy scale (THEORY.md, LARS);
 # a decade either side is still workable, a layer updated by 10% of itself per step is not.
 TARGET_UPDATE_RATIO = 1e-3

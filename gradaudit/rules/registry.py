@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import networkx as nx
 
-from gradaudit.hard_limits import out_of_memory
+from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Severity, StaticResult
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from gradaudit.hard_limits import out_of_memory
+from gradaudit.limits import out_of_memory
 from tests.hostile import models
 
 ROOT = Path(__file__).resolve().parents[2]

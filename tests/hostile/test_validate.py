@@ -8,7 +8,8 @@ import torch
 from onnx import helper
 
 from gradaudit.errors import InputError
-from gradaudit.loaders.onnx_validate import MAX_OPSET, MIN_OPSET, check_memory, structural_problem
+from gradaudit.loaders.onnx_validate import check_memory, structural_problem
+from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET
 from tests.hostile import models
 
 

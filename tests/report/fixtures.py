@@ -14,8 +14,7 @@ import dataclasses
 import math
 
 from gradaudit.diagnosis import Diagnosis
-from gradaudit.rules import explanations, get_rule
-from gradaudit.rules.registry import Hit, to_finding
+from gradaudit.report.audit_report import AuditReport
 from gradaudit.results import (
     Audit,
     Finding,
@@ -26,6 +25,8 @@ from gradaudit.results import (
     StaticResult,
     WeightEstimate,
 )
+from gradaudit.rules import explanations, get_rule
+from gradaudit.rules.registry import Hit, to_finding
 
 HOSTILE_NAMES = (
     "<script>alert(1)</script>",
@@ -90,7 +91,7 @@ def unhealthy_audit() -> Audit:
         Recommendation("batch_shift", names[:3], "centre the input batch (subtract the mean 0.5)",
                        "x = x - x.mean(dim=0, keepdim=True)", finding="GA402"),
     ]
-    return Audit(
+    return AuditReport(
         source="samples/deep_sigmoid.onnx", format="onnx", parameters=1_579_520, weight_layers=24, depth=24,
         verdict="fail", diagnosis=probe.diagnosis, static=static, probe=probe, probe_skipped="",
         findings=findings, recommendations=recommendations,
@@ -102,7 +103,7 @@ def unhealthy_audit() -> Audit:
 
 def healthy_audit() -> Audit:
     static, probe, _ = _mlp(4, 0.0, "relu")
-    return Audit(
+    return AuditReport(
         source="pkg.models:build_net", format="torch", parameters=200_960, weight_layers=4, depth=4,
         verdict="pass", diagnosis=probe.diagnosis, static=static, probe=probe, probe_skipped="",
         findings=[], recommendations=[], timing={"load_s": 0.2, "static_s": 0.01, "probe_s": 0.3},
@@ -113,7 +114,7 @@ def probe_skipped_audit() -> Audit:
     static, _, names = _mlp(6, -0.8, "tanh")
     findings = [_finding("GA102", (names[0], names[-1]), "warning", reason="first/last ratio 10^-4.0 < 10^-3"),
                 _finding("GA502", reason="unsupported ONNX operator(s): NonMaxSuppression")]
-    return Audit(
+    return AuditReport(
         source="models/net.onnx", format="onnx", parameters=394_240, weight_layers=6, depth=6,
         verdict="warn", diagnosis=static.diagnosis, static=static, probe=None,
         probe_skipped="unsupported ONNX operator(s): NonMaxSuppression",
@@ -128,7 +129,7 @@ def hostile_audit() -> Audit:
         weight.layer = layer.layer = name
         weight.param = layer.param = name + ".weight"
     hostile_code = "GA666</script><script>alert(3)</script>"
-    return Audit(
+    return AuditReport(
         source="<script>alert('source')</script>\x1b[2J.onnx", format="onnx", parameters=10, weight_layers=6, depth=6,
         verdict="fail", diagnosis=Diagnosis("vanishing", ("</script>\x1b[31m reason",)), static=static, probe=probe,
         probe_skipped="", timing={"load_s": 0.0, "static_s": 0.0, "probe_s": 0.0},
@@ -151,7 +152,7 @@ def nonfinite_audit() -> Audit:
     probe.nonfinite, probe.first_nonfinite, probe.log10_ratio_first_last = True, names[2], None
     diagnosis = Diagnosis("exploding", ("non-finite gradients or activations",))
     probe.diagnosis = diagnosis
-    return Audit(
+    return AuditReport(
         source="nets/exploding.onnx", format="onnx", parameters=1000, weight_layers=4, depth=4, verdict="fail",
         diagnosis=diagnosis, static=static, probe=probe, probe_skipped="", timing={"load_s": 0.1},
         findings=[_finding("GA105", (names[2],), first_layer=names[2])],
