@@ -14,11 +14,13 @@ from gradaudit.errors import InputError
 from gradaudit.model import ModelHandle
 
 TORCH_SUFFIXES = {".pt", ".pth", ".pt2", ".ts", ".ptl", ".jit"}
-_FACTORY = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_][A-Za-z0-9_.]*)$")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_FACTORY = re.compile(rf"^(?P<target>.+):(?P<attr>{_NAME}(?:\.{_NAME})*)$")
 
 
 def is_factory_spec(source: str) -> bool:
-    """`pkg.mod:fn` or `path/file.py:fn`, as opposed to a model file path."""
+    """`pkg.mod:fn`, `pkg.mod:Class.method` or `path/file.py:fn`, as opposed to a model file path
+    (an existing file wins: `a:b` that exists is a file). The one test every loader uses."""
     return bool(_FACTORY.match(source)) and not Path(source).exists()
 
 

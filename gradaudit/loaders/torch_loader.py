@@ -18,12 +18,13 @@ from torch.overrides import TorchFunctionMode
 
 from gradaudit.errors import InputError
 from gradaudit.limits import default_max_memory, require_fits, tensor_bytes
+from gradaudit.loaders import is_factory_spec
 from gradaudit.loaders.torch_graph import graph_from_trace
 from gradaudit.loaders.torch_hooks import graph_from_hooks
 from gradaudit.loaders.torch_ops import module_rule
 from gradaudit.loaders.torch_runner import FxRunner
 from gradaudit.loaders.torch_script import graph_from_script, run_script
-from gradaudit.loaders.torch_sources import call_factory, first_line, is_factory_spec, load_file, resolve_factory
+from gradaudit.loaders.torch_sources import call_factory, first_line, load_file, resolve_factory
 from gradaudit.loaders.torch_trace import trace_concrete, trace_exported
 from gradaudit.model import InputSpec, ModelHandle
 

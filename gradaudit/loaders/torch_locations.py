@@ -21,7 +21,7 @@ from typing import Iterable
 
 import torch
 
-from gradaudit.loaders.torch_sources import is_factory_spec
+from gradaudit.loaders import is_factory_spec
 
 TORCH_DIR = Path(torch.__file__).resolve().parent
 
@@ -118,7 +118,8 @@ def _factory_definition(source: str) -> tuple[str, int] | None:
     """The `def` line of a factory spec's function, found without importing anything new."""
     if not is_factory_spec(source):
         return None
-    target, _, name = source.rpartition(":")
+    target, _, attrs = source.rpartition(":")
+    name = attrs.split(".")[0]  # `Class.method` is found at its class
     path = Path(target) if target.endswith(".py") else _module_file(target)
     tree = _parsed(str(path)) if path is not None else None
     for node in tree.body if tree is not None else ():

@@ -31,19 +31,15 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
-def is_factory_spec(source: str) -> bool:
-    """"module:attr" or "file.py:attr" (the part after the last colon is an identifier)."""
-    head, sep, attr = source.rpartition(":")
-    return bool(sep and head and attr.isidentifier())
-
-
 def resolve_factory(source: str) -> Any:
-    """The callable a factory spec names."""
-    target, _, attr = source.rpartition(":")
-    namespace = _load_file(target) if target.endswith(".py") else _import(target)
-    if not hasattr(namespace, attr):
-        raise InputError(f"{target} has no attribute {attr!r}")
-    return getattr(namespace, attr)
+    """The callable a factory spec names (a dotted attribute path is followed: `Class.method`)."""
+    target, _, path = source.rpartition(":")
+    found = _load_file(target) if target.endswith(".py") else _import(target)
+    for depth, attr in enumerate(path.split("."), start=1):
+        if not hasattr(found, attr):
+            raise InputError(f"{target} has no attribute {'.'.join(path.split('.')[:depth])!r}")
+        found = getattr(found, attr)
+    return found
 
 
 def _import(name: str) -> Any:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from gradaudit.errors import InputError
 from gradaudit.graph import forward_order, ordered_inputs, weight_layers
+from gradaudit.loaders import load
 from gradaudit.loaders.torch_loader import from_module, load_torch
 from gradaudit.static import estimate
 from tests.loaders.fixtures import torch_factories as tf
@@ -236,6 +237,23 @@ def test_factory_by_module_path(monkeypatch):
 def test_factory_by_file_path_with_its_own_inputs():
     handle = load_torch(f"{FACTORY_FILE}:build_mlp_with_inputs")
     assert handle.example_inputs[0].shape == (5, 12) and handle.inputs[0].shape == (5, 12)
+
+
+def test_factory_by_dotted_attribute_path(tmp_path):
+    """`file.py:Class.method` names a factory inside a class; the CLI's dispatcher and the torch
+    loader agree that it is one (they share `is_factory_spec`)."""
+    factory = tmp_path / "zoo.py"
+    factory.write_text(
+        "import torch\n"
+        "class Zoo:\n"
+        "    @staticmethod\n"
+        "    def mlp():\n"
+        "        return torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))\n"
+    )
+    handle = load(f"{factory}:Zoo.mlp", [(2, 6)])
+    assert handle.format == "torch" and handle.inputs[0].shape == (2, 6)
+    with pytest.raises(InputError, match="has no attribute 'Zoo.missing'"):
+        load(f"{factory}:Zoo.missing", [(2, 6)])
 
 
 def test_batch_placeholder_in_input_shape():
