@@ -24,6 +24,9 @@ from gradaudit.limits import out_of_memory
 from tests.hostile import models
 
 ROOT = Path(__file__).resolve().parents[2]
+# --timeout of the looping models: the deadline starts at load, and importing torch and tracing
+# took over 3 s at load 16, so a shorter limit expired before the forward began to loop.
+TIMEOUT_S = 10
 MARGIN_S = 20.0  # a shared, loaded machine (load average 16 on 2 cores seen); a missed limit runs on
 UNSTOPPED_S = 240
 CAP = "300M"  # a quarter of what the models below allocate
@@ -104,10 +107,10 @@ def test_a_forward_that_never_returns_is_killed_at_the_timeout(tmp_path: Path):
         while True:  # a Python loop: only a kill from outside the process stops it
             y = y + 0
     """)
-    result = run_cli(spec, "--input-shape", "2,4", "--timeout", "3")
+    result = run_cli(spec, "--input-shape", "2,4", "--timeout", str(TIMEOUT_S))
     stopped_after = time.time() - float(stamp.read_text())
-    assert_stopped(result, f"exceeded --timeout (3 s) while probing {spec}")
-    assert stopped_after < 3 + MARGIN_S
+    assert_stopped(result, f"exceeded --timeout ({TIMEOUT_S} s) while probing {spec}")
+    assert stopped_after < TIMEOUT_S + MARGIN_S
 
 
 def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
@@ -115,11 +118,11 @@ def test_debug_shows_where_the_model_was_stuck_before_the_line(tmp_path: Path):
         while True:
             y = y + 0
     """)
-    result = run_cli(spec, "--input-shape", "2,4", "--timeout", "3", "--debug")
+    result = run_cli(spec, "--input-shape", "2,4", "--timeout", str(TIMEOUT_S), "--debug")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
     assert any("hostile_model.py" in line and line.endswith(" in forward") for line in lines), result.stderr
-    assert lines[-1] == f"gradaudit: error: exceeded --timeout (3 s) while probing {spec}"
+    assert lines[-1] == f"gradaudit: error: exceeded --timeout ({TIMEOUT_S} s) while probing {spec}"
 
 
 def test_an_allocation_in_forward_past_the_cap_is_stopped(tmp_path: Path):
