@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 EXPLODING_LOG10_RATIO = 2.0
 VANISHING_LOG10_RATIO = -3.0
@@ -36,7 +37,7 @@ class Diagnosis:
     reasons: tuple[str, ...]
 
 
-def _finite(x: float | None) -> bool:
+def _finite(x: float | None) -> TypeGuard[float]:
     return x is not None and math.isfinite(x)
 
 

@@ -20,7 +20,7 @@ EXIT_INTERNAL_ERROR = 3
 
 def verdict(findings: Iterable[Finding]) -> str:
     worst = max((Severity.rank(f.severity) for f in findings), default=Severity.INFO)
-    return {Severity.ERROR: "fail", Severity.WARNING: "warn"}.get(worst, "pass")
+    return "fail" if worst >= Severity.ERROR else "warn" if worst >= Severity.WARNING else "pass"
 
 
 def exit_code(findings: Iterable[Finding], fail_on: str = "error") -> int:

@@ -47,11 +47,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, TypeVar
+from typing import Any, Iterable, Protocol, Sequence, TypeVar
 
 import networkx as nx
 
-T = TypeVar("T")
+class _OnNode(Protocol):
+    """Anything that names its LayerGraph node (a weight estimate, a probed layer)."""
+
+    node: str
+
+
+T = TypeVar("T", bound=_OnNode)
 
 OP_KINDS = frozenset(
     {
@@ -130,6 +136,8 @@ def conv_fans(
     """
     kernel = math.prod(weight_shape[2:]) if len(weight_shape) > 2 else 1
     strides = math.prod(stride) if stride else 1
+    fan_in: float
+    fan_out: float
     if transposed:
         c_in, c_out_g = weight_shape[0], weight_shape[1]
         fan_in = (c_in / groups) * kernel / strides

@@ -117,7 +117,7 @@ def _refuse_size(what: str, size: int, cap: int) -> InputError:
     return InputError(f"{what}: {format_size(size)} to read, above the memory cap of {format_size(cap)} (--max-memory raises it)")
 
 
-def regular_file_size(path: str | os.PathLike, what: str) -> int:
+def regular_file_size(path: str | os.PathLike[str], what: str) -> int:
     """The size of a regular file; InputError for a device, FIFO or folder (/dev/zero never ends,
     a FIFO blocks), named as `what`."""
     try:
@@ -129,7 +129,7 @@ def regular_file_size(path: str | os.PathLike, what: str) -> int:
     return status.st_size
 
 
-def read_capped(path: str | os.PathLike, cap: int, what: str) -> bytes:
+def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
     """The bytes of a regular file of at most `cap` bytes, read no further than that (a file that
     grows while it is read is refused too)."""
     if regular_file_size(path, what) > cap:
@@ -144,7 +144,7 @@ def read_capped(path: str | os.PathLike, cap: int, what: str) -> bytes:
     return data
 
 
-def require_archive_fits(path: str | os.PathLike, cap: int, what: str) -> list[zipfile.ZipInfo]:
+def require_archive_fits(path: str | os.PathLike[str], cap: int, what: str) -> list[zipfile.ZipInfo]:
     """The members of a zip archive, once the sizes they inflate to (as the archive declares them,
     which bound what Python's and torch's zip readers return) fit under `cap` together."""
     try:

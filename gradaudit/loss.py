@@ -19,19 +19,21 @@ far smaller curvature under cross-entropy than under squared error.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 PROBABILITY_FLOOR = 1e-30
 
 
-def _labels_term(values: torch.Tensor, batch: int, gen: torch.Generator, as_log_prob) -> torch.Tensor:
+def _labels_term(values: torch.Tensor, batch: int, gen: torch.Generator,
+                 as_log_prob: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """-(1/B) sum of log p(label) over every position, labels seeded, classes on the last axis."""
     classes = values.shape[-1]
     flat = values.reshape(-1, classes)
     labels = torch.randint(0, classes, (flat.shape[0],), generator=gen)
-    return -as_log_prob(flat).gather(1, labels[:, None].to(flat.device)).sum() / batch
+    term: torch.Tensor = -as_log_prob(flat).gather(1, labels[:, None].to(flat.device)).sum() / batch
+    return term
 
 
 def _output_loss(y: torch.Tensor, op: str, axis: int, loss: str, gen: torch.Generator) -> torch.Tensor:

@@ -46,7 +46,7 @@ class ModelHandle:
     # mapped from the file), so the probe runs it as it is instead of deep-copying every weight
     module_is_own: bool = False
     runner: Runner | None = None
-    example_inputs: tuple | None = None  # tensors the user supplied (factory returned them)
+    example_inputs: tuple[Any, ...] | None = None  # tensors the user supplied (factory returned them)
     loss_fn: Callable[[Any, Sequence[Any]], Any] | None = None  # the model's own loss, if given
     probe_unavailable: str = ""  # why the model cannot be probed (empty when it can)
     parameters: int = 0  # total number of trainable parameter elements

@@ -149,12 +149,14 @@ class _RunningStats:
     def _compare_units(self, values: Any) -> None:
         """Track the spread of the units around unit 0. The first value of each unit, a cheap
         gather, rules identity out for all but (nearly) identical units."""
+        bound = self.spread_bound
+        assert bound is not None, "`add` takes unit 0 before any comparison"
         reference = self.reference if self.out_axis == 0 else values[:, :1]
         spread = float((values[:1, :, :1] - reference[:1, :, :1]).abs().amax())
-        if spread <= self.spread_bound:
+        if spread <= bound:
             spread = float((values - reference).abs().amax())
         self.spread = max(self.spread, spread)
-        self.maybe_identical = self.spread <= self.spread_bound
+        self.maybe_identical = self.spread <= bound
 
     def result(self, name: str) -> ParamStats:
         numel = math.prod(self.shape)
