@@ -16,8 +16,8 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gradaudit.pipeline import AuditOptions, run_audit  # noqa: E402
 from gradaudit.loaders import load  # noqa: E402
+from gradaudit.pipeline import AuditOptions, run_audit  # noqa: E402
 
 LIGHT = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 

@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradaudit.graph import ParamStats  # noqa: E402
-
 from gradaudit.weight_stats import param_stats  # noqa: E402
 
 SHAPES = ((768, 2304), (768, 768), (768, 3072), (3072, 768))

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gradaudit import gate  # noqa: E402
-from gradaudit.pipeline import AuditOptions, run_audit  # noqa: E402
 from gradaudit.loaders import load  # noqa: E402
+from gradaudit.pipeline import AuditOptions, run_audit  # noqa: E402
 from samples import SAMPLES  # noqa: E402
 
 

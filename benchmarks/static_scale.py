@@ -207,8 +207,8 @@ def llama_worker() -> None:
     """In a fresh process: `--static-only` analysis of llama_7b; peak RSS, wall time, largest layer."""
     import torch
 
-    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.loaders.torch_meta import load_torch_meta
+    from gradaudit.pipeline import AuditOptions, run_audit
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -23,7 +23,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradaudit.graph import ParamStats, add_node, dense_fans, new_graph  # noqa: E402
-
 from gradaudit.model import InputSpec  # noqa: E402
 from gradaudit.static import estimate  # noqa: E402
 from gradaudit.weight_stats import param_stats  # noqa: E402

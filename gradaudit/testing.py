@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradaudit.gate import FAIL_ON_CHOICES
-from gradaudit.results import Severity
-from gradaudit.results import Audit
+from gradaudit.results import Audit, Severity
 
 
 def assert_gradients_healthy(model: Any, example_inputs: Any, *, fail_on: str = "error", **options: Any) -> Audit:

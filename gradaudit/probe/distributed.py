@@ -34,6 +34,7 @@ from gradaudit.probe.batches import BatchSource
 from gradaudit.probe.objective import objective_for
 from gradaudit.probe.run import training_copy
 
+
 def _sharded_square_norms(model: torch.nn.Module, wanted: set[str]) -> dict[str, float]:
     """Squared gradient norm of each wanted parameter, summed over every rank's shard."""
     names = sorted(wanted)

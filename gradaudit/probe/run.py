@@ -24,6 +24,7 @@ from torch import nn
 
 from gradaudit.errors import GradauditError, InputError
 from gradaudit.graph import weight_positions
+from gradaudit.loaders.torch_graph import first_tensor
 from gradaudit.model import ModelHandle, Runner
 from gradaudit.probe.batches import BatchSource, as_batch, describe, float_moments
 from gradaudit.probe.objective import Objective, objective_for, output_tensors
@@ -31,7 +32,6 @@ from gradaudit.probe.plan import CapturePlan, plan_capture
 from gradaudit.probe.sharpness import exact_hvp, finite_difference_hvp, largest_eigenvalue, random_direction
 from gradaudit.probe.tally import NodeStats, PassRecord, combine
 from gradaudit.probe.through_time import log10_time_ratio
-from gradaudit.loaders.torch_graph import first_tensor
 from gradaudit.probe.units import activation_stats, l2_norm, moments
 from gradaudit.results import ProbeResult
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.graph import forward_order
+from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import (
     branch_end_weight,
     consumer,

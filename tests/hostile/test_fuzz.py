@@ -39,10 +39,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from gradaudit.cli import main
-from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.errors import InputError
 from gradaudit.loaders import load
 from gradaudit.onnx_exec.tensors import HELD_DTYPE
+from gradaudit.pipeline import AuditOptions, run_audit
 from tests.hostile import models
 
 FUZZ_EXAMPLES = int(os.environ.get("GRADAUDIT_FUZZ_EXAMPLES", "200"))

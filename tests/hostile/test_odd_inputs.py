@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, external_data_helper, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from gradaudit.cli import main
 from gradaudit.loaders import load

@@ -9,7 +9,12 @@ import onnx
 import pytest
 
 from gradaudit.loaders.onnx_loader import (
-    inferred_shapes, input_dependent, input_specs, load_onnx, meta_trace, read_model,
+    inferred_shapes,
+    input_dependent,
+    input_specs,
+    load_onnx,
+    meta_trace,
+    read_model,
 )  # fmt: skip
 from gradaudit.onnx_exec import OnnxModule
 from gradaudit.static import estimate

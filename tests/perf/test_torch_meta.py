@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.cli import main
 from gradaudit.loaders.torch_loader import load_torch
 from gradaudit.loaders.torch_meta import EmptyInit, load_static_only, load_torch_meta
+from gradaudit.pipeline import AuditOptions, run_audit
 
 SPEC = "tests/perf/models.py:"
 SHAPES = [(4, 12)]

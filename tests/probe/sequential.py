@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph
-
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.weight_stats import param_stats
 

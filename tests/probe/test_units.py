@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from gradaudit.probe import run_probe
 from gradaudit.graph import add_node, new_graph
 from gradaudit.loaders.torch_loader import from_module
+from gradaudit.probe import run_probe
 from gradaudit.probe.units import dead_fraction, find_activation, moments
 from tests.probe.sequential import sequential_handle
 

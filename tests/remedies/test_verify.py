@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.loaders.torch_loader import from_module
+from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.remedies.batch_file import read_batch
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply, apply_edits
 from gradaudit.remedies.verify import modified_handle

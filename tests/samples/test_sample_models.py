@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
-
 from sample_flow import measure
+
 from samples import SAMPLES, factory
 from samples.export_onnx import SAMPLES_DIR, export_sample
 

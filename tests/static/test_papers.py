@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradaudit.pipeline import audit
 from gradaudit.loaders.torch_loader import from_module
+from gradaudit.pipeline import audit
 from gradaudit.probe import run_probe
 from gradaudit.static import estimate
 

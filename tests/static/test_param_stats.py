@@ -9,9 +9,6 @@ import pytest
 import torch
 
 from gradaudit.graph import ParamStats
-
-
-
 from gradaudit.weight_stats import BLOCK_ELEMENTS, block_param_stats, param_stats, rows_per_block
 
 
