@@ -80,8 +80,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     for axis in (1, 0):
         memory = best_seconds(lambda: [torch.linalg.vector_norm(w) for w in weights], args.repeats)
-        old = best_seconds(lambda: [old_param_stats("w", w, axis) for w in weights], args.repeats)
-        new = best_seconds(lambda: [param_stats("w", w, axis) for w in weights], args.repeats)
+        old = best_seconds(lambda axis=axis: [old_param_stats("w", w, axis) for w in weights], args.repeats)
+        new = best_seconds(lambda axis=axis: [param_stats("w", w, axis) for w in weights], args.repeats)
         print(f"out_axis {axis}: memory pass {memory:.3f} s | old {old:.3f} s | new {new:.3f} s | "
               f"old/new {old / new:.1f}x | new/memory pass {new / memory:.1f}x")
 

@@ -363,8 +363,8 @@ def main() -> None:
         onnx.save(model, path)
         nodes = len(model.graph.node)
         del model
-        base = median_time(lambda: onnx.load(path), args.repeats)
-        ours = median_time(lambda: load_and_estimate(path), args.repeats)
+        base = median_time(lambda path=path: onnx.load(path), args.repeats)
+        ours = median_time(lambda path=path: load_and_estimate(path), args.repeats)
         mark = "" if ours / base <= TARGET_RATIO else "  (over target)"
         print(f"{name:<22}{nodes:>7}{Path(path).stat().st_size / 1e6:>8.1f}{base:>13.3f}{ours:>10.3f}{ours / base:>7.2f}{mark}")
         os.remove(path)
@@ -377,7 +377,7 @@ def main() -> None:
         path = str(folder / "scale.onnx")
         onnx.save(model, path)
         counts.append(len(model.graph.node))
-        seconds.append(median_time(lambda: load_and_estimate(path), 1))
+        seconds.append(median_time(lambda path=path: load_and_estimate(path), 1))
         print(f"  {counts[-1]:>7} {seconds[-1]:>8.2f}")
     slope, intercept, r2 = linear_fit(counts, seconds)
     print(f"slope {slope * 1e6:.1f} ms per 1000 nodes, intercept {intercept:.2f} s, R^2 {r2:.4f}")

@@ -71,7 +71,7 @@ def train(name: str, optimiser: str) -> dict:
     with torch.no_grad():
         initial = loss_on(model, inputs, targets).item()
     finite = math.isfinite(initial)
-    for step in range(STEPS if finite else 0):
+    for _ in range(STEPS if finite else 0):
         pick = torch.randint(0, EXAMPLES, (BATCH,), generator=gen)
         optim.zero_grad()
         loss = loss_on(model, tuple(x[pick] for x in inputs), targets[pick])

@@ -76,7 +76,7 @@ def load(path: str, cap: int | None = None) -> Baseline:
     known = Baseline()
     for entry in data["findings"]:
         valid = (isinstance(entry, dict) and isinstance(entry.get("model"), str) and isinstance(entry.get("code"), str)
-                 and isinstance(entry.get("layers"), list) and all(isinstance(l, str) for l in entry["layers"]))
+                 and isinstance(entry.get("layers"), list) and all(isinstance(layer, str) for layer in entry["layers"]))
         if not valid:
             raise InputError(f"baseline {path}: malformed entry {entry!r}")
         known.add(entry["model"], entry["code"], entry["layers"])

@@ -35,7 +35,7 @@ def _graded(value: float | None, warn: float, error: float) -> str | None:
 
 def _layers(ctx: Context, code: str) -> list[LayerProbe]:
     """The probe's layers this rule looks at (none without a probe; per-layer ignores applied)."""
-    return [l for l in ctx.probe.layers if not ctx.layer_ignored(code, l.layer)] if ctx.probe else []
+    return [layer for layer in ctx.probe.layers if not ctx.layer_ignored(code, layer.layer)] if ctx.probe else []
 
 
 def _renormalised(ctx: Context, layer: LayerProbe) -> bool:

@@ -214,6 +214,9 @@ def test_a_computed_weight_is_measured_but_no_edit_reaches_it(tmp_path: Path) ->
     path = _export(recurrent_factory("LSTM", True), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx", do_constant_folding=False)
     handle = load_onnx(path)
     computed, plain = [layer.param for layer in weight_layers(handle.graph)][::4]
-    recommendation = lambda param: WeightRecommendation("reinitialization", [param], "", "", edits=(Edit("scale", param, 0.5),))
+
+    def recommendation(param: str) -> WeightRecommendation:
+        return WeightRecommendation("reinitialization", [param], "", "", edits=(Edit("scale", param, 0.5),))
+
     assert not edited(recommendation(computed), handle.module) and edited(recommendation(computed))
     assert edited(recommendation(plain), handle.module)

@@ -47,9 +47,9 @@ def test_activation_moments_are_those_of_the_pre_activation():
 def test_same_seed_same_numbers_other_seed_other_numbers():
     handle = sequential_handle(mlp(3, 16, nn.ReLU, "kaiming"), (8, 16))
     first, again, other = run_probe(handle, seed=5), run_probe(handle, seed=5), run_probe(handle, seed=6)
-    assert [l.grad_rms for l in first.layers] == [l.grad_rms for l in again.layers]
+    assert [layer.grad_rms for layer in first.layers] == [layer.grad_rms for layer in again.layers]
     assert first.output_rms == again.output_rms
-    assert [l.grad_rms for l in first.layers] != [l.grad_rms for l in other.layers]
+    assert [layer.grad_rms for layer in first.layers] != [layer.grad_rms for layer in other.layers]
 
 
 @pytest.mark.parametrize(

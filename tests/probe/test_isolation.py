@@ -38,7 +38,7 @@ def test_dropout_is_switched_off():
     without = nn.Sequential(with_dropout[0], nn.Identity(), with_dropout[2])
     a = run_probe(sequential_handle(with_dropout, (8, 6)), passes=1)
     b = run_probe(sequential_handle(without, (8, 6)), passes=1)
-    assert [l.grad_rms for l in a.layers] == pytest.approx([l.grad_rms for l in b.layers], rel=1e-6)
+    assert [layer.grad_rms for layer in a.layers] == pytest.approx([layer.grad_rms for layer in b.layers], rel=1e-6)
 
 
 def test_forward_failure_is_one_line_input_error():

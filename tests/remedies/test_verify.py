@@ -47,8 +47,11 @@ def test_modified_handle_refreshes_the_static_statistics():
     model = _relu_mlp(2, 1.0)
     handle = from_module(model, (torch.randn(8, 32),))
     changed = modified_handle(handle, (Edit("scale", "0.weight", 2.0),))
-    stats = lambda h: next(d["params"]["weight"] for _, d in h.graph.nodes(data=True)
-                           if "weight" in d["params"] and d["params"]["weight"].name == "0.weight")
+
+    def stats(h):
+        return next(d["params"]["weight"] for _, d in h.graph.nodes(data=True)
+                    if "weight" in d["params"] and d["params"]["weight"].name == "0.weight")
+
     assert stats(changed).rms == pytest.approx(2.0 * stats(handle).rms, rel=1e-5)
     assert stats(changed).row_sum_sq == pytest.approx(4.0 * stats(handle).row_sum_sq, rel=1e-5)
 
