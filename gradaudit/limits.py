@@ -114,7 +114,8 @@ def require_fits(what: str, size: int, cap: int) -> None:
 
 
 def _refuse_size(what: str, size: int, cap: int) -> InputError:
-    return InputError(f"{what}: {format_size(size)} to read, above the memory cap of {format_size(cap)} (--max-memory raises it)")
+    return InputError(f"{what}: {format_size(size)} to read, above the memory cap of {format_size(cap)} "
+                      "(--max-memory raises it)")
 
 
 def regular_file_size(path: str | os.PathLike[str], what: str) -> int:
@@ -154,8 +155,8 @@ def require_archive_fits(path: str | os.PathLike[str], cap: int, what: str) -> l
         raise InputError(f"{what}: not a readable zip archive ({problem})") from None
     total = sum(member.file_size for member in members)
     if total > cap:
-        raise InputError(f"{what}: its {len(members)} member(s) inflate to {format_size(total)}, above the memory cap of "
-                         f"{format_size(cap)} (--max-memory raises it)")
+        raise InputError(f"{what}: its {len(members)} member(s) inflate to {format_size(total)}, above the memory cap "
+                         f"of {format_size(cap)} (--max-memory raises it)")
     return members
 
 

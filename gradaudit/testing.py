@@ -33,7 +33,8 @@ def assert_gradients_healthy(model: Any, example_inputs: Any, *, fail_on: str = 
     lines = [f"gradients are {result.diagnosis.label} (verdict {result.verdict})"]
     lines += [f"  - {reason}" for reason in result.diagnosis.reasons]
     for finding in failing:
-        where = f" [{', '.join(finding.layers[:3])}{', ...' if len(finding.layers) > 3 else ''}]" if finding.layers else ""
+        where = (f" [{', '.join(finding.layers[:3])}{', ...' if len(finding.layers) > 3 else ''}]" if finding.layers
+                 else "")
         lines.append(f"  {finding.code} {finding.severity}: {finding.message}{where}")
     for rec in result.recommendations[:5]:
         lines.append(f"  fix ({rec.remedy}): {rec.action}")

@@ -213,5 +213,6 @@ def constant_moments(value: Any) -> dict[str, float]:
     if not bool(mask.any()):
         return {"mean": float(flat.mean()), "rms": float(flat.pow(2).mean().sqrt())}
     kept = flat[~mask]
-    moments = {"mean": float(kept.mean()), "rms": float(kept.pow(2).mean().sqrt())} if kept.numel() else {"mean": 0.0, "rms": 0.0}
+    moments = ({"mean": float(kept.mean()), "rms": float(kept.pow(2).mean().sqrt())} if kept.numel()
+               else {"mean": 0.0, "rms": 0.0})
     return {**moments, "masked": float(mask.double().mean())}

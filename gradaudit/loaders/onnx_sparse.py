@@ -42,7 +42,8 @@ def _linear_indices(sparse: onnx.SparseTensorProto, size: int, what: str) -> np.
             raise InputError(f"{what}: an index lies outside its shape {list(dims)}")
         return np.ravel_multi_index(tuple(index.T), dims) if count else np.zeros(0, np.int64)
     if index.shape != (count,):
-        raise InputError(f"{what}: indices of shape {list(index.shape)} do not index {count} values of a {len(dims)}-d tensor")
+        raise InputError(f"{what}: indices of shape {list(index.shape)} do not index {count} values of a {len(dims)}-d "
+                         "tensor")
     if ((index < 0) | (index >= size)).any():
         raise InputError(f"{what}: an index lies outside its shape {list(dims)}")
     return index
@@ -55,8 +56,10 @@ def dense_of(sparse: onnx.SparseTensorProto, cap: int, what: str) -> onnx.Tensor
     if values.data_type not in HELD_DTYPE:
         raise InputError(f"{what} has element type {type_name(values.data_type)}, which gradaudit cannot execute")
     itemsize = HELD_DTYPE[values.data_type].itemsize
-    if any(d < 0 for d in sparse.dims) or not indexable(sparse.dims, itemsize) or len(values.dims) != 1 or not payload_matches(values):
-        raise InputError(f"{what}: dims {list(sparse.dims)} and values of shape {list(values.dims)} do not describe a sparse tensor")
+    if (any(d < 0 for d in sparse.dims) or not indexable(sparse.dims, itemsize) or len(values.dims) != 1
+            or not payload_matches(values)):
+        raise InputError(f"{what}: dims {list(sparse.dims)} and values of shape {list(values.dims)} do not describe a "
+                         "sparse tensor")
     require_fits(what, tensor_bytes(sparse.dims, itemsize), cap)
     size = math.prod(sparse.dims)
     index = _linear_indices(sparse, size, what)
@@ -75,7 +78,8 @@ def densify(model: onnx.ModelProto, cap: int) -> None:
     for node in _nodes(graph):
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.SPARSE_TENSOR:
-                label = f"the {attr.name!r} sparse tensor of node {node.name or (node.output[0] if node.output else '?')!r}"
+                label = (f"the {attr.name!r} sparse tensor of node "
+                         f"{node.name or (node.output[0] if node.output else '?')!r}")
                 dense = dense_of(attr.sparse_tensor, cap, label)
                 attr.ClearField("sparse_tensor")
                 attr.t.CopyFrom(dense)

@@ -126,7 +126,8 @@ def strip_raw_data(buffer) -> tuple[bytes, dict[str, tuple[int, int]]] | None:
             return None
         parts, spans, cursor = [], {}, graph.value_start
         for field in _fields(buffer, graph.value_start, graph.end):
-            if field.number != GRAPH_INITIALIZER or field.wire != LENGTH_DELIMITED or field.end - field.value_start <= STRIP_BYTES:
+            if (field.number != GRAPH_INITIALIZER or field.wire != LENGTH_DELIMITED
+                    or field.end - field.value_start <= STRIP_BYTES):
                 continue
             tensor = list(_fields(buffer, field.value_start, field.end))
             name, raw = _only(tensor, TENSOR_NAME), _only(tensor, TENSOR_RAW_DATA)
@@ -134,7 +135,8 @@ def strip_raw_data(buffer) -> tuple[bytes, dict[str, tuple[int, int]]] | None:
                 continue
             kept = buffer[field.value_start : raw.start] + buffer[raw.end : field.end]
             parts += [buffer[cursor : field.start], _length_delimited(GRAPH_INITIALIZER, kept)]
-            spans[bytes(buffer[name.value_start : name.end]).decode("utf-8", "replace")] = (raw.value_start, raw.end - raw.value_start)
+            spans[bytes(buffer[name.value_start : name.end]).decode("utf-8", "replace")] = (raw.value_start,
+                                                                                            raw.end - raw.value_start)
             cursor = field.end
         parts.append(buffer[cursor : graph.end])
         stripped_graph = b"".join(parts)
@@ -165,11 +167,14 @@ def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int
     count = math.prod(shape)
     dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type)
     if dtype is None and tensor.data_type in HELD_DTYPE and 0 < count and offset + length <= len(mapping):
-        stored = onnx.TensorProto(data_type=tensor.data_type, dims=shape, raw_data=bytes(mapping[offset : offset + length]))
+        stored = onnx.TensorProto(data_type=tensor.data_type, dims=shape,
+                                  raw_data=bytes(mapping[offset : offset + length]))
         if payload_matches(stored):
             return to_torch(stored, f"initializer {tensor.name!r}")
-    if dtype is None or dtype == torch.bool or count <= 0 or count * dtype.itemsize != length or offset + length > len(mapping):
-        raise InputError(f"initializer {tensor.name!r} declares shape {list(shape)} but its data ({length} bytes {where}) does not hold it")
+    if (dtype is None or dtype == torch.bool or count <= 0 or count * dtype.itemsize != length
+            or offset + length > len(mapping)):
+        raise InputError(f"initializer {tensor.name!r} declares shape {list(shape)} but its data ({length} bytes "
+                         f"{where}) does not hold it")
     return torch.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
@@ -183,7 +188,8 @@ def mapped_initializers(model: onnx.ModelProto, path: str, model_map: mmap.mmap 
     large = large_initializers(model) if CAN_MAP else set()
     for tensor in model.graph.initializer:
         if tensor.name in stripped:
-            tensors[tensor.name] = _view(model_map, tensor, *stripped[tensor.name], where=f"at offset {stripped[tensor.name][0]}")
+            tensors[tensor.name] = _view(model_map, tensor, *stripped[tensor.name],
+                                         where=f"at offset {stripped[tensor.name][0]}")
         elif tensor.name in large and external_data_helper.uses_external_data(tensor):
             entries = {entry.key: entry.value for entry in tensor.external_data}
             file = confined_path(base_dir, tensor.name, entries.get("location", ""))

@@ -96,13 +96,15 @@ def safe_archive(path: str) -> bytes:
         if problem:
             raise refuse(f"member {name!r} {problem}")
     referenced = {GRAPH, SAMPLE_INPUTS}
-    for config_name, folder, kind in ((WEIGHTS_CONFIG, WEIGHTS_DIR, "weight"), (CONSTANTS_CONFIG, CONSTANTS_DIR, "constant")):
+    for config_name, folder, kind in ((WEIGHTS_CONFIG, WEIGHTS_DIR, "weight"),
+                                      (CONSTANTS_CONFIG, CONSTANTS_DIR, "constant")):
         if config_name not in contents:
             raise refuse(f"has no {config_name}")
         referenced |= {config_name} | {folder + f for f in _payload_files(contents, config_name, kind, refuse)}
     if GRAPH not in contents:
         raise refuse(f"has no {GRAPH}")
-    unused = sorted(n for n in contents if n not in referenced and n not in BOOKKEEPING and not n.startswith(DROPPED_PREFIX))
+    unused = sorted(n for n in contents if n not in referenced and n not in BOOKKEEPING
+                    and not n.startswith(DROPPED_PREFIX))
     if unused:
         raise refuse(f"member {unused[0]!r} is not part of a saved program")
     contents[GRAPH] = _checked_graph(contents[GRAPH], refuse)

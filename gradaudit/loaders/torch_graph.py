@@ -99,7 +99,8 @@ class ParameterNames:
         return (by_shape or found or [None])[0]
 
 
-def submodule_param(params: ParameterNames, path: str, out_axis: int, stats_of: StatsOf = param_stats) -> ParamStats | None:
+def submodule_param(params: ParameterNames, path: str, out_axis: int,
+                    stats_of: StatsOf = param_stats) -> ParamStats | None:
     """Statistics of a leaf module's tensor attribute (None when absent, e.g. bias=False)."""
     tensor = fetch(params.module, path) if has_path(params.module, path) else None
     if not isinstance(tensor, torch.Tensor):
@@ -135,7 +136,8 @@ class GraphBuilder:
         return self.graph
 
     def _is_data(self, node: fx.Node) -> bool:
-        return first_tensor(self.trace.values.get(node)) is not None and any(n in self.node_of for n in node.all_input_nodes)
+        return (first_tensor(self.trace.values.get(node)) is not None
+                and any(n in self.node_of for n in node.all_input_nodes))
 
     def _written_out_layers(self) -> dict[str, FusedLayer]:
         """Norms and activations written as calls (torch_patterns) whose input is on the data path."""
@@ -160,7 +162,8 @@ class GraphBuilder:
 
     def _outputs(self, node: fx.Node) -> list[str]:
         ids: list[str] = []
-        fx.node.map_arg(node.args, lambda n: ids.append(self.node_of[n]) if n in self.node_of and self.node_of[n] not in ids else None)
+        fx.node.map_arg(node.args, lambda n: ids.append(self.node_of[n]) if n in self.node_of
+                        and self.node_of[n] not in ids else None)
         return ids
 
     def _map(self, node: fx.Node) -> None:
@@ -188,7 +191,8 @@ class GraphBuilder:
         any layer of a torch.export graph): the name a user recognises, not `addmm_2`."""
         if isinstance(spec, list):
             return None
-        weights = [stats.name for role, stats in spec.params.items() if is_weight_role(role) and stats.name in self.params.names]
+        weights = [stats.name for role, stats in spec.params.items() if is_weight_role(role)
+                   and stats.name in self.params.names]
         return (weights[0].rpartition(".")[0] or None) if weights else None
 
     def _call(self, node: fx.Node) -> Call:
@@ -234,7 +238,8 @@ class GraphBuilder:
         """A constant operand of an add, like the ONNX loader's: mean and RMS, its tensor's
         statistics under role "bias" (a scalar also gives its signed `value`)."""
         value = self._concrete(arg)
-        tensor = value.detach().double() if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
+        tensor = (value.detach().double() if isinstance(value, torch.Tensor)
+                  else torch.tensor(float(value), dtype=torch.float64))
         node_id = f"{node.name}.constant{position}"
         attrs = constant_moments(tensor)
         if tensor.numel() == 1:
@@ -242,7 +247,8 @@ class GraphBuilder:
         params: dict[str, ParamStats] = {}
         if isinstance(arg, fx.Node) and "masked" not in attrs:  # a mask is no bias
             params["bias"] = param_stats(self.params.of_ancestors(arg, tuple(tensor.shape)) or arg.name, tensor)
-        self._add(node_id, NodeSpec("constant", attrs=attrs, params=params), node_id, [], tuple(tensor.shape), "constant")
+        self._add(node_id, NodeSpec("constant", attrs=attrs, params=params), node_id, [], tuple(tensor.shape),
+                  "constant")
         return node_id
 
     def _add_stages(self, node: fx.Node, stages: list[Stage], kind: str) -> None:
@@ -254,7 +260,8 @@ class GraphBuilder:
             self._add(node_id, stage.spec, node_id, inputs, shape, kind)
             produced[stage.suffix] = node_id
 
-    def _add(self, node_id: str, spec: NodeSpec, name: str, inputs: list[str], shape: tuple[int, ...] | None, kind: str) -> None:
+    def _add(self, node_id: str, spec: NodeSpec, name: str, inputs: list[str], shape: tuple[int, ...] | None,
+             kind: str) -> None:
         params = {self._role(role, stats): stats for role, stats in spec.params.items()}
         add_node(self.graph, node_id, name=name, op=spec.op, source=kind, fn=spec.fn, attrs=spec.attrs,
                  params=params, out_shape=shape, inputs=inputs)

@@ -137,7 +137,8 @@ class HookRunner:
         self.calls = calls
         self.inputs = inputs
 
-    def __call__(self, module: torch.nn.Module, inputs: Sequence[Any], capture: Collection[str]) -> tuple[Any, dict[str, Any]]:
+    def __call__(self, module: torch.nn.Module, inputs: Sequence[Any],
+                 capture: Collection[str]) -> tuple[Any, dict[str, Any]]:
         captured = {name: x for name, x in zip(self.inputs, inputs) if name in capture}
         wanted: dict[str, dict[int, str]] = {}
         for node_id in capture:
@@ -155,7 +156,8 @@ class HookRunner:
         return outputs, captured
 
     @staticmethod
-    def _capture(path: str, by_index: dict[int, str], counts: Counter, captured: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def _capture(path: str, by_index: dict[int, str], counts: Counter,
+                 captured: dict[str, Any]):  # type: ignore[no-untyped-def]
         def hook(m: torch.nn.Module, args: tuple, out: Any) -> Any:
             index = counts[path]
             counts[path] += 1

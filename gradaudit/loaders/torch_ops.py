@@ -57,10 +57,12 @@ def _params(call: Call, **roles: str) -> dict[str, ParamStats]:
 
 
 def _linear_module(m: nn.Linear, call: Call) -> NodeSpec:
-    return NodeSpec("linear", attrs=dense_fans(m.in_features, m.out_features), params=_params(call, weight="weight", bias="bias"))
+    return NodeSpec("linear", attrs=dense_fans(m.in_features, m.out_features),
+                    params=_params(call, weight="weight", bias="bias"))
 
 
-def conv_attrs(weight_shape: tuple[int, ...], stride: Any, groups: int, dilation: Any, transposed: bool) -> dict[str, Any]:
+def conv_attrs(weight_shape: tuple[int, ...], stride: Any, groups: int, dilation: Any,
+               transposed: bool) -> dict[str, Any]:
     """Conv attrs of the schema: fans from graph.conv_fans plus the geometry."""
     dims = len(weight_shape) - 2
     strides = per_dim(stride, dims)
@@ -80,7 +82,8 @@ def _conv_module(m: nn.modules.conv._ConvNd, call: Call) -> NodeSpec:
 
 
 def _embedding_module(m: nn.Embedding | nn.EmbeddingBag, call: Call) -> NodeSpec:
-    return NodeSpec("embedding", attrs={"num_embeddings": m.num_embeddings, "fan_in": 1.0}, params=_params(call, weight="weight"))
+    return NodeSpec("embedding", attrs={"num_embeddings": m.num_embeddings, "fan_in": 1.0},
+                    params=_params(call, weight="weight"))
 
 
 def _norm_module(kind: str) -> Callable[[nn.Module, Call], NodeSpec]:
@@ -177,7 +180,8 @@ def _attention_module(m: nn.MultiheadAttention, call: Call) -> NodeSpec:
     attrs = {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "scale": 1.0 / math.sqrt(head_dim)}
     params = _params(call, in_proj_weight="in_proj_weight", in_proj_bias="in_proj_bias")
     if "in_proj_weight" not in params:  # separate q/k/v projections (kdim/vdim differ)
-        params.update(_params(call, in_proj_weight="q_proj_weight", k_proj_weight="k_proj_weight", v_proj_weight="v_proj_weight"))
+        params.update(_params(call, in_proj_weight="q_proj_weight", k_proj_weight="k_proj_weight",
+                              v_proj_weight="v_proj_weight"))
     params.update(_params(call, out_proj_weight="out_proj.weight", out_proj_bias="out_proj.bias"))
     return NodeSpec("attention", attrs=attrs, params=params)
 

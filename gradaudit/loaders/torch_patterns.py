@@ -25,7 +25,8 @@ ONNX_NAMES = {"pow": "Pow", "square": "Pow", "mean": "ReduceMean", "add": "Add",
 
 # Calls that keep a tensor's values (a dtype cast, a copy): T5's RMSNorm squares
 # `x.to(torch.float32)`, not x. ONNX's Cast, which the matcher sees through.
-VALUE_KEEPING = frozenset({"to", "_to_copy", "type", "type_as", "float", "double", "half", "bfloat16", "contiguous", "clone"})
+VALUE_KEEPING = frozenset({"to", "_to_copy", "type", "type_as", "float", "double", "half", "bfloat16", "contiguous",
+                           "clone"})
 
 
 def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) -> Step:
@@ -39,7 +40,8 @@ def _step(node: fx.Node, name_of_call: str, constants: dict[str, torch.Tensor]) 
 
     op = ONNX_NAMES.get(name_of_call) if node.op in ("call_function", "call_method") else None
     args = list(node.args)
-    if node.op in ("call_function", "call_method") and name_of_call in VALUE_KEEPING and args and isinstance(args[0], fx.Node):
+    if (node.op in ("call_function", "call_method") and name_of_call in VALUE_KEEPING and args
+            and isinstance(args[0], fx.Node)):
         return Step(node.name, "Cast", (args[0].name,), (node.name,), {})
     if op == "ReduceMean":
         dim = node.kwargs.get("dim", args[1] if len(args) > 1 else None)

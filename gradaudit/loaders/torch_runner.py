@@ -44,7 +44,8 @@ class FxRunner:
         self.paths = {n.name: _index_path(trace.values.get(n)) for n in self.nodes.values()}
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __call__(self, module: torch.nn.Module, inputs: Sequence[Any], capture: Collection[str]) -> tuple[Any, dict[str, Any]]:
+    def __call__(self, module: torch.nn.Module, inputs: Sequence[Any],
+                 capture: Collection[str]) -> tuple[Any, dict[str, Any]]:
         wanted = tuple(sorted(c for c in set(capture) if c in self.nodes))
         per_module = self._compiled.setdefault(module, {})
         if wanted not in per_module:

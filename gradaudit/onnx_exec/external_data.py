@@ -93,7 +93,8 @@ def span(tensor: onnx.TensorProto, file: str) -> tuple[int, int]:
     return offset, length
 
 
-def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collection[str] = (), cap: int | None = None) -> onnx.ModelProto:
+def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collection[str] = (),
+                       cap: int | None = None) -> onnx.ModelProto:
     """Fill the external tensors of `model` (read without its data) from the model's folder.
 
     Every location is confined first and every span checked (`span`); the tensors named in
@@ -103,12 +104,14 @@ def load_external_data(model: onnx.ModelProto, model_path: str, leave: Collectio
     external = [t for _, t in graph_tensors(model.graph) if external_data_helper.uses_external_data(t)]
     lengths = {id(t): span(t, confined_path(base_dir, t.name, _location(t)))[1] for t in external}
     read = [t for t in external if t.name not in leave]
-    require_fits(f"{model_path}: its external data", sum(lengths[id(t)] for t in read), default_max_memory() if cap is None else cap)
+    require_fits(f"{model_path}: its external data", sum(lengths[id(t)] for t in read),
+                 default_max_memory() if cap is None else cap)
     for tensor in read:
         try:
             external_data_helper.load_external_data_for_tensor(tensor, base_dir)
         except (OSError, ValueError) as exc:
-            raise InputError(f"external data of tensor {tensor.name!r} at location {_location(tensor)!r} is unreadable: {exc}") from exc
+            raise InputError(f"external data of tensor {tensor.name!r} at location {_location(tensor)!r} is "
+                             f"unreadable: {exc}") from exc
     return model
 
 

@@ -196,7 +196,8 @@ def _gelu_tanh(mul: Step, producer: dict[str, Step], constant: ConstantLookup) -
         cubic_term = producer.get(inner.inputs[1] if inner.inputs[0] == x else inner.inputs[0])
         by_k = _scalar_of(cubic_term, constant) if cubic_term is not None and cubic_term.op_type == "Mul" else None
         cube = producer.get(by_k[0]) if by_k is not None and _near(by_k[1], 0.044715) else None
-        if cube is None or cube.op_type != "Pow" or cube.inputs[0] != x or not _is_scalar(cube.inputs[1], 3.0, constant):
+        if (cube is None or cube.op_type != "Pow" or cube.inputs[0] != x
+                or not _is_scalar(cube.inputs[1], 3.0, constant)):
             continue
         absorbed = frozenset(s.node_id for s in (half, one_plus, tanh, scaled, inner, cubic_term, cube))
         return FusedLayer("activation", "gelu", x, absorbed, {"approximate": "tanh"})
@@ -225,7 +226,8 @@ def _absorbed_casts(norm: FusedLayer, end: str, steps: Sequence[Step], skipped: 
     for step in steps:
         for name in step.inputs:
             readers[name].add(step.node_id)
-    casts = {cast.node_id for output, cast in skipped.items() if readers[output] and readers[output] <= norm.absorbed | {end}}
+    casts = {cast.node_id for output, cast in skipped.items() if readers[output]
+             and readers[output] <= norm.absorbed | {end}}
     return replace(norm, absorbed=norm.absorbed | casts) if casts else norm
 
 

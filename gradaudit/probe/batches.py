@@ -96,5 +96,6 @@ def float_moments(inputs: Sequence[Any]) -> tuple[float, float] | None:
 
 def describe(inputs: Sequence[Any]) -> str:
     """Shapes and dtypes of the inputs, for error messages."""
-    parts = [f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}" if isinstance(x, torch.Tensor) else type(x).__name__ for x in inputs]
+    parts = [f"{tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}" if isinstance(x, torch.Tensor)
+             else type(x).__name__ for x in inputs]
     return ", ".join(parts) or "no inputs"

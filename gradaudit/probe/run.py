@@ -101,7 +101,8 @@ def _one_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _forward(ctx: _Context, inputs: Sequence[Any], seed: int, capture: Collection[str]) -> tuple[Any, dict[str, Any], torch.Tensor]:
+def _forward(ctx: _Context, inputs: Sequence[Any], seed: int,
+             capture: Collection[str]) -> tuple[Any, dict[str, Any], torch.Tensor]:
     """Run the model and its loss; an input it cannot take is the user's error, in one line."""
     try:
         outputs, captured = ctx.runner(ctx.model, inputs, capture)
@@ -264,7 +265,8 @@ def _measure_pass(ctx: _Context, pass_seed: int, first_pass: bool) -> PassRecord
     )
 
 
-def _context(handle: ModelHandle, data: tuple | None, sharpness: bool, loss: str = "auto") -> tuple[_Context, dict[str, float]]:
+def _context(handle: ModelHandle, data: tuple | None, sharpness: bool,
+             loss: str = "auto") -> tuple[_Context, dict[str, float]]:
     if handle.module is None or handle.runner is None or handle.probe_unavailable:
         raise InputError(handle.probe_unavailable or f"{handle.source} cannot be executed, so it cannot be probed")
     plan = plan_capture(handle.graph)

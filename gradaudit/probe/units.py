@@ -107,7 +107,8 @@ def activation_stats(site: ActivationSite, z: torch.Tensor) -> tuple[float | Non
     saturated = None
     if site.fn in SATURATING:
         peak = max(derivative_peak(site.fn, site.attrs), float(slope.abs().max()))
-        saturated = saturated_fraction(slope, peak, z > 0 if saturates_only_above_zero(site.fn, dict(site.attrs)) else None)
+        saturated = saturated_fraction(slope, peak, z > 0 if saturates_only_above_zero(site.fn, dict(site.attrs))
+                                       else None)
     return dead, saturated
 
 

@@ -59,7 +59,8 @@ def _source_location(place: dict[str, Any]) -> dict[str, Any]:
 def _result(finding: dict[str, Any], rule_index: int, uri: str, locations: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The finding at the source line defining its first located layer (the other layers' lines
     as related locations), else at the model file."""
-    places = list({(p["uri"], p["line"]): p for p in (locations.get(layer) for layer in finding["layers"]) if p}.values())
+    places = list({(p["uri"], p["line"]): p for p in (locations.get(layer) for layer in finding["layers"])
+                   if p}.values())
     physical = _source_location(places[0]) if places else {"artifactLocation": {"uri": uri, "index": 0}}
     location: dict[str, Any] = {"physicalLocation": physical}
     if finding["layers"]:

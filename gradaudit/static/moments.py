@@ -92,7 +92,8 @@ class Grad:
         return max(self.unit_sq, self.mean * self.mean)
 
     def scaled(
-        self, factor_sq: float, factor_mean: float | None = None, factor_unit_sq: float | None = None, spectrum: Spectrum | None = None
+        self, factor_sq: float, factor_mean: float | None = None, factor_unit_sq: float | None = None,
+        spectrum: Spectrum | None = None
     ) -> "Grad":
         """The gradient after an elementwise map with E[d^2] = factor_sq and E[d] = factor_mean.
 
@@ -143,7 +144,8 @@ def coherent_sum(grads: Iterable[Grad]) -> Grad:
     amplitude = sum(math.sqrt(max(g.sq, 0.0)) for g in grads)
     unit_amplitude = sum(math.sqrt(g.unit_mean_sq) for g in grads)
     aligned_amplitude = sum(math.sqrt(max(g.aligned, 0.0)) for g in grads)
-    return Grad(amplitude * amplitude, sum(g.mean for g in grads), unit_amplitude * unit_amplitude, aligned_amplitude**2, _spread(grads))
+    return Grad(amplitude * amplitude, sum(g.mean for g in grads), unit_amplitude * unit_amplitude,
+                aligned_amplitude**2, _spread(grads))
 
 
 def fork_sum(grads: Iterable[Grad]) -> Grad:
@@ -152,4 +154,5 @@ def fork_sum(grads: Iterable[Grad]) -> Grad:
     mean = sum(g.mean for g in grads)
     fluctuation = sum(max(g.sq - g.mean * g.mean, 0.0) for g in grads)
     unit_spread = sum(g.unit_mean_sq - g.mean * g.mean for g in grads)
-    return Grad(fluctuation + mean * mean, mean, unit_spread + mean * mean, sum(g.aligned for g in grads), _spread(grads))
+    return Grad(fluctuation + mean * mean, mean, unit_spread + mean * mean, sum(g.aligned for g in grads),
+                _spread(grads))

@@ -76,7 +76,8 @@ def rule(*ops: str) -> Callable[[Rule], Rule]:
 
 
 def elementwise(
-    factor_sq: float, factor_mean: float, slots: int = 1, factor_unit_sq: float | None = None, spectrum: Spectrum | None = None
+    factor_sq: float, factor_mean: float, slots: int = 1, factor_unit_sq: float | None = None,
+    spectrum: Spectrum | None = None
 ) -> Backward:
     """Backward map of an op multiplying each input's gradient by one elementwise factor
     (statistics as in moments.Grad.scaled)."""

@@ -35,7 +35,8 @@ def attention(ctx: Context) -> Transfer:
     heads = int(ctx.attrs.get("num_heads", 1))
     head_dim = embed / heads
     scale = float(ctx.attrs.get("scale") or head_dim**-0.5)
-    keys = sequence_length(ctx.in_shapes[-1] if len(ctx.in_shapes) > 1 else ctx.in_shapes[0], ctx.batch, ctx.attrs.get("batch_first"))
+    keys = sequence_length(ctx.in_shapes[-1] if len(ctx.in_shapes) > 1 else ctx.in_shapes[0], ctx.batch,
+                           ctx.attrs.get("batch_first"))
     qx, kx, vx = (ctx.inputs * 3)[:3] if len(ctx.inputs) < 3 else ctx.inputs[:3]
     # one stacked in_proj, or q/k/v projections of their own when key/value sizes differ
     projections = (w_in, ctx.param("k_proj_weight") or w_in, ctx.param("v_proj_weight") or w_in)

@@ -35,7 +35,8 @@ def dense_backward(g: Grad, w: ParamStats, fan_out: float, spectrum: Spectrum | 
     fluctuation = max(g.sq - g.mean**2, 0.0)
     unit_spread = max(g.unit_mean_sq - g.mean**2, 0.0)
     gain_sq = fan_out * w.rms**2
-    plain = Grad(gain_sq * fluctuation + g.mean**2 * col_sq, g.mean * col_mean, gain_sq * unit_spread + g.mean**2 * col_sq)
+    plain = Grad(gain_sq * fluctuation + g.mean**2 * col_sq, g.mean * col_mean,
+                 gain_sq * unit_spread + g.mean**2 * col_sq)
     return plain if spectrum is None else plain.carrying(g, gain_sq, spectrum)
 
 
