@@ -26,7 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'model':<24}{'nodes':>7}{'params':>12}{'load_s':>8}{'static_s':>9}{'probe_s':>9}{'total_s':>9}  diagnosis / verdict")
+    print(f"{'model':<24}{'nodes':>7}{'params':>12}{'load_s':>8}{'static_s':>9}{'probe_s':>9}{'total_s':>9}  diagnosis "
+          "/ verdict")
     for path in sorted(LIGHT.glob("light_*.onnx")):
         started = time.perf_counter()
         handle = load(str(path))

@@ -27,7 +27,8 @@ def main() -> None:
     print(f"{'sample':<30}{'route':<6}{'diagnosis':<11}{'static':>8}{'measured':>10}{'gap':>7}{'exit':>6}{'secs':>7}")
     worst = 0.0
     for name in sorted(SAMPLES):
-        for route, source in (("onnx", ROOT / "samples" / f"{name}.onnx"), ("py", f"{ROOT / 'samples' / name}.py:build")):
+        for route, source in (("onnx", ROOT / "samples" / f"{name}.onnx"),
+                              ("py", f"{ROOT / 'samples' / name}.py:build")):
             started = time.perf_counter()
             audit = run_audit(load(str(source)), AuditOptions())
             seconds = time.perf_counter() - started

@@ -55,7 +55,8 @@ def main() -> None:
         seconds = wall_time([sys.executable, "-m", "gradaudit", *command], args.repeats)
         torch = "torch" in imported_modules(command)
         status = "" if seconds <= TARGET_S and not torch else "  (over target)"
-        print(f"{'gradaudit ' + ' '.join(command):<28}{seconds:>8.3f}{seconds - bare:>12.3f}{'yes' if torch else 'no':>7}{status}")
+        print(f"{'gradaudit ' + ' '.join(command):<28}{seconds:>8.3f}{seconds - bare:>12.3f}"
+              f"{'yes' if torch else 'no':>7}{status}")
 
 
 if __name__ == "__main__":

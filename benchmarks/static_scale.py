@@ -16,7 +16,8 @@ and R^2 (linear growth). At such small widths the per-node Python work dominates
 
 `--memory WIDTH` instead loads a 48-block GPT of that width, stored embedded and as external
 data, with `onnx.load`, with gradaudit's static-only audit and with gradaudit's full load (what a
-probe starts from), each in a fresh process, printing wall time and peak memory. `--llama-7b` runs `--static-only` on a 6.7e9-parameter Llama-like factory
+probe starts from), each in a fresh process, printing wall time and peak memory. `--llama-7b` runs
+`--static-only` on a 6.7e9-parameter Llama-like factory
 (`benchmarks/static_scale.py:llama_7b`, gradaudit.loaders.torch_meta) in a fresh process and prints
 its peak RSS (the kernel's VmHWM), wall time and largest layer.
 """
@@ -278,7 +279,8 @@ def memory(width: int) -> None:
     del model
     weights_mib = (files["external data"].parent / "weights.bin").stat().st_size / 2**20
     print(f"48-block GPT-style, width {width}: {weights_mib:.0f} MiB of weights")
-    print(f"  {'':<24}{'wall_s':>8}{'+anon_MiB':>12}{'VmHWM_MiB':>12}   (+anon: peak anonymous memory above the imports)")
+    print(f"  {'':<24}{'wall_s':>8}{'+anon_MiB':>12}{'VmHWM_MiB':>12}   (+anon: peak anonymous memory above the "
+          "imports)")
     for storage, path in files.items():
         print(storage)
         for run in MEMORY_RUNS:
@@ -335,7 +337,8 @@ def main() -> None:
                         help="instead: --static-only analysis of a 7e9-parameter Llama-like factory (minutes)")
     parser.add_argument("--llama-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", type=int, metavar="WIDTH",
-                        help="instead: memory and time of loading a 48-block GPT of this width (embedded, external data)")
+                        help="instead: memory and time of loading a 48-block GPT of this width (embedded, external "
+                             "data)")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.llama_worker:
@@ -366,7 +369,8 @@ def main() -> None:
         base = median_time(lambda path=path: onnx.load(path), args.repeats)
         ours = median_time(lambda path=path: load_and_estimate(path), args.repeats)
         mark = "" if ours / base <= TARGET_RATIO else "  (over target)"
-        print(f"{name:<22}{nodes:>7}{Path(path).stat().st_size / 1e6:>8.1f}{base:>13.3f}{ours:>10.3f}{ours / base:>7.2f}{mark}")
+        print(f"{name:<22}{nodes:>7}{Path(path).stat().st_size / 1e6:>8.1f}{base:>13.3f}{ours:>10.3f}"
+              f"{ours / base:>7.2f}{mark}")
         os.remove(path)
 
     nodes_per_block = len(gpt(1, 16).graph.node) - 2

@@ -44,17 +44,21 @@ def _block(graph: nx.DiGraph, index: int, src: str, generator: torch.Generator) 
             "out_proj_weight": _weight(p + "attn.out_proj.weight", WIDTH, WIDTH, generator)}
     nodes = [
         (p + "ln1", "norm", "layer", {}, gamma, [src]),
-        (p + "attn", "attention", None, {"embed_dim": WIDTH, "num_heads": 4, "batch_first": True}, attn, [p + "ln1"] * 3),
+        (p + "attn", "attention", None, {"embed_dim": WIDTH, "num_heads": 4, "batch_first": True}, attn,
+         [p + "ln1"] * 3),
         (p + "res1", "add", None, {}, {}, [src, p + "attn"]),
         (p + "ln2", "norm", "layer", {}, gamma, [p + "res1"]),
-        (p + "fc1", "linear", None, dense_fans(WIDTH, 4 * WIDTH), {"weight": _weight(p + "fc1.weight", 4 * WIDTH, WIDTH, generator)}, [p + "ln2"]),
+        (p + "fc1", "linear", None, dense_fans(WIDTH, 4 * WIDTH),
+         {"weight": _weight(p + "fc1.weight", 4 * WIDTH, WIDTH, generator)}, [p + "ln2"]),
         (p + "act", "activation", "gelu", {}, {}, [p + "fc1"]),
-        (p + "fc2", "linear", None, dense_fans(4 * WIDTH, WIDTH), {"weight": _weight(p + "fc2.weight", WIDTH, 4 * WIDTH, generator)}, [p + "act"]),
+        (p + "fc2", "linear", None, dense_fans(4 * WIDTH, WIDTH),
+         {"weight": _weight(p + "fc2.weight", WIDTH, 4 * WIDTH, generator)}, [p + "act"]),
         (p + "res2", "add", None, {}, {}, [p + "res1", p + "fc2"]),
     ]
     for node, op, fn, attrs, params, inputs in nodes:
         shape = (BATCH, TOKENS, 4 * WIDTH) if node.endswith(("fc1", "act")) else SHAPE
-        add_node(graph, node, name=node, op=op, fn=fn, source=op, attrs=attrs, params=params, out_shape=shape, inputs=inputs)
+        add_node(graph, node, name=node, op=op, fn=fn, source=op, attrs=attrs, params=params, out_shape=shape,
+                 inputs=inputs)
     return p + "res2"
 
 
@@ -100,7 +104,8 @@ def main() -> None:
         print(f"{sizes[-1]:>7}{wall:>10.3f}{cpu:>10.3f}{1000 * cpu / sizes[-1]:>13.3f}")
     slope, intercept = np.polyfit(sizes, seconds, 1)
     verdict = "meets" if seconds[0] <= 1.0 else "misses"
-    print(f"slope {1000 * slope:.3f} ms/node (cpu), intercept {intercept:.3f} s; {sizes[0]} nodes in {seconds[0]:.3f} cpu s ({verdict} the 1 s target)")
+    print(f"slope {1000 * slope:.3f} ms/node (cpu), intercept {intercept:.3f} s; {sizes[0]} nodes in {seconds[0]:.3f} "
+          f"cpu s ({verdict} the 1 s target)")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def mlp(depth: int, width: int, act: Callable[[], nn.Module], init: Init, classe
     return _initialised(nn.Sequential(*layers), init)
 
 
-def cnn(depth: int, channels: int, act: Callable[[], nn.Module], init: Init, norm: bool = False, pool_every: int = 0, stride_first: bool = False) -> nn.Module:
+def cnn(depth: int, channels: int, act: Callable[[], nn.Module], init: Init, norm: bool = False, pool_every: int = 0,
+        stride_first: bool = False) -> nn.Module:
     layers: list[nn.Module] = []
     for i in range(depth):
         stride = 2 if stride_first and i == 0 else 1
@@ -110,7 +111,8 @@ class ResidualMLP(nn.Module):
         self.stem = nn.Linear(32, width)
         norms = {"layer": nn.LayerNorm, "batch": nn.BatchNorm1d, "written_rms": WrittenRMSNorm}
         self.branches = nn.ModuleList(
-            nn.Sequential(*([norms[norm](width)] if norm else []), nn.ReLU(), nn.Linear(width, width)) for _ in range(blocks)
+            nn.Sequential(*([norms[norm](width)] if norm else []), nn.ReLU(), nn.Linear(width, width))
+            for _ in range(blocks)
         )
         self.head = nn.Linear(width, 10)
         self.alpha = alpha
@@ -148,7 +150,8 @@ class ResidualCNN(nn.Module):
 class Recurrent(nn.Module):
     """A recurrent layer over (B, T, 16) inputs, read out at every step by a linear head."""
 
-    def __init__(self, kind: str, hidden: int, layers: int = 1, rec_init: Init | None = None, forget_bias: float | None = None):
+    def __init__(self, kind: str, hidden: int, layers: int = 1, rec_init: Init | None = None,
+                 forget_bias: float | None = None):
         super().__init__()
         cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
         self.rnn = cls(16, hidden, num_layers=layers, batch_first=True)
@@ -168,11 +171,13 @@ class Recurrent(nn.Module):
 class Encoder(nn.Module):
     """Token embedding + positional table + nn.TransformerEncoderLayer stack + vocabulary head."""
 
-    def __init__(self, depth: int, d_model: int, norm_first: bool, activation: str = "relu", vocab: int = 50, init: Init = pytorch_default):
+    def __init__(self, depth: int, d_model: int, norm_first: bool, activation: str = "relu", vocab: int = 50,
+                 init: Init = pytorch_default):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, 4, 2 * d_model, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
+            nn.TransformerEncoderLayer(d_model, 4, 2 * d_model, dropout=0.0, activation=activation, batch_first=True,
+                                       norm_first=norm_first)
             for _ in range(depth)
         )
         self.final_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
@@ -214,7 +219,8 @@ class PatchEncoder(nn.Module):
         self.class_token = class_token
         self.patch = nn.Linear(32, d_model)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first)
+            nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=norm_first)
             for _ in range(depth)
         )
         self.head = nn.Linear(d_model, 10)
@@ -381,7 +387,8 @@ def run(cases: list[Case], seeds: int, echo: Callable[[str], None] | None = None
         if echo:
             r = rows[-1]
             flag = "" if r.error <= 1.0 and r.static_diagnosis == r.measured_diagnosis else "  <--"
-            echo(f"{r.name:<28}{r.static:>9.2f}{r.measured:>10.2f}{r.error:>7.2f}  {r.static_diagnosis:<10}{r.measured_diagnosis:<10}{flag}")
+            echo(f"{r.name:<28}{r.static:>9.2f}{r.measured:>10.2f}{r.error:>7.2f}  "
+                 f"{r.static_diagnosis:<10}{r.measured_diagnosis:<10}{flag}")
     return rows
 
 

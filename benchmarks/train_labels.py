@@ -104,7 +104,8 @@ def main() -> None:
     for name in names:
         runs = {opt: train(name, opt) for opt in OPTIMISERS}
         for opt, run in runs.items():
-            print(f"{name:<26}{opt:<6}{run['initial']:>10.3g}{run['final']:>10.3g}{run['zeros']:>7.2f}  {run['outcome']}",
+            print(f"{name:<26}{opt:<6}{run['initial']:>10.3g}{run['final']:>10.3g}{run['zeros']:>7.2f}  "
+                  f"{run['outcome']}",
                   flush=True)
         stored[name] = {"outcomes": {opt: run["outcome"] for opt, run in runs.items()}, "runs": runs}
         if not args.no_save:
