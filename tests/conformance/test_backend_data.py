@@ -43,13 +43,15 @@ def node_cases() -> list[Case]:
     cases = []
     for suite in SUITES:
         for folder in sorted((DATA / suite).iterdir()):
-            sets = [(sorted(d.glob("input_*.pb")), sorted(d.glob("output_*.pb"))) for d in sorted(folder.glob("test_data_set_*"))]
+            sets = [(sorted(d.glob("input_*.pb")), sorted(d.glob("output_*.pb")))
+                    for d in sorted(folder.glob("test_data_set_*"))]
             cases.append(Case(suite, folder.name, folder / "model.onnx", sets))
     return cases
 
 
 def light_cases() -> list[Case]:
-    return [Case("light", p.stem, p, [([], [p.with_name(f"{p.stem}_output_0.pb")])]) for p in sorted((DATA / "light").glob("*.onnx"))]
+    return [Case("light", p.stem, p, [([], [p.with_name(f"{p.stem}_output_0.pb")])])
+            for p in sorted((DATA / "light").glob("*.onnx"))]
 
 
 def _runner_input(model: onnx.ModelProto, name: str) -> torch.Tensor:
@@ -70,8 +72,10 @@ def _failure(case: Case, model: onnx.ModelProto) -> str:
         for index, (value, path) in enumerate(zip(got, outputs)):
             expected = _tensor(path)
             actual = value.numpy()
-            if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True):
-                return f"output {index} differs (max abs error {np.nanmax(np.abs(actual - expected)) if actual.shape == expected.shape else 'shape'})"
+            if (actual.shape != expected.shape
+                    or not np.allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=True)):
+                return (f"output {index} differs (max abs error "
+                        f"{np.nanmax(np.abs(actual - expected)) if actual.shape == expected.shape else 'shape'})")
     return ""
 
 
@@ -101,6 +105,7 @@ def test_backend_test_data_conformance() -> None:
         print(f"  {suite:<18} {n_pass:>4} pass {n_fail:>3} fail")
     for name, problem in failed.items():
         print(f"  FAIL {name}: {problem}")
-    print("unsupported ops met: " + (", ".join(f"{op} ({len(c)} cases)" for op, c in sorted(unsupported.items())) or "none"))
+    print("unsupported ops met: " + (", ".join(f"{op} ({len(c)} cases)" for op, c in sorted(unsupported.items()))
+                                     or "none"))
     assert total >= 120
     assert len(passed) / total >= PASS_FLOOR, failed

@@ -35,7 +35,8 @@ class Block(nn.Module):
         self.heads = heads
         self.attn_norm, self.mlp_norm = RMSNorm(width), RMSNorm(width)
         self.q, self.k, self.v, self.o = (nn.Linear(width, width, bias=False) for _ in range(4))
-        self.gate, self.up, self.down = nn.Linear(width, hidden, bias=False), nn.Linear(width, hidden, bias=False), nn.Linear(hidden, width, bias=False)
+        self.gate, self.up, self.down = (nn.Linear(width, hidden, bias=False), nn.Linear(width, hidden, bias=False),
+                                         nn.Linear(hidden, width, bias=False))
 
     def forward(self, x, cos, sin):
         b, t, d = x.shape
@@ -48,7 +49,8 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, vocab: int = 64, width: int = 32, heads: int = 4, layers: int = 2, hidden: int = 86, positions: int = 16):
+    def __init__(self, vocab: int = 64, width: int = 32, heads: int = 4, layers: int = 2, hidden: int = 86,
+                 positions: int = 16):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.blocks = nn.ModuleList(Block(width, heads, hidden) for _ in range(layers))
@@ -82,7 +84,8 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(nn.Module):
     def __init__(self, width: int = 8):
         super().__init__()
-        self.down1, self.down2, self.bottom = _double_conv(3, width), _double_conv(width, 2 * width), _double_conv(2 * width, 4 * width)
+        self.down1, self.down2, self.bottom = (_double_conv(3, width), _double_conv(width, 2 * width),
+                                               _double_conv(2 * width, 4 * width))
         self.up2, self.up1 = _double_conv(6 * width, 2 * width), _double_conv(3 * width, width)
         self.out = nn.Conv2d(width, 2, 1)
 

@@ -109,8 +109,9 @@ def test_thresholds_from_config(cli, clean_environment):
     write_config(clean_environment, "measured-warn-decades = 10\nmeasured-fail-decades = 10")
     code, out, _ = cli("check", VANISHING_SIGMOID, "--format", "json")
     assert code == 1 and finding_codes(out) == {"GA102", "GA201"}  # only the measured rule moved
-    write_config(clean_environment, "\n".join(f"{kind}-{level}-decades = 10" for kind in ("predicted", "measured", "init")
-                                             for level in ("warn", "fail")))  # GA201 has its own levels
+    write_config(clean_environment, "\n".join(f"{kind}-{level}-decades = 10"
+                                              for kind in ("predicted", "measured", "init")
+                                              for level in ("warn", "fail")))  # GA201 has its own levels
     code, out, _ = cli("check", VANISHING_SIGMOID, "--format", "json")
     assert code == 0 and finding_codes(out) == set()
 

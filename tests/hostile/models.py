@@ -153,7 +153,8 @@ def with_sparse_weight(indices: np.ndarray | None = None) -> onnx.ModelProto:
     index = np.flatnonzero(dense > 0) if indices is None else indices
     values = dense.ravel()[np.clip(index, 0, dense.size - 1)]
     model.graph.sparse_initializer.append(helper.make_sparse_tensor(
-        numpy_helper.from_array(values, "W1"), numpy_helper.from_array(index.astype(np.int64), "W1_indices"), list(dense.shape)))
+        numpy_helper.from_array(values, "W1"), numpy_helper.from_array(index.astype(np.int64), "W1_indices"),
+        list(dense.shape)))
     return model
 
 

@@ -50,14 +50,16 @@ def test_a_deflated_npz_that_expands_past_the_cap_is_refused_unread(tmp_path: Pa
     with zipfile.ZipFile(data, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         zeros_member(archive, "x.npy", {"descr": "<f4", "fortran_order": False, "shape": (INFLATED // 4 - 32,)})
     assert data.stat().st_size < INFLATED // 100
-    refused(capsys, str(model), "-q", "--data", str(data), "--max-memory", CAP, words=(str(data), "256.0 MiB", "64.0 MiB"))
+    refused(capsys, str(model), "-q", "--data", str(data), "--max-memory", CAP,
+            words=(str(data), "256.0 MiB", "64.0 MiB"))
 
 
 @pytest.mark.parametrize("shape, stored, words", [
     ((10**6, 10**6), 64, ("[1000000, 1000000]", "3.6 TiB", "64.0 MiB")),
     ((8, 1000), 64, ("[8, 1000]", "more than the 64 B it holds")),
 ])
-def test_a_npy_header_is_checked_before_its_array_is_allocated(tmp_path: Path, model: Path, capsys, shape, stored, words):
+def test_a_npy_header_is_checked_before_its_array_is_allocated(tmp_path: Path, model: Path, capsys, shape, stored,
+                                                               words):
     data = tmp_path / "batch.npy"
     with open(data, "wb") as file:
         np.lib.format.write_array_header_1_0(file, {"descr": "<f4", "fortran_order": False, "shape": shape})
@@ -80,7 +82,8 @@ def test_a_torch_archive_that_inflates_past_the_cap_is_refused_before_torch_read
     torch.save(torch.zeros(2, 4), archive_path)  # a real torch.save archive, then one inflating member more
     with zipfile.ZipFile(archive_path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
         zeros_member(archive, "bomb/data/1")
-    args = [str(model), "-q", "--data", str(archive_path)] if as_data else [str(archive_path), "-q", "--input-shape", "2,4"]
+    args = ([str(model), "-q", "--data", str(archive_path)] if as_data
+            else [str(archive_path), "-q", "--input-shape", "2,4"])
     refused(capsys, *args, "--max-memory", CAP, words=(str(archive_path), "inflate to 256.0 MiB", "64.0 MiB"))
 
 
@@ -118,7 +121,8 @@ def test_external_data_read_into_memory_counts_against_the_cap(tmp_path: Path, c
     with open(tmp_path / "weights.bin", "wb") as file:
         for tensor in model.graph.initializer:
             file.write(tensor.raw_data)
-            for key, value in (("location", "weights.bin"), ("offset", str(offset)), ("length", str(len(tensor.raw_data)))):
+            for key, value in (("location", "weights.bin"), ("offset", str(offset)),
+                               ("length", str(len(tensor.raw_data)))):
                 entry = tensor.external_data.add()
                 entry.key, entry.value = key, value
             offset += len(tensor.raw_data)

@@ -96,7 +96,8 @@ def conv_model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1], strides=[1, 1],
                          kernel_shape=[3, 3], dilations=[1, 1], group=1),
-        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], name="bn", epsilon=1e-5, momentum=0.9),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], name="bn", epsilon=1e-5,
+                         momentum=0.9),
         helper.make_node("Relu", ["b"], ["r"], name="relu"),
         helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0]),
         helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
@@ -113,7 +114,8 @@ SEEDS = {"mlp": models.mlp().SerializeToString(), "conv": conv_model().Serialize
 
 
 @FUZZ
-@given(seed=st.sampled_from(sorted(SEEDS)), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=8))
+@given(seed=st.sampled_from(sorted(SEEDS)),
+       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=8))
 def test_byte_flips(seed: str, flips: list[tuple[int, int]]):
     data = bytearray(SEEDS[seed])
     for position, mask in flips:
@@ -161,7 +163,8 @@ def random_graph(draw: st.DrawFn) -> onnx.ModelProto:
     rank = draw(st.integers(1, 4), label="rank")
     shape = [draw(st.integers(1, 5)) for _ in range(rank)]
     inits = [numpy_helper.from_array(
-        np.random.default_rng(i).normal(size=[draw(st.integers(1, 5)) for _ in range(draw(st.integers(1, 3)))]).astype(np.float32),
+        np.random.default_rng(i).normal(size=[draw(st.integers(1, 5))
+                                              for _ in range(draw(st.integers(1, 3)))]).astype(np.float32),
         f"w{i}") for i in range(draw(st.integers(0, 3)))]
     tensors = ["x", *(t.name for t in inits)]
     nodes = []
@@ -220,7 +223,8 @@ def cli_folder() -> tempfile.TemporaryDirectory:
 ALL_TYPES = [code for name, code in TensorProto.DataType.items() if name not in ("UNDEFINED", "STRING")]
 PACKED_INTEGERS = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "INT2", "UINT2") if hasattr(TensorProto, n)}
 DIMS = st.lists(st.sampled_from([-1, 0, 1, 2, 4, 5, 2**31, 2**62, 2**63 - 1]), max_size=4)
-SPAN_TEXT = st.one_of(st.integers(-(2**70), 2**70).map(str), st.sampled_from(["", "abc", "1e3", " 8", "0x10", "\u0663", "-0"]))
+SPAN_TEXT = st.one_of(st.integers(-(2**70), 2**70).map(str),
+                      st.sampled_from(["", "abc", "1e3", " 8", "0x10", "\u0663", "-0"]))
 LOCATIONS = st.sampled_from(["w.bin", "", "../w.bin", "/etc/hostname", "missing.bin", "w.bin/", "."])
 
 
@@ -232,7 +236,8 @@ def _bias_model(draw: st.DrawFn) -> onnx.ModelProto:
     data_type = draw(st.sampled_from(sorted(HELD_DTYPE)) | st.sampled_from(ALL_TYPES), label="bias type")
     integral = data_type in PACKED_INTEGERS or helper.tensor_dtype_to_np_dtype(data_type).kind in "biu"
     try:
-        return models.with_typed_bias(data_type, [1, 0, 1, 0] if integral else [0.5, 1.0, 2.0, 4.0], as_constant=draw(st.booleans()))
+        return models.with_typed_bias(data_type, [1, 0, 1, 0] if integral else [0.5, 1.0, 2.0, 4.0],
+                                      as_constant=draw(st.booleans()))
     except (TypeError, ValueError):  # a type onnx.helper cannot fill from a list (complex)
         return models.with_typed_bias(TensorProto.FLOAT, [0.5, 1.0, 2.0, 4.0])
 
@@ -243,7 +248,8 @@ def _make_external(draw: st.DrawFn, tensor: onnx.TensorProto, external: bytearra
     offset = len(external)
     external.extend(payload)
     truthful = {"location": "w.bin", "offset": str(offset), "length": str(len(payload))}
-    entries = {key: draw(st.just(value) | (LOCATIONS if key == "location" else SPAN_TEXT), label=key) for key, value in truthful.items()}
+    entries = {key: draw(st.just(value) | (LOCATIONS if key == "location" else SPAN_TEXT), label=key)
+               for key, value in truthful.items()}
     if draw(st.booleans(), label="drop length"):
         del entries["length"]
     tensor.ClearField("raw_data")
@@ -300,7 +306,8 @@ def archive_seeds() -> dict[str, bytes]:
 
     layer = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
     seeds = {}
-    for kind, save in (("pickle", lambda f: torch.save(layer, f)), ("script", lambda f: torch.jit.save(torch.jit.script(layer), f)),
+    for kind, save in (("pickle", lambda f: torch.save(layer, f)),
+                       ("script", lambda f: torch.jit.save(torch.jit.script(layer), f)),
                        ("export", lambda f: torch.export.save(torch.export.export(layer, (torch.randn(2, 4),)), f))):
         buffer = io.BytesIO()
         with warnings.catch_warnings():
@@ -316,7 +323,8 @@ MEMBER_NAMES = st.sampled_from(["code/__torch__.py", "data.pkl", "../escape.pkl"
 
 @st.composite
 def archive_bytes(draw: st.DrawFn) -> bytes:
-    seed = zipfile.ZipFile(io.BytesIO(archive_seeds()[draw(st.sampled_from(["pickle", "script", "export"]), label="seed")]))
+    seed = zipfile.ZipFile(io.BytesIO(archive_seeds()[draw(st.sampled_from(["pickle", "script", "export"]),
+                                                           label="seed")]))
     members = [(info.filename, seed.read(info)) for info in seed.infolist()]
     for _ in range(draw(st.integers(1, 4), label="edits")):
         edit = draw(st.sampled_from(["drop", "rename", "overwrite", "truncate", "add"]), label="edit")
@@ -333,7 +341,8 @@ def archive_bytes(draw: st.DrawFn) -> bytes:
         else:
             members[index] = (members[index][0], members[index][1][: draw(st.integers(0, len(members[index][1])))])
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as archive:
+    with zipfile.ZipFile(out, "w",
+                         compression=draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))) as archive:
         for name, content in members:
             archive.writestr(name or "unnamed", content)
     return out.getvalue()
@@ -350,7 +359,8 @@ def test_cli_on_torch_archives(data: bytes, suffix: str):
 
 # --data files: .npy, .npz and .pt batches of drawn dtypes and shapes, their .npy headers
 # rewritten with other shapes, then bytes flipped or cut.
-NPY_SHAPES = st.sampled_from(["(8, 4)", "(4,)", "()", "(1000000, 1000000)", "(-1, 4)", "(8, 4, 0)", "(2**62, 0)", "'x'"])
+NPY_SHAPES = st.sampled_from(["(8, 4)", "(4,)", "()", "(1000000, 1000000)", "(-1, 4)", "(8, 4, 0)", "(2**62, 0)",
+                              "'x'"])
 
 
 @st.composite
@@ -359,7 +369,8 @@ def data_bytes(draw: st.DrawFn) -> tuple[str, bytes]:
 
     suffix = draw(st.sampled_from([".npy", ".npz", ".pt"]), label="suffix")
     shape = (draw(st.integers(1, 8)), draw(st.sampled_from([4, 3])))
-    array = np.random.default_rng(0).normal(size=shape).astype(draw(st.sampled_from(["<f4", "<f8", "<f2", "<i8", "|u1", "|b1"])))
+    dtype = draw(st.sampled_from(["<f4", "<f8", "<f2", "<i8", "|u1", "|b1"]))
+    array = np.random.default_rng(0).normal(size=shape).astype(dtype)
     buffer = io.BytesIO()
     if suffix == ".npy":
         np.save(buffer, array)
@@ -371,7 +382,8 @@ def data_bytes(draw: st.DrawFn) -> tuple[str, bytes]:
     if draw(st.booleans(), label="new shape"):
         data = data.replace(repr(shape).encode(), draw(NPY_SHAPES).encode())
     data = bytearray(data)
-    for position, mask in draw(st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3), label="flips"):
+    for position, mask in draw(st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=3),
+                               label="flips"):
         data[position % len(data)] ^= mask
     return suffix, bytes(data[: draw(st.integers(0, len(data)), label="kept") if draw(st.booleans()) else len(data)])
 
@@ -391,10 +403,12 @@ def test_cli_on_data_files(case: tuple[str, bytes]):
 # nested at drawn depths; baseline JSON of drawn structure around the real schema.
 SCALARS = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
                     st.text(max_size=8))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=2),
+VALUES = st.recursive(SCALARS,
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner,
+                                                                                  max_size=2),
                       max_leaves=6)
-CONFIG_KEYS = st.sampled_from(["fail-on", "input-shape", "batch", "passes", "seed", "timeout", "baseline", "static-only",
-                               "ignore", "per-layer-ignore", "unknown-key", "max-memory"])
+CONFIG_KEYS = st.sampled_from(["fail-on", "input-shape", "batch", "passes", "seed", "timeout", "baseline",
+                               "static-only", "ignore", "per-layer-ignore", "unknown-key", "max-memory"])
 
 
 def toml_value(value) -> str:
@@ -417,17 +431,20 @@ def config_text(draw: st.DrawFn) -> bytes:
     if depth:
         lines.append("deep = " + "[" * depth + "]" * depth)
     data = bytearray("\n".join(lines).encode())
-    for position, mask in draw(st.lists(st.tuples(st.integers(0, 10**4), st.integers(1, 255)), max_size=2), label="flips"):
+    for position, mask in draw(st.lists(st.tuples(st.integers(0, 10**4), st.integers(1, 255)), max_size=2),
+                               label="flips"):
         data[position % len(data)] ^= mask
     return bytes(data)
 
 
 @st.composite
 def baseline_text(draw: st.DrawFn) -> bytes:
-    entry = st.fixed_dictionaries({}, optional={"model": VALUES | st.just("model.onnx"), "code": VALUES | st.just("GA101"),
+    entry = st.fixed_dictionaries({}, optional={"model": VALUES | st.just("model.onnx"),
+                                                "code": VALUES | st.just("GA101"),
                                                 "layers": VALUES | st.just(["fc1"])})
     document = draw(st.one_of(VALUES, st.fixed_dictionaries(
-        {"schema": st.sampled_from(["gradaudit.baseline/1", "other"]) | VALUES, "findings": st.lists(entry, max_size=3) | VALUES})))
+        {"schema": st.sampled_from(["gradaudit.baseline/1", "other"]) | VALUES,
+         "findings": st.lists(entry, max_size=3) | VALUES})))
     text = json.dumps(document)
     depth = draw(st.sampled_from([0, 10, 10**5]), label="nesting")
     return ("[" * depth + text + "]" * depth).encode()

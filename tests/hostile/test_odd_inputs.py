@@ -65,7 +65,8 @@ def test_every_stored_type_is_audited_with_its_values(tmp_path: Path, capsys, ty
 def test_a_bfloat16_model_gets_weight_statistics(tmp_path: Path, capsys):
     """Weights, input and output all bfloat16: the probe runs and measures every layer."""
     rng = np.random.default_rng(0)
-    weights = [helper.make_tensor(f"W{i}", TensorProto.BFLOAT16, [4, 4], rng.normal(0, 0.7, 16).tolist()) for i in (1, 2)]
+    weights = [helper.make_tensor(f"W{i}", TensorProto.BFLOAT16, [4, 4], rng.normal(0, 0.7, 16).tolist())
+               for i in (1, 2)]
     model = models.mlp(tuple(weights))
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.elem_type = TensorProto.BFLOAT16
@@ -98,7 +99,8 @@ def test_a_sparse_initializer_is_audited_as_its_dense_weight(tmp_path: Path, cap
     dense = numpy_helper.to_array(models.mlp().graph.initializer[0])
     module = load(str(path)).module
     weight = getattr(module, module.param_names["W1"]).detach().numpy()
-    np.testing.assert_array_equal(weight, np.where(dense > 0, dense, 0))  # exact: a copy of the stored values, no arithmetic
+    np.testing.assert_array_equal(weight,
+                                  np.where(dense > 0, dense, 0))  # exact: a copy of the stored values, no arithmetic
 
 
 def test_a_sparse_constant_is_made_dense(tmp_path: Path, capsys):
@@ -271,13 +273,15 @@ def test_fix_writes_a_bfloat16_model_back_in_bfloat16(tmp_path: Path, capsys):
     rng = np.random.default_rng(0)
     nodes, previous, weights = [], "x", []
     for index in range(8):
-        weights.append(helper.make_tensor(f"W{index}", TensorProto.BFLOAT16, [16, 16], rng.normal(0, 0.02, 256).tolist()))
+        weights.append(helper.make_tensor(f"W{index}", TensorProto.BFLOAT16, [16, 16],
+                                          rng.normal(0, 0.02, 256).tolist()))
         nodes += [helper.make_node("MatMul", [previous, f"W{index}"], [f"h{index}"], name=f"fc{index}"),
                   helper.make_node("Tanh", [f"h{index}"], [f"a{index}"], name=f"act{index}")]
         previous = f"a{index}"
     graph = helper.make_graph(nodes, "vanishing", [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["N", 16])],
                               [helper.make_tensor_value_info(previous, TensorProto.BFLOAT16, ["N", 16])], weights)
-    source = models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vanishing.onnx")
+    source = models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                         tmp_path / "vanishing.onnx")
     fixed = tmp_path / "fixed.onnx"
     assert main(["fix", str(source), "-o", str(fixed)]) == 0, capsys.readouterr().err
     written = onnx.load(str(fixed)).graph.initializer

@@ -94,7 +94,8 @@ def test_initializer_must_store_exactly_its_declared_values():
 def test_names_and_string_attributes_must_be_utf8():
     """A flipped byte in a name makes protobuf return bytes, which torch and the reports cannot use."""
     data = models.mlp().SerializeToString().replace(b"fc1", b"f\xa61")
-    assert structural_problem(onnx.load_from_string(data)) == "the model holds a name that is not valid UTF-8: b'f\\xa61'"
+    assert (structural_problem(onnx.load_from_string(data)) == "the model holds a name that is not valid UTF-8: "
+                                                               "b'f\\xa61'")
     model = models.mlp()
     model.graph.node[1].attribute.append(helper.make_attribute("mode", b"\xff\xfe"))
     assert structural_problem(model) == "node 'act1' (Relu) has a string attribute 'mode' that is not valid UTF-8"

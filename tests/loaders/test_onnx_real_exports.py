@@ -56,7 +56,8 @@ def recurrent_factory(cell: str, bidirectional: bool):
 def test_gates_reordered_by_the_exporter_stay_the_layers_weights(tmp_path: Path, cell: str) -> None:
     """Without constant folding the exporter feeds W as Unsqueeze(Concat(Slice(W), ...)): the
     rearranged tensor is the initializer's, so the layer keeps the initializer's name."""
-    path = _export(recurrent_factory(cell, False), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx", do_constant_folding=False)
+    path = _export(recurrent_factory(cell, False), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx",
+                   do_constant_folding=False)
     names = [layer.param for layer in weight_layers(load_onnx(path).graph)]
     assert names == ["rnn_weight_ih_l0", "rnn_weight_hh_l0", "rnn_weight_ih_l1", "rnn_weight_hh_l1", "head_weight"]
 
@@ -135,7 +136,8 @@ def test_token_ids_reshaped_before_the_embedding_keep_the_graph_connected(capsys
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(ReshapedIds().eval(), (torch.randint(0, 50, (2, 8)),), str(tmp_path / "ids.onnx"), dynamo=False,
+        torch.onnx.export(ReshapedIds().eval(), (torch.randint(0, 50, (2, 8)),), str(tmp_path / "ids.onnx"),
+                          dynamo=False,
                           input_names=["ids"], do_constant_folding=False)
     graph = load_onnx(str(tmp_path / "ids.onnx")).graph
     ops = [graph.nodes[n]["op"] for n in graph.nodes]
@@ -191,19 +193,24 @@ def test_a_fully_masked_attention_row_gives_nan_forward_and_no_nan_backward() ->
          helper.make_node("Where", ["bad", "zero", "p"], ["y"])], "attention",
         [helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
-        [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")]), opset_imports=[helper.make_opsetid("", 17)])
+        [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")]),
+                              opset_imports=[helper.make_opsetid("", 17)])
     probs = OnnxModule(model)(scores)
     (probs * torch.arange(3.0)).sum().backward()
     expected = torch.softmax(scores[0].detach().requires_grad_(), -1)
-    assert torch.allclose(probs[0], expected.detach()) and torch.equal(probs[1], torch.zeros(3))  # exact: a copy of zeros
-    assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))  # exact: a masked row takes no gradient
+    assert (torch.allclose(probs[0], expected.detach())
+            and torch.equal(probs[1], torch.zeros(3)))  # exact: a copy of zeros
+    assert (torch.isfinite(scores.grad).all()
+            and torch.equal(scores.grad[1], torch.zeros(3)))  # exact: a masked row takes no gradient
 
 
-def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(capsys, monkeypatch, tmp_path: Path) -> None:
+def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(capsys, monkeypatch,
+                                                                            tmp_path: Path) -> None:
     torch.manual_seed(0)
     path = _export(nn.Sequential(nn.Linear(6, 3), nn.Tanh()), (torch.randn(2, 6),), tmp_path / "probe.onnx")
     code, report = _audit(capsys, path)
-    assert code == 1 and [(f["code"], f["severity"]) for f in report["findings"] if f["code"] == "GA504"] == [("GA504", "error")]
+    assert code == 1 and [(f["code"], f["severity"]) for f in report["findings"]
+                          if f["code"] == "GA504"] == [("GA504", "error")]
     monkeypatch.setenv("GRADAUDIT_IGNORE", "GA504")
     code, report = _audit(capsys, path)
     assert code == 0 and "GA504" not in {f["code"] for f in report["findings"]}
@@ -211,7 +218,8 @@ def test_a_model_with_one_weight_layer_fails_the_gate_unless_told_otherwise(caps
 
 def test_a_computed_weight_is_measured_but_no_edit_reaches_it(tmp_path: Path) -> None:
     """Recommendations on a weight the graph computes are not verified or applied (no crash)."""
-    path = _export(recurrent_factory("LSTM", True), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx", do_constant_folding=False)
+    path = _export(recurrent_factory("LSTM", True), (torch.randn(2, 5, 8),), tmp_path / "rnn.onnx",
+                   do_constant_folding=False)
     handle = load_onnx(path)
     computed, plain = [layer.param for layer in weight_layers(handle.graph)][::4]
 

@@ -32,12 +32,14 @@ def _gpt_file(tmp_path: Path) -> Path:
 
 
 def _cases(tmp_path: Path) -> list[Path]:
-    return sorted((ROOT / "samples").glob("*.onnx")) + [LIGHT / "light_resnet50.onnx", LIGHT / "light_inception_v1.onnx",
+    return sorted((ROOT / "samples").glob("*.onnx")) + [LIGHT / "light_resnet50.onnx",
+                                                        LIGHT / "light_inception_v1.onnx",
                                                         _gpt_file(tmp_path)]
 
 
 def _graph_facts(graph) -> dict:
-    return {node: (data["op"], data.get("fn"), data.get("out_shape"), sorted(data["params"].items()), data["attrs"].__repr__())
+    return {node: (data["op"], data.get("fn"), data.get("out_shape"), sorted(data["params"].items()),
+                   data["attrs"].__repr__())
             for node, data in graph.nodes(data=True)}
 
 
@@ -89,6 +91,7 @@ def test_an_additive_causal_mask_is_a_mask_not_an_infinite_signal(tmp_path: Path
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     handle = load_onnx(str(path), static_only=True)
     attrs = handle.graph.nodes["mask"]["attrs"]
-    assert attrs["masked"] == pytest.approx(15 / 36) and attrs["rms"] == 0.0  # exact: every entry is a mask; none enters the moment
+    assert (attrs["masked"] == pytest.approx(15 / 36)
+            and attrs["rms"] == 0.0)  # exact: every entry is a mask; none enters the moment
     result = estimate(handle.graph, handle.inputs)
     assert result.diagnosis.label == "healthy" and np.isfinite(result.output_rms)

@@ -56,7 +56,8 @@ def test_the_stripped_model_is_the_model_less_its_large_payloads_found_where_pro
     from benchmarks.static_scale import gpt
 
     onnx.save(gpt(2, 64), str(tmp_path / "gpt.onnx"))  # large and small payloads interleaved
-    for path in (ROOT / "samples" / "healthy_bn_cnn.onnx", ROOT / "samples" / "healthy_mlp_kaiming.onnx", tmp_path / "gpt.onnx"):
+    for path in (ROOT / "samples" / "healthy_bn_cnn.onnx", ROOT / "samples" / "healthy_mlp_kaiming.onnx",
+                 tmp_path / "gpt.onnx"):
         sample = path.name
         model, mapping = onnx.load(str(path)), _file_map(path)
         data, spans = strip_raw_data(mapping)
@@ -74,7 +75,8 @@ def test_mapped_tensors_equal_the_protobuf_values_and_writes_stay_private(tmp_pa
     model, tensors = read_model(str(path))
     assert set(tensors) == {"w0", "w1"} and not any(t.raw_data for t in model.graph.initializer)
     for tensor in onnx.load(str(path)).graph.initializer:
-        np.testing.assert_array_equal(tensors[tensor.name].numpy(), numpy_helper.to_array(tensor))  # exact: the same bytes read two ways
+        np.testing.assert_array_equal(tensors[tensor.name].numpy(),
+                                      numpy_helper.to_array(tensor))  # exact: the same bytes read two ways
     tensors["w0"].mul_(0.0)  # what the sharpness probe and remedy verification do to parameters
     assert path.read_bytes() == before
     assert bool((tensors["w0"] == 0).all())
@@ -87,10 +89,13 @@ def test_external_data_is_mapped_and_a_short_file_is_named(tmp_path: Path):
     model, tensors = read_model(str(path))
     assert set(tensors) == {"w1"}  # w0 is small: read into the protobuf
     reference = onnx.load(str(path))
-    np.testing.assert_array_equal(tensors["w1"].numpy(), numpy_helper.to_array(reference.graph.initializer[1]))  # exact: the same bytes read two ways
+    stored = numpy_helper.to_array(reference.graph.initializer[1])
+    np.testing.assert_array_equal(tensors["w1"].numpy(), stored)  # exact: the same bytes read two ways
     with open(tmp_path / "weights.bin", "r+b") as file:
         file.truncate(8 * 16 * 4 + 10)  # w1 (large, so mapped rather than read) now ends past the file
-    with pytest.raises(InputError, match="'w1' at location 'weights.bin': 25600 bytes at offset 512 run past the end of the 522-byte file"):
+    with pytest.raises(InputError,
+                       match="'w1' at location 'weights.bin': 25600 bytes at offset 512 run past the end of the "
+                             "522-byte file"):
         load_onnx(str(path))
 
 
@@ -109,7 +114,8 @@ def test_payloads_the_scan_cannot_vouch_for_stay_in_the_protobuf(tmp_path: Path)
     onnx.save(_chain(_weights((8, 80))[0], typed), str(path))
     model, tensors = read_model(str(path))
     assert tensors == {} and len(model.graph.initializer[1].float_data) == 5120
-    assert float(load_onnx(str(path)).module.w1.detach().sum()) == 5120.0  # exact: a sum of 5120 ones is exact in float32
+    total = float(load_onnx(str(path)).module.w1.detach().sum())
+    assert total == 5120.0  # exact: a sum of 5120 ones is exact in float32
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -123,7 +129,8 @@ def test_a_repeated_raw_data_field_is_not_guessed_at():
     name, data = _field(8, b"w"), _field(9, bytes(STRIP_BYTES + 4))
     once = _field(7, _field(5, name + data))
     stripped, spans = strip_raw_data(once)
-    assert spans == {"w": (once.index(bytes(STRIP_BYTES + 4)), STRIP_BYTES + 4)} and stripped == _field(7, _field(5, name))
+    assert (spans == {"w": (once.index(bytes(STRIP_BYTES + 4)), STRIP_BYTES + 4)}
+            and stripped == _field(7, _field(5, name)))
     twice = _field(7, _field(5, name + data + data))
     assert strip_raw_data(twice) == (twice, {})
 

@@ -74,7 +74,8 @@ def test_loading_leaves_the_user_module_untouched():
     before = copy.deepcopy(module.state_dict())
     from_module(module, (torch.randn(4, 3, 8, 8),))
     assert not module.training
-    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())  # exact: the loader must not write to the module
+    assert all(torch.equal(before[k], v)
+               for k, v in module.state_dict().items())  # exact: the loader must not write to the module
     assert not any(hasattr(module, name) for name in ("_tensor_constant0",))
 
 
@@ -154,7 +155,8 @@ def test_untraceable_model_falls_back_to_hooks():
     handle = from_module(tf.DataDependent(), (torch.randn(3, 4),))
     graph = handle.graph
     assert graph.graph["partial"] and "torch.fx" in graph.graph["partial_reason"]
-    assert [d["name"] for _, d in sorted(graph.nodes(data=True), key=lambda x: x[1]["order"])] == ["x", "fc1", "fc2", "fc3"]
+    in_order = sorted(graph.nodes(data=True), key=lambda x: x[1]["order"])
+    assert [d["name"] for _, d in in_order] == ["x", "fc1", "fc2", "fc3"]
     assert ordered_inputs(graph, "fc3") == ["fc1", "fc2"]  # relu and the add are not nodes, lineage is kept
     assert graph.graph["outputs"] == ["fc3"]
     outputs, captured = handle.runner(copy.deepcopy(handle.module), handle.example_inputs, ["fc1", "fc3", "x"])
@@ -338,7 +340,8 @@ def test_interpolation_is_the_pooling_the_onnx_resize_maps_to(tmp_path: Path, mo
 
     from gradaudit.loaders.onnx_loader import load_onnx
 
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(4, 2, 3)).eval()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode),
+                          nn.Conv2d(4, 2, 3)).eval()
     x = torch.randn(2, 3, 8, 8)
     path = tmp_path / f"up_{mode}.onnx"
     with warnings.catch_warnings():
@@ -425,7 +428,8 @@ def test_metadata_arithmetic_traces_instead_of_falling_back_to_hooks():
 
     handle = from_module(Masked(), (torch.randn(2, 5, 8),))
     assert not any("could not trace" in note for note in handle.warnings), handle.warnings
-    assert [d["op"] for _, d in handle.graph.nodes(data=True) if d["op"] in ("linear", "softmax", "identity")] == ["linear", "identity", "softmax"]
+    assert [d["op"] for _, d in handle.graph.nodes(data=True)
+            if d["op"] in ("linear", "softmax", "identity")] == ["linear", "identity", "softmax"]
 
 
 def test_glu_is_split_sigmoid_and_product_as_onnx_spells_it():

@@ -54,5 +54,6 @@ def export(model: nn.Module, example: tuple, path: Path, opset: int = 17, dynami
     axes = {"x": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=opset, input_names=["x"], dynamic_axes=axes)
+        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=opset, input_names=["x"],
+                          dynamic_axes=axes)
     return path

@@ -29,7 +29,8 @@ CASES = {
 
 def _inputs(shapes: list[tuple[int, ...]], seed: int) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
-    return tuple(torch.randint(0, 20, s, generator=gen) if len(s) == 2 else torch.randn(s, generator=gen) for s in shapes)
+    return tuple(torch.randint(0, 20, s, generator=gen) if len(s) == 2 else torch.randn(s, generator=gen)
+                 for s in shapes)
 
 
 def _export(case: str, folder: Path) -> tuple[Path, list[str]]:
@@ -93,7 +94,8 @@ def test_training_mode_batchnorm_yields_running_statistics() -> None:
     rng = np.random.default_rng(0)
     stats = {n: rng.standard_normal(3).astype(np.float32) for n in ("scale", "bias", "mean")}
     stats["var"] = (rng.random(3) + 0.5).astype(np.float32)
-    node = onnx.helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y", "rm", "rv"], training_mode=1, momentum=0.8)
+    node = onnx.helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y", "rm", "rv"],
+                                 training_mode=1, momentum=0.8)
     graph = onnx.helper.make_graph(
         [node], "bn", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 3, 5])],
         [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("y", "rm", "rv")],

@@ -19,7 +19,8 @@ CASES = {
     "tanh_rnn": (lambda: Recurrent("RNN"), (7, 2, 6)),
     "lstm": (lambda: Recurrent("LSTM"), (7, 2, 6)),
     "gru": (lambda: Recurrent("GRU"), (7, 2, 6)),
-    "bidirectional_2_layer_lstm": (lambda: Recurrent("LSTM", num_layers=2, bidirectional=True, batch_first=True), (2, 7, 6)),
+    "bidirectional_2_layer_lstm": (lambda: Recurrent("LSTM", num_layers=2, bidirectional=True, batch_first=True),
+                                   (2, 7, 6)),
 }
 
 
@@ -42,7 +43,8 @@ def test_train_mode_batchnorm_uses_batch_statistics(tmp_path) -> None:
     BN follows a ReLU here: after a conv the exporter folds it into the conv weights.
     """
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4 * 10 * 10, 5))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 10 * 10, 5))
     with torch.no_grad():  # running stats far from the batch's, so the two semantics differ
         model[2].running_mean.fill_(3.0)
         model[2].running_var.fill_(0.1)

@@ -28,7 +28,8 @@ def _linear_model(weight: np.ndarray) -> onnx.ModelProto:
 
 
 def _save_external(model: onnx.ModelProto, path: Path, location: str) -> None:
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=location, size_threshold=0)
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=location,
+                    size_threshold=0)
 
 
 def _point_at(path: Path, location: str) -> None:

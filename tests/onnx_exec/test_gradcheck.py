@@ -48,6 +48,8 @@ def test_batch_normalization_train_mode() -> None:
 def test_recurrent_ops() -> None:
     torch.manual_seed(0)
     hidden, size = 3, 2
-    for op_type, gates, attrs in (("RNN", 1, {}), ("LSTM", 4, {}), ("GRU", 3, {"linear_before_reset": 1}), ("GRU", 3, {})):
-        args = (_rand(4, 2, size), _rand(1, gates * hidden, size), _rand(1, gates * hidden, hidden), _rand(1, 2 * gates * hidden))
+    for op_type, gates, attrs in (("RNN", 1, {}), ("LSTM", 4, {}), ("GRU", 3, {"linear_before_reset": 1}),
+                                  ("GRU", 3, {})):
+        args = (_rand(4, 2, size), _rand(1, gates * hidden, size), _rand(1, gates * hidden, hidden),
+                _rand(1, 2 * gates * hidden))
         assert torch.autograd.gradcheck(_op(op_type, {"hidden_size": hidden, **attrs}, 2), args), (op_type, attrs)

@@ -27,7 +27,8 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 SLOW = {"densenet121", "vgg19", "zfnet512"}
 MODELS = [
     pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
-    for name in ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet", "vgg19", "zfnet512"]
+    for name in ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
+                 "vgg19", "zfnet512"]
 ]
 
 

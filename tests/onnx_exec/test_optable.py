@@ -15,7 +15,8 @@ def test_docs_table_is_up_to_date() -> None:
 
 
 def test_every_registered_op_has_one_row() -> None:
-    rows = [line.split("|")[1].strip() for line in render().splitlines() if line.startswith("| ") and not line.startswith(("| operator", "| ---"))]
+    rows = [line.split("|")[1].strip() for line in render().splitlines() if line.startswith("| ")
+            and not line.startswith(("| operator", "| ---"))]
     assert sorted(rows) == sorted(SUPPORTED_OPS)
     for op in ("Resize", "Einsum", "Trilu", "Range", "LSTM", "SequenceAt", "Shrink"):
         assert op in rows

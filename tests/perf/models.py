@@ -9,7 +9,8 @@ from torch import nn
 def mlp() -> tuple[nn.Module, tuple]:
     """A 4-layer tanh MLP and its example batch."""
     torch.manual_seed(0)
-    layers = [nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4)]
+    layers = [nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
+              nn.Linear(32, 4)]
     return nn.Sequential(*layers), (torch.randn(8, 16),)
 
 

@@ -22,7 +22,8 @@ def _weights(handle) -> dict[str, object]:
 
 def test_same_graph_as_the_full_loader() -> None:
     meta, full = load_torch_meta(SPEC + "tiny_lm", SHAPES), load_torch(SPEC + "tiny_lm", SHAPES)
-    assert [(n, d["op"]) for n, d in meta.graph.nodes(data=True)] == [(n, d["op"]) for n, d in full.graph.nodes(data=True)]
+    assert [(n, d["op"])
+            for n, d in meta.graph.nodes(data=True)] == [(n, d["op"]) for n, d in full.graph.nodes(data=True)]
     assert meta.inputs == full.inputs and meta.parameters == full.parameters
     assert meta.module is None and meta.runner is None
 
@@ -33,7 +34,8 @@ def test_default_inits_replayed_with_their_distributions() -> None:
     for name, stats in meta.items():
         assert stats.shape == full[name].shape
         assert stats.rms == pytest.approx(full[name].rms, rel=0.15), name
-    assert meta["norms.0.weight"].mean == 0.5 and meta["norms.0.weight"].std < 1e-6  # constructor value kept; exact: the constructor's fill value
+    assert (meta["norms.0.weight"].mean == 0.5
+            and meta["norms.0.weight"].std < 1e-6)  # constructor value kept; exact: the constructor's fill value
 
 
 def test_init_loop_after_construction_is_replayed() -> None:

@@ -20,7 +20,8 @@ def test_user_module_and_rng_untouched():
     rng = torch.get_rng_state()
     run_probe(sequential_handle(model, (16, 6)), sharpness=True)
     assert not model.training and not any(m.training for m in model.modules())
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN running stats too; exact: nothing may be written
+    assert all(torch.equal(before[k], v)
+               for k, v in model.state_dict().items())  # BN running stats too; exact: nothing may be written
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), rng)  # exact: RNG state bytes
 

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from real_models import CORPUS, build, export, fails_to_train, labels  # noqa: E402
 
-STANDARD_TORCH_NN = ("nn_lstm", "nn_gru", "nn_transformer_postln", "nn_transformer_preln", "nn_resnet", "nn_mlp_kaiming")
+STANDARD_TORCH_NN = ("nn_lstm", "nn_gru", "nn_transformer_postln", "nn_transformer_preln", "nn_resnet",
+                     "nn_mlp_kaiming")
 FAILING_TO_TRAIN = sorted(name for name, entry in CORPUS.items()
                           if entry.library == "torch.nn" and fails_to_train(name, labels()))
 ZOO = (("tv_resnet18", "torchvision"), ("tv_mobilenet_v2", "torchvision"), ("hf_gpt2", "transformers"))
@@ -46,7 +47,8 @@ def test_labels_cover_broken_variants_that_fail_to_train():
 DEEP = {"broken_bn_deep50", "broken_relu_plain50", "broken_tanh_plain50"}  # 50 layers: over ~10 s
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in FAILING_TO_TRAIN])
+@pytest.mark.parametrize("name",
+                         [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in FAILING_TO_TRAIN])
 def test_broken_variant_that_fails_to_train_fails_the_gate(name):
     model, inputs = build(name)
     report = audit(model, inputs)
@@ -65,7 +67,8 @@ def test_legacy_onnx_export_passes_and_agrees_with_the_factory(name, tmp_path):
     factory_report = audit(model, inputs)
     assert gate.exit_code(onnx_report.findings) == gate.EXIT_PASS, _errors(onnx_report)
     assert onnx_report.diagnosis.label == factory_report.diagnosis.label
-    assert onnx_report.probe.log10_ratio_first_last == pytest.approx(factory_report.probe.log10_ratio_first_last, abs=0.25)
+    assert (onnx_report.probe.log10_ratio_first_last == pytest.approx(factory_report.probe.log10_ratio_first_last,
+                                                                      abs=0.25))
 
 
 @pytest.mark.slow

@@ -83,8 +83,10 @@ def unhealthy_audit() -> Audit:
         _finding("GA501", (), "info", reason="no gain rule for Erf", unknown_ops=["Erf"]),
     ]
     recommendations = [
-        Recommendation("reinitialization", list(names), "re-initialise the Linear layers with Xavier (gain 1) for sigmoid",
-                       "for m in model.modules():\n    if isinstance(m, nn.Linear):\n        nn.init.xavier_uniform_(m.weight)",
+        Recommendation("reinitialization", list(names),
+                       "re-initialise the Linear layers with Xavier (gain 1) for sigmoid",
+                       "for m in model.modules():\n    if isinstance(m, nn.Linear):\n        "
+                       "nn.init.xavier_uniform_(m.weight)",
                        finding="GA104", verified={"log10_ratio_before": ratio, "log10_ratio_after": -0.8}),
         Recommendation("normalization", names[:12], "insert LayerNorm before each sigmoid",
                        "nn.Sequential(nn.Linear(256, 256), nn.LayerNorm(256), nn.Sigmoid())", finding="GA104"),

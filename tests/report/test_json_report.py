@@ -58,8 +58,10 @@ def test_contract_fields_and_values():
     dynamic = data["gradient_flow"]["dynamic"]
     assert dynamic["passes"] == 3 and len(dynamic["layers"]) == 24
     assert dynamic["layers"][0]["grad_rms"] == pytest.approx(audit.probe.layers[0].grad_rms)
-    assert data["recommendations"][0]["verified"] == {"log10_ratio_before": pytest.approx(audit.probe.log10_ratio_first_last),
-                                                      "log10_ratio_after": -0.8}
+    assert data["recommendations"][0]["verified"] == {
+        "log10_ratio_before": pytest.approx(audit.probe.log10_ratio_first_last),
+        "log10_ratio_after": -0.8,
+    }
     assert data["recommendations"][1]["verified"] is None
     assert set(data["timing"]) >= {"load_s", "static_s", "probe_s"}
 

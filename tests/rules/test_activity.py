@@ -15,7 +15,8 @@ def test_ga401_dead_units():
     assert _only({"2": {"dead_frac": 0.5}}, "GA401")[0].severity == "warning"
     (finding,) = _only({"2": {"dead_frac": 0.95, "act_mean": -2.0}, "4": {"dead_frac": 0.3}}, "GA401")
     assert finding.severity == "error" and finding.layers == ("2", "4") and finding.evidence["worst_layer"] == "2"
-    assert finding.evidence["layers"]["2"]["act_mean"] == -2.0 and "95%" in finding.message  # exact: the fixture's literal, passed through
+    assert (finding.evidence["layers"]["2"]["act_mean"] == -2.0
+            and "95%" in finding.message)  # exact: the fixture's literal, passed through
     assert not _only({"2": {"dead_frac": 0.05}}, "GA401")
 
 
@@ -27,7 +28,8 @@ def test_ga402_saturated_units():
 
 def test_ga403_mean_shift():
     (finding,) = _only({"4": {"act_mean": 2.0, "act_std": 1.0}}, "GA403")
-    assert finding.evidence["layers"]["4"]["bias_shift"] == -2.0 and finding.evidence["worst"] == 2.0  # exact: the fixture's literal, negated
+    assert (finding.evidence["layers"]["4"]["bias_shift"] == -2.0
+            and finding.evidence["worst"] == 2.0)  # exact: the fixture's literal, negated
     assert not _only({"4": {"act_mean": 0.5, "act_std": 1.0}}, "GA403")
     assert not _only({"4": {"act_mean": None, "act_std": None}}, "GA403")
 

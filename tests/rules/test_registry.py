@@ -64,7 +64,8 @@ def test_ignore_codes_and_per_layer_globs():
 def test_rule_config_is_a_documented_dataclass():
     for field in dataclasses.fields(RuleConfig):
         assert field.metadata.get("doc"), field.name
-    assert RuleConfig().measured_fail_decades == 4.0  # exact: a default setting, calibrated on benchmarks/real_models.py (README)
+    # a default setting, calibrated on benchmarks/real_models.py (README)
+    assert RuleConfig().measured_fail_decades == 4.0  # exact: a default setting
 
 
 def test_evidence_is_json_with_finite_numbers():

@@ -64,7 +64,8 @@ def test_build_is_deterministic(name):
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)  # exact: the same build twice in one process
     assert all(torch.equal(a, b) for a, b in zip(inputs_a, inputs_b))  # exact: the same build twice in one process
     different_seed, _ = factory(name)(1)
-    assert not all(torch.equal(state_a[k], v) for k, v in different_seed.state_dict().items())  # exact: the same build twice in one process
+    assert not all(torch.equal(state_a[k], v)
+                   for k, v in different_seed.state_dict().items())  # exact: the same build twice in one process
 
 
 @pytest.mark.parametrize("name", NAMES)

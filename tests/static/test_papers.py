@@ -73,7 +73,8 @@ def test_xiong_post_ln_vs_pre_ln_gradient_profiles():
         pre6, pre24 = profiles[6, True][side], profiles[24, True][side]
         assert pre24[-1] - pre6[-1] < -0.1  # Pre-LN: the last layer's gradient shrinks with depth
         assert (post24[-1] - post6[-1]) - (pre24[-1] - pre6[-1]) > 0.1  # Post-LN's much less
-        assert (post24[-1] - post24[0]) - (pre24[-1] - pre24[0]) > 0.05  # Post-LN rises toward the top relative to Pre-LN
+        # Post-LN rises toward the top relative to Pre-LN
+        assert (post24[-1] - post24[0]) - (pre24[-1] - pre24[0]) > 0.05
 
 
 def test_collapsed_post_ln_encoder_gradients_add_up_coherently():
@@ -91,7 +92,8 @@ def hidden_width_sum(graph) -> float:
     return sum(
         1.0 / graph.nodes[node]["attrs"]["fan_out"]
         for node in graph.nodes
-        if graph.nodes[node]["op"] == "linear" and any(graph.nodes[s]["op"] == "activation" for s in graph.successors(node))
+        if graph.nodes[node]["op"] == "linear"
+            and any(graph.nodes[s]["op"] == "activation" for s in graph.successors(node))
     )
 
 

@@ -71,7 +71,8 @@ def test_a_mean_far_above_the_spread_keeps_the_std(axis) -> None:
 def test_a_constant_tensor_has_exactly_its_value_as_mean_and_no_spread(shape, axis) -> None:
     """GA203 tells a constant weight from identical rows by std == 0."""
     stats = param_stats("w", torch.full(shape, 0.01), axis)
-    assert stats.std == 0.0 and stats.mean == stats.absmax == float(torch.tensor(0.01)) and stats.rows_identical  # exact: a constant tensor
+    assert (stats.std == 0.0 and stats.mean == stats.absmax == float(torch.tensor(0.01))
+            and stats.rows_identical)  # exact: a constant tensor
 
 
 def test_a_big_matrix_matches_the_reference() -> None:
@@ -133,7 +134,8 @@ def test_rows_with_equal_sums_or_first_values_are_not_identical() -> None:
 def test_empty_tensors() -> None:
     for shape in [(0,), (0, 5), (3, 0, 2)]:
         stats = param_stats("w", torch.empty(shape), 1 if len(shape) > 1 else 0)
-        assert stats.numel == 0 and stats.mean == stats.rms == stats.row_sum_sq == 0.0 and not stats.rows_identical  # exact: an empty tensor
+        assert (stats.numel == 0 and stats.mean == stats.rms == stats.row_sum_sq == 0.0
+                and not stats.rows_identical)  # exact: an empty tensor
 
 
 def test_views_and_read_only_memory_are_read_without_writing(tmp_path) -> None:

@@ -18,7 +18,8 @@ from gradaudit.static import estimate
 class LoRALinear(nn.Module):
     def __init__(self, width: int, rank: int = 4) -> None:
         super().__init__()
-        self.base, self.down, self.up = nn.Linear(width, width), nn.Linear(width, rank, bias=False), nn.Linear(rank, width, bias=False)
+        self.base, self.down, self.up = (nn.Linear(width, width), nn.Linear(width, rank, bias=False),
+                                         nn.Linear(rank, width, bias=False))
         nn.init.zeros_(self.up.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
