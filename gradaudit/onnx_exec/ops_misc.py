@@ -1,0 +1,152 @@
+"""Integer, bitwise, cumulative, set and random ONNX ops, and the small linear-algebra leftovers.
+
+None of these carries a learned tensor. Bitwise ops and shifts work on the bits of signed
+integers (the executor holds uint16/32/64 in wider signed types, `ops_elementwise.WIDER_UNSIGNED`);
+random ops draw from a generator seeded by the node's `seed` attribute (0 without one), so two
+runs of one audit see the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from gradaudit.onnx_exec.ops_elementwise import torch_dtype
+from gradaudit.onnx_exec.registry import OpContext, register
+
+_BITWISE = {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
+for _op, _fn in _BITWISE.items():
+    register(_op)(lambda inputs, attrs, ctx, fn=_fn: fn(inputs[0], inputs[1]))
+
+
+@register("BitwiseNot")
+def bitwise_not(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Exact for every type held as itself (uint8 included); a uint16/uint32 held in a wider
+    signed type gets that type's complement (negative), as the node does not say its width."""
+    return torch.bitwise_not(inputs[0])
+
+
+@register("BitShift")
+def bit_shift(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """ONNX shifts unsigned integers only, held as non-negative values, so torch's arithmetic
+    right shift is the logical one; a left shift keeps the held type's bits (exact while the
+    result fits the ONNX type)."""
+    x, shift = inputs
+    if attrs["direction"] == "LEFT":
+        return torch.bitwise_left_shift(x, shift)
+    return torch.bitwise_right_shift(x, shift)
+
+
+def _cumulative(step):
+    """CumSum / CumProd: `exclusive` starts from the identity, `reverse` runs from the end."""
+
+    def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+        x, axis = inputs[0], int(inputs[1].reshape(-1)[0])
+        reverse = attrs.get("reverse", 0)
+        if reverse:
+            x = x.flip(axis)
+        out = step(x, axis)
+        if attrs.get("exclusive", 0):
+            first = torch.narrow(torch.ones_like(x) if step is torch.cumprod else torch.zeros_like(x), axis, 0, 1)
+            out = torch.cat([first, torch.narrow(out, axis, 0, x.shape[axis] - 1)], axis)
+        return out.flip(axis) if reverse else out
+
+    return run
+
+
+register("CumSum")(_cumulative(torch.cumsum))
+register("CumProd")(_cumulative(torch.cumprod))
+
+
+@register("Unique")
+def unique(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
+    """Outputs: the unique values (slices along `axis`), the index of each one's first
+    occurrence, the inverse map and the counts; sorted=0 keeps the order of first occurrence."""
+    x = inputs[0]
+    axis = attrs.get("axis")
+    flat = x.reshape(-1) if axis is None else x
+    dim = None if axis is None else axis % x.dim()
+    values, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True, dim=dim)
+    length = flat.shape[0 if dim is None else dim]
+    positions = torch.arange(length)
+    first = torch.full((values.shape[0 if dim is None else dim],), length, dtype=torch.int64).scatter_reduce(0, inverse, positions, "amin")
+    if not attrs.get("sorted", 1):
+        order = torch.argsort(first)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))
+        values = values.index_select(0 if dim is None else dim, order)
+        first, counts, inverse = first[order], counts[order], rank[inverse]
+    return values, first, inverse, counts
+
+
+@register("Det")
+def det(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return torch.linalg.det(inputs[0])
+
+
+@register("ReverseSequence")
+def reverse_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Reverse the first seq_len[b] steps of every batch entry b, leave the rest in place."""
+    x, lengths = inputs
+    time_axis, batch_axis = attrs.get("time_axis", 0), attrs.get("batch_axis", 1)
+    steps = torch.arange(x.shape[time_axis]).unsqueeze(1)  # (time, 1)
+    lens = lengths.long().unsqueeze(0)  # (1, batch)
+    source = torch.where(steps < lens, lens - 1 - steps, steps)  # (time, batch)
+    if time_axis > batch_axis:
+        source = source.t()
+    index = source.reshape(source.shape + (1,) * (x.dim() - 2)).expand_as(x)
+    return torch.gather(x, time_axis, index)
+
+
+def _generator(attrs: dict[str, Any]) -> torch.Generator:
+    return torch.Generator().manual_seed(int(attrs.get("seed", 0.0)))
+
+
+def _random_dtype(attrs: dict[str, Any], like: torch.Tensor | None) -> torch.dtype:
+    if "dtype" in attrs:
+        return torch_dtype(attrs["dtype"])
+    return like.dtype if like is not None and like.is_floating_point() else torch.float32
+
+
+@register("RandomUniform", "RandomUniformLike")
+def random_uniform(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    like = inputs[0] if inputs else None
+    shape = like.shape if like is not None else attrs["shape"]
+    low, high = attrs.get("low", 0.0), attrs.get("high", 1.0)
+    draw = torch.rand(tuple(shape), generator=_generator(attrs), dtype=torch.float64)
+    return (low + (high - low) * draw).to(_random_dtype(attrs, like))
+
+
+@register("RandomNormal", "RandomNormalLike")
+def random_normal(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    like = inputs[0] if inputs else None
+    shape = like.shape if like is not None else attrs["shape"]
+    draw = torch.randn(tuple(shape), generator=_generator(attrs), dtype=torch.float64)
+    return (attrs.get("mean", 0.0) + attrs.get("scale", 1.0) * draw).to(_random_dtype(attrs, like))
+
+
+@register("Bernoulli")
+def bernoulli(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    p = inputs[0]
+    draw = torch.bernoulli(p.detach().double(), generator=_generator(attrs))
+    return draw.to(torch_dtype(attrs["dtype"]) if "dtype" in attrs else p.dtype)
+
+
+@register("MaxUnpool", setting_slots=(2,))
+def max_unpool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Scatter each value to the flat position MaxPool recorded (indices count over N, C and the
+    spatial dims of the unpooled shape the pooling implies); a larger `output_shape` pads that
+    at the end of each axis, as onnx's reference does."""
+    x, indices = inputs[0], inputs[1]
+    kernel = attrs["kernel_shape"]
+    dims = len(kernel)
+    strides = attrs.get("strides", [1] * dims)
+    pads = attrs.get("pads", [0] * (2 * dims))
+    spatial = [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + dims] + kernel[i] for i in range(dims)]
+    unpooled = list(x.shape[:2]) + spatial
+    out = torch.zeros(unpooled, dtype=x.dtype).reshape(-1)
+    out = out.index_put((indices.reshape(-1).long(),), x.reshape(-1)).reshape(unpooled)
+    if len(inputs) > 2 and inputs[2] is not None:
+        grow = [int(want) - have for want, have in zip(inputs[2].tolist(), unpooled)]
+        out = torch.nn.functional.pad(out, [v for g in reversed(grow) for v in (0, g)])
+    return out
