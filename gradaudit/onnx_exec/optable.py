@@ -17,6 +17,12 @@ FAMILIES = {
     "ops_recurrent": "recurrent",
     "ops_sequence": "sequence",
     "ops_shape": "shape / indexing",
+    "ops_misc": "integer / random",
+    "ops_quant": "quantisation",
+    "ops_loss": "loss",
+    "ops_vision": "vision",
+    "ops_signal": "signal",
+    "ops_contrib": "com.microsoft",
 }
 
 
