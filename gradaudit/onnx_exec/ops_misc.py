@@ -1,4 +1,5 @@
-"""Integer, bitwise, cumulative, set and random ONNX ops, and the small linear-algebra leftovers.
+"""Integer, bitwise, cumulative, set and random ONNX ops, the small linear-algebra leftovers, and
+the additions of opsets 24 to 28 outside attention (SwiGLU, TensorScatter, BitCast).
 
 None of these carries a learned tensor. Bitwise ops and shifts work on the bits of signed
 integers (the executor holds uint16/32/64 in wider signed types, `ops_elementwise.WIDER_UNSIGNED`);
@@ -12,7 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
-from gradaudit.onnx_exec.ops_elementwise import torch_dtype
+from onnx import helper
+
+from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
 from gradaudit.onnx_exec.registry import OpContext, register
 
 _BITWISE = {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
@@ -150,3 +153,53 @@ def max_unpool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
         grow = [int(want) - have for want, have in zip(inputs[2].tolist(), unpooled)]
         out = torch.nn.functional.pad(out, [v for g in reversed(grow) for v in (0, g)])
     return out
+
+
+_SIGNED_OF_WIDTH = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+@register("BitCast")
+def bit_cast(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Reinterpret the bits as the `to` type (same width). An integer held wider than its ONNX
+    type (a widened uint16/32) is narrowed to that width first, keeping its low bits; a widened
+    unsigned target is read through the signed type of its width and masked back to unsigned."""
+    x, target = inputs[0], attrs["to"]
+    width = helper.tensor_dtype_to_np_dtype(target).itemsize
+    if not x.is_floating_point() and x.element_size() != width:
+        x = x.to(_SIGNED_OF_WIDTH[width])
+    if target not in WIDER_UNSIGNED:
+        return x.view(torch_dtype(target))
+    bits = x.view(_SIGNED_OF_WIDTH[width]).to(torch.int64)
+    return bits if width == 8 else (bits & ((1 << (8 * width)) - 1)).to(torch_dtype(target))
+
+
+@register("TensorScatter", setting_slots=(2,))
+def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """A KV-cache write: update's sequence steps go to write_indices[b] + i along `axis` of the
+    cache (modulo its length in 'circular' mode)."""
+    cache, update = inputs[0], inputs[1]
+    axis = attrs.get("axis", -2) % cache.dim()
+    starts = inputs[2].tolist() if len(inputs) > 2 and inputs[2] is not None else [0] * cache.shape[0]
+    rows = []
+    for batch, start in enumerate(starts):
+        positions = torch.arange(update.shape[axis]) + int(start)
+        if attrs.get("mode", "linear") == "circular":
+            positions = positions % cache.shape[axis]
+        rows.append(cache[batch].index_copy(axis - 1, positions, update[batch]))
+    return torch.stack(rows)
+
+
+@register("OptionalHasElement")
+def optional_has_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """An optional tensor input is present or omitted (the executor has no empty-optional value)."""
+    return torch.tensor(bool(inputs) and inputs[0] is not None)
+
+
+register("OptionalGetElement")(lambda inputs, attrs, ctx: inputs[0])
+
+
+@register("SwiGLU")
+def swiglu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Swish_alpha(gate) * value."""
+    gate, value = inputs
+    return gate * torch.sigmoid(attrs.get("alpha", 1.0) * gate) * value

@@ -34,6 +34,10 @@ def _along(param: torch.Tensor, x: torch.Tensor, axis: int, block_size: int) -> 
 
 
 def _int_range(dtype: torch.dtype) -> tuple[float, float]:
+    """The range of the quantised type. int32 is no quantised type of ONNX: an int32 zero point is
+    a uint16 one held wider (`ops_elementwise.WIDER_UNSIGNED`)."""
+    if dtype == torch.int32:
+        return 0.0, 65535.0
     info = torch.iinfo(dtype)
     return float(info.min), float(info.max)
 
@@ -46,7 +50,8 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | No
              axis: int = 1, block_size: int = 0) -> torch.Tensor:
     """saturate(round_half_even(x / scale) + zero_point): the integer tensor, or its float
     straight-through form where a gradient flows (module docstring)."""
-    scaled = x.to(torch.float64) / _along(scale, x, axis, block_size).to(torch.float64)
+    work = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32  # onnx divides in x's type
+    scaled = (x.to(work) / _along(scale, x, axis, block_size).to(work)).to(torch.float64)
     if _needs_gradient(x):
         rounded = scaled + (torch.round(scaled) - scaled).detach()  # straight-through rounding
     else:
