@@ -171,6 +171,7 @@ ONNX_TO_TORCH_DTYPE = {
 
 # Unsigned types torch has almost no kernels for (add, matmul, sort, shifts): held in the next
 # wider signed type, which holds every value but those of uint64 above 2^63 (these wrap, as in C).
+# Arithmetic that overflows the ONNX type keeps the wider result instead of wrapping around.
 WIDER_UNSIGNED = {TensorProto.UINT16: torch.int32, TensorProto.UINT32: torch.int64, TensorProto.UINT64: torch.int64}
 _TORCH_UNSIGNED = {torch.uint16: torch.int32, torch.uint32: torch.int64, torch.uint64: torch.int64}
 

@@ -23,11 +23,43 @@ from gradaudit.onnx_exec.registry import OpContext, register
 _GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
 
 
+def _reflect(v: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Fold coordinates outside [low, high] back in, mirror by mirror."""
+    span = high - low
+    below, above = low - v, v - high
+    outside = torch.where(v < low, below, above)
+    bounces = torch.floor(outside / span)
+    rest = outside - bounces * span
+    even = torch.remainder(bounces, 2) == 0
+    folded_low = torch.where(even, low + rest, high - rest)
+    folded_high = torch.where(even, high - rest, low + rest)
+    return torch.where(v < low, folded_low, torch.where(v > high, folded_high, v))
+
+
+def _cubic_grid(grid: torch.Tensor, sizes: Sequence[int], align_corners: bool, padding: str) -> torch.Tensor:
+    """ONNX moves an out-of-range cubic sample point itself into the image (clamped or reflected)
+    before taking its 4 taps; torch only bounds the taps. The grid is moved here first."""
+    moved = []
+    for axis, size in enumerate(reversed(list(sizes))):  # the grid lists x (width) first
+        g = grid[..., axis]
+        pixel = (g + 1) / 2 * (size - 1) if align_corners else ((g + 1) * size - 1) / 2
+        low, high = (0.0, size - 1.0) if align_corners else (-0.5, size - 0.5)
+        if padding == "border":
+            pixel = torch.where((pixel < low) | (pixel > high), pixel.clamp(0, size - 1), pixel)
+        else:
+            pixel = _reflect(pixel, low, high)
+        moved.append(pixel / (size - 1) * 2 - 1 if align_corners else (2 * pixel + 1) / size - 1)
+    return torch.stack(moved, dim=-1)
+
+
 @register("GridSample")
 def grid_sample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    x, grid = inputs
-    return F.grid_sample(x, grid.to(x.dtype), mode=_GRID_MODES[attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear")],
-                         padding_mode=attrs.get("padding_mode", "zeros"), align_corners=bool(attrs.get("align_corners", 0)))
+    x, grid = inputs[0], inputs[1].to(inputs[0].dtype)
+    mode = _GRID_MODES[attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear")]
+    padding, align_corners = attrs.get("padding_mode", "zeros"), bool(attrs.get("align_corners", 0))
+    if mode == "bicubic" and padding != "zeros":
+        grid = _cubic_grid(grid, x.shape[2:], align_corners, padding)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
 
 
 @register("AffineGrid")
