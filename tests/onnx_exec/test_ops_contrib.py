@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from gradaudit.errors import UnsupportedOperatorError
+from gradaudit.loaders.onnx_loader import load_onnx
 from gradaudit.onnx_exec import onnx_to_torch
+from gradaudit.static import estimate
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -157,3 +162,25 @@ def test_fused_matmul_weight_is_a_parameter_with_gradient() -> None:
     module(torch.from_numpy(_f32(2, 5))).pow(2).sum().backward()
     (weight,) = list(module.parameters())
     assert weight.grad is not None and float(weight.grad.abs().sum()) > 0
+
+
+def test_optimised_transformer_block_has_a_full_static_estimate(tmp_path) -> None:
+    """FusedMatMul -> FastGelu -> FusedMatMul -> SkipLayerNormalization(residual): every node has
+    a gain rule, and the skip sum hands the gradient to both the branch and the residual."""
+    nodes = [
+        _ms("FusedMatMul", ["x", "w1"], ["h"], transB=1), _ms("FastGelu", ["h", "b1"], ["a"]),
+        _ms("FusedMatMul", ["a", "w2"], ["o"], alpha=0.5), _ms("SkipLayerNormalization", ["o", "x", "g", "beta"], ["y"]),
+    ]
+    consts = {"w1": _f32(16, 8) / 3, "b1": _f32(16) / 10, "w2": _f32(16, 8) / 4, "g": np.ones(8, np.float32), "beta": np.zeros(8, np.float32)}
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5, 8])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    path = tmp_path / "block.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]), str(path))
+    handle = load_onnx(str(path))
+    ops = {data["source"]: data["op"] for _, data in handle.graph.nodes(data=True)}
+    assert ops[MS + ":FusedMatMul"] == "linear" and ops[MS + ":FastGelu"] == "activation"
+    assert ops[MS + ":SkipLayerNormalization"] == "norm"
+    result = estimate(handle.graph, handle.inputs)
+    assert not result.partial and len(result.weights) == 2
+    assert all(math.isfinite(w.log10_grad_rms) for w in result.weights)
