@@ -548,6 +548,15 @@ def _resampling(view: NodeView) -> Kind:
 
 
 maps("DeformConv")(lambda view: _conv(view, False))
+
+
+@maps("CausalConvWithState")
+def _causal_conv(view: NodeView) -> Kind:
+    """A depthwise conv1d (one group per channel) over the input left-padded with its state."""
+    weight = view.const(1)
+    if weight is None:
+        return Kind("unknown")
+    return _conv(NodeView(view.op_type, {"group": weight.shape[0]}, view.operands[:2], view.out_shape, view.opset), False)
 # Selections and re-arrangements of elements (a cropped or padded centre, top-k values, unique
 # values, sums of overlapping blocks back into an image, a cache write).
 maps("CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement")(
@@ -585,6 +594,7 @@ WITHOUT_RULE = {
     "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
     "DFT": "a linear transform into the complex layout: the estimate is partial there",
     "STFT": "a windowed DFT of frames: the estimate is partial there",
+    "LinearAttention": "linear attention over activations with a recurrent state (no weights): partial there",
     "com.microsoft:Attention": "packed QKV weights without the output projection the attention rule reads: partial there",
     "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
     "com.microsoft:GroupQueryAttention": "attention over activations and a KV cache (no weights): partial there, the probe measures it",

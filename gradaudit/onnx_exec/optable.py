@@ -22,6 +22,7 @@ FAMILIES = {
     "ops_loss": "loss",
     "ops_vision": "vision",
     "ops_signal": "signal",
+    "ops_state": "recurrent state",
     "ops_contrib": "com.microsoft",
 }
 

@@ -81,6 +81,16 @@ CASES = {
         _node("TensorScatter", ["cache", "u", "at"], ["y"], mode="circular", axis=1),
         {"cache": _f32(2, 4, 3)}, {"u": _f32(2, 2, 3), "at": _i64(1, 3)}, 24, 1,
     ),
+    "causal_conv_with_state_silu": (
+        _node("CausalConvWithState", ["x", "w", "b", "past"], ["y", "present"], activation="silu"),
+        {"x": _f32(2, 3, 5)}, {"w": _f32(3, 1, 4), "b": _f32(3), "past": _f32(2, 3, 3)}, 27, 2,
+    ),
+    "linear_attention_gated_delta_gqa": (
+        _node("LinearAttention", ["q", "k", "v", "past", "g", "beta"], ["y", "state"], q_num_heads=4, kv_num_heads=2),
+        {"q": _f32(1, 3, 4 * 4)},
+        {"k": _f32(1, 3, 2 * 4) / 2, "v": _f32(1, 3, 2 * 3), "past": _f32(1, 2, 4, 3), "g": -RNG.uniform(0, 1, (1, 3, 2)).astype(np.float32),
+         "beta": RNG.uniform(0, 1, (1, 3, 1)).astype(np.float32)}, 27, 2,
+    ),
     "swiglu": (_node("SwiGLU", ["a", "b"], ["y"], alpha=1.5), {"a": _f32(3, 4)}, {"b": _f32(3, 4)}, 28, 1),
     "quantize_per_axis": (
         _node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1),
