@@ -265,3 +265,14 @@ def test_detection_tail_runs_and_its_indices_stay_off_the_data_path(tmp_path) ->
     assert [d["source"] for _, d in handle.graph.nodes(data=True) if d["op"] != "input"] == ["Conv", "Reshape"]
     _, keep = onnx_to_torch(str(path))(torch.from_numpy(_f32(1, 2, 4, 4)))
     assert keep.dtype == torch.int64 and keep.shape == (3, 3)
+
+
+def test_int8_weights_behind_dequantize_become_float_parameters() -> None:
+    """A QDQ export storing int8 weights: the dequantised weight is what the probe trains."""
+    nodes = [_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1), _node("MatMul", ["x", "w"], ["y"])]
+    consts = {"wq": RNG.integers(-100, 100, (6, 4)).astype(np.int8), "ws": np.full(4, 0.02, np.float32), "wz": np.zeros(4, np.int8)}
+    module = onnx_to_torch(_model(nodes, {"x": _f32(2, 6)}, consts, ["y"], 21))
+    (weight,) = list(module.parameters())
+    torch.testing.assert_close(weight.detach(), torch.from_numpy(consts["wq"].astype(np.float32) * 0.02), rtol=1e-6, atol=1e-7)
+    module(torch.from_numpy(_f32(2, 6))).sum().backward()
+    assert weight.grad is not None and float(weight.grad.abs().sum()) > 0
