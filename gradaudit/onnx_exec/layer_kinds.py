@@ -585,6 +585,7 @@ WITHOUT_RULE = {
     "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
     **dict.fromkeys(("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
                     "a constant of the graph (no data input): folded at build time"),
+    "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
     "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
     "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
     "RandomUniformLike": "non-differentiable: a seeded random draw of the input's shape",

@@ -203,3 +203,49 @@ def swiglu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     """Swish_alpha(gate) * value."""
     gate, value = inputs
     return gate * torch.sigmoid(attrs.get("alpha", 1.0) * gate) * value
+
+
+def _ngram_table(attrs: dict[str, Any]) -> dict[tuple[int, ...], int]:
+    """The listed n-grams (pool_int64s, grouped by ngram_counts into 1-grams, 2-grams, ...) whose
+    size is in [min_gram_length, max_gram_length], each with its output column."""
+    pool, starts, columns = attrs["pool_int64s"], attrs["ngram_counts"], attrs["ngram_indexes"]
+    low, high = attrs["min_gram_length"], attrs["max_gram_length"]
+    table: dict[tuple[int, ...], int] = {}
+    ngram_id = 0
+    for size, start in enumerate(starts, 1):
+        end = starts[size] if size < len(starts) else len(pool)
+        for offset in range(start, start + (end - start) // size * size, size):
+            if low <= size <= high:
+                table[tuple(pool[offset : offset + size])] = columns[ngram_id]
+            ngram_id += 1
+    return table
+
+
+@register("TfIdfVectorizer")
+def tfidf_vectorizer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Counts of the listed n-grams per row of token ids ([C] or [B, C]), with skips of up to
+    max_skip_count between their tokens (unigrams counted once), weighted as `mode` says."""
+    if "pool_int64s" not in attrs:
+        raise ValueError("TfIdfVectorizer over strings (pool_strings) is not supported")
+    x = inputs[0]
+    rows = x.reshape(1, -1).tolist() if x.dim() < 2 else x.tolist()
+    table = _ngram_table(attrs)
+    low, high = attrs["min_gram_length"], attrs["max_gram_length"]
+    counts = torch.zeros((len(rows), max(attrs["ngram_indexes"]) + 1), dtype=torch.float32)
+    for row_index, row in enumerate(rows):
+        for skip in range(1, attrs["max_skip_count"] + 2):
+            first = low if skip == 1 else max(low, 2)
+            for start in range(len(row)):
+                for size in range(first, high + 1):
+                    if start + skip * (size - 1) >= len(row):
+                        break
+                    column = table.get(tuple(row[start : start + skip * (size - 1) + 1 : skip]))
+                    if column is not None:
+                        counts[row_index, column] += 1
+    weights = torch.tensor(attrs["weights"], dtype=torch.float32) if attrs.get("weights") else None
+    mode = attrs["mode"]
+    if mode == "IDF":
+        counts = (counts > 0).float() * (weights if weights is not None else 1.0)
+    elif mode == "TFIDF" and weights is not None:
+        counts = counts * weights
+    return counts if x.dim() >= 2 else counts[0]

@@ -91,6 +91,12 @@ CASES = {
         {"k": _f32(1, 3, 2 * 4) / 2, "v": _f32(1, 3, 2 * 3), "past": _f32(1, 2, 4, 3), "g": -RNG.uniform(0, 1, (1, 3, 2)).astype(np.float32),
          "beta": RNG.uniform(0, 1, (1, 3, 1)).astype(np.float32)}, 27, 2,
     ),
+    "tfidf_vectorizer_skip_bigrams": (
+        _node("TfIdfVectorizer", ["x"], ["y"], mode="TFIDF", min_gram_length=1, max_gram_length=2, max_skip_count=2,
+              ngram_counts=[0, 4], ngram_indexes=[0, 1, 2, 3, 4, 5, 6], pool_int64s=[2, 3, 5, 4, 5, 6, 7, 8, 6, 7],
+              weights=[1.0, 0.5, 2.0, 1.5, 1.0, 3.0, 0.25]),
+        {"x": np.array([[1, 1, 3, 3, 3, 7], [8, 6, 7, 5, 6, 8]], np.int32)}, {}, 9, 1,
+    ),
     "swiglu": (_node("SwiGLU", ["a", "b"], ["y"], alpha=1.5), {"a": _f32(3, 4)}, {"b": _f32(3, 4)}, 28, 1),
     "quantize_per_axis": (
         _node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1),
