@@ -20,14 +20,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 MS = "com.microsoft:"
 DEFAULT_MASK_FILTER = -10000.0
-
-
-def _optional(inputs: Sequence[Any], slot: int) -> torch.Tensor | None:
-    return inputs[slot] if len(inputs) > slot and inputs[slot] is not None and inputs[slot].numel() else None
 
 
 # --- dense products and activations ----------------------------------------------------------
@@ -44,7 +40,7 @@ def fused_matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -
 
 
 def _with_bias(inputs: Sequence[Any]) -> torch.Tensor:
-    bias = _optional(inputs, 1)
+    bias = optional_input(inputs, 1)
     return inputs[0] if bias is None else inputs[0] + bias
 
 
@@ -66,7 +62,7 @@ def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float, axis: int = -1) -
 
 def _skip_sum(inputs: Sequence[Any], bias_slot: int) -> torch.Tensor:
     total = inputs[0] + inputs[1]
-    bias = _optional(inputs, bias_slot)
+    bias = optional_input(inputs, bias_slot)
     return total if bias is None else total + bias
 
 
@@ -76,7 +72,7 @@ def skip_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
     inverse std, and the sum."""
     total = _skip_sum(inputs, 4)
     eps = attrs.get("epsilon", 1e-12)
-    y = F.layer_norm(total, total.shape[-1:], inputs[2], _optional(inputs, 3), eps)
+    y = F.layer_norm(total, total.shape[-1:], inputs[2], optional_input(inputs, 3), eps)
     mean = total.mean(dim=-1, keepdim=True)
     inv_std = torch.rsqrt(total.var(dim=-1, unbiased=False, keepdim=True) + eps)
     return y, mean, inv_std, total
@@ -138,7 +134,7 @@ def rotary_embedding(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
 
 
 # --- attention ---------------------------------------------------------------------------------
-def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(B, S, N*H) -> (B, N, S, H)."""
     batch, seq, hidden = x.shape
     return x.reshape(batch, seq, num_heads, hidden // num_heads).transpose(1, 2)
@@ -204,11 +200,11 @@ def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     """Self-attention with packed QKV weights (in, q + k + v hidden); outputs y (B, S, v hidden)
     and present (2, B, N, P + S, H)."""
     x, weights = inputs[0], inputs[1]
-    bias, mask, past, attention_bias = _optional(inputs, 2), _optional(inputs, 3), _optional(inputs, 4), _optional(inputs, 5)
+    bias, mask, past, attention_bias = optional_input(inputs, 2), optional_input(inputs, 3), optional_input(inputs, 4), optional_input(inputs, 5)
     num_heads = attrs["num_heads"]
     sizes = attrs.get("qkv_hidden_sizes") or [weights.shape[1] // 3] * 3
     qkv = torch.matmul(x, weights) if bias is None else torch.matmul(x, weights) + bias
-    q, k, v = (_heads(t, num_heads) for t in torch.split(qkv, list(sizes), dim=-1))
+    q, k, v = (split_heads(t, num_heads) for t in torch.split(qkv, list(sizes), dim=-1))
     past_len = 0
     if past is not None:
         past_len = past.shape[3]
@@ -228,17 +224,17 @@ def multi_head_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpCo
     heads (cross-attention caches); bias (3D) added to the projected q, k, v; key_padding_mask
     (B, L) with 0 for padding; past_key/past_value (B, N, P, H) are prepended."""
     query, key, value = inputs[0], inputs[1], inputs[2]
-    bias, padding, attention_bias = _optional(inputs, 3), _optional(inputs, 4), _optional(inputs, 5)
-    past_key, past_value = _optional(inputs, 6), _optional(inputs, 7)
+    bias, padding, attention_bias = optional_input(inputs, 3), optional_input(inputs, 4), optional_input(inputs, 5)
+    past_key, past_value = optional_input(inputs, 6), optional_input(inputs, 7)
     num_heads = attrs["num_heads"]
     if bias is not None:
         q_bias, k_bias, v_bias = torch.split(bias, [query.shape[-1], query.shape[-1], bias.shape[0] - 2 * query.shape[-1]])
         query = query + q_bias
         if key.dim() == 3:
             key, value = key + k_bias, value + v_bias
-    q = _heads(query, num_heads)
-    k = key if key.dim() == 4 else _heads(key, num_heads)
-    v = value if value.dim() == 4 else _heads(value, num_heads)
+    q = split_heads(query, num_heads)
+    k = key if key.dim() == 4 else split_heads(key, num_heads)
+    v = value if value.dim() == 4 else split_heads(value, num_heads)
     past_len = 0
     if past_key is not None and past_value is not None:
         past_len = past_key.shape[2]
@@ -258,16 +254,16 @@ def group_query_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpC
     total_sequence_length - S positions; seqlens_k[b] + 1 keys are valid for batch entry b
     (right padding). Causal, with an optional local window, rotary (do_rotary with
     cos/sin caches, positions from position_ids or the cache length) and softcap."""
-    query, key, value = inputs[0], _optional(inputs, 1), _optional(inputs, 2)
-    past_key, past_value = _optional(inputs, 3), _optional(inputs, 4)
+    query, key, value = inputs[0], optional_input(inputs, 1), optional_input(inputs, 2)
+    past_key, past_value = optional_input(inputs, 3), optional_input(inputs, 4)
     seqlens_k, total_length = inputs[5], int(inputs[6].reshape(-1)[0])
-    cos_cache, sin_cache, position_ids = _optional(inputs, 7), _optional(inputs, 8), _optional(inputs, 9)
-    attention_bias = _optional(inputs, 10)
+    cos_cache, sin_cache, position_ids = optional_input(inputs, 7), optional_input(inputs, 8), optional_input(inputs, 9)
+    attention_bias = optional_input(inputs, 10)
     num_heads, kv_heads = attrs["num_heads"], attrs["kv_num_heads"]
     if key is None:
         head_size = query.shape[-1] // (num_heads + 2 * kv_heads)
         query, key, value = torch.split(query, [num_heads * head_size, kv_heads * head_size, kv_heads * head_size], dim=-1)
-    q, k, v = _heads(query, num_heads), _heads(key, kv_heads), _heads(value, kv_heads)
+    q, k, v = split_heads(query, num_heads), split_heads(key, kv_heads), split_heads(value, kv_heads)
     batch, query_len = q.shape[0], q.shape[2]
     past_len = total_length - query_len
     if attrs.get("do_rotary", 0):

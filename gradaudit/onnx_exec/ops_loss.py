@@ -11,12 +11,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 def _nll(log_prob: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any]) -> torch.Tensor:
     target = inputs[1].long()
-    weight = inputs[2] if len(inputs) > 2 else None
+    weight = optional_input(inputs, 2)
     ignore = attrs.get("ignore_index")
     if ignore is not None:
         target = torch.where(target == ignore, torch.full_like(target, -100), target)  # torch's ignore value

@@ -16,7 +16,7 @@ import torch
 from onnx import helper
 
 from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 _BITWISE = {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
 for _op, _fn in _BITWISE.items():
@@ -149,7 +149,7 @@ def max_unpool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     unpooled = list(x.shape[:2]) + spatial
     out = torch.zeros(unpooled, dtype=x.dtype).reshape(-1)
     out = out.index_put((indices.reshape(-1).long(),), x.reshape(-1)).reshape(unpooled)
-    if len(inputs) > 2 and inputs[2] is not None:
+    if optional_input(inputs, 2) is not None:
         grow = [int(want) - have for want, have in zip(inputs[2].tolist(), unpooled)]
         out = torch.nn.functional.pad(out, [v for g in reversed(grow) for v in (0, g)])
     return out
@@ -179,7 +179,8 @@ def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     cache (modulo its length in 'circular' mode)."""
     cache, update = inputs[0], inputs[1]
     axis = attrs.get("axis", -2) % cache.dim()
-    starts = inputs[2].tolist() if len(inputs) > 2 and inputs[2] is not None else [0] * cache.shape[0]
+    given = optional_input(inputs, 2)
+    starts = given.tolist() if given is not None else [0] * cache.shape[0]
     rows = []
     for batch, start in enumerate(starts):
         positions = torch.arange(update.shape[axis]) + int(start)

@@ -19,7 +19,7 @@ import torch
 
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
 from gradaudit.onnx_exec.ops_nn import conv
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 def _along(param: torch.Tensor, x: torch.Tensor, axis: int, block_size: int) -> torch.Tensor:
@@ -83,19 +83,15 @@ def _out_dtype(zero_point: torch.Tensor | None, attrs: dict[str, Any]) -> torch.
     return torch_dtype(attrs["output_dtype"]) if attrs.get("output_dtype") else torch.uint8
 
 
-def _optional(inputs: Sequence[Any], slot: int) -> torch.Tensor | None:
-    return inputs[slot] if len(inputs) > slot else None
-
-
 @register("QuantizeLinear", weight_slots=(0,), setting_slots=(1, 2))
 def quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    x, scale, zero_point = inputs[0], inputs[1], _optional(inputs, 2)
+    x, scale, zero_point = inputs[0], inputs[1], optional_input(inputs, 2)
     return quantize(x, scale, zero_point, _out_dtype(zero_point, attrs), attrs.get("axis", 1), attrs.get("block_size", 0))
 
 
 @register("DequantizeLinear", setting_slots=(1, 2))
 def dequantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    q, scale, zero_point = inputs[0], inputs[1], _optional(inputs, 2)
+    q, scale, zero_point = inputs[0], inputs[1], optional_input(inputs, 2)
     y = dequantize(q, scale, zero_point, attrs.get("axis", 1), attrs.get("block_size", 0))
     return y.to(torch_dtype(attrs["output_dtype"])) if attrs.get("output_dtype") else y
 
@@ -126,7 +122,7 @@ def qlinear_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -
     """The float conv of the dequantised operands (per-output-channel weight scales), the int32
     bias scaled by x_scale * w_scale, requantised to y's type."""
     x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp = inputs[:8]
-    bias = _optional(inputs, 8)
+    bias = optional_input(inputs, 8)
     x_float = dequantize(x, x_scale, x_zp).double()
     w_float = dequantize(w, w_scale, w_zp, axis=0).double()
     b_float = None if bias is None else bias.double() * (x_scale.double() * w_scale.double()).reshape(-1)
@@ -137,7 +133,7 @@ def qlinear_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -
 @register("MatMulInteger")
 def matmul_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
-    a_zp, b_zp = _optional(inputs, 2), _optional(inputs, 3)
+    a_zp, b_zp = optional_input(inputs, 2), optional_input(inputs, 3)
     a_zp = a_zp.reshape(-1, 1) if a_zp is not None and a_zp.numel() > 1 else a_zp
     return torch.round(_shifted(a, a_zp, a, 0) @ _shifted(b, b_zp, b, -1)).to(torch.int32)
 
@@ -145,6 +141,6 @@ def matmul_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
 @register("ConvInteger")
 def conv_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, w = inputs[0], inputs[1]
-    x_zp, w_zp = _optional(inputs, 2), _optional(inputs, 3)
+    x_zp, w_zp = optional_input(inputs, 2), optional_input(inputs, 3)
     y = conv([_shifted(x, x_zp, x, 1), _shifted(w, w_zp, w, 0)], attrs, ctx)
     return torch.round(y).to(torch.int32)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
@@ -43,9 +43,8 @@ def dft(x: torch.Tensor, length: int | None, axis: int, inverse: bool, onesided:
 
 
 def _optional_int(inputs: Sequence[Any], slot: int) -> int | None:
-    if len(inputs) > slot and inputs[slot] is not None and inputs[slot].numel():
-        return int(inputs[slot].reshape(-1)[0])
-    return None
+    value = optional_input(inputs, slot)
+    return None if value is None else int(value.reshape(-1)[0])
 
 
 @register("DFT", setting_slots=(1, 2))
@@ -66,7 +65,7 @@ def stft(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     """Signal (batch, length, 1|2) -> (batch, frames, bins, 2): frames of frame_length (the
     window's length when not given) every frame_step samples, windowed, then transformed."""
     signal, step = inputs[0], int(inputs[1].reshape(-1)[0])
-    window = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    window = optional_input(inputs, 2)
     frame_length = _optional_int(inputs, 3) or int(window.shape[0])
     frames = signal.unfold(1, frame_length, step)  # (batch, frames, 1|2, frame_length)
     frames = frames.movedim(-1, -2)  # (batch, frames, frame_length, 1|2)

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.ops_contrib import split_heads
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 @register("CausalConvWithState", weight_slots=(1, 2))
@@ -21,19 +22,14 @@ def causal_conv_with_state(inputs: Sequence[Any], attrs: dict[str, Any], ctx: Op
     """Depthwise conv1d over (past_state | input) (zeros without a state), optional SiLU;
     present_state is the last k - 1 positions of that padded input."""
     x, weight = inputs[0], inputs[1]
-    bias = inputs[2] if len(inputs) > 2 else None
-    past = inputs[3] if len(inputs) > 3 and inputs[3] is not None else x.new_zeros((x.shape[0], x.shape[1], weight.shape[2] - 1))
+    bias, past = optional_input(inputs, 2), optional_input(inputs, 3)
+    if past is None:
+        past = x.new_zeros((x.shape[0], x.shape[1], weight.shape[2] - 1))
     padded = torch.cat((past.to(x.dtype), x), dim=2)
     y = F.conv1d(padded, weight, bias, groups=x.shape[1])
     if attrs.get("activation", "none") in ("silu", "swish"):
         y = F.silu(y)
     return y, padded[:, :, padded.shape[2] - (weight.shape[2] - 1) :]
-
-
-def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, T, H*D) -> (B, H, T, D)."""
-    batch, steps, width = x.shape
-    return x.reshape(batch, steps, num_heads, width // num_heads).transpose(1, 2)
 
 
 @register("LinearAttention", setting_slots=(3,))
@@ -42,18 +38,16 @@ def linear_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
     delta rules (v'_t = v_t otherwise; no decay for the ungated rules); o_t = scale q_t^T S_t, the
     KV-head state shared by q_num_heads / kv_num_heads query heads. Computed in float32."""
     query, key, value = inputs[0], inputs[1], inputs[2]
-    past = inputs[3] if len(inputs) > 3 else None
-    decay = inputs[4] if len(inputs) > 4 else None
-    beta = inputs[5] if len(inputs) > 5 else None
+    past, decay, beta = optional_input(inputs, 3), optional_input(inputs, 4), optional_input(inputs, 5)
     q_heads, kv_heads = attrs["q_num_heads"], attrs["kv_num_heads"]
     rule = attrs.get("update_rule", "gated_delta")
     batch, steps, _ = query.shape
-    q, k, v = (_heads(t.float(), h) for t, h in ((query, q_heads), (key, kv_heads), (value, kv_heads)))
+    q, k, v = (split_heads(t.float(), h) for t, h in ((query, q_heads), (key, kv_heads), (value, kv_heads)))
     d_k, d_v = q.shape[-1], v.shape[-1]
     scale = attrs.get("scale", 0.0) or 1.0 / math.sqrt(d_k)
     if rule in ("gated", "gated_delta"):
         per_key = decay.shape[-1] != kv_heads
-        decay = _heads(decay.float(), kv_heads) if per_key else decay.float().transpose(1, 2).unsqueeze(-1)  # (B, H, T, d_k | 1)
+        decay = split_heads(decay.float(), kv_heads) if per_key else decay.float().transpose(1, 2).unsqueeze(-1)  # (B, H, T, d_k | 1)
     if rule in ("delta", "gated_delta"):
         beta = beta.float().transpose(1, 2).unsqueeze(-1)  # (B, H | 1, T, 1)
     state = past.float() if past is not None else q.new_zeros((batch, kv_heads, d_k, d_v))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gradaudit.onnx_exec.ops_nn import torch_pad_order
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 # opset 16 names the modes after torch; opset 20 renamed them
 _GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
@@ -123,8 +123,7 @@ def deform_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) ->
     plus a learned offset (zero outside the image), optionally scaled by a mask, then the taps
     are contracted with the grouped weights."""
     x, weight, offset = inputs[0], inputs[1], inputs[2]
-    bias = inputs[3] if len(inputs) > 3 else None
-    mask = inputs[4] if len(inputs) > 4 else None
+    bias, mask = optional_input(inputs, 3), optional_input(inputs, 4)
     batch, channels, height, width = x.shape
     out_channels, _, k_h, k_w = weight.shape
     s_h, s_w = attrs.get("strides", [1, 1])
@@ -214,7 +213,8 @@ def _iou(box: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
 
 
 def _scalar(inputs: Sequence[Any], slot: int, default: float) -> float:
-    return float(inputs[slot].reshape(-1)[0]) if len(inputs) > slot and inputs[slot] is not None and inputs[slot].numel() else default
+    value = optional_input(inputs, slot)
+    return default if value is None else float(value.reshape(-1)[0])
 
 
 @register("NonMaxSuppression", setting_slots=(2, 3, 4))
