@@ -111,8 +111,7 @@ def dynamic_quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: O
 def qlinear_matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Scales and zero points: per tensor, per row of a ([M]) or per column of b ([N])."""
     a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp = inputs
-    a_float = dequantize(a, a_scale.reshape(-1, 1) if a_scale.numel() > 1 else a_scale,
-                         a_zp.reshape(-1, 1) if a_zp.numel() > 1 else a_zp, axis=0)
+    a_float = dequantize(a, a_scale, a_zp, axis=-2)
     b_float = dequantize(b, b_scale, b_zp, axis=-1)
     return quantize(a_float @ b_float, y_scale, y_zp, y_zp.dtype)
 
@@ -134,8 +133,7 @@ def qlinear_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -
 def matmul_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
     a_zp, b_zp = optional_input(inputs, 2), optional_input(inputs, 3)
-    a_zp = a_zp.reshape(-1, 1) if a_zp is not None and a_zp.numel() > 1 else a_zp
-    return torch.round(_shifted(a, a_zp, a, 0) @ _shifted(b, b_zp, b, -1)).to(torch.int32)
+    return torch.round(_shifted(a, a_zp, a, -2) @ _shifted(b, b_zp, b, -1)).to(torch.int32)
 
 
 @register("ConvInteger")
