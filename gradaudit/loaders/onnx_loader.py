@@ -343,7 +343,12 @@ class _GraphBuilder:
         for step in self.module.steps:
             if step.node_id not in self.absorbed and self._on_data_path(step):
                 self._add_step(step)
-        self.graph.graph["outputs"] = [self.producer[n] for n in self.module.output_names if n in self.producer]
+        names = self.module.output_names
+        kept = [slot for slot, name in enumerate(names) if name in self.producer]
+        self.graph.graph["outputs"] = [self.producer[names[slot]] for slot in kept]
+        if len(kept) < len(names):  # integer outputs (NonMaxSuppression's indices, ArgMax) carry no gradient
+            self.graph.graph["output_slots"] = kept
+            self.graph.graph["left_out_outputs"] = [name for slot, name in enumerate(names) if slot not in kept]
         return self.graph
 
     def _on_data_path(self, step: Step) -> bool:

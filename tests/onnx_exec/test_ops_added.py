@@ -12,7 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from gradaudit.loaders.onnx_loader import load_onnx
+from gradaudit.loss import default_loss
 from gradaudit.onnx_exec import onnx_to_torch
+from gradaudit.probe.objective import objective_for
 from gradaudit.static import estimate
 
 RNG = np.random.default_rng(11)
@@ -282,3 +284,21 @@ def test_int8_weights_behind_dequantize_become_float_parameters() -> None:
     torch.testing.assert_close(weight.detach(), torch.from_numpy(consts["wq"].astype(np.float32) * 0.02), rtol=1e-6, atol=1e-7)
     module(torch.from_numpy(_f32(2, 6))).sum().backward()
     assert weight.grad is not None and float(weight.grad.abs().sum()) > 0
+
+
+def test_probe_loss_skips_integer_outputs_and_says_so(tmp_path) -> None:
+    """Outputs [ArgMax indices, softmax probabilities]: the default loss reads the probabilities
+    as a softmax (the graph output sits at model output 1, not 0) and names the left-out output."""
+    nodes = [_node("Gemm", ["x", "w"], ["logits"]), _node("Softmax", ["logits"], ["probs"]), _node("ArgMax", ["probs"], ["label"], axis=1)]
+    info = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])]
+    outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [4, 1]), helper.make_tensor_value_info("probs", TensorProto.FLOAT, [4, 5])]
+    graph = helper.make_graph(nodes, "cls", info, outs, [numpy_helper.from_array(_f32(6, 5), "w")])
+    path = tmp_path / "cls.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    handle = load_onnx(str(path))
+    objective = objective_for(handle.graph, None)
+    assert "negative log-likelihood" in objective.label and "left out (no gradient): label" in objective.label
+    x = torch.from_numpy(_f32(4, 6))
+    outputs = onnx_to_torch(str(path))(x)
+    expected = default_loss(list(outputs), ["unknown", "softmax"], [-1, 1], 5)
+    torch.testing.assert_close(objective.compute(outputs, [x], 5), expected, rtol=1e-6, atol=1e-7)
