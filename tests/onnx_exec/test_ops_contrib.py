@@ -184,3 +184,17 @@ def test_optimised_transformer_block_has_a_full_static_estimate(tmp_path) -> Non
     result = estimate(handle.graph, handle.inputs)
     assert not result.partial and len(result.weights) == 2
     assert all(math.isfinite(w.log10_grad_rms) for w in result.weights)
+
+
+def test_group_query_attention_packed_qkv() -> None:
+    """genai's packed form: one (B, S, (N + 2 kvN) H) input, key and value omitted."""
+    heads, kv_heads, head = 4, 2, 16
+    inputs = {"qkv": _f32(2, 3, (heads + 2 * kv_heads) * head), "seqlens": np.full((2,), 2, np.int32), "total": np.array(3, np.int32)}
+    node = _ms("GroupQueryAttention", ["qkv", "", "", "", "", "seqlens", "total"], ["y"], num_heads=heads, kv_num_heads=kv_heads)
+    assert_matches_onnxruntime(node, inputs)
+
+
+def test_multi_head_attention_with_attention_bias() -> None:
+    node = _ms("MultiHeadAttention", ["q", "k", "v", "", "", "ab"], ["y"], num_heads=2, scale=0.3)
+    inputs = {"q": _f32(2, 3, 8), "k": _f32(2, 4, 8), "v": _f32(2, 4, 6), "ab": _f32(1, 2, 3, 4)}
+    assert_matches_onnxruntime(node, inputs)
