@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-
 from onnx import helper
 
 from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
