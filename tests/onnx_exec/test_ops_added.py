@@ -253,7 +253,7 @@ def test_random_ops_repeat_with_their_seed() -> None:
     x = torch.from_numpy(_f32(4, 5))
     first, second = onnx_to_torch(model)(x), onnx_to_torch(model)(x)
     for a, b in zip(first, second):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)  # same generator, same seed: an exact copy
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # exact: same generator and seed, so a copy of the same draw
     assert float(first[1].min()) >= -2.0 and float(first[1].max()) <= 2.0 and float(first[0].std()) > 0.5
 
 
