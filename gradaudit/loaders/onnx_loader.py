@@ -32,7 +32,7 @@ from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_i
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
-from gradaudit.onnx_exec.layer_kinds import Kind, NodeView, Operand, node_kind
+from gradaudit.onnx_exec.layer_kinds import QUANTISED_DATA_OPS, Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 from gradaudit.onnx_exec.patterns import decomposed_layers
 from gradaudit.weight_stats import constant_moments
@@ -342,7 +342,12 @@ class _GraphBuilder:
         for step in self.module.steps:
             if step.node_id not in self.absorbed and self._on_data_path(step):
                 self._add_step(step)
-        self.graph.graph["outputs"] = [self.producer[n] for n in self.module.output_names if n in self.producer]
+        names = self.module.output_names
+        kept = [slot for slot, name in enumerate(names) if name in self.producer]
+        self.graph.graph["outputs"] = [self.producer[names[slot]] for slot in kept]
+        if len(kept) < len(names):  # integer outputs (NonMaxSuppression's indices, ArgMax) carry no gradient
+            self.graph.graph["output_slots"] = kept
+            self.graph.graph["left_out_outputs"] = [name for slot, name in enumerate(names) if slot not in kept]
         return self.graph
 
     def _on_data_path(self, step: Step) -> bool:
@@ -353,7 +358,8 @@ class _GraphBuilder:
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
-        return shape is None or shape[1].is_floating_point or step.outputs[0] in self.ids
+        quantised = step.op_type in QUANTISED_DATA_OPS  # the data in integer form (layer_kinds)
+        return shape is None or shape[1].is_floating_point or quantised or step.outputs[0] in self.ids
 
     def _constant_value(self, name: str) -> torch.Tensor | None:
         """The value of an input-independent tensor: a parameter, buffer or traced constant."""

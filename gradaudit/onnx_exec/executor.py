@@ -26,6 +26,7 @@ from onnx import helper
 
 from gradaudit.errors import UnsupportedOperatorError
 from gradaudit.onnx_exec.external_data import load_confined
+from gradaudit.onnx_exec.ops_elementwise import widened
 from gradaudit.onnx_exec.registry import OPS, OpContext, operand_role
 from gradaudit.onnx_exec.tensors import to_torch
 
@@ -204,7 +205,7 @@ class OnnxModule(torch.nn.Module):
             raise ValueError(f"the ONNX graph takes {len(self.input_names)} input(s), got {len(inputs)}")
         env: dict[str, Any] = {n: getattr(self, a) for n, a in self.param_names.items()}
         env.update({n: getattr(self, a) for n, a in self.buffer_names.items()})
-        env.update(zip(self.input_names, inputs))
+        env.update(zip(self.input_names, map(widened, inputs)))
         wanted = set(capture)
         captured = {n: env[n] for n in self.input_names if n in wanted}
         for index, step in enumerate(self.steps):

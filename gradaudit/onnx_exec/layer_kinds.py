@@ -449,3 +449,156 @@ def _gate_bias_means(op_type: str, bias: torch.Tensor, hidden: int) -> list[floa
     per_gate = (bias[..., :half] + bias[..., half:]).reshape(-1, half)[0].reshape(-1, hidden).float().mean(dim=1)
     order = _TORCH_GATE_ORDER.get(op_type, tuple(range(per_gate.numel())))
     return [float(per_gate[i]) for i in order]
+
+
+# --- quantised layers ------------------------------------------------------------------------
+# Ops whose integer output is the data in quantised form (not an index or a shape): the loader
+# keeps them on the data path, so a QDQ or QOperator model stays one connected graph.
+QUANTISED_DATA_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger"})
+
+# A fake-quant step changes values by at most half a quantisation step: gain 1 both ways.
+maps("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")(lambda view: Kind("identity"))
+
+
+def _dequantised(view: NodeView, slot: int, scale_slot: int | None, zero_slot: int | None) -> Operand:
+    """The weight operand at `slot` as the float tensor it stands for, (w - zero) * scale, with
+    a per-output-channel scale or zero point along axis 0 (QLinearConv) or the last axis."""
+    weight = view.operand(slot)
+    w = weight.value.double()
+    axis = 0 if w.dim() > 2 else -1
+    for param_slot, apply in ((zero_slot, torch.sub), (scale_slot, torch.mul)):
+        value = view.const(param_slot) if param_slot is not None else None
+        if value is not None:
+            value = value.double()
+            shape = (-1,) + (1,) * (w.dim() - 1) if axis == 0 and value.numel() > 1 else (-1,)
+            w = apply(w, value.reshape(shape) if value.numel() > 1 else value.reshape(()))
+    return Operand(weight.name, value=w.float(), param=weight.param, shape=tuple(w.shape))
+
+
+def _quantised_linear(slot: int, scale_slot: int | None, zero_slot: int | None) -> Callable[[NodeView], Kind]:
+    def run(view: NodeView) -> Kind:
+        weight = _dequantised(view, slot, scale_slot, zero_slot)
+        if weight.value.dim() > 2:
+            operands = list(view.operands)
+            operands[1] = weight
+            return _conv(NodeView(view.op_type, view.attrs, operands[:2], view.out_shape, view.opset), False)
+        return _linear(weight, weight.value, 1, None)
+
+    return run
+
+
+maps("QLinearMatMul")(_quantised_linear(3, 4, 5))
+maps("QLinearConv")(_quantised_linear(3, 4, 5))
+maps("MatMulInteger")(_quantised_linear(1, None, 3))
+maps("ConvInteger")(_quantised_linear(1, None, 3))
+
+
+# --- com.microsoft ---------------------------------------------------------------------------
+@maps("com.microsoft:FusedMatMul")
+def _fused_matmul(view: NodeView) -> Kind:
+    """alpha * x @ op(W): transB stores W as (out, in)."""
+    a, b = view.operand(0), view.operand(1)
+    if a.source is not None and b.source is None and b.value is not None and b.value.dim() == 2 and not view.attrs.get("transA", 0):
+        alpha = view.attrs.get("alpha", 1.0)
+        return _linear(b, b.value if alpha == 1.0 else alpha * b.value, 0 if view.attrs.get("transB", 0) else 1, None)
+    return Kind("matmul", attrs={"contraction": a.shape[0 if view.attrs.get("transA", 0) else -1] if a.shape else None})
+
+
+maps("com.microsoft:Gelu", "com.microsoft:BiasGelu")(lambda view: Kind("activation", "gelu", {"approximate": "none"}))
+maps("com.microsoft:FastGelu")(lambda view: Kind("activation", "gelu", {"approximate": "tanh"}))
+maps("com.microsoft:QuickGelu")(lambda view: Kind("activation", "silu") if view.attrs.get("alpha", 1.702) == 1.0 else Kind("unknown"))
+
+
+def _contrib_norm(fn: str, summed: int, scale_slot: int, bias_slot: int | None) -> Callable[[NodeView], Kind]:
+    """onnxruntime's fused norms: over the last axis, after adding `summed` inputs (input + skip)."""
+
+    def run(view: NodeView) -> Kind:
+        params = {}
+        for slot, role in ((scale_slot, "scale"), (bias_slot, "bias")):
+            operand = view.operand(slot) if slot is not None else Operand("")
+            if operand.value is not None and operand.source is None:
+                params[role] = operand.stats()
+        attrs: dict[str, Any] = {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5), "summed_inputs": summed}
+        if view.out_shape:
+            attrs["normalized_shape"] = tuple(view.out_shape[attrs["axis"] % len(view.out_shape) :])
+        return Kind("norm", fn, attrs, params)
+
+    return run
+
+
+maps("com.microsoft:SkipLayerNormalization")(_contrib_norm("layer", 2, 2, 3))
+maps("SimplifiedLayerNormalization", "com.microsoft:SimplifiedLayerNormalization")(_contrib_norm("rms", 1, 1, None))
+maps("com.microsoft:SkipSimplifiedLayerNormalization")(_contrib_norm("rms", 2, 2, None))
+# a rotation by position-dependent angles keeps every pair's norm: gain 1 both ways
+maps("com.microsoft:RotaryEmbedding")(lambda view: Kind("identity"))
+
+
+# --- vision, signal, misc ---------------------------------------------------------------------
+@maps("GridSample", "RoiAlign")
+def _resampling(view: NodeView) -> Kind:
+    """Bilinear sampling of (N, C, H, W) at a new grid of points: the resize rule's average
+    pooling for that size change (RoiAlign: the whole image to one ROI's bins, its samples
+    averaged, a first-order estimate for ROIs of image scale)."""
+    x_shape, out_shape = view.operand(0).shape, view.out_shape
+    if x_shape and out_shape and view.op_type == "RoiAlign":
+        out_shape = tuple(x_shape[:2]) + tuple(out_shape[2:])
+    mode = "nearest" if view.attrs.get("mode") == "nearest" else "linear"
+    pool = resampling_pool(x_shape, out_shape, {"mode": mode, "coordinate_transformation_mode": "align_corners"})
+    return Kind("pool", "avg", pool) if pool else Kind("unknown")
+
+
+maps("DeformConv")(lambda view: _conv(view, False))
+
+
+@maps("CausalConvWithState")
+def _causal_conv(view: NodeView) -> Kind:
+    """A depthwise conv1d (one group per channel) over the input left-padded with its state."""
+    weight = view.const(1)
+    if weight is None:
+        return Kind("unknown")
+    return _conv(NodeView(view.op_type, {"group": weight.shape[0]}, view.operands[:2], view.out_shape, view.opset), False)
+# Selections and re-arrangements of elements (a cropped or padded centre, top-k values, unique
+# values, sums of overlapping blocks back into an image, a cache write).
+maps("CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement")(
+    lambda view: Kind("reshape")
+)
+
+
+@maps("com.microsoft:QuickGelu")
+def _quick_gelu(view: NodeView) -> Kind:
+    """x * sigmoid(alpha x): SiLU at alpha 1, GELU's sigmoid approximation at the default 1.702."""
+    alpha = view.attrs.get("alpha", 1.702)
+    if alpha == 1.0:
+        return Kind("activation", "silu")
+    return Kind("activation", "gelu", {"approximate": "none"}) if abs(alpha - 1.702) < 1e-3 else Kind("unknown")
+
+
+# Ops the executor runs that have no gain rule, and why: the static estimate reports itself
+# partial where a float one of them is on the data path (integer outputs are left off it).
+WITHOUT_RULE = {
+    "NonMaxSuppression": "non-differentiable: selects box indices (int64), left off the data path",
+    "ArgMax": "non-differentiable: int64 indices, left off the data path",
+    "ArgMin": "non-differentiable: int64 indices, left off the data path",
+    "Bernoulli": "non-differentiable: a random draw",
+    **dict.fromkeys(("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
+                    "non-differentiable: integer bits, left off the data path"),
+    "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
+    **dict.fromkeys(("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
+                    "a constant of the graph (no data input): folded at build time"),
+    "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
+    "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
+    "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
+    "RandomUniformLike": "non-differentiable: a seeded random draw of the input's shape",
+    "RandomNormalLike": "non-differentiable: a seeded random draw of the input's shape",
+    "CumProd": "a running product: its gain depends on every value before it, the estimate is partial there",
+    "SwiGLU": "a gated product of two projections (swish(a) * b): the estimate is partial there",
+    "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
+    "DFT": "a linear transform into the complex layout: the estimate is partial there",
+    "STFT": "a windowed DFT of frames: the estimate is partial there",
+    "LinearAttention": "linear attention over activations with a recurrent state (no weights): partial there",
+    "com.microsoft:Attention": "packed QKV weights without the output projection the attention rule reads: partial there",
+    "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
+    "com.microsoft:GroupQueryAttention": "attention over activations and a KV cache (no weights): partial there, the probe measures it",
+    "SoftmaxCrossEntropyLoss": "a loss, where the gradient path ends: the estimate is partial there",
+    "NegativeLogLikelihoodLoss": "a loss, where the gradient path ends: the estimate is partial there",
+}

@@ -147,7 +147,7 @@ def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
         lo = lo.item()
     if isinstance(hi, torch.Tensor):
         hi = hi.item()
-    return torch.clamp(x, lo, hi)
+    return x if lo is None and hi is None else torch.clamp(x, lo, hi)
 
 
 @register("Where")
@@ -169,12 +169,25 @@ ONNX_TO_TORCH_DTYPE = {
     TensorProto.BOOL: torch.bool,
 }
 
+# Unsigned types torch has almost no kernels for (add, matmul, sort, shifts): held in the next
+# wider signed type, which holds every value but those of uint64 above 2^63 (these wrap, as in C).
+# Arithmetic that overflows the ONNX type keeps the wider result instead of wrapping around.
+WIDER_UNSIGNED = {TensorProto.UINT16: torch.int32, TensorProto.UINT32: torch.int64, TensorProto.UINT64: torch.int64}
+_TORCH_UNSIGNED = {torch.uint16: torch.int32, torch.uint32: torch.int64, torch.uint64: torch.int64}
+
+
+def widened(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor of a kernel-less unsigned dtype (a caller's uint32 input) in its wider held type."""
+    wider = _TORCH_UNSIGNED.get(tensor.dtype)
+    return tensor if wider is None else tensor.to(wider)
+
 
 def torch_dtype(elem_type: int) -> torch.dtype:
-    """The torch dtype of an ONNX element type; ValueError names types the executor cannot hold."""
-    if elem_type not in ONNX_TO_TORCH_DTYPE:
+    """The torch dtype an ONNX element type is held in; ValueError names types the executor cannot hold."""
+    held = ONNX_TO_TORCH_DTYPE.get(elem_type, WIDER_UNSIGNED.get(elem_type))
+    if held is None:
         raise ValueError(f"unsupported ONNX tensor type {helper.tensor_dtype_to_string(elem_type)}")
-    return ONNX_TO_TORCH_DTYPE[elem_type]
+    return held
 
 
 @register("Cast")

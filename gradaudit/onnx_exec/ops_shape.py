@@ -195,18 +195,6 @@ def trilu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch
     return torch.triu(inputs[0], k) if attrs.get("upper", 1) else torch.tril(inputs[0], k)
 
 
-@register("CumSum")
-def cumsum(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    x, axis = inputs[0], int(inputs[1].item())
-    if attrs.get("reverse", 0):
-        x = x.flip(axis)
-    if attrs.get("exclusive", 0):
-        out = torch.cumsum(x, axis) - x
-    else:
-        out = torch.cumsum(x, axis)
-    return out.flip(axis) if attrs.get("reverse", 0) else out
-
-
 def _arg(fn):
     def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
         x = inputs[0]
@@ -293,11 +281,13 @@ def gather_nd(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
 
 @register("TopK")
 def top_k(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """K is an attribute before opset 10 and an input after."""
+    """K is an attribute before opset 10 and an input after. ONNX breaks ties by the lower index:
+    a stable sort does, torch.topk does not."""
     x = inputs[0]
     k = int(inputs[1].reshape(-1)[0]) if len(inputs) > 1 else attrs["k"]
-    values, indices = torch.topk(x, k, dim=attrs.get("axis", -1), largest=bool(attrs.get("largest", 1)), sorted=True)
-    return values, indices
+    axis = attrs.get("axis", -1)
+    values, indices = torch.sort(x, dim=axis, descending=bool(attrs.get("largest", 1)), stable=True)
+    return values.narrow(axis, 0, k), indices.narrow(axis, 0, k)
 
 
 @register("NonZero")

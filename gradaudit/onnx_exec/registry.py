@@ -66,6 +66,13 @@ def operand_role(spec: OpSpec | None, slot: int, tensor: torch.Tensor) -> str:
 OPS: dict[str, OpSpec] = {}
 
 
+def optional_input(inputs: Sequence[Any], slot: int) -> torch.Tensor | None:
+    """An optional input, or None where it is omitted: past the end, named '' (None here), or an
+    empty tensor (the form some exporters write for "not given")."""
+    value = inputs[slot] if len(inputs) > slot else None
+    return value if value is not None and value.numel() else None
+
+
 def register(*op_types: str, weight_slots: Sequence[int] = (), stat_slots: Sequence[int] = (), affine_operands: bool = False,
              setting_slots: Sequence[int] = ()):
     """Register one function for the given ONNX op types."""

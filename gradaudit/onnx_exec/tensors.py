@@ -7,7 +7,9 @@ ml_dtypes arrays, which `torch.from_numpy` cannot take. They are held here as:
   float32, `gradaudit.weight_stats`);
 - float8 (all variants), float4: float32, the values they encode (storage formats of quantised
   weights; torch has no arithmetic on them);
-- int4/int2, uint4/uint2: int8 / uint8.
+- int4/int2, uint4/uint2: int8 / uint8;
+- uint16, uint32, uint64: int32, int64, int64 (torch has almost no kernels for them;
+  `ops_elementwise.WIDER_UNSIGNED`).
 
 Strings and complex numbers have no place in a gradient: a tensor of those types is an
 InputError naming it. `HELD_DTYPE` is what the validation and the memory cap read, so a type is
@@ -24,7 +26,7 @@ import torch
 from onnx import TensorProto, numpy_helper
 
 from gradaudit.errors import InputError
-from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
+from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE, WIDER_UNSIGNED
 
 
 def _types(names: tuple[str, ...]) -> tuple[int, ...]:
@@ -42,6 +44,7 @@ HELD_DTYPE: dict[int, torch.dtype] = {
     **dict.fromkeys(WIDENED_FLOATS, torch.float32),
     **dict.fromkeys(WIDENED_SIGNED, torch.int8),
     **dict.fromkeys(WIDENED_UNSIGNED, torch.uint8),
+    **WIDER_UNSIGNED,
 }
 
 # Bits per element of the types ONNX packs several to a byte (raw_data and int32_data alike).
@@ -97,4 +100,6 @@ def to_torch(tensor: TensorProto, what: str) -> torch.Tensor:
         array = array.astype(np.float32)  # exact: each of these types is a subset of float32
     elif tensor.data_type in WIDENED_SIGNED + WIDENED_UNSIGNED:
         array = array.astype(np.int8 if held == torch.int8 else np.uint8)
+    elif tensor.data_type in WIDER_UNSIGNED:
+        array = array.astype(np.int64)  # exact below 2^63; torch then narrows uint16 to int32
     return torch.from_numpy(np.array(array, copy=True)).to(held)

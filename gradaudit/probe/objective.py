@@ -62,17 +62,22 @@ def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any
     if loss_fn is not None:
         return Objective(lambda outputs, inputs, seed: loss_fn(outputs, inputs), "model's own loss")
     kinds = [_output_kind(graph, node) for node in graph.graph.get("outputs", [])]
+    slots = graph.graph.get("output_slots") or list(range(len(kinds)))  # graph output i is model output slots[i]
 
     def compute(outputs: Any, inputs: Sequence[Any], seed: int) -> torch.Tensor:
         tensors = output_tensors(outputs)
-        ops = [kinds[i][0] if i < len(kinds) else "unknown" for i in range(len(tensors))]
-        axes = [kinds[i][1] if i < len(kinds) else -1 for i in range(len(tensors))]
+        ops, axes = ["unknown"] * len(tensors), [-1] * len(tensors)
+        for slot, (op, axis) in zip(slots, kinds):
+            if slot < len(tensors):
+                ops[slot], axes[slot] = op, axis
         try:
             return default_loss(tensors, ops, axes, seed, loss)
         except ValueError as exc:
             raise InputError(f"cannot take the default loss: {exc}") from exc
 
+    left_out = graph.graph.get("left_out_outputs")
+    suffix = f"; outputs left out (no gradient): {', '.join(left_out)}" if left_out else ""
     if loss != "auto":
-        return Objective(compute, CHOSEN_LOSS_LABELS[loss])
+        return Objective(compute, CHOSEN_LOSS_LABELS[loss] + suffix)
     used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
-    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)))
+    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)) + suffix)

@@ -16,9 +16,11 @@ per layer against 1.576 simulated.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.registry import Context, Transfer, elementwise, rule
+from gradaudit.static.rules_elementwise import add
 
 CENTRING = {"batch": True, "instance": True, "layer": True, "group": True, "rms": False}
 
@@ -98,7 +100,13 @@ def _lrn(ctx: Context) -> Transfer:
 
 @rule("norm")
 def norm(ctx: Context) -> Transfer:
-    """Batch / layer / group / instance / RMS normalisation (and LRN), train-mode statistics."""
+    """Batch / layer / group / instance / RMS normalisation (and LRN), train-mode statistics.
+
+    attrs `summed_inputs` = k: the first k inputs are added before normalising (onnxruntime's
+    SkipLayerNormalization: input + skip), the residual's add rule both ways."""
+    summed = int(ctx.attrs.get("summed_inputs", 1))
+    if summed > 1 and len(ctx.inputs) >= summed:
+        return _summed_norm(ctx, summed)
     if ctx.fn == "lrn":
         return _lrn(ctx)
     if ctx.fn not in CENTRING:
@@ -121,3 +129,17 @@ def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
         gamma = ctx.param("scale")
         return g.scaled(gain_sq, (gamma.mean if gamma else 1.0) / math.sqrt(_divisor(ctx)))
     return g.centred_over_units(gain_sq)
+
+
+def _summed_norm(ctx: Context, summed: int) -> Transfer:
+    """A norm of the sum of its first `summed` inputs: the add rule, then the norm's."""
+    total = add(replace(ctx, inputs=ctx.inputs[:summed], in_shapes=ctx.in_shapes[:summed], producers=ctx.producers[:summed]))
+    attrs = {k: v for k, v in ctx.attrs.items() if k != "summed_inputs"}
+    inner = norm(replace(ctx, attrs=attrs, inputs=[total.out] + ctx.inputs[summed:], in_shapes=[ctx.out_shape] + ctx.in_shapes[summed:],
+                         producers=[ctx.node] + ctx.producers[summed:]))
+
+    def backward(g: Grad) -> list[Grad]:
+        grads = inner.backward(g)
+        return list(total.backward(grads[0])) + list(grads[1:])
+
+    return Transfer(inner.out, backward, inner.weight_grads, known=inner.known)

@@ -85,12 +85,15 @@ def test_checker_failure_is_input_error(tmp_path) -> None:
 
 def test_unsupported_operator_keeps_static_graph(tmp_path) -> None:
     path = tmp_path / "unsupported.onnx"
-    onnx.save(_single_node_model("Bernoulli", 15), str(path))  # random sampling: never executed
+    model = _single_node_model("Inverse", 15)  # an onnxruntime contrib op the executor lacks
+    model.graph.node[1].domain = "com.microsoft"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(path))
     handle = load_onnx(str(path), batch=3)
-    assert handle.probe_unavailable == "unsupported ONNX operator(s): Bernoulli"
+    assert handle.probe_unavailable == "unsupported ONNX operator(s): com.microsoft:Inverse"
     assert handle.module is None and handle.runner is None
     ops = {data["op"]: data for _, data in handle.graph.nodes(data=True)}
-    assert ops["unknown"]["source"] == "Bernoulli" and ops["unknown"]["out_shape"] == (3, 4)
+    assert ops["unknown"]["source"] == "com.microsoft:Inverse" and ops["activation"]["out_shape"] == (3, 4)
     assert handle.graph.graph["outputs"] == ["y"]
 
 

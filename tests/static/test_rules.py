@@ -161,6 +161,18 @@ def test_layer_and_rms_norm_divisors():
     assert out.q == pytest.approx(4.0)
 
 
+@pytest.mark.parametrize("fn", ["layer", "rms"])
+def test_skip_norm_normalises_the_sum_and_hands_both_inputs_its_gradient(fn):
+    """onnxruntime's Skip(Simplified)LayerNormalization: norm(input + skip) is the add rule, then
+    the norm's: the same output as a norm of the summed moments, the residual gradient to both."""
+    branch, skip = Moments(0.5, 2.0, 0.0), Moments(0.0, 3.0, 0.0)
+    attrs = {"normalized_shape": [10_000]}
+    fused, (g_branch, g_skip) = run(make_ctx("norm", fn=fn, inputs=[branch, skip], attrs={**attrs, "summed_inputs": 2}))
+    plain, (g_sum,) = run(make_ctx("norm", fn=fn, inputs=[Moments(0.5, 5.0, 0.0)], attrs=attrs))
+    assert fused.out.q == pytest.approx(plain.out.q, rel=1e-9)
+    assert g_branch.sq == pytest.approx(g_sum.sq, rel=1e-9) and g_skip.sq == pytest.approx(g_sum.sq, rel=1e-9)
+
+
 def test_group_and_instance_norm():
     x = Moments(0.0, 2.0, 2.0)
     shape = (8, 16, 32, 32)
