@@ -4,7 +4,7 @@
 accepts a graph whose declared sizes would take terabytes to run. The checks here each name the
 offending node or tensor in one line, and run first:
 
-- the default-domain opset is one the executor implements;
+- the default-domain opset is one the executor implements (7 up to the installed onnx's newest);
 - every name and string attribute is valid UTF-8;
 - every tensor name is defined once (graph input, initializer or node output; an input that also
   has an initializer is the IR < 4 way of giving an input a default, and is allowed);
@@ -32,7 +32,9 @@ from gradaudit.onnx_exec import opset_of
 from gradaudit.loaders.onnx_external import graph_tensors
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, indexable, payload_matches, stored_values, type_name
 
-MIN_OPSET, MAX_OPSET = 7, 21
+# Up to the newest opset the installed onnx defines: its schemas are what the ops follow, and a
+# newer file may use semantics no schema here describes.
+MIN_OPSET, MAX_OPSET = 7, onnx.defs.onnx_opset_version()
 
 Check = Callable[[onnx.GraphProto, int], str]
 CHECKS: list[Check] = []
