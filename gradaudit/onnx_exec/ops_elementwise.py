@@ -147,7 +147,7 @@ def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
         lo = lo.item()
     if isinstance(hi, torch.Tensor):
         hi = hi.item()
-    return torch.clamp(x, lo, hi)
+    return x if lo is None and hi is None else torch.clamp(x, lo, hi)
 
 
 @register("Where")
