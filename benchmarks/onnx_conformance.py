@@ -6,8 +6,9 @@ counts when all its inputs and outputs are numeric tensors (numpy arrays or scal
 integer or float type, bfloat16 and float8 included; strings, sequences, optionals and the
 TensorProto-only types are left out). A case passes when the model passes gradaudit's structural
 validation (the opset range included), builds, and reproduces every reference output in shape and
-values within the case's own tolerances, floored at rtol 1e-3 / atol 1e-5 (NaN where the
-reference has NaN). Every case runs in this process, in eval semantics (the reference has no
+values within the case's own tolerances, floored at rtol 1e-3 / atol 1e-5, and for a float16 or
+bfloat16 output at that type's epsilon (the reference rounds every intermediate to the half
+type, torch keeps some in float32: they differ by an ulp); NaN where the reference has NaN. Every case runs in this process, in eval semantics (the reference has no
 training mode).
 
     python -m benchmarks.onnx_conformance            # the pass table by operator, then every failure
@@ -105,6 +106,9 @@ def _to_numpy(value: torch.Tensor) -> np.ndarray:
 
 
 def _mismatch(index: int, actual: np.ndarray, expected: np.ndarray, case: NodeCase) -> str:
+    rtol, atol = case.rtol, case.atol
+    if expected.dtype.name in ("float16", "bfloat16"):
+        rtol = atol = max(rtol, float(torch.finfo(getattr(torch, expected.dtype.name)).eps))
     if expected.dtype.kind in "V" or expected.dtype.name.startswith(("bfloat16", "float8", "float4")):
         expected = expected.astype(np.float32)
     if actual.shape != expected.shape:
@@ -112,7 +116,7 @@ def _mismatch(index: int, actual: np.ndarray, expected: np.ndarray, case: NodeCa
     if expected.dtype.kind == "b" or actual.dtype.kind == "b":
         same = np.array_equal(actual.astype(bool), expected.astype(bool))  # exact: truth values
     else:
-        same = np.allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=case.rtol, atol=case.atol, equal_nan=True)
+        same = np.allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
     if same:
         return ""
     error = np.nanmax(np.abs(actual.astype(np.float64) - expected.astype(np.float64))) if actual.size else 0.0

@@ -32,6 +32,7 @@ _UNARY = {
     "HardSigmoid": lambda x, a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
     "HardSwish": lambda x, a: F.hardswish(x),
     "Mish": lambda x, a: F.mish(x),
+    "Swish": lambda x, a: x * torch.sigmoid(a.get("alpha", 1.0) * x),
     "ThresholdedRelu": lambda x, a: torch.where(x > a.get("alpha", 1.0), x, torch.zeros_like(x)),
     "Erf": lambda x, a: torch.erf(x),
     "Abs": lambda x, a: torch.abs(x),
@@ -128,6 +129,13 @@ def prelu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch
     if ctx.opset < 7 and slope.dim() == 1 and x.dim() > 2:
         slope = slope.reshape((-1,) + (1,) * (x.dim() - 2))
     return torch.where(x >= 0, x, x * slope)
+
+
+@register("SwiGLU")
+def swiglu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Swish(a) * b, the gated MLP of LLaMA-style blocks (opset 28)."""
+    a, b = inputs
+    return a * torch.sigmoid(attrs.get("alpha", 1.0) * a) * b
 
 
 @register("Shrink")

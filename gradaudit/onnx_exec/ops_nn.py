@@ -179,6 +179,17 @@ def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     return y.to(x.dtype), mean, inv_std
 
 
+@register("RMSNormalization", weight_slots=(1,))
+def rms_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) * scale over the dims from `axis` on (opset 23), in float32
+    for half types (stash_type 1)."""
+    x, scale = inputs[0], inputs[1]
+    axis = attrs.get("axis", -1) % x.dim()
+    wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) and attrs.get("stash_type", 1) == 1 else x
+    mean_square = wide.square().mean(dim=tuple(range(axis, x.dim())), keepdim=True)
+    return (wide * torch.rsqrt(mean_square + attrs.get("epsilon", 1e-5)) * scale).to(x.dtype)
+
+
 @register("GroupNormalization", weight_slots=(1, 2))
 def group_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Opset 18 gives per-group affines, opset 21 per-channel ones: expand to channels."""

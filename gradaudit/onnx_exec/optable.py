@@ -12,6 +12,7 @@ from gradaudit.onnx_exec.layer_kinds import NODE_KINDS
 from gradaudit.onnx_exec.registry import OPS
 
 FAMILIES = {
+    "ops_attention": "attention",
     "ops_elementwise": "elementwise",
     "ops_nn": "network",
     "ops_recurrent": "recurrent",
