@@ -4,7 +4,7 @@
 drifts from what the executor can run.
 """
 
-from gradaudit.onnx_exec import ops_attention, ops_elementwise, ops_nn, ops_recurrent, ops_sequence, ops_shape  # noqa: F401  (register ops)
+from gradaudit.onnx_exec import ops_attention, ops_control, ops_elementwise, ops_nn, ops_recurrent, ops_sequence, ops_shape  # noqa: F401  (register ops)
 from gradaudit.onnx_exec.executor import OnnxExecutionError, OnnxModule, Step, onnx_to_torch, opset_of, run_onnx
 from gradaudit.onnx_exec.registry import OPS
 

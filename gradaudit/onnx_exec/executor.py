@@ -10,7 +10,10 @@ The module is an interpreter over the node list, in the spirit of `torch.fx.Inte
   are folded once at build time;
 - float initializers, and folded float tensors feeding a weight slot, become `nn.Parameter`s
   named after the sanitised ONNX tensor name (`param_names` keeps the mapping);
-- a failing node is re-raised with its name and op type.
+- a failing node is re-raised with its name and op type;
+- a graph attribute (an If branch, a Loop or Scan body) becomes a `Subgraph`, run by its op
+  against the enclosing scope: the names it reads from outside are the step's `captures`, kept
+  alive, folded and turned into parameters exactly like the step's own inputs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import onnx
 import torch
@@ -45,6 +48,7 @@ class Step:
     inputs: tuple[str, ...]  # '' for an omitted optional input
     outputs: tuple[str, ...]
     attrs: dict[str, Any]
+    captures: tuple[str, ...] = ()  # outer-scope names its subgraphs read
 
     @property
     def node_id(self) -> str:
@@ -52,8 +56,10 @@ class Step:
         return self.outputs[0]
 
 
-def _attr_value(attr: onnx.AttributeProto, node: onnx.NodeProto) -> Any:
+def _attr_value(attr: onnx.AttributeProto, node: onnx.NodeProto, opset: int, train_mode: bool) -> Any:
     value = helper.get_attribute_value(attr)
+    if isinstance(value, onnx.GraphProto):
+        return Subgraph(value, opset, train_mode)
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, onnx.TensorProto):
@@ -61,6 +67,67 @@ def _attr_value(attr: onnx.AttributeProto, node: onnx.NodeProto) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode() for v in value]
     return value
+
+
+def make_step(node: onnx.NodeProto, opset: int, train_mode: bool) -> Step:
+    attrs = {a.name: _attr_value(a, node, opset, train_mode) for a in node.attribute}
+    captures = tuple(dict.fromkeys(n for v in attrs.values() if isinstance(v, Subgraph) for n in v.captures))
+    return Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs, captures)
+
+
+def outer_reads(node: onnx.NodeProto) -> list[str]:
+    """The names a node's subgraphs (at any depth) read from the scope around the node."""
+    names: list[str] = []
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for graph in graphs:
+            defined = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+            for inner in graph.node:
+                names += [n for n in (*inner.input, *outer_reads(inner)) if n and n not in defined]
+    return list(dict.fromkeys(names))
+
+
+def run_step(step: Step, args: list[Any], ctx: OpContext) -> tuple[Any, ...]:
+    """Run one step on its operand values; a failure is re-raised naming the node."""
+    if step.op_type not in OPS:
+        raise UnsupportedOperatorError([step.op_type])
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        result = OPS[step.op_type].fn(args, step.attrs, ctx)
+    except UnsupportedOperatorError:
+        raise
+    except Exception as exc:
+        raise OnnxExecutionError(f"ONNX node {step.name!r} ({step.op_type}): {exc}") from exc
+    return result if isinstance(result, tuple) else (result,)
+
+
+class Subgraph:
+    """A graph attribute compiled once: its nodes run at call time against the enclosing scope,
+    its initializers are constants (a body's own tensors, not the model's weights)."""
+
+    def __init__(self, graph: onnx.GraphProto, opset: int, train_mode: bool):
+        self.opset, self.train_mode = opset, train_mode
+        self.input_names = [i.name for i in graph.input]
+        self.output_names = [o.name for o in graph.output]
+        self.constants = {t.name: to_torch(t, f"subgraph initializer {t.name!r}") for t in graph.initializer}
+        self.steps = [make_step(node, opset, train_mode) for node in graph.node]
+        self.unsupported = sorted({s.op_type for s in self.steps if s.op_type not in OPS}
+                                  | {op for s in self.steps for v in s.attrs.values() if isinstance(v, Subgraph) for op in v.unsupported})
+        defined = set(self.input_names) | set(self.constants) | {o for s in self.steps for o in s.outputs}
+        read = [n for s in self.steps for n in (*s.inputs, *s.captures) if n]
+        self.captures = tuple(dict.fromkeys(n for n in read if n not in defined))
+
+    def __call__(self, inputs: Sequence[Any], scope: Mapping[str, Any]) -> list[Any]:
+        """The graph outputs for these inputs, outer names read from `scope`."""
+        env: dict[str, Any] = {n: scope[n] for n in self.captures}
+        env.update(self.constants)
+        env.update(zip(self.input_names, inputs))
+        for step in self.steps:
+            ctx = OpContext(self.opset, self.train_mode, len(step.outputs), len(step.outputs), {n: env[n] for n in step.captures})
+            outs = run_step(step, [env[n] if n else None for n in step.inputs], ctx)
+            env.update((n, t) for n, t in zip(step.outputs, outs) if n and t is not None)
+        return [env[n] for n in self.output_names]
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -92,7 +159,6 @@ class OnnxModule(torch.nn.Module):
         inits = {t.name: weights[t.name] if t.name in weights else to_torch(t, f"initializer {t.name!r}") for t in graph.initializer}
         self.input_names = [i.name for i in graph.input if i.name not in inits]
         self.output_names = [o.name for o in graph.output]
-        self.unsupported = sorted({op_key(n) for n in graph.node if op_key(n) not in OPS})
         self.param_names: dict[str, str] = {}  # onnx tensor name -> qualified parameter name
         self.buffer_names: dict[str, str] = {}  # onnx tensor name -> buffer name
         statistics = _statistics_only(graph)
@@ -101,8 +167,9 @@ class OnnxModule(torch.nn.Module):
         learnable = {n: t for n, t in inits.items() if n in trainable}
         static = {n: t for n, t in inits.items() if n not in learnable}
         self._used_outputs: dict[str, int] = {}  # folding runs every declared output
+        self.unsupported: list[str] = []
         self.steps = self._fold(graph, static, learnable, statistics)
-        read = {n for step in self.steps for n in step.inputs} | set(self.output_names)
+        read = {n for step in self.steps for n in (*step.inputs, *step.captures)} | set(self.output_names)
         for name, tensor in learnable.items():
             if name in read:
                 self._keep(name, tensor, parameter=True)
@@ -121,18 +188,20 @@ class OnnxModule(torch.nn.Module):
         only as a statistic (a running_var merged with a gamma) is a constant instead.
         """
         steps: list[Step] = []
+        unsupported: set[str] = set()
         for node in graph.node:
-            attrs = {a.name: _attr_value(a, node) for a in node.attribute}
-            step = Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs)
+            step = make_step(node, self.opset, self.train_mode)
+            unsupported |= {step.op_type} - set(OPS)
+            unsupported |= {op for v in step.attrs.values() if isinstance(v, Subgraph) for op in v.unsupported}
             if step.op_type == "Identity" and step.inputs[0] in learnable:
                 copies = static if step.outputs[0] in statistics else learnable
                 copies[step.outputs[0]] = learnable[step.inputs[0]].clone()
                 continue
-            foldable = step.op_type in OPS and all(not n or n in static for n in step.inputs)
+            foldable = step.op_type in OPS and all(not n or n in static for n in (*step.inputs, *step.captures))
             if foldable:
                 try:
                     with torch.no_grad():
-                        outs = self.call_step(step, [static[n] if n else None for n in step.inputs])
+                        outs = self.call_step(step, [static[n] if n else None for n in step.inputs], static)
                 except OnnxExecutionError:  # left to run (and fail, named) at call time
                     foldable = False
                 else:
@@ -141,6 +210,7 @@ class OnnxModule(torch.nn.Module):
                     static.update({n: t for n, t in zip(step.outputs, outs) if n and t is not None})
             if not foldable:
                 steps.append(step)
+        self.unsupported = sorted(unsupported)
         return steps
 
     def _keep_folded(self, static: dict[str, torch.Tensor]) -> None:
@@ -155,6 +225,7 @@ class OnnxModule(torch.nn.Module):
                 tensor = static[name]
                 is_weight = operand_role(spec, slot, tensor) == "weight"
                 (learned if tensor.is_floating_point() and is_weight else fixed).add(name)
+            fixed.update(n for n in step.captures if n in static)
         for name in sorted(learned):
             self._keep(name, static[name], parameter=True)
         for name in sorted(fixed - learned):
@@ -172,21 +243,11 @@ class OnnxModule(torch.nn.Module):
             self.register_buffer(attr, tensor.detach())
             self.buffer_names[onnx_name] = attr
 
-    def call_step(self, step: Step, args: list[Any]) -> tuple[Any, ...]:
-        """Run one step on its operand values; a failure is re-raised naming the node."""
-        if step.op_type not in OPS:
-            raise UnsupportedOperatorError([step.op_type])
+    def call_step(self, step: Step, args: list[Any], env: dict[str, Any]) -> tuple[Any, ...]:
+        """Run one step on its operand values (`env` supplies what its subgraphs capture)."""
         n_outputs = len(step.outputs)
-        ctx = OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs))
-        while args and args[-1] is None:
-            args.pop()
-        try:
-            result = OPS[step.op_type].fn(args, step.attrs, ctx)
-        except UnsupportedOperatorError:
-            raise
-        except Exception as exc:
-            raise OnnxExecutionError(f"ONNX node {step.name!r} ({step.op_type}): {exc}") from exc
-        return result if isinstance(result, tuple) else (result,)
+        scope = {n: env[n] for n in step.captures}
+        return run_step(step, args, OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs), scope))
 
     def run(
         self,
@@ -208,7 +269,7 @@ class OnnxModule(torch.nn.Module):
         wanted = set(capture)
         captured = {n: env[n] for n in self.input_names if n in wanted}
         for index, step in enumerate(self.steps):
-            outs = self.call_step(step, [env[n] if n else None for n in step.inputs])
+            outs = self.call_step(step, [env[n] if n else None for n in step.inputs], env)
             for name, tensor in zip(step.outputs, outs):
                 if name and tensor is not None:
                     env[name] = tensor
@@ -240,6 +301,7 @@ def _statistics_only(graph: onnx.GraphProto) -> set[str]:
         for slot, name in enumerate(node.input):
             if name:
                 stat_only[name] = stat_only.get(name, True) and spec is not None and slot in spec.stat_slots
+        stat_only.update(dict.fromkeys(outer_reads(node), False))
     return {name for name, only in stat_only.items() if only}
 
 
@@ -255,12 +317,13 @@ def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tenso
         for slot, name in enumerate(node.input):
             if name in inits and operand_role(spec, slot, inits[name]) != "setting":
                 read.add(name)
+        read.update(n for n in outer_reads(node) if n in inits and inits[n].numel() > 1)  # a body's weights
     return {n for n, t in inits.items() if t.is_floating_point() and n in read and n not in statistics}
 
 
 def _used_outputs(steps: list[Step], keep: set[str]) -> dict[str, int]:
     """Node id -> how many leading outputs a later step or the graph output reads."""
-    read = keep | {name for step in steps for name in step.inputs}
+    read = keep | {name for step in steps for name in (*step.inputs, *step.captures)}
     return {step.node_id: 1 + max((i for i, n in enumerate(step.outputs) if n in read), default=0) for step in steps}
 
 
@@ -268,7 +331,7 @@ def _last_uses(steps: list[Step], keep: set[str]) -> dict[int, list[str]]:
     """Step index -> tensors no later step reads, so call-time memory stays bounded."""
     last: dict[str, int] = {}
     for index, step in enumerate(steps):
-        for name in step.inputs:
+        for name in (*step.inputs, *step.captures):
             if name:
                 last[name] = index
     freed: dict[int, list[str]] = {}

@@ -132,3 +132,35 @@ def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     if attrs.get("mode", "linear") == "circular":
         index = index % cache.shape[axis]
     return cache.scatter(axis, index.expand(update.shape), update)
+
+
+@register("LinearAttention")
+def linear_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
+    """The recurrent state S (batch, kv heads, d_k, d_v) of linear attention (opset 27), step by
+    step in float32: decayed by exp(decay) (gated rules), a delta rule writing beta * (v - S^T k),
+    else S + k v^T; each query reads scale * q^T S (kv heads shared by groups of query heads)."""
+    query, key, value = inputs[:3]
+    past, decay, beta = (list(inputs[3:6]) + [None] * 3)[:3]
+    rule = attrs.get("update_rule", "gated_delta")
+    q_heads, kv_heads = attrs["q_num_heads"], attrs["kv_num_heads"]
+    q, k, v = _heads(query.float(), q_heads), _heads(key.float(), kv_heads), _heads(value.float(), kv_heads)
+    batch, steps, d_k, d_v = q.shape[0], q.shape[2], q.shape[-1], v.shape[-1]
+    if decay is not None:
+        decay = (decay.reshape(batch, steps, kv_heads, 1) if decay.shape[-1] == kv_heads else decay.reshape(batch, steps, kv_heads, d_k))
+        decay = decay.float().transpose(1, 2)
+    if beta is not None:
+        beta = beta.reshape(batch, steps, beta.shape[-1], 1).float().transpose(1, 2)
+    state = past.float() if past is not None else torch.zeros(batch, kv_heads, d_k, d_v)
+    scale = attrs.get("scale", 0.0) or 1 / math.sqrt(d_k)
+    groups = q_heads // kv_heads
+    outputs = []
+    for t in range(steps):
+        k_t, v_t = k[:, :, t], v[:, :, t]
+        if rule in ("gated", "gated_delta"):
+            state = state * torch.exp(decay[:, :, t]).unsqueeze(-1)
+        if rule in ("delta", "gated_delta"):
+            v_t = beta[:, :, t] * (v_t - torch.einsum("bhdm,bhd->bhm", state, k_t))
+        state = state + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+        outputs.append(scale * torch.einsum("bhd,bhdm->bhm", q[:, :, t], state.repeat_interleave(groups, 1)))
+    y = torch.stack(outputs, 2).transpose(1, 2).reshape(batch, steps, q_heads * d_v).to(query.dtype)
+    return y, state.to(past.dtype if past is not None else query.dtype)

@@ -13,6 +13,7 @@ from gradaudit.onnx_exec.registry import OPS
 
 FAMILIES = {
     "ops_attention": "attention",
+    "ops_control": "control flow",
     "ops_elementwise": "elementwise",
     "ops_nn": "network",
     "ops_recurrent": "recurrent",

@@ -12,8 +12,8 @@ initializers (`operand_role` decides, for every op, in one place).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -22,12 +22,14 @@ OpResult = torch.Tensor | tuple[torch.Tensor | None, ...]
 
 @dataclass(frozen=True)
 class OpContext:
-    """What an op may need beyond its inputs: the model opset and the execution semantics."""
+    """What an op may need beyond its inputs: the model opset, the execution semantics, and for
+    control flow the enclosing scope its subgraphs read (outer-scope names -> values)."""
 
     opset: int
     train_mode: bool
     n_outputs: int = 1  # outputs the node declares (Split without sizes divides by it)
     used_outputs: int = 1  # leading outputs some reader needs (optional extras can be skipped)
+    scope: Mapping[str, Any] = field(default_factory=dict)
 
 
 OpFunction = Callable[[Sequence[Any], dict[str, Any], OpContext], OpResult]
