@@ -107,6 +107,24 @@ def conv_transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return y if bias is None else y + bias.reshape((-1,) + (1,) * dims)
 
 
+@register("CausalConvWithState", weight_slots=(1, 2))
+def causal_conv_with_state(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
+    """Depthwise causal conv1d of (batch, channels, length) (opset 27, Mamba-style blocks): the
+    past state (zeros by default) pads the left; SiLU optional; the new state is the last k-1
+    positions of the padded input."""
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    past = inputs[3] if len(inputs) > 3 else None
+    k = w.shape[-1]
+    if past is None:
+        past = torch.zeros(x.shape[:2] + (k - 1,), dtype=x.dtype, device=x.device)
+    padded = torch.cat([past, x], 2)
+    y = F.conv1d(padded, w, bias, groups=x.shape[1])
+    if attrs.get("activation", "none") in ("silu", "swish"):
+        y = F.silu(y)
+    return y, padded[:, :, padded.shape[2] - (k - 1) :]
+
+
 @register("Gemm", weight_slots=(1, 2))
 def gemm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
