@@ -343,7 +343,11 @@ class _GraphBuilder:
         for step in self.module.steps:
             if step.node_id not in self.absorbed and self._on_data_path(step):
                 self._add_step(step)
-        self.graph.graph["outputs"] = [self.producer[n] for n in self.module.output_names if n in self.producer]
+        used = self.module.loss_outputs
+        self.graph.graph["outputs"] = [self.producer[n] for n in used if n in self.producer]
+        cut = [n for n in self.module.output_names if n not in used]
+        if cut:  # the probe's loss reads the last tensors a gradient flows back from instead
+            self.graph.graph["gradient_cut"] = {"used": list(used), "cut": cut}
         return self.graph
 
     def _on_data_path(self, step: Step) -> bool:

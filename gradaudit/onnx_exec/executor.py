@@ -35,6 +35,17 @@ from gradaudit.onnx_exec.tensors import to_torch
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
+# Outputs that carry no gradient: indices, counts, masks and shapes (every output of these ops,
+# or the listed output slots), and steps whose gradient is zero almost everywhere.
+NO_GRADIENT_OPS = frozenset({
+    "ArgMax", "ArgMin", "NonMaxSuppression", "Unique", "NonZero", "Shape", "Size", "Equal", "Less", "LessOrEqual",
+    "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf", "Floor", "Ceil", "Round", "Sign",
+    "OptionalHasElement",
+})  # fmt: skip
+NO_GRADIENT_SLOTS = {"TopK": {1}, "MaxPool": {1}, "Dropout": {1}}
+FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16})
+
+
 class OnnxExecutionError(RuntimeError):
     """A node failed while running; the message names the node and its op type."""
 
@@ -174,7 +185,9 @@ class OnnxModule(torch.nn.Module):
             if name in read:
                 self._keep(name, tensor, parameter=True)
         self._keep_folded(static)
-        self._last_use = _last_uses(self.steps, set(self.output_names))
+        floats = {i.name for i in graph.input if i.type.tensor_type.elem_type in FLOAT_TYPES}
+        self.loss_outputs = gradient_outputs(self.steps, self.output_names, set(self.param_names) | floats)
+        self._last_use = _last_uses(self.steps, set(self.output_names) | set(self.loss_outputs))
         self._used_outputs = _used_outputs(self.steps, set(self.output_names))
 
     def _fold(
@@ -321,6 +334,40 @@ def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tenso
     return {n for n, t in inits.items() if t.is_floating_point() and n in read and n not in statistics}
 
 
+def _carries_gradient(step: Step, slot: int) -> bool:
+    if step.op_type in NO_GRADIENT_OPS or slot in NO_GRADIENT_SLOTS.get(step.op_type, ()):
+        return False
+    return step.op_type != "Cast" or step.attrs.get("to") in FLOAT_TYPES
+
+
+def gradient_outputs(steps: list[Step], outputs: Sequence[str], sources: set[str]) -> tuple[str, ...]:
+    """The tensors a loss reads so gradients reach the weights: every graph output a gradient
+    can flow back from, and for each one that cannot (indices of a NonMaxSuppression, an ArgMax,
+    a TopK's indices), the last tensors on its way that still can: the differentiable inputs of
+    the steps that cut the gradient (the boxes and scores before post-processing)."""
+    carrying = set(sources)
+    producer: dict[str, Step] = {}
+    for step in steps:
+        fed = any(n in carrying for n in (*step.inputs, *step.captures))
+        for slot, name in enumerate(step.outputs):
+            producer[name] = step
+            if fed and _carries_gradient(step, slot):
+                carrying.add(name)
+    chosen = [n for n in outputs if n in carrying]
+    pending, seen = [n for n in outputs if n not in carrying], set()
+    while pending:
+        step = producer.get(pending.pop())
+        if step is None or step.node_id in seen:
+            continue
+        seen.add(step.node_id)
+        for name in (*step.inputs, *step.captures):
+            if name in carrying:
+                chosen.append(name)
+            elif name:
+                pending.append(name)
+    return tuple(dict.fromkeys(chosen))
+
+
 def _used_outputs(steps: list[Step], keep: set[str]) -> dict[str, int]:
     """Node id -> how many leading outputs a later step or the graph output reads."""
     read = keep | {name for step in steps for name in (*step.inputs, *step.captures)}
@@ -355,5 +402,11 @@ def onnx_to_torch(model: str | os.PathLike | onnx.ModelProto, *, train_mode: boo
 
 
 def run_onnx(module: OnnxModule, inputs: Sequence[torch.Tensor], capture: Collection[str]) -> tuple[Any, dict[str, torch.Tensor]]:
-    """The ModelHandle runner of ONNX models: outputs and the captured node outputs."""
-    return module.run(inputs, capture)
+    """The ModelHandle runner of ONNX models: the outputs the loss reads (`loss_outputs`: the
+    graph outputs unless some carry no gradient) and the captured node outputs."""
+    if module.loss_outputs == tuple(module.output_names):
+        return module.run(inputs, capture)
+    outputs, captured = module.run(inputs, set(capture) | set(module.loss_outputs))
+    by_name = dict(zip(module.output_names, outputs if isinstance(outputs, tuple) else (outputs,)))
+    values = tuple(by_name[n] if n in by_name else captured[n] for n in module.loss_outputs)
+    return (values[0] if len(values) == 1 else values), captured

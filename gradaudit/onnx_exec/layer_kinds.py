@@ -61,6 +61,17 @@ class Kind(NodeSpec):
 
 NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
 
+# Ops the executor runs that deliberately have no gain rule: the static estimate passes through
+# them (GA501 names them) and the probe measures them. docs/onnx_ops.md shows each reason.
+PASS_THROUGH: dict[str, str] = {
+    "Attention": "no projection weights inside the op; its softmax and value mixing depend on Q and K together",
+    "LinearAttention": "a recurrent state built from keys and values; no weights inside the op",
+    "SwiGLU": "a product of two activations (Swish of one times the other)",
+    "If": "control flow: the branch taken depends on data; its body is not in the LayerGraph",
+    "Loop": "control flow: the iteration count depends on data; its body is not in the LayerGraph",
+    "Scan": "control flow: its body is not in the LayerGraph (the weights it reads are measured by the probe)",
+}
+
 
 def maps(*op_types: str):
     """Register a mapping function for op types."""
@@ -114,6 +125,12 @@ _ACTIVATION_ATTRS = {
 @maps(*_ACTIVATION_NAMES)
 def _plain_activation(view: NodeView) -> Kind:
     return Kind("activation", _ACTIVATION_NAMES[view.op_type])
+
+
+@maps("Swish")
+def _swish(view: NodeView) -> Kind:
+    """x * sigmoid(alpha x) is SiLU at alpha 1 (the only alpha exporters write)."""
+    return Kind("activation", "silu") if view.attrs.get("alpha", 1.0) == 1.0 else Kind("unknown")
 
 
 @maps(*_ACTIVATION_ATTRS)
@@ -223,6 +240,15 @@ maps("Conv")(lambda view: _conv(view, False))
 maps("ConvTranspose")(lambda view: _conv(view, True))
 
 
+@maps("CausalConvWithState")
+def _causal_conv(view: NodeView) -> Kind:
+    """A depthwise conv1d (one group per channel); with its SiLU fused in, no single rule fits."""
+    weight = view.const(1)
+    if weight is None or view.attrs.get("activation", "none") != "none":
+        return Kind("unknown")
+    return _conv(NodeView(view.op_type, {"group": weight.shape[0]}, view.operands, view.out_shape, view.opset), False)
+
+
 # --- normalisation ---------------------------------------------------------------------------
 def _affine(view: NodeView) -> dict[str, ParamStats]:
     params = {}
@@ -247,6 +273,12 @@ def _layer_norm(view: NodeView) -> Kind:
     if shape:
         attrs["normalized_shape"] = tuple(shape[axis % len(shape) :])
     return Kind("norm", "layer", attrs, _affine(view))
+
+
+@maps("RMSNormalization")
+def _rms_norm(view: NodeView) -> Kind:
+    """Like LayerNormalization without centring (the `rms` norm of the vocabulary)."""
+    return Kind("norm", "rms", {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5)}, _affine(view))
 
 
 @maps("InstanceNormalization")
@@ -384,7 +416,11 @@ maps("SplitToSequence", "SequenceAt", "SequenceErase")(lambda view: Kind("reshap
 maps("SequenceConstruct", "SequenceInsert")(lambda view: Kind("concat", attrs={"axis": 0}))
 maps("ConcatFromSequence")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", 0)}))
 maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
-maps("Identity", "Cast", "CastLike")(lambda view: Kind("identity"))
+maps("Identity", "Cast", "CastLike", "Optional", "OptionalGetElement")(lambda view: Kind("identity"))
+# A rotation of feature pairs keeps every moment: a reshape for the gains.
+maps("RotaryEmbedding")(lambda view: Kind("reshape"))
+# A cache write mixes the old cache and the update, position by position.
+maps("TensorScatter")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", -2)}))
 
 
 @maps("Where")

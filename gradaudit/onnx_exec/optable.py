@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gradaudit.loaders.onnx_validate import MAX_OPSET, MIN_OPSET
 from gradaudit.onnx_exec import SUPPORTED_OPS
-from gradaudit.onnx_exec.layer_kinds import NODE_KINDS
+from gradaudit.onnx_exec.layer_kinds import NODE_KINDS, PASS_THROUGH
 from gradaudit.onnx_exec.registry import OPS
 
 FAMILIES = {
@@ -47,7 +47,8 @@ def render() -> str:
         "  never when every reader takes them as a setting (a Pow exponent, Clip bounds, Resize scales,",
         "  a shape) or as a scalar outside a learned input (an epsilon, a mask fill value): those are buffers.",
         "- *static gain rule*: the op maps onto the LayerGraph vocabulary; without one it is an",
-        "  `unknown` node and the static estimate reports itself partial.",
+        "  `unknown` node and the static estimate reports itself partial (GA501). A declared",
+        "  *pass-through* says why an op has no rule; the probe measures through it all the same.",
         "",
         f"{len(SUPPORTED_OPS)} operators.",
         "",
@@ -55,7 +56,7 @@ def render() -> str:
         "| --- | --- | --- | --- |",
     ]
     for op_type in sorted(SUPPORTED_OPS, key=lambda op: (_family(op), op)):
-        rule = "yes" if op_type in NODE_KINDS else ""
+        rule = "yes" if op_type in NODE_KINDS else (f"pass-through: {PASS_THROUGH[op_type]}" if op_type in PASS_THROUGH else "")
         lines.append(f"| {op_type} | {_family(op_type)} | {_learned(op_type)} | {rule} |")
     return "\n".join(lines) + "\n"
 
