@@ -263,7 +263,7 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
                 args = [on_meta(a) for a in args]
             try:
                 with torch.no_grad():
-                    produced = module.call_step(step, args)
+                    produced = module.call_step(step, args, env)
             except (OnnxExecutionError, UnsupportedOperatorError) as exc:
                 if out_of_memory(exc):
                     raise
@@ -352,9 +352,10 @@ class _GraphBuilder:
 
     def _on_data_path(self, step: Step) -> bool:
         """Float tensors computed from a data-path tensor, and token ids on their way to an
-        embedding (`ids.view(-1, n)` in GPT-2); int shape arithmetic is left out."""
+        embedding (`ids.view(-1, n)` in GPT-2); int shape arithmetic is left out. A control-flow
+        step reads what its bodies capture from the outer scope as well."""
         layer = self.fused.get(step.node_id)
-        reads = [layer.source] if layer is not None else [n for n in step.inputs if n]
+        reads = [layer.source] if layer is not None else [n for n in (*step.inputs, *step.captures) if n]
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
@@ -388,7 +389,7 @@ class _GraphBuilder:
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]
-        kind, operands = self._kind(step, [self._operand(n) for n in step.inputs], out_shape)
+        kind, operands = self._kind(step, [self._operand(n) for n in (*step.inputs, *step.captures)], out_shape)
         inputs = []
         for slot, operand in enumerate(operands):
             if operand.source is not None:

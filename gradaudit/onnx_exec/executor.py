@@ -256,10 +256,11 @@ class OnnxModule(torch.nn.Module):
             self.register_buffer(attr, tensor.detach())
             self.buffer_names[onnx_name] = attr
 
-    def call_step(self, step: Step, args: list[Any], env: dict[str, Any]) -> tuple[Any, ...]:
-        """Run one step on its operand values (`env` supplies what its subgraphs capture)."""
+    def call_step(self, step: Step, args: list[Any], env: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Run one step on its operand values (`env` supplies what its subgraphs capture; a
+        name it lacks fails inside the body, named)."""
         n_outputs = len(step.outputs)
-        scope = {n: env[n] for n in step.captures}
+        scope = {n: env.get(n) for n in step.captures}
         return run_step(step, args, OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs), scope))
 
     def run(

@@ -105,7 +105,7 @@ def test_if_takes_the_branch_its_condition_names() -> None:
     x = RNG.standard_normal((2, 4)).astype(np.float32)
     for condition in (True, False):
         got, expected = _run_both(_if_model(), {"c": np.array(condition), "x": x})
-        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=0)
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-7)
 
 
 def test_control_flow_ops_declare_why_they_have_no_gain_rule() -> None:
@@ -131,3 +131,19 @@ def test_a_non_differentiable_tail_is_cut_and_the_loss_reads_the_last_differenti
     dynamic = json.loads(report.read_text())["gradient_flow"]["dynamic"]
     assert dynamic is not None and "on logits" in dynamic["loss"] and "label" in dynamic["loss"]
     assert dynamic["layers"] and all(layer["grad_rms"] > 0 for layer in dynamic["layers"])
+
+
+def test_a_branch_reading_the_input_from_the_outer_scope_stays_on_the_data_path(tmp_path: Path) -> None:
+    """The If reads x only inside its branches: the LayerGraph still connects it to the input
+    and the probe's loss reads its output."""
+    path, report = tmp_path / "if.onnx", tmp_path / "audit.json"
+    model = _if_model()
+    gemm = helper.make_node("Gemm", ["x0", "w", "b"], ["x"], transB=1)
+    model.graph.node.insert(0, gemm)
+    model.graph.input[1].name = "x0"
+    model.graph.initializer.extend([numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.zeros(4, np.float32), "b")])
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("c", TensorProto.BOOL, []))
+    onnx.save(model, str(path))
+    assert main(["check", str(path), "--json", str(report), "--quiet"]) in (0, 1)
+    audit = json.loads(report.read_text())
+    assert [layer["name"] for layer in audit["gradient_flow"]["dynamic"]["layers"]] == ["x"]
