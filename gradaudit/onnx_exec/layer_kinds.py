@@ -65,6 +65,7 @@ NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
 # them (GA501 names them) and the probe measures them. docs/onnx_ops.md shows each reason.
 PASS_THROUGH: dict[str, str] = {
     "Attention": "no projection weights inside the op; its softmax and value mixing depend on Q and K together",
+    "ai.onnx.preview:FlexAttention": "no projection weights inside the op; its score and probability mods are subgraphs",
     "LinearAttention": "a recurrent state built from keys and values; no weights inside the op",
     "SwiGLU": "a product of two activations (Swish of one times the other)",
     "If": "control flow: the branch taken depends on data; its body is not in the LayerGraph",

@@ -164,3 +164,26 @@ def linear_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
         outputs.append(scale * torch.einsum("bhd,bhdm->bhm", q[:, :, t], state.repeat_interleave(groups, 1)))
     y = torch.stack(outputs, 2).transpose(1, 2).reshape(batch, steps, q_heads * d_v).to(query.dtype)
     return y, state.to(past.dtype if past is not None else query.dtype)
+
+
+@register("ai.onnx.preview:FlexAttention")
+def flex_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """softmax(score_mod(Q K^T * scale)) V with an optional prob_mod on the probabilities (the
+    preview domain's FlexAttention): the mods are subgraphs, run like control-flow bodies;
+    half types compute in float32 unless softmax_precision says otherwise."""
+    q, k, v = inputs[:3]
+    scale = attrs.get("scale", 1 / math.sqrt(q.shape[-1]))
+    root = torch.tensor(math.sqrt(scale), dtype=torch.float32).to(q.dtype)
+    groups = q.shape[1] // k.shape[1]
+    keys, values = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    if "softmax_precision" in attrs:
+        precision = torch_dtype(attrs["softmax_precision"])
+    else:
+        precision = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) or q.element_size() < 4 else q.dtype
+    scores = ((q * root) @ (keys * root).transpose(-1, -2)).to(precision)
+    if "score_mod" in attrs:
+        scores = attrs["score_mod"]([scores], ctx.scope)[0].to(precision)
+    probs = torch.softmax(scores, -1)
+    if "prob_mod" in attrs:
+        probs = attrs["prob_mod"]([probs], ctx.scope)[0].to(precision)
+    return (probs @ values.to(precision)).to(v.dtype)
