@@ -136,7 +136,7 @@ class Subgraph:
         env.update(zip(self.input_names, inputs))
         for step in self.steps:
             ctx = OpContext(self.opset, self.train_mode, len(step.outputs), len(step.outputs), {n: env[n] for n in step.captures})
-            outs = run_step(step, [env[n] if n else None for n in step.inputs], ctx)
+            outs = run_step(step, [env.get(n) for n in step.inputs], ctx)  # an empty optional reads None
             env.update((n, t) for n, t in zip(step.outputs, outs) if n and t is not None)
         return [env[n] for n in self.output_names]
 
@@ -283,7 +283,7 @@ class OnnxModule(torch.nn.Module):
         wanted = set(capture)
         captured = {n: env[n] for n in self.input_names if n in wanted}
         for index, step in enumerate(self.steps):
-            outs = self.call_step(step, [env[n] if n else None for n in step.inputs], env)
+            outs = self.call_step(step, [env.get(n) for n in step.inputs], env)  # an empty optional reads None
             for name, tensor in zip(step.outputs, outs):
                 if name and tensor is not None:
                     env[name] = tensor
