@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmarks.onnx_conformance import read_known, run, table
 
 KNOWN_FAILURES = Path(__file__).with_name("node_known_failures.txt")
-PASS_FLOOR = 0.78  # this branch's measured rate, rounded down; raise it with every fix
+PASS_FLOOR = 0.79  # this branch's measured rate, rounded down; raise it with every fix
 
 
 def test_onnx_node_cases_conformance() -> None:
