@@ -86,18 +86,6 @@ def make_step(node: onnx.NodeProto, opset: int, train_mode: bool) -> Step:
     return Step(node.name or node.output[0], op_key(node), tuple(node.input), tuple(node.output), attrs, captures)
 
 
-def outer_reads(node: onnx.NodeProto) -> list[str]:
-    """The names a node's subgraphs (at any depth) read from the scope around the node."""
-    names: list[str] = []
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for graph in graphs:
-            defined = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
-            for inner in graph.node:
-                names += [n for n in (*inner.input, *outer_reads(inner)) if n and n not in defined]
-    return list(dict.fromkeys(names))
-
-
 def run_step(step: Step, args: list[Any], ctx: OpContext) -> tuple[Any, ...]:
     """Run one step on its operand values; a failure is re-raised naming the node."""
     if step.op_type not in OPS:
@@ -172,14 +160,15 @@ class OnnxModule(torch.nn.Module):
         self.output_names = [o.name for o in graph.output]
         self.param_names: dict[str, str] = {}  # onnx tensor name -> qualified parameter name
         self.buffer_names: dict[str, str] = {}  # onnx tensor name -> buffer name
-        statistics = _statistics_only(graph)
-        trainable = _learnable_initializers(graph, inits, statistics)
+        nodes = [make_step(node, self.opset, train_mode) for node in graph.node]
+        statistics = _statistics_only(nodes)
+        trainable = _learnable_initializers(nodes, inits, statistics)
         # the file's order, not the set's (which follows PYTHONHASHSEED): same seed, same numbers
         learnable = {n: t for n, t in inits.items() if n in trainable}
         static = {n: t for n, t in inits.items() if n not in learnable}
         self._used_outputs: dict[str, int] = {}  # folding runs every declared output
         self.unsupported: list[str] = []
-        self.steps = self._fold(graph, static, learnable, statistics)
+        self.steps = self._fold(nodes, static, learnable, statistics)
         read = {n for step in self.steps for n in (*step.inputs, *step.captures)} | set(self.output_names)
         for name, tensor in learnable.items():
             if name in read:
@@ -191,7 +180,7 @@ class OnnxModule(torch.nn.Module):
         self._used_outputs = _used_outputs(self.steps, set(self.output_names))
 
     def _fold(
-        self, graph: onnx.GraphProto, static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor], statistics: set[str]
+        self, nodes: list[Step], static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor], statistics: set[str]
     ) -> list[Step]:
         """Evaluate constant-only nodes now; return the nodes that must run at call time.
 
@@ -202,8 +191,7 @@ class OnnxModule(torch.nn.Module):
         """
         steps: list[Step] = []
         unsupported: set[str] = set()
-        for node in graph.node:
-            step = make_step(node, self.opset, self.train_mode)
+        for step in nodes:
             unsupported |= {step.op_type} - set(OPS)
             unsupported |= {op for v in step.attrs.values() if isinstance(v, Subgraph) for op in v.unsupported}
             if step.op_type == "Identity" and step.inputs[0] in learnable:
@@ -300,7 +288,7 @@ class OnnxModule(torch.nn.Module):
         return self.run(inputs)[0]
 
 
-def _statistics_only(graph: onnx.GraphProto) -> set[str]:
+def _statistics_only(steps: list[Step]) -> set[str]:
     """Tensors every reader takes as statistics (BN running mean/var), never as a learned value.
 
     Identity reads do not count: an Identity's output is judged by its own readers. The
@@ -308,30 +296,30 @@ def _statistics_only(graph: onnx.GraphProto) -> set[str]:
     hands out the copies through Identity nodes.
     """
     stat_only: dict[str, bool] = {}
-    for node in graph.node:
-        if op_key(node) == "Identity":
+    for step in steps:
+        if step.op_type == "Identity":
             continue
-        spec = OPS.get(op_key(node))
-        for slot, name in enumerate(node.input):
+        spec = OPS.get(step.op_type)
+        for slot, name in enumerate(step.inputs):
             if name:
                 stat_only[name] = stat_only.get(name, True) and spec is not None and slot in spec.stat_slots
-        stat_only.update(dict.fromkeys(outer_reads(node), False))
+        stat_only.update(dict.fromkeys(step.captures, False))
     return {name for name, only in stat_only.items() if only}
 
 
-def _learnable_initializers(graph: onnx.GraphProto, inits: dict[str, torch.Tensor], statistics: set[str]) -> set[str]:
+def _learnable_initializers(steps: list[Step], inits: dict[str, torch.Tensor], statistics: set[str]) -> set[str]:
     """Float initializers some node reads as a value rather than as a statistic or a setting
     (`operand_role`): the dynamo exporter stores an RMSNorm's Pow exponent 2.0 as an
     initializer, and trained it took NaN gradients from every negative input."""
     read: set[str] = set()
-    for node in graph.node:
-        if op_key(node) == "Identity":
+    for step in steps:
+        if step.op_type == "Identity":
             continue
-        spec = OPS.get(op_key(node))
-        for slot, name in enumerate(node.input):
+        spec = OPS.get(step.op_type)
+        for slot, name in enumerate(step.inputs):
             if name in inits and operand_role(spec, slot, inits[name]) != "setting":
                 read.add(name)
-        read.update(n for n in outer_reads(node) if n in inits and inits[n].numel() > 1)  # a body's weights
+        read.update(n for n in step.captures if n in inits and inits[n].numel() > 1)  # a body's weights
     return {n for n, t in inits.items() if t.is_floating_point() and n in read and n not in statistics}
 
 
