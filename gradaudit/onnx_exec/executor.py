@@ -43,6 +43,7 @@ NO_GRADIENT_OPS = frozenset({
     "OptionalHasElement",
 })  # fmt: skip
 NO_GRADIENT_SLOTS = {"TopK": {1}, "MaxPool": {1}, "Dropout": {1}}
+SHAPE_READERS = frozenset({"Shape", "Size"})  # their outputs say nothing of the values before them
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16})
 
 
@@ -333,7 +334,8 @@ def gradient_outputs(steps: list[Step], outputs: Sequence[str], sources: set[str
     """The tensors a loss reads so gradients reach the weights: every graph output a gradient
     can flow back from, and for each one that cannot (indices of a NonMaxSuppression, an ArgMax,
     a TopK's indices), the last tensors on its way that still can: the differentiable inputs of
-    the steps that cut the gradient (the boxes and scores before post-processing)."""
+    the steps that cut the gradient (the boxes and scores before post-processing). An output
+    computed from shapes alone adds nothing."""
     carrying = set(sources)
     producer: dict[str, Step] = {}
     for step in steps:
@@ -346,7 +348,7 @@ def gradient_outputs(steps: list[Step], outputs: Sequence[str], sources: set[str
     pending, seen = [n for n in outputs if n not in carrying], set()
     while pending:
         step = producer.get(pending.pop())
-        if step is None or step.node_id in seen:
+        if step is None or step.node_id in seen or step.op_type in SHAPE_READERS:
             continue
         seen.add(step.node_id)
         for name in (*step.inputs, *step.captures):
