@@ -147,3 +147,12 @@ def test_a_branch_reading_the_input_from_the_outer_scope_stays_on_the_data_path(
     assert main(["check", str(path), "--json", str(report), "--quiet"]) in (0, 1)
     audit = json.loads(report.read_text())
     assert [layer["name"] for layer in audit["gradient_flow"]["dynamic"]["layers"]] == ["x"]
+
+
+def test_outputs_through_top_k_indices_cut_to_its_input_and_shapes_add_nothing() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("TopK", ["r", "k"], ["values", "indices"], axis=1),
+             helper.make_node("Shape", ["r"], ["shape"])]
+    outputs = [_value("values", ["n", 2]), helper.make_tensor_value_info("indices", TensorProto.INT64, ["n", 2]),
+               helper.make_tensor_value_info("shape", TensorProto.INT64, [2])]
+    model = _model(nodes, [_value("x", ["n", 4])], outputs, [numpy_helper.from_array(np.array([2], np.int64), "k")])
+    assert OnnxModule(model).loss_outputs == ("values", "r")
