@@ -1,5 +1,7 @@
 """Speed of the ONNX executor: forward+backward of `onnx_to_torch(export(m))` against `m` itself,
-and the time to convert a generated 1,000-node graph.
+and the time to convert a generated 1,000-node graph. The control-flow case is a recurrent net
+written as an ONNX Scan (its body reads the weights from the outer scope) against the same loop
+in torch.
 
 Usage: python benchmarks/onnx_executor.py [--repeats 15] [--threads 1]
 Each repeat times the original and the converted module back to back, so machine load hits both
@@ -58,6 +60,41 @@ def transformer_encoder(width: int = 128, layers: int = 4) -> nn.Module:
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+class LoopedRNN(nn.Module):
+    """h_t = tanh(x_t W_x + h_{t-1} W_h + b) over the sequence, a Python loop; returns every h_t."""
+
+    def __init__(self, width: int = 128) -> None:
+        super().__init__()
+        self.w_x = nn.Parameter(torch.randn(width, width) / width**0.5)
+        self.w_h = nn.Parameter(torch.randn(width, width) / width**0.5)
+        self.b = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (seq, batch, width)
+        h, states = torch.zeros_like(x[0]), []
+        for x_t in x:
+            h = torch.tanh(x_t @ self.w_x + h @ self.w_h + self.b)
+            states.append(h)
+        return torch.stack(states)
+
+
+def scan_graph(model: LoopedRNN, x: torch.Tensor) -> onnx.ModelProto:
+    """`LoopedRNN` as an ONNX Scan whose body reads W_x, W_h and b from the outer scope."""
+    width = x.shape[-1]
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [x.shape[1], width])  # noqa: E731
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["x_t", "w_x"], ["a"]), helper.make_node("MatMul", ["h", "w_h"], ["r"]),
+         helper.make_node("Add", ["a", "r"], ["s"]), helper.make_node("Add", ["s", "b"], ["z"]),
+         helper.make_node("Tanh", ["z"], ["h_next"]), helper.make_node("Identity", ["h_next"], ["y_t"])],
+        "body", [value("h"), value("x_t")], [value("h_next"), value("y_t")],
+    )  # fmt: skip
+    inits = [numpy_helper.from_array(getattr(model, n).detach().numpy(), n) for n in ("w_x", "w_h", "b")]
+    inits.append(numpy_helper.from_array(np.zeros((x.shape[1], width), np.float32), "h0"))
+    scan = helper.make_node("Scan", ["h0", "x"], ["h_last", "y"], body=body, num_scan_inputs=1)
+    graph = helper.make_graph([scan], "scan_rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _export(model: nn.Module, x: torch.Tensor, folder: str, keep_batchnorm: bool) -> onnx.ModelProto:
     """An eval-mode export folds each BatchNorm into the conv before it; a training-mode export
     keeps BatchNorm nodes, so the converted module does the same work as the original."""
@@ -79,8 +116,11 @@ def _step_time(module: nn.Module, x: torch.Tensor) -> float:
 
 def compare(name: str, model: nn.Module, x: torch.Tensor, repeats: int, keep_batchnorm: bool = False) -> float:
     """Median forward+backward seconds of both modules, interleaved; returns the ratio."""
-    with TemporaryDirectory() as folder:
-        converted = onnx_to_torch(_export(model, x, folder, keep_batchnorm))
+    if isinstance(model, LoopedRNN):
+        converted = onnx_to_torch(scan_graph(model, x))
+    else:
+        with TemporaryDirectory() as folder:
+            converted = onnx_to_torch(_export(model, x, folder, keep_batchnorm))
     model.train()
     for module in (model, converted):  # warm-up: allocator, kernels
         _step_time(module, x)
@@ -138,6 +178,7 @@ def main() -> None:
         "resnet, BN folded": (ResNet, (16, 3, 32, 32), False),
         "resnet, BN kept": (ResNet, (16, 3, 32, 32), True),
         "transformer encoder": (transformer_encoder, (16, 32, 128), False),
+        "rnn as an ONNX Scan": (LoopedRNN, (32, 16, 128), False),
     }
     print(f"{'model':<22}{'torch ms':>12}{'onnx ms':>13}{'ratio':>9}   (forward+backward, median of {args.repeats})")
     for name, (factory, shape, keep_batchnorm) in cases.items():

@@ -41,8 +41,9 @@ Edges u -> v carry `slots`: the list of input positions of v fed by u (x + x giv
 Graph attributes: inputs (list of input node ids, in order), outputs (list of node ids whose
 results are the model outputs, in order), partial (bool: parts of the model are not represented),
 partial_reason (str), format ("onnx" | "torch"). Optional: output_slots (for each of `outputs`,
-its position among the model's outputs, where some outputs are off the data path) and
-left_out_outputs (the names of those: integer indices, counts, masks).
+its position among the tensors the runner returns, where some are off the data path) and
+gradient_cut ({"used": names the loss reads, "cut": outputs that carry no gradient: indices,
+counts, masks}).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from gradaudit import gate
 from gradaudit.graph import depth, flow_ends, output_ancestors, tied_end_layers, weight_layers
 from gradaudit.model import ModelHandle
 from gradaudit.report.audit_report import AuditReport
-from gradaudit.results import Audit, Finding
+from gradaudit.results import Finding
 
 
 @dataclass

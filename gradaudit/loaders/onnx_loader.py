@@ -14,7 +14,6 @@ lacks still gets its static graph; only the probe becomes unavailable.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Any, Sequence
 
@@ -262,7 +261,7 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
                 args = [on_meta(a) for a in args]
             try:
                 with torch.no_grad():
-                    produced = module.call_step(step, args)
+                    produced = module.call_step(step, args, env)
             except (OnnxExecutionError, UnsupportedOperatorError) as exc:
                 if out_of_memory(exc):
                     raise
@@ -342,19 +341,22 @@ class _GraphBuilder:
         for step in self.module.steps:
             if step.node_id not in self.absorbed and self._on_data_path(step):
                 self._add_step(step)
-        names = self.module.output_names
-        kept = [slot for slot, name in enumerate(names) if name in self.producer]
-        self.graph.graph["outputs"] = [self.producer[names[slot]] for slot in kept]
-        if len(kept) < len(names):  # integer outputs (NonMaxSuppression's indices, ArgMax) carry no gradient
+        used = self.module.loss_outputs  # what the runner returns: the outputs a gradient flows back from
+        kept = [slot for slot, name in enumerate(used) if name in self.producer]
+        self.graph.graph["outputs"] = [self.producer[used[slot]] for slot in kept]
+        if len(kept) < len(used):  # integer outputs off the data path (NonMaxSuppression's indices)
             self.graph.graph["output_slots"] = kept
-            self.graph.graph["left_out_outputs"] = [name for slot, name in enumerate(names) if slot not in kept]
+        cut = [n for n in self.module.output_names if n not in used] + [used[s] for s in range(len(used)) if s not in kept]
+        if cut:  # the probe's loss reads the last tensors a gradient flows back from instead
+            self.graph.graph["gradient_cut"] = {"used": [used[slot] for slot in kept], "cut": cut}
         return self.graph
 
     def _on_data_path(self, step: Step) -> bool:
         """Float tensors computed from a data-path tensor, and token ids on their way to an
-        embedding (`ids.view(-1, n)` in GPT-2); int shape arithmetic is left out."""
+        embedding (`ids.view(-1, n)` in GPT-2); int shape arithmetic is left out. A control-flow
+        step reads what its bodies capture from the outer scope as well."""
         layer = self.fused.get(step.node_id)
-        reads = [layer.source] if layer is not None else [n for n in step.inputs if n]
+        reads = [layer.source] if layer is not None else [n for n in (*step.inputs, *step.captures) if n]
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
@@ -389,7 +391,7 @@ class _GraphBuilder:
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]
-        kind, operands = self._kind(step, [self._operand(n) for n in step.inputs], out_shape)
+        kind, operands = self._kind(step, [self._operand(n) for n in (*step.inputs, *step.captures)], out_shape)
         inputs = []
         for slot, operand in enumerate(operands):
             if operand.source is not None:

@@ -4,7 +4,7 @@
 accepts a graph whose declared sizes would take terabytes to run. The checks here each name the
 offending node or tensor in one line, and run first:
 
-- the default-domain opset is one the executor implements;
+- the default-domain opset is one the executor implements (7 up to the installed onnx's newest);
 - every name and string attribute is valid UTF-8;
 - every tensor name is defined once (graph input, initializer or node output; an input that also
   has an initializer is the IR < 4 way of giving an input a default, and is allowed);

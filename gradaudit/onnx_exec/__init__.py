@@ -5,7 +5,19 @@ drifts from what the executor can run.
 """
 
 from gradaudit.onnx_exec import (  # noqa: F401  (register ops)
-    ops_contrib, ops_elementwise, ops_loss, ops_misc, ops_nn, ops_quant, ops_recurrent, ops_sequence, ops_shape, ops_signal, ops_state,
+    ops_attention,
+    ops_contrib,
+    ops_control,
+    ops_elementwise,
+    ops_loss,
+    ops_misc,
+    ops_nn,
+    ops_quant,
+    ops_recurrent,
+    ops_sequence,
+    ops_shape,
+    ops_signal,
+    ops_state,
     ops_vision,
 )
 from gradaudit.onnx_exec.executor import OnnxExecutionError, OnnxModule, Step, onnx_to_torch, opset_of, run_onnx

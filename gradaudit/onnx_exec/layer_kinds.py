@@ -61,6 +61,41 @@ class Kind(NodeSpec):
 
 NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
 
+# Ops the executor runs that deliberately have no gain rule: the static estimate passes through
+# them (GA501 names them) and the probe measures them. docs/onnx_ops.md shows each reason.
+WITHOUT_RULE: dict[str, str] = {
+    "Attention": "no projection weights inside the op; its softmax and value mixing depend on Q and K together",
+    "ai.onnx.preview:FlexAttention": "no projection weights inside the op; its score and probability mods are subgraphs",
+    "LinearAttention": "a recurrent state built from keys and values; no weights inside the op",
+    "SwiGLU": "a product of two activations (Swish of one times the other)",
+    "If": "control flow: the branch taken depends on data; its body is not in the LayerGraph",
+    "Loop": "control flow: the iteration count depends on data; its body is not in the LayerGraph",
+    "Scan": "control flow: its body is not in the LayerGraph (the weights it reads are measured by the probe)",
+    "NonMaxSuppression": "non-differentiable: selects box indices (int64), left off the data path",
+    "ArgMax": "non-differentiable: int64 indices, left off the data path",
+    "ArgMin": "non-differentiable: int64 indices, left off the data path",
+    "Bernoulli": "non-differentiable: a random draw",
+    **dict.fromkeys(("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
+                    "non-differentiable: integer bits, left off the data path"),
+    "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
+    **dict.fromkeys(("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
+                    "a constant of the graph (no data input): folded at build time"),
+    "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
+    "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
+    "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
+    "RandomUniformLike": "non-differentiable: a seeded random draw of the input's shape",
+    "RandomNormalLike": "non-differentiable: a seeded random draw of the input's shape",
+    "CumProd": "a running product: its gain depends on every value before it, the estimate is partial there",
+    "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
+    "DFT": "a linear transform into the complex layout: the estimate is partial there",
+    "STFT": "a windowed DFT of frames: the estimate is partial there",
+    "com.microsoft:Attention": "packed QKV weights without the output projection the attention rule reads: partial there",
+    "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
+    "com.microsoft:GroupQueryAttention": "attention over activations and a KV cache (no weights): partial there, the probe measures it",
+    "SoftmaxCrossEntropyLoss": "a loss, where the gradient path ends: the estimate is partial there",
+    "NegativeLogLikelihoodLoss": "a loss, where the gradient path ends: the estimate is partial there",
+}
+
 
 def maps(*op_types: str):
     """Register a mapping function for op types."""
@@ -114,6 +149,12 @@ _ACTIVATION_ATTRS = {
 @maps(*_ACTIVATION_NAMES)
 def _plain_activation(view: NodeView) -> Kind:
     return Kind("activation", _ACTIVATION_NAMES[view.op_type])
+
+
+@maps("Swish")
+def _swish(view: NodeView) -> Kind:
+    """x * sigmoid(alpha x) is SiLU at alpha 1 (the only alpha exporters write)."""
+    return Kind("activation", "silu") if view.attrs.get("alpha", 1.0) == 1.0 else Kind("unknown")
 
 
 @maps(*_ACTIVATION_ATTRS)
@@ -223,6 +264,15 @@ maps("Conv")(lambda view: _conv(view, False))
 maps("ConvTranspose")(lambda view: _conv(view, True))
 
 
+@maps("CausalConvWithState")
+def _causal_conv(view: NodeView) -> Kind:
+    """A depthwise conv1d (one group per channel); with its SiLU fused in, no single rule fits."""
+    weight = view.const(1)
+    if weight is None or view.attrs.get("activation", "none") != "none":
+        return Kind("unknown")
+    return _conv(NodeView(view.op_type, {"group": weight.shape[0]}, view.operands, view.out_shape, view.opset), False)
+
+
 # --- normalisation ---------------------------------------------------------------------------
 def _affine(view: NodeView) -> dict[str, ParamStats]:
     params = {}
@@ -247,6 +297,12 @@ def _layer_norm(view: NodeView) -> Kind:
     if shape:
         attrs["normalized_shape"] = tuple(shape[axis % len(shape) :])
     return Kind("norm", "layer", attrs, _affine(view))
+
+
+@maps("RMSNormalization")
+def _rms_norm(view: NodeView) -> Kind:
+    """Like LayerNormalization without centring (the `rms` norm of the vocabulary)."""
+    return Kind("norm", "rms", {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5)}, _affine(view))
 
 
 @maps("InstanceNormalization")
@@ -384,7 +440,11 @@ maps("SplitToSequence", "SequenceAt", "SequenceErase")(lambda view: Kind("reshap
 maps("SequenceConstruct", "SequenceInsert")(lambda view: Kind("concat", attrs={"axis": 0}))
 maps("ConcatFromSequence")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", 0)}))
 maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
-maps("Identity", "Cast", "CastLike")(lambda view: Kind("identity"))
+maps("Identity", "Cast", "CastLike", "Optional", "OptionalGetElement")(lambda view: Kind("identity"))
+# A rotation of feature pairs keeps every moment: a reshape for the gains.
+maps("RotaryEmbedding")(lambda view: Kind("reshape"))
+# A cache write mixes the old cache and the update, position by position.
+maps("TensorScatter")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", -2)}))
 
 
 @maps("Where")
@@ -550,13 +610,6 @@ def _resampling(view: NodeView) -> Kind:
 maps("DeformConv")(lambda view: _conv(view, False))
 
 
-@maps("CausalConvWithState")
-def _causal_conv(view: NodeView) -> Kind:
-    """A depthwise conv1d (one group per channel) over the input left-padded with its state."""
-    weight = view.const(1)
-    if weight is None:
-        return Kind("unknown")
-    return _conv(NodeView(view.op_type, {"group": weight.shape[0]}, view.operands[:2], view.out_shape, view.opset), False)
 # Selections and re-arrangements of elements (a cropped or padded centre, top-k values, unique
 # values, sums of overlapping blocks back into an image, a cache write).
 maps("CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement")(
@@ -575,30 +628,3 @@ def _quick_gelu(view: NodeView) -> Kind:
 
 # Ops the executor runs that have no gain rule, and why: the static estimate reports itself
 # partial where a float one of them is on the data path (integer outputs are left off it).
-WITHOUT_RULE = {
-    "NonMaxSuppression": "non-differentiable: selects box indices (int64), left off the data path",
-    "ArgMax": "non-differentiable: int64 indices, left off the data path",
-    "ArgMin": "non-differentiable: int64 indices, left off the data path",
-    "Bernoulli": "non-differentiable: a random draw",
-    **dict.fromkeys(("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
-                    "non-differentiable: integer bits, left off the data path"),
-    "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
-    **dict.fromkeys(("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
-                    "a constant of the graph (no data input): folded at build time"),
-    "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
-    "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
-    "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
-    "RandomUniformLike": "non-differentiable: a seeded random draw of the input's shape",
-    "RandomNormalLike": "non-differentiable: a seeded random draw of the input's shape",
-    "CumProd": "a running product: its gain depends on every value before it, the estimate is partial there",
-    "SwiGLU": "a gated product of two projections (swish(a) * b): the estimate is partial there",
-    "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
-    "DFT": "a linear transform into the complex layout: the estimate is partial there",
-    "STFT": "a windowed DFT of frames: the estimate is partial there",
-    "LinearAttention": "linear attention over activations with a recurrent state (no weights): partial there",
-    "com.microsoft:Attention": "packed QKV weights without the output projection the attention rule reads: partial there",
-    "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
-    "com.microsoft:GroupQueryAttention": "attention over activations and a KV cache (no weights): partial there, the probe measures it",
-    "SoftmaxCrossEntropyLoss": "a loss, where the gradient path ends: the estimate is partial there",
-    "NegativeLogLikelihoodLoss": "a loss, where the gradient path ends: the estimate is partial there",
-}

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from gradaudit.onnx_exec.ops_nn import rms_normalized
 from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 MS = "com.microsoft:"
@@ -52,12 +53,9 @@ register(MS + "QuickGelu")(lambda inputs, attrs, ctx: inputs[0] * torch.sigmoid(
 
 # --- normalisation -----------------------------------------------------------------------------
 def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float, axis: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """x / sqrt(mean(x^2) + eps) * scale over the axes from `axis` on, computed in float32 at
-    least; returns (y, inverse rms)."""
-    axes = tuple(range(axis % x.dim(), x.dim()))
-    work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    inv = torch.rsqrt(work.pow(2).mean(dim=axes, keepdim=True) + eps)
-    return (work * inv).to(x.dtype) * scale, inv
+    """onnxruntime's RMS norm: normalised in float32 at least, scaled in x's type; (y, inverse rms)."""
+    normed, inverse = rms_normalized(x, eps, axis)
+    return normed.to(x.dtype) * scale, inverse
 
 
 def _skip_sum(inputs: Sequence[Any], bias_slot: int) -> torch.Tensor:

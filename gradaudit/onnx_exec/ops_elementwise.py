@@ -32,6 +32,7 @@ _UNARY = {
     "HardSigmoid": lambda x, a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
     "HardSwish": lambda x, a: F.hardswish(x),
     "Mish": lambda x, a: F.mish(x),
+    "Swish": lambda x, a: x * torch.sigmoid(a.get("alpha", 1.0) * x),
     "ThresholdedRelu": lambda x, a: torch.where(x > a.get("alpha", 1.0), x, torch.zeros_like(x)),
     "Erf": lambda x, a: torch.erf(x),
     "Abs": lambda x, a: torch.abs(x),

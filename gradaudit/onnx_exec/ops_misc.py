@@ -189,15 +189,6 @@ def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return torch.stack(rows)
 
 
-@register("OptionalHasElement")
-def optional_has_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    """An optional tensor input is present or omitted (the executor has no empty-optional value)."""
-    return torch.tensor(bool(inputs) and inputs[0] is not None)
-
-
-register("OptionalGetElement")(lambda inputs, attrs, ctx: inputs[0])
-
-
 @register("SwiGLU")
 def swiglu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Swish_alpha(gate) * value."""

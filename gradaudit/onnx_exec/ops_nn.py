@@ -76,7 +76,8 @@ def conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
 
 @register("ConvTranspose", weight_slots=(1, 2))
 def conv_transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    """Symmetric pads map to torch `padding`; output_padding passes through."""
+    """Symmetric pads map to torch `padding`; asymmetric pads, `output_shape` and `auto_pad`
+    crop (or zero-extend) the unpadded result, the way onnx's reference places it."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     kernel = list(attrs.get("kernel_shape", w.shape[2:]))
@@ -85,15 +86,25 @@ def conv_transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     dilations = list(attrs.get("dilations", [1] * dims))
     pads = list(attrs.get("pads", [0] * (2 * dims)))
     out_pad = list(attrs.get("output_padding", [0] * dims))
+    group = attrs.get("group", 1)
+    auto_pad = attrs.get("auto_pad", "NOTSET")
     padding = _symmetric(pads)
-    crop = None
-    if padding is None:
-        crop, padding = pads, [0] * dims
-    y = _CONV_T[dims](x, w, bias, strides, padding, out_pad, attrs.get("group", 1), dilations)
-    if crop is not None:
-        slices = [slice(None), slice(None)] + [slice(b, y.shape[2 + i] - e) for i, (b, e) in enumerate(zip(crop[:dims], crop[dims:]))]
-        y = y[tuple(slices)]
-    return y
+    if padding is not None and "output_shape" not in attrs and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return _CONV_T[dims](x, w, bias, strides, padding, out_pad, group, dilations)
+    y = _CONV_T[dims](x, w, None, strides, 0, 0, group, dilations)
+    full = [s * (n - 1) + (k - 1) * d + 1 for s, n, k, d in zip(strides, x.shape[2:], kernel, dilations)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        sizes = list(attrs.get("output_shape", [n * s for n, s in zip(x.shape[2:], strides)]))[-dims:]
+        totals = [f + p - o for f, p, o in zip(full, out_pad, sizes)]
+        begins = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    elif "output_shape" in attrs:
+        sizes, begins = list(attrs["output_shape"])[-dims:], pads[:dims]
+    else:
+        begins = pads[:dims]
+        sizes = [f + p - b - e for f, p, b, e in zip(full, out_pad, pads[:dims], pads[dims:])]
+    # F.pad crops where its pads are negative and zero-fills where they are positive
+    y = F.pad(y, torch_pad_order([-b for b in begins] + [b + o - f for b, o, f in zip(begins, sizes, full)]))
+    return y if bias is None else y + bias.reshape((-1,) + (1,) * dims)
 
 
 @register("Gemm", weight_slots=(1, 2))
@@ -120,7 +131,8 @@ def einsum(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
 
 @register("BatchNormalization", weight_slots=(1, 2), stat_slots=(3, 4))
 def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
-    """Train mode normalises with batch statistics (the module's running stats stay untouched).
+    """Train mode, or a node exported with training_mode=1, normalises with batch statistics
+    (the module's running stats stay untouched).
 
     A node exported in training mode (opset 14+, three outputs) also yields the updated running
     statistics, `running * momentum + batch * (1 - momentum)` with the population variance, when
@@ -128,7 +140,7 @@ def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     """
     x, scale, bias, mean, var = inputs[:5]
     eps = attrs.get("epsilon", 1e-5)
-    if ctx.train_mode:
+    if ctx.train_mode or attrs.get("training_mode", 0):
         y = F.batch_norm(x, None, None, scale, bias, training=True, eps=eps)
     else:
         y = F.batch_norm(x, mean, var, scale, bias, training=False, eps=eps)
@@ -147,14 +159,41 @@ def instance_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) 
 
 
 @register("LayerNormalization", weight_slots=(1, 2))
-def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
+    """Normalises over the dims from `axis` on (negative counts from the end), in float32 for
+    half types (stash_type 1); the optional Mean and InvStdDev outputs keep the reduced dims."""
     x, scale = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     axis = attrs.get("axis", -1) % x.dim()
     shape = tuple(x.shape[axis:])
-    scale = scale.expand(shape)
-    bias = bias.expand(shape) if bias is not None else None
-    return F.layer_norm(x, shape, scale, bias, attrs.get("epsilon", 1e-5))
+    eps = attrs.get("epsilon", 1e-5)
+    wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) and attrs.get("stash_type", 1) == 1 else x
+    if ctx.used_outputs == 1:
+        y = F.layer_norm(wide, shape, scale.expand(shape).to(wide.dtype), None if bias is None else bias.expand(shape).to(wide.dtype), eps)
+        return y.to(x.dtype)
+    dims = tuple(range(axis, x.dim()))
+    var, mean = torch.var_mean(wide, dim=dims, keepdim=True, correction=0)
+    inv_std = torch.rsqrt(var + eps)
+    y = (wide - mean) * inv_std * scale
+    y = y if bias is None else y + bias
+    return y.to(x.dtype), mean, inv_std
+
+
+def rms_normalized(x: torch.Tensor, eps: float, axis: int = -1, widen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / sqrt(mean(x^2) + eps), the inverse rms) over the dims from `axis` on, in float32 for
+    half types when `widen`; RMSNormalization and onnxruntime's RMS norms share it."""
+    wide = x.float() if widen and x.dtype in (torch.float16, torch.bfloat16) else x
+    inverse = torch.rsqrt(wide.square().mean(dim=tuple(range(axis % x.dim(), x.dim())), keepdim=True) + eps)
+    return wide * inverse, inverse
+
+
+@register("RMSNormalization", weight_slots=(1,))
+def rms_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) * scale over the dims from `axis` on (opset 23), in float32
+    for half types (stash_type 1)."""
+    x, scale = inputs[0], inputs[1]
+    normed, _ = rms_normalized(x, attrs.get("epsilon", 1e-5), attrs.get("axis", -1), attrs.get("stash_type", 1) == 1)
+    return (normed * scale).to(x.dtype)
 
 
 @register("GroupNormalization", weight_slots=(1, 2))
@@ -178,34 +217,85 @@ _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
+def _pooled_sizes(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
+                  ceil: bool) -> list[int]:
+    """ONNX pool output sizes; in ceil mode a last window that would start in the end padding
+    is dropped."""
+    dims, sizes = len(kernel), []
+    for axis, (n, k, s, d) in enumerate(zip(x.shape[2:], kernel, strides, dilations)):
+        span = n + pads[axis] + pads[axis + dims] - ((k - 1) * d + 1)
+        out = (math.ceil(span / s) if ceil else span // s) + 1
+        if ceil and (out - 1) * s >= n + pads[axis]:
+            out -= 1
+        sizes.append(out)
+    return sizes
+
+
+def _window_sums(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
+                 sizes: Sequence[int], fill: float = 0.0) -> torch.Tensor:
+    """Per-channel sums over every (dilated) window, by a grouped convolution with a kernel of
+    ones: torch's avg/lp pools take no dilations. `fill` pads the declared pads; the ceil-mode
+    overhang is always zero."""
+    dims = len(kernel)
+    extra = [max((o - 1) * s + (k - 1) * d + 1 - (n + b + e), 0)
+             for o, s, k, d, n, b, e in zip(sizes, strides, kernel, dilations, x.shape[2:], pads[:dims], pads[dims:])]
+    x = F.pad(F.pad(x, torch_pad_order(pads), value=fill), torch_pad_order([0] * dims + extra))
+    channels = x.shape[1]
+    ones = torch.ones((channels, 1) + tuple(kernel), dtype=x.dtype, device=x.device)
+    summed = _CONV[dims](x, ones, None, list(strides), 0, list(dilations), channels)
+    return summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in sizes)]
+
+
 @register("MaxPool")
-def max_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+def max_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
+    """The optional Indices output flattens over the whole input (row-major, or column-major
+    over the spatial dims with storage_order=1), counting positions of the unpadded input."""
     x = inputs[0]
     kernel = list(attrs["kernel_shape"])
     strides, dilations, pads = _geometry(x, attrs, kernel)
     padding = _symmetric(pads)
+    spatial = tuple(x.shape[2:])
+    begins = [0] * len(kernel)
     if padding is None or any(2 * p > k for p, k in zip(padding, kernel)):
-        x, padding = F.pad(x, torch_pad_order(pads), value=-math.inf), [0] * len(kernel)
+        x, padding, begins = F.pad(x, torch_pad_order(pads), value=-math.inf), [0] * len(kernel), pads[: len(kernel)]
     ceil = bool(attrs.get("ceil_mode", 0))
-    return _MAX_POOL[len(kernel)](x, kernel, strides, padding, dilations, ceil_mode=ceil)
+    if ctx.used_outputs < 2:
+        return _MAX_POOL[len(kernel)](x, kernel, strides, padding, dilations, ceil_mode=ceil)
+    y, flat = _MAX_POOL[len(kernel)](x, kernel, strides, padding, dilations, ceil_mode=ceil, return_indices=True)
+    coords = torch.unravel_index(flat, tuple(x.shape[2:]))
+    coords = [c - b for c, b in zip(coords, begins)]
+    if attrs.get("storage_order", 0):
+        coords, spatial = coords[::-1], spatial[::-1]
+    index = torch.zeros_like(flat)
+    for c, n in zip(coords, spatial):
+        index = index * n + c
+    planes = torch.arange(y.shape[0] * y.shape[1], device=y.device).reshape(y.shape[:2] + (1,) * len(kernel))
+    return y, index + planes * math.prod(spatial)
 
 
 @register("AveragePool")
 def avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    """Pads are applied explicitly; without count_include_pad the divisor counts real elements."""
+    """Pads are applied explicitly; without count_include_pad the divisor counts real elements.
+    Dilated windows (opset 19) and ceil mode go through window sums, which follow ONNX's sizes."""
     x = inputs[0]
     kernel = list(attrs["kernel_shape"])
-    strides, _, pads = _geometry(x, attrs, kernel)
+    strides, dilations, pads = _geometry(x, attrs, kernel)
     ceil = bool(attrs.get("ceil_mode", 0))
     pool = _AVG_POOL[len(kernel)]
+    if any(d != 1 for d in dilations) or ceil:
+        sizes = _pooled_sizes(x, kernel, strides, dilations, pads, ceil)
+        summed = _window_sums(x, kernel, strides, dilations, pads, sizes)
+        ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+        counted = _window_sums(ones, kernel, strides, dilations, pads, sizes, fill=float(attrs.get("count_include_pad", 0)))
+        return summed / counted
     if not any(pads):
-        return pool(x, kernel, strides, 0, ceil_mode=ceil)
+        return pool(x, kernel, strides, 0)
     order = torch_pad_order(pads)
-    summed = pool(F.pad(x, order), kernel, strides, 0, ceil_mode=ceil)
+    summed = pool(F.pad(x, order), kernel, strides, 0)
     if attrs.get("count_include_pad", 0):
         return summed
     ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
-    return summed / pool(F.pad(ones, order), kernel, strides, 0, ceil_mode=ceil)
+    return summed / pool(F.pad(ones, order), kernel, strides, 0)
 
 
 @register("GlobalAveragePool")
@@ -242,8 +332,28 @@ def _reduce(fn):
 
 register("ReduceMean")(_reduce(lambda x, d, k: x.mean(dim=d, keepdim=k)))
 register("ReduceSum")(_reduce(lambda x, d, k: x.sum(dim=d, keepdim=k)))
-register("ReduceMax")(_reduce(lambda x, d, k: x.amax(dim=d, keepdim=k)))
-register("ReduceMin")(_reduce(lambda x, d, k: x.amin(dim=d, keepdim=k)))
+def _extreme(fn, empty: float):
+    """amax/amin, with ONNX's value for an empty reduction (-inf for max, inf for min; False /
+    True for bool) where torch refuses one."""
+
+    def run(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+        if x.numel() and all(x.shape[d] for d in dims):
+            return fn(x, dim=dims, keepdim=keep)
+        reduced = {a % x.dim() for a in dims}
+        shape = [1 if d in reduced else n for d, n in enumerate(x.shape) if keep or d not in reduced]
+        if x.dtype == torch.bool:
+            value: Any = empty > 0
+        elif x.is_floating_point():
+            value = empty
+        else:
+            value = torch.iinfo(x.dtype).max if empty > 0 else torch.iinfo(x.dtype).min
+        return torch.full(shape, value, dtype=x.dtype, device=x.device)
+
+    return run
+
+
+register("ReduceMax")(_reduce(_extreme(torch.amax, -math.inf)))
+register("ReduceMin")(_reduce(_extreme(torch.amin, math.inf)))
 register("ReduceProd")(_reduce(lambda x, d, k: _prod(x, d, k)))
 register("ReduceL2")(_reduce(lambda x, d, k: torch.sqrt((x * x).sum(dim=d, keepdim=k))))
 register("ReduceSumSquare")(_reduce(lambda x, d, k: (x * x).sum(dim=d, keepdim=k)))
@@ -264,8 +374,8 @@ def mean_variance_normalization(inputs: Sequence[Any], attrs: dict[str, Any], ct
 @register("LpNormalization")
 def lp_normalization(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
-    p = attrs.get("p", 2)
-    return x / torch.linalg.vector_norm(x, ord=p, dim=attrs.get("axis", -1), keepdim=True)
+    norm = torch.linalg.vector_norm(x, ord=attrs.get("p", 2), dim=attrs.get("axis", -1), keepdim=True)
+    return x / torch.where(norm == 0, torch.ones_like(norm), norm)  # an all-zero slice stays zero
 
 
 @register("Hardmax")
@@ -288,13 +398,13 @@ def global_lp_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
 
 @register("LpPool")
 def lp_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    """(sum over the window of |x|^p)^(1/p), pads applied explicitly."""
+    """(sum over the window of |x|^p)^(1/p), pads applied explicitly, windows dilated."""
     x = inputs[0]
     p = attrs.get("p", 2)
     kernel = list(attrs["kernel_shape"])
-    strides, _, pads = _geometry(x, attrs, kernel)
-    summed = _AVG_POOL[len(kernel)](F.pad(x.abs() ** p, torch_pad_order(pads)), kernel, strides, 0, ceil_mode=bool(attrs.get("ceil_mode", 0)))
-    return (summed * math.prod(kernel)) ** (1.0 / p)
+    strides, dilations, pads = _geometry(x, attrs, kernel)
+    sizes = _pooled_sizes(x, kernel, strides, dilations, pads, bool(attrs.get("ceil_mode", 0)))
+    return _window_sums(x.abs() ** p, kernel, strides, dilations, pads, sizes) ** (1.0 / p)
 
 
 def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
@@ -335,10 +445,11 @@ _LINEAR = {3: "linear", 4: "bilinear", 5: "trilinear"}
 
 
 # ONNX source coordinate of output index i along an axis: (i, scale, n_in, n_out) -> float.
+# align_corners and pytorch_half_pixel divide by the unrounded output length n_in * scale.
 _COORDINATES = {
     "half_pixel": lambda i, s, n, m: (i + 0.5) / s - 0.5,
-    "pytorch_half_pixel": lambda i, s, n, m: (i + 0.5) / s - 0.5 if m > 1 else 0.0 * i,
-    "align_corners": lambda i, s, n, m: i * (n - 1) / (m - 1) if m > 1 else 0.0 * i,
+    "pytorch_half_pixel": lambda i, s, n, m: (i + 0.5) / s - 0.5 if s * n != 1 else 0.0 * i - 0.5,
+    "align_corners": lambda i, s, n, m: i * (n - 1) / (s * n - 1) if s * n != 1 else 0.0 * i,
     "asymmetric": lambda i, s, n, m: i / s,
     "half_pixel_symmetric": lambda i, s, n, m: n / 2 * (1 - m / (s * n)) + (i + 0.5) / s - 0.5,
 }
@@ -358,40 +469,56 @@ def _cubic(distance: torch.Tensor, a: float) -> torch.Tensor:
     return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
 
 
-def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any]) -> torch.Tensor:
+def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any], roi: Sequence[float] = (0.0, 1.0)) -> torch.Tensor:
     """The (n_out, n_in) float64 weights one resized axis applies: row i mixes the inputs of
-    output i, for every ONNX mode, coordinate transformation and nearest rounding."""
+    output i, for every ONNX mode, coordinate transformation and nearest rounding. With
+    `antialias` a downsampling kernel widens by 1/scale (its weights renormalised), as in onnx's
+    reference. tf_crop_and_resize samples the `roi` window; rows outside the input are zero
+    (`Resize` fills them with extrapolation_value)."""
     mode = attrs.get("mode", "nearest")
-    source = _COORDINATES[attrs.get("coordinate_transformation_mode", "half_pixel")](torch.arange(n_out, dtype=torch.float64), scale, n_in, n_out)
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    out = torch.arange(n_out, dtype=torch.float64)
+    if coord == "tf_crop_and_resize":
+        start, end = roi
+        source = out * (end - start) * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 * out + (end - start) * (n_in - 1) / 2
+        source = source + start * (n_in - 1)
+    else:
+        source = _COORDINATES[coord](out, scale, n_in, n_out)
     if mode == "nearest":
         index = _ROUNDING[attrs.get("nearest_mode", "round_prefer_floor")](source).clamp(0, n_in - 1).long()
-        return F.one_hot(index, n_in).double()
-    if mode == "linear":
-        source = source.clamp(0, n_in - 1)
-        offsets = torch.arange(2, dtype=torch.float64)
-        weights_of = lambda d: (1 - d.abs()).clamp(min=0)  # noqa: E731
+        matrix = F.one_hot(index, n_in).double()
     else:
-        offsets = torch.arange(-1, 3, dtype=torch.float64)
-        weights_of = lambda d: _cubic(d, attrs.get("cubic_coeff_a", -0.75))  # noqa: E731
-    neighbours = source.floor()[:, None] + offsets
-    weights = weights_of(source[:, None] - neighbours)
-    inside = (neighbours >= 0) & (neighbours <= n_in - 1)
-    if attrs.get("exclude_outside", 0):
-        weights = weights * inside
-        weights = weights / weights.sum(1, keepdim=True)
-    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
-    return matrix.scatter_add_(1, neighbours.clamp(0, n_in - 1).long(), weights)
+        support = 1 if mode == "linear" else 2
+        antialias = bool(attrs.get("antialias", 0))
+        stretch = min(scale, 1.0) if antialias else 1.0
+        first = math.floor(-support / stretch) + 1
+        neighbours = source.floor()[:, None] + torch.arange(first, support + 1 - first, dtype=torch.float64)
+        distance = stretch * (source[:, None] - neighbours)
+        if mode == "linear":
+            weights = (1 - distance.abs()).clamp(min=0)
+        else:
+            weights = _cubic(distance, attrs.get("cubic_coeff_a", -0.75))
+        if attrs.get("exclude_outside", 0):
+            weights = weights * ((neighbours >= 0) & (neighbours <= n_in - 1))
+        if antialias or attrs.get("exclude_outside", 0):
+            weights = weights / weights.sum(1, keepdim=True)
+        matrix = torch.zeros(n_out, n_in, dtype=torch.float64).scatter_add_(1, neighbours.clamp(0, n_in - 1).long(), weights)
+    if coord == "tf_crop_and_resize":
+        matrix[(source < 0) | (source > n_in - 1)] = 0.0
+    return matrix
 
 
 # Coordinate modes in which torch's own interpolation computes exactly ONNX's linear / cubic.
 _TORCH_EXACT = {"half_pixel": False, "align_corners": True}
 
 
-def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequence[int] | None, attrs: dict[str, Any]) -> torch.Tensor:
+def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequence[int] | None, attrs: dict[str, Any],
+                 roi: Sequence[float] | None = None) -> torch.Tensor:
     """Resample every axis to `sizes` sampling at `scales` (one may be None: derived).
 
     Nearest by index selection; linear / cubic by torch where it matches ONNX exactly, else by
-    applying each axis's weight matrix."""
+    applying each axis's weight matrix. `roi` ([starts..., ends...] over all axes) is read by
+    tf_crop_and_resize only."""
     extent: dict[str, Any] | None = None  # how torch is told the output extent, if it can be
     if sizes is None:  # ONNX samples at the given scale, not at the rounded sizes' ratio
         sizes = [math.floor(n * float(s)) for n, s in zip(x.shape, scales)]
@@ -402,18 +529,30 @@ def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequenc
     mode = attrs.get("mode", "nearest")
     coord = attrs.get("coordinate_transformation_mode", "half_pixel")
     torch_mode = {"linear": _LINEAR.get(x.dim()), "cubic": "bicubic" if x.dim() == 4 else None}.get(mode)
-    plain_cubic = attrs.get("cubic_coeff_a", -0.75) == -0.75 and not attrs.get("exclude_outside", 0)
+    plain = attrs.get("cubic_coeff_a", -0.75) == -0.75 and not attrs.get("exclude_outside", 0) and not attrs.get("antialias", 0)
     spatial_only = list(sizes[:2]) == list(x.shape[:2]) and list(scales[:2]) == [1, 1]
-    if extent is not None and spatial_only and torch_mode and coord in _TORCH_EXACT and (mode == "linear" or plain_cubic):
-        return F.interpolate(x, mode=torch_mode, align_corners=_TORCH_EXACT[coord], **extent)
+    # torch's align_corners divides by the rounded output size, ONNX's by n * scale
+    exact = coord == "half_pixel" or (coord == "align_corners" and "size" in (extent or {}))
+    if extent is not None and spatial_only and torch_mode and exact and (mode == "linear" or plain) and not attrs.get("antialias", 0):
+        return F.interpolate(x, mode=torch_mode, align_corners=coord == "align_corners", **extent)
+    cropping = coord == "tf_crop_and_resize"
+    if cropping:
+        roi = list(roi) if roi is not None and len(roi) else [0.0] * x.dim() + [1.0] * x.dim()
+        filled = torch.ones((1,) * x.dim(), dtype=torch.float64)
     for axis in range(x.dim()):
-        if int(sizes[axis]) == x.shape[axis] and float(scales[axis]) == 1.0:
+        if int(sizes[axis]) == x.shape[axis] and float(scales[axis]) == 1.0 and not cropping:
             continue
-        weights = axis_weights(x.shape[axis], int(sizes[axis]), float(scales[axis]), attrs)
-        if mode == "nearest":
+        window = (float(roi[axis]), float(roi[axis + x.dim()])) if cropping else (0.0, 1.0)
+        weights = axis_weights(x.shape[axis], int(sizes[axis]), float(scales[axis]), attrs, window)
+        if cropping:  # which output positions sample inside the input, per axis
+            inside = (weights.abs().sum(1) > 0).double().reshape((1,) * axis + (-1,) + (1,) * (x.dim() - axis - 1))
+            filled = filled * inside
+        if mode == "nearest" and not cropping:
             x = x.index_select(axis, weights.argmax(1).to(x.device))
         else:
             x = torch.movedim(torch.tensordot(x, weights.t().to(x.device, x.dtype), dims=([axis], [0])), -1, axis)
+    if cropping:
+        x = torch.where(filled.to(x.device) > 0, x, torch.full_like(x, attrs.get("extrapolation_value", 0.0)))
     return x
 
 
@@ -440,11 +579,15 @@ def resize(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     scales = inputs[2].tolist() if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else None
     sizes = inputs[3].tolist() if len(inputs) > 3 and inputs[3] is not None and inputs[3].numel() else None
     axes = [a % x.dim() for a in attrs.get("axes", range(x.dim()))]
+    roi = None
+    if len(inputs) > 1 and inputs[1] is not None and inputs[1].numel():
+        given = inputs[1].tolist()
+        roi = _on_axes(given[: len(axes)], axes, [0.0] * x.dim()) + _on_axes(given[len(axes) :], axes, [1.0] * x.dim())
     if scales is not None:
-        return _interpolate(x, _on_axes(scales, axes, [1.0] * x.dim()), None, attrs)
+        return _interpolate(x, _on_axes(scales, axes, [1.0] * x.dim()), None, attrs, roi)
     policy = attrs.get("keep_aspect_ratio_policy", "stretch")
     if policy == "stretch":
-        return _interpolate(x, None, _on_axes(sizes, axes, list(x.shape)), attrs)
+        return _interpolate(x, None, _on_axes(sizes, axes, list(x.shape)), attrs, roi)
     # one scale for all given axes, the largest that fits inside (or the smallest around) the sizes
     scale = (min if policy == "not_larger" else max)(m / x.shape[a] for a, m in zip(axes, sizes))
     sizes = [int(scale * x.shape[a] + 0.5) for a in axes]

@@ -4,7 +4,8 @@ ONNX stacks gates as RNN [h], GRU [z, r, h], LSTM [i, o, f, c] (torch uses [r, z
 [i, f, g, o]); W is (num_directions, gates*hidden, input), R is (num_directions, gates*hidden,
 hidden), B is (num_directions, 2*gates*hidden) = [Wb, Rb]. Layout 0 is (seq, batch, feature),
 layout 1 (batch, seq, feature). Not honoured (torch never exports them): `sequence_lens` (every
-sequence runs full length), LSTM peepholes P, `clip` and `input_forget`.
+sequence runs full length), `clip` and `input_forget`. LSTM peepholes P (num_directions, 3*hidden)
+= [Pi, Po, Pf] add P * c to the i and f gates (previous cell) and to o (new cell).
 """
 
 from __future__ import annotations
@@ -51,11 +52,17 @@ def _gru_step(xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: to
 
 
 def _lstm_step(
-    xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list
+    xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list,
+    peephole: torch.Tensor | None = None,
 ) -> tuple:
     gates = xw + h @ r.t() + rb
     i, o, f, g = gates.chunk(4, -1)
+    if peephole is not None:
+        p_i, p_o, p_f = peephole.chunk(3, -1)
+        i, f = i + p_i * c, f + p_f * c
     c_new = act[0](f) * c + act[0](i) * act[1](g)
+    if peephole is not None:
+        o = o + p_o * c_new
     return act[0](o) * act[2](c_new), c_new
 
 
@@ -83,8 +90,9 @@ def _run_direction(op_type: str, x: torch.Tensor, inputs: Sequence[Any], attrs: 
     act = _activations(op_type, attrs, direction)
     steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     outputs: list[torch.Tensor] = [None] * x.shape[0]  # type: ignore[list-item]
+    peephole = inputs[7][direction] if op_type == "LSTM" and len(inputs) > 7 and inputs[7] is not None else None
     for t in steps:
-        h, c = _STEPS[op_type](xw[t], h, c, r, rb, attrs, act)
+        h, c = _STEPS[op_type](xw[t], h, c, r, rb, attrs, act, *([peephole] if peephole is not None else []))
         outputs[t] = h
     return torch.stack(outputs), h, c
 
@@ -113,4 +121,4 @@ def _recurrent(op_type: str):
 
 
 for _op in ("RNN", "GRU", "LSTM"):
-    register(_op, weight_slots=(1, 2, 3))(_recurrent(_op))
+    register(_op, weight_slots=(1, 2, 3, 7) if _op == "LSTM" else (1, 2, 3))(_recurrent(_op))

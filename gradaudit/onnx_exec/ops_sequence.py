@@ -1,4 +1,5 @@
-"""ONNX sequence ops: a sequence is a Python tuple of tensors, so autograd flows through it.
+"""ONNX sequence and optional ops: a sequence is a Python tuple of tensors, so autograd flows
+through it; an optional is its value, or None when empty.
 
 Exported models meet sequences in loops over variable-length lists (`torch.split` on a dynamic
 size, list-building code). A tuple keeps every op pure: inserting or erasing returns a new one.
@@ -73,3 +74,21 @@ def split_to_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpConte
     sizes = int(split.item()) if split.dim() == 0 else [int(s) for s in split.tolist()]
     return (tuple(torch.split(x, sizes, axis)),)
 
+
+
+@register("Optional")
+def optional(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> Any:
+    """Wraps its input (none given: an empty optional, None)."""
+    return inputs[0] if inputs else None
+
+
+@register("OptionalHasElement")
+def optional_has_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    return torch.tensor(bool(inputs) and inputs[0] is not None)
+
+
+@register("OptionalGetElement")
+def optional_get_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> Any:
+    if not inputs or inputs[0] is None:
+        raise ValueError("OptionalGetElement of an empty optional")
+    return inputs[0]

@@ -40,8 +40,10 @@ def reshape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tor
 
 @register("Flatten")
 def flatten(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """A negative axis counts from the end: -1 keeps the last dim as the columns."""
     x = inputs[0]
-    axis = attrs.get("axis", 1) % (x.dim() + 1) if x.dim() else 0
+    axis = attrs.get("axis", 1)
+    axis = axis + x.dim() if axis < 0 else axis
     return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
@@ -222,7 +224,11 @@ def depth_to_space(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
 
 @register("SpaceToDepth")
 def space_to_depth(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """DCR (the default) puts the block offsets before the channels; CRD (opset 28) after them,
+    torch's pixel_unshuffle order."""
     x, block = inputs[0], attrs["blocksize"]
+    if attrs.get("mode", "DCR") == "CRD":
+        return torch.nn.functional.pixel_unshuffle(x, block)
     n, c, h, w = x.shape
     y = x.reshape(n, c, h // block, block, w // block, block).permute(0, 3, 5, 1, 2, 4)
     return y.reshape(n, c * block**2, h // block, w // block)
@@ -297,10 +303,12 @@ def non_zero(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
 
 @register("OneHot")
 def one_hot(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+    """Indices outside [-depth, depth) give a row of off values."""
     idx, depth, values = inputs
     depth = int(depth.reshape(-1)[0])
     idx = idx.long()
-    hot = torch.nn.functional.one_hot(torch.where(idx < 0, idx + depth, idx), depth).bool()
+    valid = (idx >= -depth) & (idx < depth)
+    hot = torch.nn.functional.one_hot(torch.where(valid, idx % depth, 0), depth).bool() & valid[..., None]
     axis = attrs.get("axis", -1) % (idx.dim() + 1)
     hot = hot.movedim(-1, axis)
     return torch.where(hot, values[1], values[0])

@@ -12,25 +12,30 @@ initializers (`operand_role` decides, for every op, in one place).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
+import onnx
 import torch
 
 OpResult = torch.Tensor | tuple[torch.Tensor | None, ...]
 
-# Default-domain opsets whose attribute and input forms the ops implement (the validator refuses others).
-MIN_OPSET, MAX_OPSET = 7, 21
+# Default-domain opsets the ops implement, up to the newest the installed onnx defines: its schemas
+# are what the ops follow, and a newer file may use semantics no schema here describes (the
+# validator refuses others).
+MIN_OPSET, MAX_OPSET = 7, onnx.defs.onnx_opset_version()
 
 
 @dataclass(frozen=True)
 class OpContext:
-    """What an op may need beyond its inputs: the model opset and the execution semantics."""
+    """What an op may need beyond its inputs: the model opset, the execution semantics, and for
+    control flow the enclosing scope its subgraphs read (outer-scope names -> values)."""
 
     opset: int
     train_mode: bool
     n_outputs: int = 1  # outputs the node declares (Split without sizes divides by it)
     used_outputs: int = 1  # leading outputs some reader needs (optional extras can be skipped)
+    scope: Mapping[str, Any] = field(default_factory=dict)
 
 
 OpFunction = Callable[[Sequence[Any], dict[str, Any], OpContext], OpResult]

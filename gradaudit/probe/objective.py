@@ -75,9 +75,9 @@ def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any
         except ValueError as exc:
             raise InputError(f"cannot take the default loss: {exc}") from exc
 
-    left_out = graph.graph.get("left_out_outputs")
-    suffix = f"; outputs left out (no gradient): {', '.join(left_out)}" if left_out else ""
+    cut = graph.graph.get("gradient_cut")
+    where = f" on {', '.join(cut['used'])} (outputs {', '.join(cut['cut'])} carry no gradient)" if cut else ""
     if loss != "auto":
-        return Objective(compute, CHOSEN_LOSS_LABELS[loss] + suffix)
+        return Objective(compute, CHOSEN_LOSS_LABELS[loss] + where)
     used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
-    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)) + suffix)
+    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)) + where)

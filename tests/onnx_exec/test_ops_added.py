@@ -287,8 +287,8 @@ def test_int8_weights_behind_dequantize_become_float_parameters() -> None:
 
 
 def test_probe_loss_skips_integer_outputs_and_says_so(tmp_path) -> None:
-    """Outputs [ArgMax indices, softmax probabilities]: the default loss reads the probabilities
-    as a softmax (the graph output sits at model output 1, not 0) and names the left-out output."""
+    """Outputs [ArgMax indices, softmax probabilities]: the runner hands the loss the probabilities
+    alone, the default loss reads them as a softmax, and the label names the left-out output."""
     nodes = [_node("Gemm", ["x", "w"], ["logits"]), _node("Softmax", ["logits"], ["probs"]), _node("ArgMax", ["probs"], ["label"], axis=1)]
     info = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])]
     outs = [helper.make_tensor_value_info("label", TensorProto.INT64, [4, 1]), helper.make_tensor_value_info("probs", TensorProto.FLOAT, [4, 5])]
@@ -297,8 +297,10 @@ def test_probe_loss_skips_integer_outputs_and_says_so(tmp_path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     handle = load_onnx(str(path))
     objective = objective_for(handle.graph, None)
-    assert "negative log-likelihood" in objective.label and "left out (no gradient): label" in objective.label
+    assert "negative log-likelihood" in objective.label and "label carry no gradient" in objective.label
     x = torch.from_numpy(_f32(4, 6))
-    outputs = onnx_to_torch(str(path))(x)
-    expected = default_loss(list(outputs), ["unknown", "softmax"], [-1, 1], 5)
+    outputs, _ = handle.runner(handle.module, [x], ())
+    probs = onnx_to_torch(str(path))(x)[1]
+    torch.testing.assert_close(outputs, probs, rtol=1e-6, atol=1e-7)
+    expected = default_loss([probs], ["softmax"], [1], 5)
     torch.testing.assert_close(objective.compute(outputs, [x], 5), expected, rtol=1e-6, atol=1e-7)
