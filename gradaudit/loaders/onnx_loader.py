@@ -27,6 +27,7 @@ from gradaudit.graph import add_node, new_graph
 from gradaudit.hard_limits import out_of_memory
 from gradaudit.limits import default_max_memory, regular_file_size
 from gradaudit.loaders.onnx_external import load_external_data
+from gradaudit.loaders.onnx_folded_norms import restore_folded_batch_norms
 from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
@@ -437,6 +438,7 @@ def load_onnx(
     only takes statistics of in the file's page cache."""
     cap = default_max_memory() if max_memory is None else max_memory
     model, weights = read_model(os.fspath(path), cap)
+    restored_norms = restore_folded_batch_norms(model)
     specs = input_specs(model, input_shapes, batch)
     declared = inferred_shapes(model, specs)
     dependent = input_dependent([spec.name for spec in specs], model.graph.node)
@@ -459,7 +461,7 @@ def load_onnx(
     if probe_unavailable:
         shapes = declared
         warnings.append(probe_unavailable)
-    warnings += folded_norm_note(model)
+    warnings += restored_norms + folded_norm_note(model)
     graph = _GraphBuilder(module, specs, shapes, values, dependent).build()
     executable = not probe_unavailable
     return ModelHandle(
