@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -371,6 +372,19 @@ def export(name: str, route: str, path: Path) -> None:
         torch.onnx.export(model, inputs, str(path), dynamo=False, do_constant_folding=False, opset_version=17)
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def exporter_reason(error: Exception) -> str:
+    """The exporter's failure in one line: the exception type and first message line of what it
+    wraps (the dynamo exporter's ConversionError names only its failed step), without the
+    terminal colours its messages carry."""
+    while error.__cause__ is not None:
+        error = error.__cause__  # type: ignore[assignment]
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", str(error)).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+
+
 def audit_once(name: str, route: str) -> dict:
     """One audit in this process: the CLI's exit code and JSON report (or why there is none)."""
     from gradaudit.cli import main
@@ -384,7 +398,7 @@ def audit_once(name: str, route: str) -> dict:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     export(name, route, Path(source))
             except Exception as error:  # the exporter's own failure, not gradaudit's
-                return {"status": "export failed", "error": f"{type(error).__name__}: {str(error).strip()[:200]}"}
+                return {"status": "export failed", "error": exporter_reason(error)}
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["check", source, "--format", "json"])
