@@ -362,14 +362,40 @@ def __getattr__(attr: str) -> Callable[[], tuple[nn.Module, tuple[torch.Tensor, 
     raise AttributeError(attr)
 
 
+class ExportedFileInvalid(Exception):
+    """The exporter wrote a file that does not compute the model (onnxruntime refuses or disagrees)."""
+
+
 def export(name: str, route: str, path: Path) -> None:
-    """Export the model with the route's exporter, in eval mode as a user would."""
+    """Export the model with the route's exporter, in eval mode as a user would, and check the
+    file with onnxruntime (when installed): a file it cannot run, or whose outputs differ from
+    the model's, is the exporter's failure (the legacy exporter writes transformers' Mamba
+    `tensor_split(x, [n])` as n equal sections, which onnxruntime refuses to load)."""
     model, inputs = build(name)
     model.eval()
     if route == "onnx-dynamo":
         torch.onnx.export(model, inputs, str(path), dynamo=True)
     else:
         torch.onnx.export(model, inputs, str(path), dynamo=False, do_constant_folding=False, opset_version=17)
+    with torch.no_grad():
+        expected = model(*inputs)
+    check_with_onnxruntime(path, inputs, expected)
+
+
+def check_with_onnxruntime(path: Path, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {arg.name: x.numpy() for arg, x in zip(session.get_inputs(), inputs)}
+        (got, *_) = session.run(None, feeds)
+    except Exception as error:
+        raise ExportedFileInvalid(f"onnxruntime cannot run the exported file ({exporter_reason(error)})") from None
+    got = torch.from_numpy(got)
+    if got.shape != expected.shape or not torch.allclose(got, expected.float(), rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
+        raise ExportedFileInvalid("the exported file computes other outputs than the model (onnxruntime)")
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
