@@ -5,7 +5,7 @@ PyTorch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`) optimises an e
 with onnxscript, which folds every BatchNorm into the Conv/ConvTranspose/Gemm before it. The
 file then describes a deep network without normalisation, which is not the network that trains:
 torchvision `mobilenet_v2` audited that way failed the gate although it trains. The fused node
-keeps the BatchNorm call's metadata (`pkg.onnxscript.rewriter.rule_name` = `FuseBatchNormInto*`,
+keeps the BatchNorm call's metadata (`pkg.onnxscript.rewriter.rule_name` naming `FuseBatchNormInto*` among its rules,
 and `pkg.torch.onnx.class_hierarchy` ending in the aten batch_norm op), so the file itself says a
 normalisation was there. The audit restores it as the training-time normalisation (batch
 statistics, unit scale, zero shift: BatchNorm's own default init; the folded scale and shift are
@@ -52,7 +52,7 @@ def _records_folded_batch_norm(node: onnx.NodeProto) -> bool:
     if node.op_type not in FOLDED_INTO or len(node.input) < 2:
         return False
     props = {prop.key: prop.value for prop in node.metadata_props}
-    return bool(FOLDING_RULE.match(props.get(RULE_TAG, "")) or BATCH_NORM_CALL.search(props.get(HIERARCHY_TAG, "")))
+    return bool(FOLDING_RULE.search(props.get(RULE_TAG, "")) or BATCH_NORM_CALL.search(props.get(HIERARCHY_TAG, "")))
 
 
 def _output_channels(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> int | None:

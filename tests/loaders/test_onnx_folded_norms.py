@@ -23,7 +23,7 @@ from gradaudit.loaders.onnx_loader import load_onnx
 
 DEPTH = 24
 FUSED_NODE_METADATA = {
-    "pkg.onnxscript.rewriter.rule_name": "FuseBatchNormIntoConv",
+    "pkg.onnxscript.rewriter.rule_name": "RemoveOptionalBiasFromConv, FuseBatchNormIntoConv",  # every rule applied
     "pkg.torch.onnx.class_hierarchy": "['torch.nn.modules.container.Sequential', 'torch.nn.modules.batchnorm.BatchNorm2d', "
                                       "'aten._native_batch_norm_legit_no_training.default']",
 }
@@ -65,6 +65,8 @@ def files(tmp_path_factory) -> dict[str, str]:
         "kept": _export(folder / "kept.onnx", folded=False),
         "folded": _export(folder / "folded.onnx", folded=True),
         "folded_with_metadata": _export(folder / "meta.onnx", folded=True, metadata=FUSED_NODE_METADATA),
+        "folded_with_rule": _export(folder / "rule.onnx", folded=True, metadata={
+            "pkg.onnxscript.rewriter.rule_name": FUSED_NODE_METADATA["pkg.onnxscript.rewriter.rule_name"]}),
         "folded_with_hierarchy": _export(folder / "hier.onnx", folded=True, metadata={
             "pkg.torch.onnx.class_hierarchy": FUSED_NODE_METADATA["pkg.torch.onnx.class_hierarchy"]}),
     }
@@ -81,7 +83,7 @@ def test_a_folded_deep_stack_without_the_metadata_fails_the_gate(checked) -> Non
     assert code == 1 and report["verdict"] == "fail"
 
 
-@pytest.mark.parametrize("name", ["folded_with_metadata", "folded_with_hierarchy"])
+@pytest.mark.parametrize("name", ["folded_with_metadata", "folded_with_rule", "folded_with_hierarchy"])
 def test_the_metadata_restores_the_folded_batch_norms(name: str, files, checked) -> None:
     handle = load_onnx(files[name], batch=4)
     norms = [d for _, d in handle.graph.nodes(data=True) if d["op"] == "norm" and d["fn"] == "batch"]
