@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -361,14 +362,53 @@ def __getattr__(attr: str) -> Callable[[], tuple[nn.Module, tuple[torch.Tensor, 
     raise AttributeError(attr)
 
 
+class ExportedFileInvalid(Exception):
+    """The exporter wrote a file that does not compute the model (onnxruntime refuses or disagrees)."""
+
+
 def export(name: str, route: str, path: Path) -> None:
-    """Export the model with the route's exporter, in eval mode as a user would."""
+    """Export the model with the route's exporter, in eval mode as a user would, and check the
+    file with onnxruntime (when installed): a file it cannot run, or whose outputs differ from
+    the model's, is the exporter's failure (the legacy exporter writes transformers' Mamba
+    `tensor_split(x, [n])` as n equal sections, which onnxruntime refuses to load)."""
     model, inputs = build(name)
     model.eval()
     if route == "onnx-dynamo":
         torch.onnx.export(model, inputs, str(path), dynamo=True)
     else:
         torch.onnx.export(model, inputs, str(path), dynamo=False, do_constant_folding=False, opset_version=17)
+    with torch.no_grad():
+        expected = model(*inputs)
+    check_with_onnxruntime(path, inputs, expected)
+
+
+def check_with_onnxruntime(path: Path, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {arg.name: x.numpy() for arg, x in zip(session.get_inputs(), inputs)}
+        (got, *_) = session.run(None, feeds)
+    except Exception as error:
+        raise ExportedFileInvalid(f"onnxruntime cannot run the exported file ({exporter_reason(error)})") from None
+    got = torch.from_numpy(got)
+    if got.shape != expected.shape or not torch.allclose(got, expected.float(), rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
+        raise ExportedFileInvalid("the exported file computes other outputs than the model (onnxruntime)")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def exporter_reason(error: Exception) -> str:
+    """The exporter's failure in one line: the exception type and first message line of what it
+    wraps (the dynamo exporter's ConversionError names only its failed step), without the
+    terminal colours its messages carry."""
+    while error.__cause__ is not None:
+        error = error.__cause__  # type: ignore[assignment]
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", str(error)).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def audit_once(name: str, route: str) -> dict:
@@ -384,7 +424,7 @@ def audit_once(name: str, route: str) -> dict:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                     export(name, route, Path(source))
             except Exception as error:  # the exporter's own failure, not gradaudit's
-                return {"status": "export failed", "error": f"{type(error).__name__}: {str(error).strip()[:200]}"}
+                return {"status": "export failed", "error": exporter_reason(error)}
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["check", source, "--format", "json"])

@@ -24,13 +24,14 @@ import torch
 from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
 from gradaudit.limits import default_max_memory, out_of_memory, regular_file_size
-from gradaudit.onnx_exec.external_data import load_external_data
+from gradaudit.loaders.onnx_folded_norms import restore_folded_batch_norms
 from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
+from gradaudit.onnx_exec.external_data import load_external_data
 from gradaudit.onnx_exec.layer_kinds import QUANTISED_DATA_OPS, Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
 from gradaudit.onnx_exec.patterns import decomposed_layers
@@ -444,6 +445,7 @@ def load_onnx(
     only takes statistics of in the file's page cache."""
     cap = default_max_memory() if max_memory is None else max_memory
     model, weights = read_model(os.fspath(path), cap)
+    restored_norms = restore_folded_batch_norms(model)
     specs = input_specs(model, input_shapes, batch)
     declared = inferred_shapes(model, specs)
     dependent = input_dependent([spec.name for spec in specs], model.graph.node)
@@ -466,7 +468,7 @@ def load_onnx(
     if probe_unavailable:
         shapes = declared
         warnings.append(probe_unavailable)
-    warnings += folded_norm_note(model)
+    warnings += restored_norms + folded_norm_note(model)
     graph = _GraphBuilder(module, specs, shapes, values, dependent).build()
     executable = not probe_unavailable
     return ModelHandle(

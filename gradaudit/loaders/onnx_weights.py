@@ -162,7 +162,8 @@ def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int
     """The tensor over `length` bytes at `offset`; InputError unless they hold what its dims declare.
 
     A type torch has no view for (float8, 4-bit: gradaudit.onnx_exec.tensors) is converted from
-    a copy of its bytes instead."""
+    a copy of its bytes instead; a bool mask (the dynamo exporter stores attention masks as
+    initializers) is its bytes compared with zero."""
     shape = tuple(int(d) for d in tensor.dims)
     count = math.prod(shape)
     dtype = ONNX_TO_TORCH_DTYPE.get(tensor.data_type)
@@ -171,10 +172,12 @@ def _view(mapping: mmap.mmap, tensor: onnx.TensorProto, offset: int, length: int
                                   raw_data=bytes(mapping[offset : offset + length]))
         if payload_matches(stored):
             return to_torch(stored, f"initializer {tensor.name!r}")
-    if (dtype is None or dtype == torch.bool or count <= 0 or count * dtype.itemsize != length
+    if (dtype is None or count <= 0 or count * dtype.itemsize != length
             or offset + length > len(mapping)):
         raise InputError(f"initializer {tensor.name!r} declares shape {list(shape)} but its data ({length} bytes "
                          f"{where}) does not hold it")
+    if dtype == torch.bool:  # a byte other than 0/1 is no valid torch bool: read the bytes, compare (a copy)
+        return torch.frombuffer(mapping, dtype=torch.uint8, count=count, offset=offset).reshape(shape) != 0
     return torch.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 

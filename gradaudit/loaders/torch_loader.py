@@ -9,7 +9,6 @@ submodules in definition order, also marked partial; they still run and can be p
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import torch
@@ -25,7 +24,12 @@ from gradaudit.loaders.torch_ops import module_rule
 from gradaudit.loaders.torch_runner import FxRunner
 from gradaudit.loaders.torch_script import graph_from_script, run_script
 from gradaudit.loaders.torch_sources import call_factory, first_line, load_file, resolve_factory
-from gradaudit.loaders.torch_trace import trace_concrete, trace_exported
+from gradaudit.loaders.torch_trace import (
+    deterministic_training_forward,
+    trace_concrete,
+    trace_exported,
+    training_forward,
+)
 from gradaudit.model import InputSpec, ModelHandle
 
 INPUT_SEED = 0
@@ -69,9 +73,9 @@ def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     check_forward(module, inputs)
     if isinstance(module, torch.jit.ScriptModule):
-        graph, runner = graph_from_script(module, inputs), run_script
+        graph, runner, notes = graph_from_script(module, inputs), run_script, []
     else:
-        graph, runner = _trace_or_hooks(module, inputs)
+        graph, runner, notes = _trace_or_hooks(module, inputs)
     return ModelHandle(
         source=source,
         format="torch",
@@ -81,42 +85,49 @@ def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<
         runner=runner,
         example_inputs=inputs,
         parameters=sum(p.numel() for p in module.parameters()),
-        warnings=[graph.graph["partial_reason"]] if graph.graph["partial"] else [],
+        warnings=([graph.graph["partial_reason"]] if graph.graph["partial"] else []) + notes,
     )
 
 
 TRACERS = (
-    ("torch.fx", lambda module, inputs: trace_concrete(module, inputs, lambda m: module_rule(m) is not None)),
-    ("torch.export", trace_exported),
+    ("torch.fx", training_forward, lambda module, inputs: trace_concrete(module, inputs, lambda m: module_rule(m) is not None)),
+    ("torch.export", training_forward, trace_exported),
+    ("torch.export without random choices", deterministic_training_forward,
+     lambda module, inputs: trace_exported(module, inputs, deterministic_training_forward)),
 )
+DETERMINISTIC_NOTE = ("traced without the training forward's random choices (eval mode but for BatchNorm, which "
+                      "reads the batch): dropout, LayerDrop and in-model masking are not in the graph")
 
 
-def _trace_or_hooks(module: torch.nn.Module, inputs: tuple) -> tuple[Any, Any]:
+def _trace_or_hooks(module: torch.nn.Module, inputs: tuple) -> tuple[Any, Any, list[str]]:
     """The first trace (TRACERS: fx keeps known modules whole, torch.export reads any Python the
-    model runs) that reproduces the model's outputs; the hook graph only when none does."""
+    model runs, then the same without the random choices no single trace holds) that reproduces
+    the model's outputs in the same modes; the hook graph only when none does. Also the notes
+    the report owes (why the first tracers failed, when the last one was needed)."""
     failures = []
-    for tracer_name, tracer in TRACERS:
+    for tracer_name, forward, tracer in TRACERS:
         try:
             trace = tracer(module, inputs)
             runner = FxRunner(trace)
-            mismatch = _mismatch(module, runner, inputs)
+            mismatch = _mismatch(forward(module), runner, inputs)
         except Exception as error:  # tracers refuse many Python constructs; the next one may not
             failures.append(f"{tracer_name} could not trace the model ({first_line(error)})")
             continue
         if not mismatch:
-            return graph_from_trace(module, trace), runner
+            notes = [f"{DETERMINISTIC_NOTE}; {'; '.join(failures)}"] if forward is deterministic_training_forward else []
+            return graph_from_trace(module, trace), runner, notes
         failures.append(f"the {tracer_name} trace does not reproduce the model ({mismatch})")
     reason = "; ".join(failures) + "; the graph holds only its leaf modules, recorded with forward hooks"
-    return graph_from_hooks(module, inputs, reason)
+    return *graph_from_hooks(module, inputs, reason), []
 
 
-def _mismatch(module: torch.nn.Module, runner: FxRunner, inputs: tuple) -> str:
-    """Why the traced graph's outputs differ from the module's on the same seeded run ("" if not).
+def _mismatch(work: torch.nn.Module, runner: FxRunner, inputs: tuple) -> str:
+    """Why the traced graph's outputs differ from those of `work` (the module in the modes it was
+    traced in) on the same seeded run ("" if not).
 
     Tracing bakes in Python decisions (isinstance checks, branches on shapes); this catches one
     that went a different way than the real forward pass.
     """
-    work = _copy_in_train_mode(module)
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(INPUT_SEED)
         expected = torch.utils._pytree.tree_leaves(work(*inputs))
@@ -136,15 +147,10 @@ def check_forward(module: torch.nn.Module, inputs: tuple) -> None:
     """Run the model once on a copy so a wrong input shape fails here, with one clear line."""
     try:
         with torch.no_grad(), torch.random.fork_rng():
-            _copy_in_train_mode(module)(*inputs)
+            training_forward(module)(*inputs)
     except Exception as error:
         shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
         raise InputError(f"the forward pass on inputs of shape {shapes} raised {first_line(error)}") from error
-
-
-def _copy_in_train_mode(module: torch.nn.Module) -> torch.nn.Module:
-    """The probe's semantics (BatchNorm on batch statistics) without touching the user's module."""
-    return copy.deepcopy(module).train()
 
 
 class _EmbeddingInput(Exception):
@@ -207,7 +213,7 @@ def synthesize_inputs(module: torch.nn.Module, shapes: Sequence[tuple[int, ...]]
     On the meta device (a model without weights, torch_meta) they carry shapes and dtypes only."""
     generator = torch.Generator().manual_seed(INPUT_SEED)
     inputs = [torch.randn(shape, generator=generator).to(device) for shape in shapes]
-    work = _copy_in_train_mode(module)
+    work = training_forward(module)
     for _ in range(len(inputs)):
         try:
             with torch.no_grad(), torch.random.fork_rng(), _FirstConsumer(tuple(inputs)):

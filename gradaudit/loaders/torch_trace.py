@@ -240,7 +240,29 @@ FUSED_RECURRENT_OPS = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input, torc
                        torch.ops.aten.rnn_relu.input)
 
 
-def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResult:
+def training_forward(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy in train mode: the forward the probe measures (BatchNorm on batch statistics)."""
+    return copy.deepcopy(module).train()
+
+
+def deterministic_training_forward(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy in eval mode but for its BatchNorm/InstanceNorm modules, which stay on batch statistics.
+
+    The training forward of some models makes random structural choices in Python: wav2vec2's
+    LayerDrop skips a layer `if torch.rand([]) < layerdrop`, its SpecAugment draws numpy masks and
+    writes through them. No single trace is that forward (torch.export refuses the branch on a
+    random value); without those choices (their expectation: every layer kept, nothing masked) it
+    traces, and normalisation still reads the batch as in training.
+    """
+    work = copy.deepcopy(module).eval()
+    for sub in work.modules():
+        if isinstance(sub, torch.nn.modules.batchnorm._NormBase):
+            sub.train()
+    return work
+
+
+def trace_exported(module: torch.nn.Module, example_inputs: tuple,
+                   forward: Callable[[torch.nn.Module], torch.nn.Module] = training_forward) -> TraceResult:
     """Trace as PyTorch itself does: torch.export (non-strict), functionalised, then traced concretely.
 
     Non-strict export runs the model's own Python on fake tensors, so what a proxy cannot answer
@@ -248,9 +270,10 @@ def trace_exported(module: torch.nn.Module, example_inputs: tuple) -> TraceResul
     submodules (transformers' rotary embeddings), `forward(self, *inputs)`. Functionalisation
     turns in-place writes into ops that return a value (`select_scatter`, `index_put`), so the
     written data stays connected. The ATen graph keeps parameter paths, so it runs against the
-    user's module like an fx trace; every module is traced through (no leaves).
+    user's module like an fx trace; every module is traced through (no leaves). `forward` makes
+    the copy that is exported (its modes).
     """
-    work = copy.deepcopy(module).train()
+    work = forward(module)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         # a model torch.export cannot trace makes it print the partial graph before it raises; the
         # failure itself reaches the caller, which falls back to another tracer

@@ -162,3 +162,22 @@ def test_probe_gradients_through_mapped_unaligned_weights_match_copied_ones(tmp_
     for a, b in zip(mapped.parameters(), copied.parameters()):
         bound = 171 * torch.finfo(torch.float32).eps
         torch.testing.assert_close(a.grad, b.grad, rtol=bound, atol=bound * float(b.grad.abs().max()))
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_a_large_bool_mask_is_read_as_its_bytes_compared_with_zero(tmp_path: Path, external: bool):
+    """The dynamo exporter stores attention masks as bool initializers (wav2vec2's [4, 1, 159, 159]):
+    mapped like any large weight, they are bools, not a refused payload."""
+    mask = np.random.default_rng(0).random((4, 10000)) < 0.5
+    graph = helper.make_graph(
+        [helper.make_node("Where", ["mask", "x", "zero"], ["y"], name="where")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 10000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 10000])],
+        [numpy_helper.from_array(mask, "mask"), numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    path = tmp_path / "mask.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+                    save_as_external_data=external, location="mask.bin", size_threshold=0)
+    _, tensors = read_model(str(path))
+    assert tensors["mask"].dtype == torch.bool
+    np.testing.assert_array_equal(tensors["mask"].numpy(), mask)  # exact: the same bytes read two ways
+    assert load_onnx(str(path), batch=4).inputs[0].shape == (4, 10000)

@@ -122,3 +122,35 @@ def test_a_layer_the_hook_graph_cannot_connect_is_not_said_to_get_no_gradient():
     notes = run_audit(handle).notes
     assert any(note.startswith("inner: the partial graph does not connect it") for note in notes), notes
     assert not any("no gradient reaches" in note for note in notes)
+
+
+class LayerDrop(Stack):
+    """wav2vec2's LayerDrop: in training a layer is skipped on a random draw, a Python branch no
+    single trace holds (torch.export refuses it). BatchNorm must still read the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        for layer in self.layers:
+            if not (self.training and torch.rand([]) < 0.1):
+                x = x + torch.tanh(layer(x))
+        return self.head(x)
+
+
+def test_random_structural_choices_are_traced_without_them():
+    torch.manual_seed(0)
+    module = LayerDrop()
+    example = (torch.randn(8, 16) * 3 + 5,)
+    handle = from_module(module, example)
+    assert not handle.graph.graph["partial"], handle.graph.graph.get("partial_reason")
+    (note,) = handle.warnings
+    assert note.startswith("traced without the training forward's random choices") and "torch.export could not" in note
+    assert {w.param for w in weight_layers(handle.graph)} == {f"layers.{i}.weight" for i in range(4)} | {"head.weight"}
+    reference = copy.deepcopy(module).eval()
+    reference.norm.train()  # every layer kept, BatchNorm on the batch's statistics
+    outputs, _ = handle.runner(copy.deepcopy(module), example, [])
+    assert torch.allclose(outputs, reference(*example), atol=1e-5)
+    assert not torch.allclose(outputs, copy.deepcopy(module).eval()(*example), atol=1e-2)  # running stats differ

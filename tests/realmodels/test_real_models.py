@@ -78,3 +78,24 @@ def test_zoo_architecture_at_default_init_passes_the_gate(name, library):
     model, inputs = build(name)
     report = audit(model, inputs)
     assert gate.exit_code(report.findings) == gate.EXIT_PASS, _errors(report)
+
+
+@pytest.mark.slow
+def test_dynamo_export_with_folded_batch_norms_passes_and_agrees_with_the_factory(tmp_path):
+    """torchvision mobilenet_v2 exported with dynamo=True in eval mode: onnxscript folds its 52
+    BatchNorms into the convolutions; restored from the node metadata, it audits as what trains."""
+    pytest.importorskip("torchvision")
+    pytest.importorskip("onnxscript")
+    from gradaudit.loaders import load
+    from gradaudit.pipeline import AuditOptions, run_audit
+
+    path = tmp_path / "mobilenet_v2.onnx"
+    export("tv_mobilenet_v2", "onnx-dynamo", path)
+    handle = load(str(path))
+    assert [note for note in handle.warnings if note.startswith("52 BatchNorm(s) were folded by the exporter")]
+    onnx_report = run_audit(handle, AuditOptions())
+    model, inputs = build("tv_mobilenet_v2")
+    factory_report = audit(model, inputs)
+    assert gate.exit_code(onnx_report.findings) == gate.EXIT_PASS, _errors(onnx_report)
+    assert onnx_report.diagnosis.label == factory_report.diagnosis.label
+    assert onnx_report.probe.log10_ratio_first_last == pytest.approx(factory_report.probe.log10_ratio_first_last, abs=0.25)
