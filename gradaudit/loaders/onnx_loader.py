@@ -375,12 +375,27 @@ class _GraphBuilder:
     def _kind(self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None) -> tuple[Kind, list[Operand]]:
         """The node's kind and the operands it reads (a fused LayerNorm reads its source only)."""
         layer = self.fused.get(step.node_id)
+        if step.op_type == "Where" and (branch := self._function_branch(operands)) is not None:
+            return Kind("identity"), [branch]
         if layer is None:
             return node_kind(NodeView(step.op_type, step.attrs, operands, out_shape, self.module.opset)), operands
         attrs = dict(layer.attrs)
         if out_shape and "axis" in attrs:
             attrs["normalized_shape"] = tuple(out_shape[attrs["axis"] % len(out_shape) :])
         return Kind(layer.op, layer.fn, attrs), [self._operand(layer.source)]
+
+    def _function_branch(self, operands: list[Operand]) -> Operand | None:
+        """Where(condition, x, f(x)) with f(x) computed directly from x is f's threshold switch to
+        its asymptote (softplus, ELU or GELU as the dynamo exporter decomposes them, `x > 20`
+        picking x): the output is f(x) almost everywhere and the two agree where it is not."""
+        if len(operands) != 3 or operands[1].source is None or operands[2].source is None:
+            return None
+        a, b = operands[1], operands[2]
+        if self.graph.has_edge(a.source, b.source):
+            return b
+        if self.graph.has_edge(b.source, a.source):
+            return a
+        return None
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]

@@ -333,7 +333,7 @@ def _add(view: NodeView) -> Kind:
 
 def _scale(value: torch.Tensor, operand: Operand) -> Kind:
     params = {"scale": operand.stats()} if operand.param and value.numel() > 1 else {}
-    return Kind("scale", attrs={"value": _rms(value)}, params=params)
+    return Kind("scale", attrs={"value": _rms(value), "mean": float(value.double().mean())}, params=params)
 
 
 @maps("Mul")
@@ -358,7 +358,7 @@ def _div(view: NodeView) -> Kind:
 
 @maps("Neg")
 def _neg(view: NodeView) -> Kind:
-    return Kind("scale", attrs={"value": 1.0})
+    return Kind("scale", attrs={"value": 1.0, "mean": -1.0})
 
 
 @maps("Concat")

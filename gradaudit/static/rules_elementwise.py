@@ -78,9 +78,17 @@ def activation(ctx: Context) -> Transfer:
 
 @rule("scale")
 def scale(ctx: Context) -> Transfer:
-    """Multiplication by a constant of RMS `value`: value^2 on both passes."""
+    """Multiplication by a constant c of RMS `value` and mean `mean` (a positive scalar when the
+    loader gives no mean): value^2 on both passes, and the mean keeps its sign.
+
+    A per-element c is the same for every example, so its spread is per-unit offset:
+    E[(x c)^2] = E[x^2] value^2 and E[x c] = mu mean. The sign is what keeps exp(delta * A) of a
+    selective scan (delta > 0, A < 0) below 1.
+    """
     value = float(ctx.attrs.get("value", 1.0))
-    return Transfer(ctx.x.scaled(value), elementwise(value * value, value, len(ctx.inputs), spectrum=IDENTITY))
+    mean = float(ctx.attrs.get("mean", value))
+    constant = Moments(mean, 0.0, max(value * value - mean * mean, 0.0))
+    return Transfer(product_moments(ctx.x, constant), elementwise(value * value, mean, len(ctx.inputs), spectrum=IDENTITY))
 
 
 @rule("add")
