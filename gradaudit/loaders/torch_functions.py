@@ -214,6 +214,8 @@ def _divide(call: Call) -> NodeSpec:
         divisor = call.args[1]
         inverse = 1.0 / divisor.double() if isinstance(divisor, torch.Tensor) else 1.0 / float(divisor)
         return NodeSpec("scale", attrs={"value": constant_rms(inverse), "mean": constant_mean(inverse)})
+    if call.is_data[0] and call.is_data[1]:
+        return NodeSpec("divide")
     return NodeSpec("unknown")
 
 

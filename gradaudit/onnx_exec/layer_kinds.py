@@ -349,10 +349,12 @@ def _mul(view: NodeView) -> Kind:
 
 @maps("Div")
 def _div(view: NodeView) -> Kind:
-    """x / c scales by 1/c; a quotient of two activations has no gain rule (unknown)."""
+    """x / c scales by 1/c; a quotient of two activations is a divide."""
     divisor = view.const(1)
     if view.operand(0).source is not None and divisor is not None and divisor.is_floating_point():
         return _scale(1.0 / divisor.double(), view.operand(1))
+    if view.operand(0).source is not None and view.operand(1).source is not None:
+        return Kind("divide")
     return Kind("unknown")
 
 

@@ -143,6 +143,24 @@ def mul(ctx: Context) -> Transfer:
     return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu).summed_over(copies[0]), Grad(g.sq * a.q, g.mean * a.mu).summed_over(copies[1])])
 
 
+@rule("divide")
+def divide(ctx: Context) -> Transfer:
+    """a / b of two activations, taken independent: E[(a/b)^2] = E[a^2] E[1/b^2].
+
+    E[1/b^2] is read as 1/E[b^2], Jensen's lower bound, exact for a denominator whose size
+    varies little (a normaliser: a norm, a sum of positive weights such as RWKV's WKV
+    denominator), and finite where b may cross zero. Backward d(a/b)/da = 1/b and
+    d(a/b)/db = -a/b^2.
+    """
+    if len(ctx.inputs) != 2:
+        return _pass_through(ctx, known=False)
+    a, b = ctx.inputs
+    if b.q <= 0.0:
+        return _pass_through(ctx, known=False)
+    out = Moments(a.mu * b.mu / b.q, a.v / b.q, a.s / b.q)
+    return Transfer(out, lambda g: [Grad(g.sq / b.q, g.mean * b.mu / b.q), Grad(g.sq * a.q / b.q**2, -g.mean * a.mu / b.q)])
+
+
 @rule("concat")
 def concat(ctx: Context) -> Transfer:
     """Joined tensors: moments averaged by each part's share; parts' different means become spread."""

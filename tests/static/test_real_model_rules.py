@@ -106,3 +106,32 @@ def test_a_threshold_switch_reads_as_its_function(tmp_path):
     static, measured = _static_and_measured(result)
     assert not result.static.partial
     assert abs(static - measured) <= 0.5
+
+
+class Quotient(nn.Module):
+    """a / b of two activations, b a positive normaliser (RWKV's WKV divides a weighted sum of
+    values by the sum of its weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numerator, self.denominator = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.numerator(x) / (F.softplus(self.denominator(x)) + 1.0)
+
+
+def test_a_quotient_of_activations_matches_autograd():
+    """The divide rule: forward RMS of a / b and the backward gains 1/b and a/b^2 (the larger is
+    the node's gain) against autograd; it had no rule and passed a through unchanged."""
+    torch.manual_seed(0)
+    model, x = Quotient(), torch.randn(4096, WIDTH)
+    handle = from_module(model, (x,))
+    result = estimate(handle.graph, handle.inputs)
+    (node,) = [n for n, d in handle.graph.nodes(data=True) if d["op"] == "divide"]
+    a = model.numerator(x).detach().requires_grad_()
+    b = (F.softplus(model.denominator(x)) + 1.0).detach().requires_grad_()
+    y = a / b
+    grad_a, grad_b = torch.autograd.grad(y, (a, b), torch.ones_like(y))
+    measured_gain = max(grad_a.pow(2).mean(), grad_b.pow(2).mean()).sqrt().item()
+    assert 0.5 * math.log10(result.nodes[node].q) == pytest.approx(math.log10(y.pow(2).mean().sqrt().item()), abs=0.2)
+    assert result.nodes[node].log10_gain == pytest.approx(math.log10(measured_gain), abs=0.3)
