@@ -66,6 +66,8 @@ OP_KINDS = frozenset(
         "add",  # elementwise sum of activations (residuals)
         "mul",  # elementwise product of activations (gating)
         "divide",  # elementwise quotient of activations (a normaliser computed in the graph)
+        "maximum",  # elementwise larger of two activations
+        "exp_gap",  # exp(x - max(x, y)) = exp(min(x - y, 0)): a stabilised log-sum-exp's weight
         "scale",  # multiplication by a constant
         "concat",
         "pool",

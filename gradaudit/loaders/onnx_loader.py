@@ -329,6 +329,7 @@ class _GraphBuilder:
         self.origins = _param_origins(module, self.dependent)
         self.graph = new_graph("onnx")
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
+        self.step_of = {name: step for step in module.steps for name in step.outputs if name}
         self.fused = decomposed_layers(module.steps, self._constant_value)
         self.absorbed = set().union(*(layer.absorbed for layer in self.fused.values()))
         self.ids = id_tensors(module, [spec.name for spec in specs if not spec.is_float])
@@ -377,6 +378,8 @@ class _GraphBuilder:
         layer = self.fused.get(step.node_id)
         if step.op_type == "Where" and (branch := self._function_branch(operands)) is not None:
             return Kind("identity"), [branch]
+        if step.op_type == "Exp" and (pair := self._gap_to_max(step.inputs[0])) is not None:
+            return Kind("exp_gap"), pair
         if layer is None:
             return node_kind(NodeView(step.op_type, step.attrs, operands, out_shape, self.module.opset)), operands
         attrs = dict(layer.attrs)
@@ -395,6 +398,31 @@ class _GraphBuilder:
             return b
         if self.graph.has_edge(b.source, a.source):
             return a
+        return None
+
+    def _same_value(self, a: str, b: str) -> bool:
+        """One tensor, or two computed alike from the same tensors (the exporter writes
+        `key + time_first` twice where the code spells it twice)."""
+        if a == b:
+            return True
+        step_a, step_b = self.step_of.get(a), self.step_of.get(b)
+        return (step_a is not None and step_b is not None and step_a.op_type == step_b.op_type
+                and step_a.inputs == step_b.inputs and step_a.attrs == step_b.attrs)
+
+    def _gap_to_max(self, name: str) -> list[Operand] | None:
+        """The operands x and y when `name` is Sub(x, Max(x, y)), the exponent of a log-sum-exp
+        kept stable (RWKV's WKV, an online softmax): min(x - y, 0), never above zero, which the
+        difference of x and the max read as independent tensors would not know."""
+        step = self.step_of.get(name)
+        if step is None or step.op_type != "Sub" or len(step.inputs) != 2:
+            return None
+        maximum = self.step_of.get(step.inputs[1])
+        if maximum is None or maximum.op_type != "Max" or len(maximum.inputs) != 2:
+            return None
+        for slot, candidate in enumerate(maximum.inputs):
+            if self._same_value(candidate, step.inputs[0]):
+                pair = [self._operand(step.inputs[0]), self._operand(maximum.inputs[1 - slot])]
+                return pair if all(o.source is not None for o in pair) else None
         return None
 
     def _add_step(self, step: Step) -> None:

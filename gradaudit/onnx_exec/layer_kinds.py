@@ -358,6 +358,14 @@ def _div(view: NodeView) -> Kind:
     return Kind("unknown")
 
 
+@maps("Max")
+def _max(view: NodeView) -> Kind:
+    """The larger of two activations, elementwise (a constant floor is left unknown)."""
+    if len(view.operands) == 2 and all(o.source is not None for o in view.operands):
+        return Kind("maximum")
+    return Kind("unknown")
+
+
 @maps("Neg")
 def _neg(view: NodeView) -> Kind:
     return Kind("scale", attrs={"value": 1.0, "mean": -1.0})

@@ -135,3 +135,51 @@ def test_a_quotient_of_activations_matches_autograd():
     measured_gain = max(grad_a.pow(2).mean(), grad_b.pow(2).mean()).sqrt().item()
     assert 0.5 * math.log10(result.nodes[node].q) == pytest.approx(math.log10(y.pow(2).mean().sqrt().item()), abs=0.2)
     assert result.nodes[node].log10_gain == pytest.approx(math.log10(measured_gain), abs=0.3)
+
+
+def _stable_exp_onnx(path, spread: float) -> tuple[str, np.ndarray, np.ndarray]:
+    """w = Exp(a - Max(a, b)) and Max(a, b) of two projections of x, b `spread` times wider, with
+    `a + 0` written twice as RWKV's export writes `key + time_first` twice."""
+    rng = np.random.default_rng(1)
+    wa = (rng.standard_normal((WIDTH, WIDTH)) / math.sqrt(WIDTH)).astype(np.float32)
+    wb = (spread * rng.standard_normal((WIDTH, WIDTH)) / math.sqrt(WIDTH)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "wa"], ["projected"]),
+        helper.make_node("Add", ["projected", "zero"], ["a"]),
+        helper.make_node("Add", ["projected", "zero"], ["a_again"]),
+        helper.make_node("MatMul", ["x", "wb"], ["b"]),
+        helper.make_node("Max", ["b", "a"], ["m"]),
+        helper.make_node("Sub", ["a_again", "m"], ["gap"]),
+        helper.make_node("Exp", ["gap"], ["w"]),
+        helper.make_node("Add", ["w", "m"], ["y"]),
+    ]
+    initializers = [numpy_helper.from_array(wa, "wa"), numpy_helper.from_array(wb, "wb"),
+                    numpy_helper.from_array(np.zeros(WIDTH, dtype=np.float32), "zero")]
+    graph = helper.make_graph(nodes, "stable_exp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096, WIDTH])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096, WIDTH])], initializers)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path), wa, wb
+
+
+@pytest.mark.parametrize("spread", [1.0, 30.0])
+def test_a_stabilised_exp_and_a_maximum_match_autograd(tmp_path, spread):
+    """Exp(a - Max(a, b)) is read whole as exp(min(a - b, 0)) in (0, 1] (RWKV's WKV weights: read
+    as exp of a Gaussian difference they reached 10^+30 and the static ratio 10^+37.9); Max by
+    Clark's moments. Forward RMS and backward gains against autograd, for b as wide as a and 30x
+    wider."""
+    path, wa, wb = _stable_exp_onnx(tmp_path / "stable.onnx", spread)
+    handle = load_onnx(path, batch=4096)
+    result = estimate(handle.graph, handle.inputs)
+    kinds = {d["source"]: n for n, d in handle.graph.nodes(data=True)}
+    assert handle.graph.nodes[kinds["Exp"]]["op"] == "exp_gap" and handle.graph.nodes[kinds["Max"]]["op"] == "maximum"
+    x = torch.randn(4096, WIDTH, generator=torch.Generator().manual_seed(0))
+    a, b = (x @ torch.from_numpy(wa)).requires_grad_(), (x @ torch.from_numpy(wb)).requires_grad_()
+    m = torch.maximum(a, b)
+    w = torch.exp(a - m)
+    grad_a, grad_b = torch.autograd.grad(w, (a, b), torch.ones_like(w))
+    rms = lambda t: math.log10(t.pow(2).mean().sqrt().item())
+    assert 0.5 * math.log10(result.nodes[kinds["Exp"]].q) == pytest.approx(rms(w), abs=0.2)
+    assert 0.5 * math.log10(result.nodes[kinds["Max"]].q) == pytest.approx(rms(m), abs=0.2)
+    assert result.nodes[kinds["Exp"]].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_b)), abs=0.3)
+    grad_a, grad_b = torch.autograd.grad(torch.maximum(a, b), (a, b), torch.ones_like(m))
+    assert result.nodes[kinds["Max"]].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_b)), abs=0.3)
