@@ -4,8 +4,9 @@ Forward: the hidden state's moments by iterating the cell's mean-field map from 
 (THEORY.md: the transient matters), gate pre-activations z ~ N(bias mean, fan E[w^2] q + ...).
 Backward: per step, the hidden gradient passes W_hh^T diag(phi') — H E[w_hh^2] (the mean square
 of W_hh's spectrum) times the derivatives' mean squares — and, for LSTM, the cell gradient is
-carried by the forget gate f (E[f^2] per step; bias 0 puts f near 0.5, Pascanu et al. /
-Jozefowicz et al.). A forget-gate bias lives in one slice of the stacked bias, which ParamStats
+carried by the forget gate f (bias 0 puts f near 0.5, Pascanu et al. / Jozefowicz et al.). In the
+gated cells the carried gradient and the W_hh loop align, since W_hh is the same at every step
+(`coherent`), and a stack's layers add their paths (`time_ratio`). A forget-gate bias lives in one slice of the stacked bias, which ParamStats
 cannot show; when the loader sets attrs `gate_bias_means` (bias_ih + bias_hh mean per gate, torch
 order) each gate gets its own offset, otherwise all share the stacked mean. `Step.backward` maps the gradients (of h_t, of c_t) to those of step t - 1
 and returns the gradient reaching the step's gate pre-activations, from which the input and
@@ -218,10 +219,10 @@ def time_ratio(*layers: list[Step]) -> float:
     """log10 ||dh_last/dx_0|| / ||dh_last/dx_last|| of a stack of layers (bottom first).
 
     In a stack the gradient from the top's last output can climb down at any step: it goes
-    back k_l steps in each layer l with sum k_l = T - 1, and those T-odd paths, through
-    different weights, add in mean square. Each layer's lag profile (`lag_profile`) is taken
-    as the same at every step, and the profiles convolve. Two default nn.LSTM layers over 24
-    steps reach 10^-3.8 where one reaches 10^-4.9.
+    back k_l steps in each layer l with sum k_l = T - 1, and those paths, through different
+    weights, add in mean square. Each layer's lag profile (`lag_profile`) is taken as the same
+    at every step, and the profiles convolve. Autograd on two default nn.LSTM layers over 24
+    steps measures 10^-3.9 where one layer measures 10^-5.2.
     """
     combined = lag_profile(layers[0])
     for steps in layers[1:]:
