@@ -406,8 +406,10 @@ class _GraphBuilder:
         if a == b:
             return True
         step_a, step_b = self.step_of.get(a), self.step_of.get(b)
-        return (step_a is not None and step_b is not None and step_a.op_type == step_b.op_type
-                and step_a.inputs == step_b.inputs and step_a.attrs == step_b.attrs)
+        if step_a is None or step_b is None or (step_a.op_type, step_a.inputs) != (step_b.op_type, step_b.inputs):
+            return False
+        plain = all(not isinstance(v, torch.Tensor) for v in (*step_a.attrs.values(), *step_b.attrs.values()))
+        return plain and step_a.attrs == step_b.attrs  # a tensor attribute compares elementwise: not the same
 
     def _gap_to_max(self, name: str) -> list[Operand] | None:
         """The operands x and y when `name` is Sub(x, Max(x, y)), the exponent of a log-sum-exp
