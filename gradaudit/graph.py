@@ -29,7 +29,7 @@ ATTRS by op (keys the loaders set when they apply):
     pool       kernel, stride
     softmax    axis
     concat     axis
-    scale      value (a constant multiplier: Mul/Div by a constant)
+    scale      value, mean (RMS and mean of a constant multiplier: Mul/Div by a constant, Neg)
 
 Param roles: "weight" (ndim >= 2 for linear/conv/embedding), "bias", "scale" (norm gamma),
 "weight_ih", "weight_hh", "bias_ih", "bias_hh" (recurrent; stacked over gates as in torch),
@@ -74,6 +74,9 @@ OP_KINDS = frozenset(
         "norm",  # batch/layer/group/instance/rms normalisation, fn names it
         "add",  # elementwise sum of activations (residuals)
         "mul",  # elementwise product of activations (gating)
+        "divide",  # elementwise quotient of activations (a normaliser computed in the graph)
+        "maximum",  # elementwise larger of two activations
+        "exp_gap",  # exp(x - max(x, y)) = exp(min(x - y, 0)): a stabilised log-sum-exp's weight
         "scale",  # multiplication by a constant
         "concat",
         "pool",

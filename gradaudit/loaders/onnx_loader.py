@@ -328,6 +328,7 @@ class _GraphBuilder:
         self.origins = _param_origins(module, self.dependent)
         self.graph = new_graph("onnx")
         self.producer: dict[str, str] = {}  # tensor name -> LayerGraph node id
+        self.step_of = {name: step for step in module.steps for name in step.outputs if name}
         self.fused = decomposed_layers(module.steps, self._constant_value)
         self.absorbed = set().union(*(layer.absorbed for layer in self.fused.values()))
         self.ids = id_tensors(module, [spec.name for spec in specs if not spec.is_float])
@@ -383,12 +384,56 @@ class _GraphBuilder:
     def _kind(self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None) -> tuple[Kind, list[Operand]]:
         """The node's kind and the operands it reads (a fused LayerNorm reads its source only)."""
         layer = self.fused.get(step.node_id)
+        if step.op_type == "Where" and (branch := self._function_branch(operands)) is not None:
+            return Kind("identity"), [branch]
+        if step.op_type == "Exp" and (pair := self._gap_to_max(step.inputs[0])) is not None:
+            return Kind("exp_gap"), pair
         if layer is None:
             return node_kind(NodeView(step.op_type, step.attrs, operands, out_shape, self.module.opset)), operands
         attrs = dict(layer.attrs)
         if out_shape and "axis" in attrs:
             attrs["normalized_shape"] = tuple(out_shape[attrs["axis"] % len(out_shape) :])
         return Kind(layer.op, layer.fn, attrs), [self._operand(layer.source)]
+
+    def _function_branch(self, operands: list[Operand]) -> Operand | None:
+        """Where(condition, x, f(x)) with f(x) computed directly from x is f's threshold switch to
+        its asymptote (softplus, ELU or GELU as the dynamo exporter decomposes them, `x > 20`
+        picking x): the output is f(x) almost everywhere and the two agree where it is not."""
+        if len(operands) != 3 or operands[1].source is None or operands[2].source is None:
+            return None
+        a, b = operands[1], operands[2]
+        if self.graph.has_edge(a.source, b.source):
+            return b
+        if self.graph.has_edge(b.source, a.source):
+            return a
+        return None
+
+    def _same_value(self, a: str, b: str) -> bool:
+        """One tensor, or two computed alike from the same tensors (the exporter writes
+        `key + time_first` twice where the code spells it twice)."""
+        if a == b:
+            return True
+        step_a, step_b = self.step_of.get(a), self.step_of.get(b)
+        if step_a is None or step_b is None or (step_a.op_type, step_a.inputs) != (step_b.op_type, step_b.inputs):
+            return False
+        plain = all(not isinstance(v, torch.Tensor) for v in (*step_a.attrs.values(), *step_b.attrs.values()))
+        return plain and step_a.attrs == step_b.attrs  # a tensor attribute compares elementwise: not the same
+
+    def _gap_to_max(self, name: str) -> list[Operand] | None:
+        """The operands x and y when `name` is Sub(x, Max(x, y)), the exponent of a log-sum-exp
+        kept stable (RWKV's WKV, an online softmax): min(x - y, 0), never above zero, which the
+        difference of x and the max read as independent tensors would not know."""
+        step = self.step_of.get(name)
+        if step is None or step.op_type != "Sub" or len(step.inputs) != 2:
+            return None
+        maximum = self.step_of.get(step.inputs[1])
+        if maximum is None or maximum.op_type != "Max" or len(maximum.inputs) != 2:
+            return None
+        for slot, candidate in enumerate(maximum.inputs):
+            if self._same_value(candidate, step.inputs[0]):
+                pair = [self._operand(step.inputs[0]), self._operand(maximum.inputs[1 - slot])]
+                return pair if all(o.source is not None for o in pair) else None
+        return None
 
     def _add_step(self, step: Step) -> None:
         out_shape = self.shapes.get(step.outputs[0], (None, None))[0]

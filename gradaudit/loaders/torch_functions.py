@@ -39,6 +39,14 @@ def constant_rms(value: Any) -> float:
     return abs(float(value))
 
 
+def constant_mean(value: Any) -> float:
+    """Mean of a constant operand: its sign matters where the product is exponentiated
+    (Mamba's exp(delta * A) with A < 0)."""
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().double().mean())
+    return float(value)
+
+
 def _activation(fn: str, **attr_args: tuple[int, str, Any]) -> FunctionRule:
     """An activation; attr_args maps an attr to (position, keyword, default) of the call."""
 
@@ -194,15 +202,20 @@ def _product(call: Call) -> NodeSpec:
     position = 1 if call.is_data[0] else 0
     operand, scale = call.args[position], call.param(position, ("input", "other")[position], 0)
     # a meta tensor (torch_meta: a model without weights) has no values: its recorded statistics do
-    rms = scale.rms if scale is not None and getattr(operand, "is_meta", False) else constant_rms(operand)
-    return _with_params(NodeSpec("scale", attrs={"value": rms}), scale=scale)
+    if scale is not None and getattr(operand, "is_meta", False):
+        rms, mean = scale.rms, scale.mean
+    else:
+        rms, mean = constant_rms(operand), constant_mean(operand)
+    return _with_params(NodeSpec("scale", attrs={"value": rms, "mean": mean}), scale=scale)
 
 
 def _divide(call: Call) -> NodeSpec:
     if call.is_data[0] and not call.is_data[1]:
         divisor = call.args[1]
         inverse = 1.0 / divisor.double() if isinstance(divisor, torch.Tensor) else 1.0 / float(divisor)
-        return NodeSpec("scale", attrs={"value": constant_rms(inverse)})
+        return NodeSpec("scale", attrs={"value": constant_rms(inverse), "mean": constant_mean(inverse)})
+    if call.is_data[0] and call.is_data[1]:
+        return NodeSpec("divide")
     return NodeSpec("unknown")
 
 
@@ -247,7 +260,7 @@ def _scatter(source_at: int) -> FunctionRule:
 
 
 def _negate(call: Call) -> NodeSpec:
-    return NodeSpec("scale", attrs={"value": 1.0})
+    return NodeSpec("scale", attrs={"value": 1.0, "mean": -1.0})
 
 
 def _matmul(call: Call) -> NodeSpec:

@@ -389,7 +389,7 @@ def _add(view: NodeView) -> Kind:
 
 def _scale(value: torch.Tensor, operand: Operand) -> Kind:
     params = {"scale": operand.stats()} if operand.param and value.numel() > 1 else {}
-    return Kind("scale", attrs={"value": _rms(value)}, params=params)
+    return Kind("scale", attrs={"value": _rms(value), "mean": float(value.double().mean())}, params=params)
 
 
 @maps("Mul")
@@ -405,16 +405,26 @@ def _mul(view: NodeView) -> Kind:
 
 @maps("Div")
 def _div(view: NodeView) -> Kind:
-    """x / c scales by 1/c; a quotient of two activations has no gain rule (unknown)."""
+    """x / c scales by 1/c; a quotient of two activations is a divide."""
     divisor = view.const(1)
     if view.operand(0).source is not None and divisor is not None and divisor.is_floating_point():
         return _scale(1.0 / divisor.double(), view.operand(1))
+    if view.operand(0).source is not None and view.operand(1).source is not None:
+        return Kind("divide")
+    return Kind("unknown")
+
+
+@maps("Max")
+def _max(view: NodeView) -> Kind:
+    """The larger of two activations, elementwise (a constant floor is left unknown)."""
+    if len(view.operands) == 2 and all(o.source is not None for o in view.operands):
+        return Kind("maximum")
     return Kind("unknown")
 
 
 @maps("Neg")
 def _neg(view: NodeView) -> Kind:
-    return Kind("scale", attrs={"value": 1.0})
+    return Kind("scale", attrs={"value": 1.0, "mean": -1.0})
 
 
 @maps("Concat")

@@ -7,10 +7,12 @@ mean field) and repeated uses of one producer as fully correlated (x + x doubles
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import Counter
 
 from gradaudit.activations import ACTIVATIONS
-from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum
+from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum, with_total, within_share
 from gradaudit.static.quadrature import activation_stats
 from gradaudit.static.registry import Context, Transfer, elementwise, numel, rule
 
@@ -78,9 +80,17 @@ def activation(ctx: Context) -> Transfer:
 
 @rule("scale")
 def scale(ctx: Context) -> Transfer:
-    """Multiplication by a constant of RMS `value`: value^2 on both passes."""
+    """Multiplication by a constant c of RMS `value` and mean `mean` (a positive scalar when the
+    loader gives no mean): value^2 on both passes, and the mean keeps its sign.
+
+    A per-element c is the same for every example, so its spread is per-unit offset:
+    E[(x c)^2] = E[x^2] value^2 and E[x c] = mu mean. The sign is what keeps exp(delta * A) of a
+    selective scan (delta > 0, A < 0) below 1.
+    """
     value = float(ctx.attrs.get("value", 1.0))
-    return Transfer(ctx.x.scaled(value), elementwise(value * value, value, len(ctx.inputs), spectrum=IDENTITY))
+    mean = float(ctx.attrs.get("mean", value))
+    constant = Moments(mean, 0.0, max(value * value - mean * mean, 0.0))
+    return Transfer(product_moments(ctx.x, constant), elementwise(value * value, mean, len(ctx.inputs), spectrum=IDENTITY))
 
 
 @rule("add")
@@ -133,6 +143,85 @@ def mul(ctx: Context) -> Transfer:
     out = _square(a) if ctx.producers[0] == ctx.producers[1] else product_moments(a, b)
     copies = broadcast_copies(ctx)
     return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu).summed_over(copies[0]), Grad(g.sq * a.q, g.mean * a.mu).summed_over(copies[1])])
+
+
+@rule("divide")
+def divide(ctx: Context) -> Transfer:
+    """a / b of two activations, taken independent: E[(a/b)^2] = E[a^2] E[1/b^2].
+
+    E[1/b^2] is read as 1/E[b^2], Jensen's lower bound, exact for a denominator whose size
+    varies little (a normaliser: a norm, a sum of positive weights such as RWKV's WKV
+    denominator), and finite where b may cross zero. Backward d(a/b)/da = 1/b and
+    d(a/b)/db = -a/b^2.
+    """
+    if len(ctx.inputs) != 2:
+        return _pass_through(ctx, known=False)
+    a, b = ctx.inputs
+    if b.q <= 0.0:
+        return _pass_through(ctx, known=False)
+    out = Moments(a.mu * b.mu / b.q, a.v / b.q, a.s / b.q)
+    return Transfer(out, lambda g: [Grad(g.sq / b.q, g.mean * b.mu / b.q), Grad(g.sq * a.q / b.q**2, -g.mean * a.mu / b.q)])
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _normal_pdf(x: float) -> float:
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+@rule("maximum")
+def maximum(ctx: Context) -> Transfer:
+    """max(a, b) of independent Gaussians (Clark 1961): with t^2 = var a + var b and
+    alpha = (mu_a - mu_b) / t, E[max] = mu_a P + mu_b (1 - P) + t phi(alpha) and
+    E[max^2] = E[a^2] P + E[b^2] (1 - P) + (mu_a + mu_b) t phi(alpha), P = Phi(alpha) the chance
+    a wins. Backward the gradient goes to the winner: P of it to a, 1 - P to b."""
+    if len(ctx.inputs) != 2:
+        return _pass_through(ctx, known=False)
+    a, b = ctx.inputs
+    spread = math.sqrt(a.var + b.var)
+    if spread == 0.0:
+        wins = 1.0 if a.mu >= b.mu else 0.0
+        return Transfer(a if wins else b, lambda g: [g.scaled(wins, wins), g.scaled(1.0 - wins, 1.0 - wins)])
+    alpha = (a.mu - b.mu) / spread
+    wins, density = _normal_cdf(alpha), _normal_pdf(alpha)
+    mu = a.mu * wins + b.mu * (1.0 - wins) + spread * density
+    q = a.q * wins + b.q * (1.0 - wins) + (a.mu + b.mu) * spread * density
+    return Transfer(with_total(q, mu, 0.5 * (within_share(a) + within_share(b))),
+                    lambda g: [g.scaled(wins, wins), g.scaled(1.0 - wins, 1.0 - wins)])
+
+
+def _log_normal_cdf(z: float) -> float:
+    """log Phi(z), finite far into the lower tail (Mills ratio past erfc's underflow)."""
+    if z > -30.0:
+        return math.log(max(0.5 * math.erfc(-z / math.sqrt(2.0)), sys.float_info.min))
+    return -0.5 * z * z - math.log(-z * math.sqrt(2.0 * math.pi))
+
+
+def _truncated_exp_moment(k: float, mu: float, sd: float) -> float:
+    """E[exp(k d); d < 0] for d ~ N(mu, sd^2): exp(k mu + k^2 sd^2 / 2) Phi(-(mu + k sd^2) / sd)."""
+    return math.exp(min(k * mu + 0.5 * k * k * sd * sd + _log_normal_cdf(-(mu + k * sd * sd) / sd), 700.0))
+
+
+@rule("exp_gap")
+def exp_gap(ctx: Context) -> Transfer:
+    """w = exp(x - max(x, y)) = exp(min(d, 0)), d = x - y of independent x, y: a stabilised
+    log-sum-exp's weight, in (0, 1] however wide d is (exp of a Gaussian min(d, 0) would not be).
+    With P = P(d > 0): E[w^k] = P + E[exp(k d); d < 0]; backward dw/dx = w 1{d < 0} = -dw/dy."""
+    if len(ctx.inputs) != 2:
+        return _pass_through(ctx, known=False)
+    x, y = ctx.inputs
+    mu, var = x.mu - y.mu, x.var + y.var
+    if var == 0.0:
+        w = math.exp(min(mu, 0.0))
+        slope = w if mu < 0.0 else 0.0
+        return Transfer(Moments(w, 0.0, 0.0), lambda g: [g.scaled(slope * slope, slope), g.scaled(slope * slope, -slope)])
+    sd = math.sqrt(var)
+    above = _normal_cdf(mu / sd)
+    mean_slope, slope_sq = _truncated_exp_moment(1.0, mu, sd), _truncated_exp_moment(2.0, mu, sd)
+    out = with_total(above + slope_sq, above + mean_slope, 0.5 * (within_share(x) + within_share(y)))
+    return Transfer(out, lambda g: [g.scaled(slope_sq, mean_slope), g.scaled(slope_sq, -mean_slope)])
 
 
 @rule("concat")

@@ -4,8 +4,9 @@ Forward: the hidden state's moments by iterating the cell's mean-field map from 
 (THEORY.md: the transient matters), gate pre-activations z ~ N(bias mean, fan E[w^2] q + ...).
 Backward: per step, the hidden gradient passes W_hh^T diag(phi') — H E[w_hh^2] (the mean square
 of W_hh's spectrum) times the derivatives' mean squares — and, for LSTM, the cell gradient is
-carried by the forget gate f (E[f^2] per step; bias 0 puts f near 0.5, Pascanu et al. /
-Jozefowicz et al.). A forget-gate bias lives in one slice of the stacked bias, which ParamStats
+carried by the forget gate f (bias 0 puts f near 0.5, Pascanu et al. / Jozefowicz et al.). In the
+gated cells the carried gradient and the W_hh loop align, since W_hh is the same at every step
+(`coherent`), and a stack's layers add their paths (`time_ratio`). A forget-gate bias lives in one slice of the stacked bias, which ParamStats
 cannot show; when the loader sets attrs `gate_bias_means` (bias_ih + bias_hh mean per gate, torch
 order) each gate gets its own offset, otherwise all share the stacked mean. `Step.backward` maps the gradients (of h_t, of c_t) to those of step t - 1
 and returns the gradient reaching the step's gate pre-activations, from which the input and
@@ -19,10 +20,14 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.quadrature import activation_stats
 from gradaudit.static.registry import Context, Transfer, rule
 from gradaudit.static.rules_elementwise import product_moments
+
+TINY = sys.float_info.min
 
 # (grad_h, grad_c) at step t -> (grad_h at t-1 through the cell, grad_c at t-1, E[dpre^2] summed over gates)
 StepBackward = Callable[[float, float], tuple[float, float, float]]
@@ -74,6 +79,26 @@ def _plus(a: Moments, b: Moments) -> Moments:
     return Moments(a.mu + b.mu, a.v + b.v, a.s + b.s)
 
 
+def coherent(carried_sq: float, loop_sq: float) -> float:
+    """Mean square of a gate-carried gradient plus the part returning through W_hh: in amplitude.
+
+    A step's Jacobian J_t = diag(a_t) + W_hh^T diag(e_t) (a: the carrying gate, f on the LSTM
+    cell, z on the GRU state) keeps the same W_hh at every step, so its product turns any
+    gradient toward the leading eigenvectors of the mean Jacobian E[J] = a I + W_hh^T diag(E[e])
+    within a few steps: the two paths align instead of adding in mean square. The rate per step
+    is then E[J]'s spectral radius, a + sigma with sigma^2 = H E[w_hh^2] E[e]^2 (circular law:
+    eigenvalues in a disk of radius sigma around a); the parts of a and e that change from step
+    to step average out (on PyTorch's default GRU the measured Lyapunov rate is 10^-0.197 per
+    step, E[J]'s radius 10^-0.205, independent paths sqrt(E[a^2] + H E[w^2] E[e^2]) 10^-0.279).
+    """
+    return (math.sqrt(max(carried_sq, 0.0)) + math.sqrt(max(loop_sq, 0.0))) ** 2
+
+
+def _fixed_sq(m: Moments) -> float:
+    """The mean square of a gate's part that is the same at every step: its mean and per-unit offsets."""
+    return m.mu * m.mu + m.s
+
+
 def rnn_step(fn: str) -> Callable[[Weights, Moments, Moments, Moments], Step]:
     """Elman cell h = phi(W_ih x + W_hh h + b) with activation `fn`."""
 
@@ -97,11 +122,17 @@ def lstm_step(w: Weights, x: Moments, h: Moments, c: Moments) -> Step:
     c_new = _plus(product_moments(f.out, c), product_moments(i.out, g.out))
     tc = activation_stats("tanh", None, c_new)
 
+    # E[d pre / d c_total] per gate (i, f, g) and E[d c_total / d h] = E[o tanh'(c)]: the cell's
+    # loop through W_hh that stays the same from step to step (`coherent`)
+    loop_mean_sq = (o.out.mu * tc.dphi_mean) ** 2 * ((g.out.mu * i.dphi_mean) ** 2 + (c.mu * f.dphi_mean) ** 2 + (i.out.mu * g.dphi_mean) ** 2)
+
     def backward(gh: float, gc: float) -> tuple[float, float, float]:
+        """The hidden gradient reaches the previous step only through the cell's aligned loop (`coherent`)."""
         gc_total = gc + gh * o.out.q * tc.dphi_sq
         gate_terms = c.q * f.dphi_sq + g.out.q * i.dphi_sq + i.out.q * g.dphi_sq
         pre_sq = gh * tc.out.q * o.dphi_sq + gc_total * gate_terms
-        return w.rec_sq * pre_sq, f.out.q * gc_total, pre_sq
+        loop_sq = w.rec_sq * min(loop_mean_sq, gate_terms) * gc_total
+        return 0.0, coherent(_fixed_sq(f.out) * gc_total, loop_sq), pre_sq
 
     return Step(product_moments(o.out, tc.out), c_new, backward)
 
@@ -114,10 +145,12 @@ def gru_step(w: Weights, x: Moments, h: Moments, c: Moments) -> Step:
     n = activation_stats("tanh", None, _pre(w, x, product_moments(r.out, hidden), 2))
     update = Moments(1.0 - z.out.mu, z.out.v, z.out.s)  # 1 - z
     h_new = _plus(product_moments(update, n.out), product_moments(z.out, h))
+    # E[d pre / d h] through W_hh per gate (n, z, r): the loop that stays the same from step to step (`coherent`)
+    loop_mean_sq = (update.mu * n.dphi_mean) ** 2 * (r.out.mu**2 + (hidden.mu * r.dphi_mean) ** 2) + ((h.mu - n.out.mu) * z.dphi_mean) ** 2
 
     def backward(gh: float, gc: float) -> tuple[float, float, float]:
         pre_sq = gh * (update.q * n.dphi_sq * (r.out.q + r.dphi_sq * hidden.q) + (h.q + n.out.q) * z.dphi_sq)
-        return z.out.q * gh + w.rec_sq * pre_sq, 0.0, pre_sq
+        return coherent(_fixed_sq(z.out) * gh, min(w.rec_sq * loop_mean_sq, w.rec_sq * pre_sq / max(gh, TINY)) * gh), 0.0, pre_sq
 
     return Step(h_new, Moments(), backward)
 
@@ -147,23 +180,54 @@ def _backward(steps: list[Step], grad_sq: float) -> list[float]:
     return pre
 
 
-def time_ratio(steps: list[Step]) -> float:
-    """log10 ||dh_last/dx_0|| / ||dh_last/dx_last||: the last output's reach back in time.
+LOG10_FLOOR = math.log10(sys.float_info.min)  # a gradient that vanished entirely
+
+
+def lag_profile(steps: list[Step]) -> np.ndarray:
+    """log10 of E[dpre^2] k steps before the last, per unit E[dpre^2] at the last step (k = 0),
+    for a gradient seeded at the last step's output only.
 
     Kept in log scale while walking back, so thousands of shrinking steps do not underflow.
     """
     gh, gc, last = steps[-1].backward(1.0, 0.0)
+    profile = np.full(len(steps), LOG10_FLOOR)
     if last <= 0.0:
-        return 0.0
-    first, log_scale = last, 0.0
-    for step in reversed(steps[:-1]):
-        gh, gc, first = step.backward(gh, gc)
+        return profile
+    profile[0], log_scale = 0.0, -math.log10(last)
+    for k, step in enumerate(reversed(steps[:-1]), start=1):
+        gh, gc, pre = step.backward(gh, gc)
         size = max(gh, gc)
         if size <= 0.0:
-            return 0.5 * (math.log10(sys.float_info.min) - math.log10(last))
-        gh, gc, first = gh / size, gc / size, first / size
+            break
+        profile[k] = max(math.log10(max(pre, sys.float_info.min)) + log_scale, LOG10_FLOOR)
+        gh, gc = gh / size, gc / size
         log_scale += math.log10(size)
-    return 0.5 * (math.log10(max(first, sys.float_info.min)) + log_scale - math.log10(last))
+    return profile
+
+
+def _log10_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log10 of sum_j 10^(a[j] + b[k - j]) for every k: paths of k steps split between two layers."""
+    out = np.empty(len(a))
+    for k in range(len(a)):
+        terms = a[: k + 1] + b[k::-1]
+        top = terms.max()
+        out[k] = top + math.log10(np.power(10.0, terms - top).sum())
+    return out
+
+
+def time_ratio(*layers: list[Step]) -> float:
+    """log10 ||dh_last/dx_0|| / ||dh_last/dx_last|| of a stack of layers (bottom first).
+
+    In a stack the gradient from the top's last output can climb down at any step: it goes
+    back k_l steps in each layer l with sum k_l = T - 1, and those paths, through different
+    weights, add in mean square. Each layer's lag profile (`lag_profile`) is taken as the same
+    at every step, and the profiles convolve. Autograd on two default nn.LSTM layers over 24
+    steps measures 10^-3.9 where one layer measures 10^-5.2.
+    """
+    combined = lag_profile(layers[0])
+    for steps in layers[1:]:
+        combined = _log10_convolve(combined, lag_profile(steps))
+    return 0.5 * max(float(combined[-1]), LOG10_FLOOR)
 
 
 def role(base: str, layer: int, reverse: bool = False) -> str:
@@ -246,6 +310,5 @@ def recurrent(ctx: Context) -> Transfer:
                 grads[role("weight_hh", layer, reverse)] = ctx.batch * sum(p * hq for p, hq in zip(per_gate, h_prev))
         return grads
 
-    # stacked layers: the gradient climbs at step 0 and travels in time along the best-kept layer
-    ratio = max(time_ratio(steps) for _, _, steps in layers)
+    ratio = time_ratio(*(steps for _, _, steps in layers))
     return Transfer(x, backward, weight_grads, time_ratio=ratio)

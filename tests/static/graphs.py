@@ -58,7 +58,7 @@ def _node(module: nn.Module, prefix: str, x: torch.Tensor) -> dict:
         params |= {"out_proj_bias": param_stats(f"{prefix}.attn.out_proj.bias", attn.out_proj.bias)}
         return dict(op="attention", attrs={"embed_dim": attn.embed_dim, "num_heads": attn.num_heads, "batch_first": True}, params=params)
     if isinstance(module, nn.RNNBase):
-        attrs = {"hidden": module.hidden_size, "seq_len": x.shape[1], "time_axis": 1, "num_layers": 1, "fan_in": module.input_size}
+        attrs = {"hidden": module.hidden_size, "seq_len": x.shape[1], "time_axis": 1, "num_layers": module.num_layers, "fan_in": module.input_size}
         renamed = {r.removesuffix("_l0"): param_stats(f"{prefix}.{r}", p) for r, p in module.named_parameters()}
         cell = "rnn_" + module.nonlinearity if isinstance(module, nn.RNN) else module.mode.lower()
         gates = (module.bias_ih_l0 + module.bias_hh_l0).reshape(-1, module.hidden_size).mean(dim=1)

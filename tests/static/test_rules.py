@@ -216,8 +216,10 @@ def test_lstm_forget_bias_slows_decay():
     attrs = {"hidden": hidden, "seq_len": steps, "fan_in": hidden}
     zero = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params)).time_ratio
     biased = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs | {"gate_bias_means": [0, 3, 0, 0]}, params=params)).time_ratio
-    assert zero < biased < 0
-    assert zero < (steps - 1) * math.log10(0.5) * 0.8  # forget gate ~ 0.5 loses ~log10 2 per step (THEORY)
+    # an autograd pass through this LSTM measures 10^-6.6 and 10^-0.17 (the biased cell's
+    # asymptotic rate is slightly above 1 per step, its first steps lose while c builds up)
+    assert zero == pytest.approx(-6.6, abs=0.5)
+    assert biased == pytest.approx(-0.17, abs=0.5)
 
 
 def test_gru_runs():

@@ -245,6 +245,25 @@ def test_tanh_rnn_orthogonal_gain_over_64_steps(gain):
     assert result.diagnosis.label == expected
 
 
+@pytest.mark.parametrize("kind, layers, gate_bias", [("LSTM", 1, 0.0), ("LSTM", 2, 0.0), ("GRU", 1, 0.0), ("GRU", 2, 0.0),
+                                                    ("LSTM", 2, 1.0), ("GRU", 1, 2.0)])
+def test_gated_rnn_time_ratio_matches_autograd(kind, layers, gate_bias):
+    """PyTorch's default LSTM/GRU (hidden 32, 24 steps), stacked and with a forget (LSTM) or
+    update (GRU) gate bias. W_hh is the same at every step, so the carried gradient and the one
+    returning through W_hh align (rules_recurrent.coherent: 10^-4.9 for one layer where
+    independent paths give 10^-6.5), and a stack's paths down through the layers at any step
+    add up (rules_recurrent.time_ratio: two layers reach 10^-3.9)."""
+    torch.manual_seed(0)
+    rnn = getattr(nn, kind)(16, 32, num_layers=layers, batch_first=True).double()
+    with torch.no_grad():
+        for layer in range(layers):
+            getattr(rnn, f"bias_ih_l{layer}")[32:64] += gate_bias  # the second gate: LSTM forget, GRU update
+    _, result = predict([rnn], (8, 24, 16))
+    (predicted,) = result.recurrent_log10_time_ratio.values()
+    measured = np.mean([rnn_time_ratio(rnn, 24, seed=s) for s in range(3)])
+    assert predicted == pytest.approx(measured, abs=0.5)
+
+
 def test_squared_error_gradient_holds_the_output_in_deep_relu_nets():
     """The default loss's gradient (y - t)/B holds y = J x, so the gradient at x holds J^T J x:
     in a deep He-ReLU stack the spread of J^T J's spectrum (free probability, ~2L + 1 in
