@@ -7,12 +7,16 @@ optimizer, its momentum or Adam state included, on a deep copy of the module (al
 of an ONNX executor module the probe runs in place), so the audited weights never change.
 
 Every step draws a fresh seeded batch shaped like the probe's (the user's `--data` batch when
-given), with fresh seeded targets. Nothing is learnable in them but the output's scale and offset
-(logits toward uniform, outputs toward the targets' mean), so "the loss decreases" means the
-optimizer settles the model instead of throwing it around: a pool of a few batches cycled would
-let a rate far too high for real data memorise them and look fine (measured on
-benchmarks/lr_check.py). Divergence: a non-finite loss, or a loss above DIVERGENCE_FACTOR times
-the first step's.
+given) whose targets a seeded *teacher* gives: the model's own architecture with each parameter
+tensor's entries shuffled (`teacher_copy`), so its outputs have the model's shapes and scale but
+are a different function of the inputs (its argmax the labels under a label loss, its values the
+regression targets). The task is learnable, as real data is: a classifier's logits grow while it
+learns, and the curvature with them, which is how many runs diverge after the first steps.
+Random labels (the probe's targets) hold nothing to learn but the output's scale and offset,
+so a trial on them missed those runs (benchmarks/lr_check.py). Fresh batches rather than a few
+cycled: a rate far too high for real data could memorise a small pool and look fine. The
+model's own loss (a factory's) brings its targets and takes no teacher. Divergence: a
+non-finite loss, or a loss above DIVERGENCE_FACTOR times the first step's.
 
 `search_rate` turns trial runs into a recommended rate: a short geometric search for the largest
 rate that trains, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
@@ -30,7 +34,7 @@ import torch
 
 from gradaudit.model import ModelHandle
 from gradaudit.probe.batches import BatchSource, as_batch
-from gradaudit.probe.objective import objective_for
+from gradaudit.probe.objective import objective_for, output_tensors
 from gradaudit.probe.run import seeded_rng, training_copy
 from gradaudit.probe.units import l2_norm
 from gradaudit.rules.planned_run import MOMENTUM
@@ -38,6 +42,7 @@ from gradaudit.rules.planned_run import MOMENTUM
 DIVERGENCE_FACTOR = 10.0  # the issue's definition: loss above 10x its first value
 DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the loss went down
 TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)
+TEACHER_SEED_OFFSET = 15_485_863  # the teacher's shuffle: a seed no batch uses
 SEARCH_STEPS = 30  # steps of each search trial: a few dozen
 SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
 SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explored
@@ -119,6 +124,31 @@ def make_optimizer(params: list[torch.Tensor], lr: float, name: str) -> torch.op
     return torch.optim.SGD(params, lr=lr)
 
 
+def teacher_copy(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A training copy of `module` whose every parameter tensor has its entries shuffled (seeded):
+    the same weight statistics, so the same output scale whatever the initialisation, but another
+    function of the inputs; for any architecture and input kind (token ids included), which a
+    teacher of fixed form (a linear map of the flattened input) is not."""
+    teacher = training_copy(module)
+    generator = torch.Generator().manual_seed(seed + TEACHER_SEED_OFFSET)
+    with torch.no_grad():
+        for param in dict.fromkeys(teacher.parameters()):
+            order = torch.randperm(param.numel(), generator=generator).to(param.device)
+            param.copy_(param.reshape(-1)[order].reshape(param.shape))
+    return teacher
+
+
+def _taught(handle: ModelHandle, teacher: torch.nn.Module | None, inputs: list[Any]) -> Any:
+    """The teacher's outputs for `inputs`, or None (seeded targets) when there is no teacher or
+    its outputs are not all finite."""
+    if teacher is None:
+        return None
+    with torch.no_grad():
+        outputs = handle.runner(teacher, inputs, ())[0]
+    finite = all(bool(torch.isfinite(t).all()) for t in output_tensors(outputs) if torch.is_floating_point(t))
+    return outputs if finite else None
+
+
 def trial_run(
     handle: ModelHandle,
     lr: float,
@@ -141,6 +171,7 @@ def trial_run(
     optim = make_optimizer(params, lr, optimizer)
     batches = BatchSource(handle, as_batch(data), params[0].device)
     objective = objective_for(handle.graph, handle.loss_fn, loss)
+    teacher = teacher_copy(handle.module, seed) if objective.seeded_targets else None
     losses: list[float] = []
     norms: list[float] = []
     diverged_at = None
@@ -150,7 +181,8 @@ def trial_run(
                 break
             batch_seed = seed + TRIAL_SEED_OFFSET + step
             inputs = batches.draw(batch_seed)
-            value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed).reshape(())
+            targets = _taught(handle, teacher, inputs)
+            value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed, targets).reshape(())
             current = float(value.detach())
             losses.append(current)
             if not math.isfinite(current) or (losses[0] > 0 and current > DIVERGENCE_FACTOR * losses[0]):

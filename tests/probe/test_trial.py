@@ -1,5 +1,6 @@
 """Trial runs at a planned learning rate, the rate search, and the loss they train under."""
 
+import dataclasses
 import math
 
 import pytest
@@ -7,9 +8,11 @@ import torch
 from torch import nn
 
 from gradaudit.loaders import load
+from gradaudit.loaders.torch_loader import from_module
 from gradaudit.loss import default_loss
 from gradaudit.probe import run_probe
-from gradaudit.probe.trial import SAFETY_FACTOR, SEARCH_FACTOR, TrialRun, plan_trials, search_rate, trial_run
+from gradaudit.probe import trial
+from gradaudit.probe.trial import SAFETY_FACTOR, SEARCH_FACTOR, TrialRun, plan_trials, search_rate, teacher_copy, trial_run
 from tests.probe.sequential import sequential_handle
 
 X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0)) * torch.tensor([3.0, 1.0, 1.0, 0.5, 0.5, 0.2])
@@ -110,3 +113,61 @@ def test_the_loss_option_changes_the_sharpness():
     ce = run_probe(handle, passes=1, sharpness=True, loss="cross-entropy")
     assert ce.loss.startswith("cross-entropy") and mse.loss.startswith("mse")
     assert ce.sharpness < 0.5 * mse.sharpness
+
+
+def test_teacher_copy_shuffles_each_parameter_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 10))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    teacher = teacher_copy(model, seed=0)
+    for name, param in teacher.named_parameters():
+        original = dict(model.named_parameters())[name]
+        assert torch.equal(param.flatten().sort().values, original.flatten().sort().values)  # exact: a permutation
+        assert not torch.equal(param, original)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # exact: untouched
+    assert not torch.allclose(teacher(X), model(X), atol=1e-3)
+
+
+def test_teacher_outputs_give_the_labels_and_the_regression_targets():
+    teacher = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
+    confident = 30.0 * nn.functional.one_hot(teacher.argmax(dim=1), 5).float()
+    ce = default_loss([confident], ["linear"], [-1], seed=0, loss="cross-entropy", teacher=[teacher])
+    wrong = default_loss([-confident], ["linear"], [-1], seed=0, loss="cross-entropy", teacher=[teacher])
+    assert float(ce) < 1e-6 and float(wrong) > 10.0
+    unit_rms = teacher / teacher.square().mean().sqrt()
+    assert float(default_loss([unit_rms], ["linear"], [-1], seed=0, loss="mse", teacher=[teacher])) < 1e-9
+    assert float(default_loss([unit_rms], ["linear"], [-1], seed=0, loss="mse")) > 0.5  # seeded N(0, 1) targets
+
+
+def _deep_gelu_classifier():
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(12):
+        layers += [nn.Linear(16, 16), nn.GELU()]
+    model = nn.Sequential(*layers, nn.Linear(16, 10))
+    for sub in model:
+        if isinstance(sub, nn.Linear):
+            nn.init.kaiming_normal_(sub.weight, nonlinearity="relu")
+            nn.init.zeros_(sub.bias)
+    return from_module(model, (torch.randn(16, 16),), "gelu12")
+
+
+def test_a_learnable_task_shows_a_divergence_random_labels_hide(monkeypatch):
+    """The logits grow while the model learns the teacher's labels and the run overshoots
+    (measured: this model diverges in a real run at lr 1 with momentum); on random labels there
+    is nothing to learn and the trial stays finite."""
+    handle = _deep_gelu_classifier()
+    taught = trial_run(handle, 1.0, "momentum", steps=50, loss="cross-entropy")
+    assert taught.diverged_at is not None
+    monkeypatch.setattr(trial, "teacher_copy", lambda module, seed: None)
+    untaught = trial_run(handle, 1.0, "momentum", steps=50, loss="cross-entropy")
+    assert untaught.diverged_at is None
+
+
+def test_the_models_own_loss_takes_no_teacher(monkeypatch):
+    handle, _ = _quadratic()
+    seen = []
+    handle = dataclasses.replace(handle, loss_fn=lambda outputs, inputs: seen.append(1) or outputs.square().mean())
+    monkeypatch.setattr(trial, "teacher_copy", lambda module, seed: pytest.fail("a teacher for the model's own loss"))
+    run = trial_run(handle, 0.01, "sgd", steps=4, data=(X,))
+    assert len(seen) == 4 and len(run.losses) == 4
