@@ -7,8 +7,8 @@ look like a real training loss so absolute gradient scales mean something:
   logits is then p - onehot);
 - any other float output: squared error against seeded N(0, 1) targets, summed over features and
   averaged over the batch, L = (1/B) sum 1/2 (y - t)^2, so dL/dy = (y - t)/B.
-The static estimator uses `output_grad_sq` for the same loss, so prediction and measurement share
-their absolute scale.
+The static estimator seeds its backward pass with the same loss's gradient (`output_grad_sq` for
+squared error), so prediction and measurement share their absolute scale.
 
 `--loss` names the planned run's loss instead (gradaudit.config.LOSSES): `auto` is the rule above;
 `mse` squared error on every output; `cross-entropy` reads the last axis (a softmax's own axis) as logits against
@@ -95,15 +95,9 @@ def default_loss(
     return total
 
 
-def output_grad_sq(op: str, q: float, shape: tuple[int, ...] | None, axis: int = -1) -> float:
-    """Predicted E[(dL/dy)^2] per element at an output under `default_loss`.
-
-    Squared error: E[(y - t)^2] / B^2 = (q + 1) / B^2 with t ~ N(0, 1) independent of y.
-    Softmax output: the gradient is handed to the logits as p - onehot, whose mean square per
-    element is ~1/C for near-uniform p; the static estimator applies it at the softmax input.
-    """
+def output_grad_sq(q: float, shape: tuple[int, ...] | None) -> float:
+    """Predicted E[(dL/dy)^2] per element at an output under squared error against seeded
+    N(0, 1) targets: E[(y - t)^2] / B^2 = (q + 1) / B^2 with t independent of y. (The label
+    losses' gradients are seeded at the logits by the static estimator itself.)"""
     batch = shape[0] if shape else 1
-    if op in ("softmax", "log_softmax") and shape:
-        classes = shape[axis]
-        return 1.0 / (max(classes, 1) * batch * batch)
     return (q + 1.0) / (batch * batch)
