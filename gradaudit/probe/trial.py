@@ -44,6 +44,11 @@ DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the
 TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)
 TEACHER_SEED_OFFSET = 15_485_863  # the teacher's shuffle: a seed no batch uses
 SEARCH_STEPS = 30  # steps of each search trial: a few dozen
+# A run whose loss neither diverged nor went down in its steps is undecided (too slow, or
+# unstable and not yet blown up): it goes on to this many times its steps. Runs that settle
+# stop on time, so the cost grows only where the answer is in doubt (benchmarks/lr_check.py:
+# a tanh MLP whose trial hovered for 50 steps diverged at step 79).
+UNDECIDED_EXTENSION = 2
 SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
 SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explored
 # Half the largest rate seen to train. That rate is already at least one grid step (sqrt 10)
@@ -53,13 +58,21 @@ SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explo
 SAFETY_FACTOR = 0.5
 
 
+def _loss_ends(losses: list[float] | tuple[float, ...]) -> tuple[float, float] | None:
+    """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
+    window = min(DECREASE_WINDOW, len(losses) // 2)
+    if window < 1:
+        return None
+    return sum(losses[:window]) / window, sum(losses[-window:]) / window
+
+
 @dataclass(frozen=True)
 class TrialRun:
     """What one trial run saw: the loss before each step's update, and the gradient norms."""
 
     lr: float
     optimizer: str
-    steps: int  # asked for
+    steps: int  # asked for (an undecided run goes on to UNDECIDED_EXTENSION times as many)
     warmup: int  # linear warm-up steps (0: none)
     losses: tuple[float, ...]
     grad_norms: tuple[float, ...]
@@ -71,22 +84,15 @@ class TrialRun:
         """Ran every step, or stopped because it diverged (not because the timeout ran out)."""
         return self.diverged_at is not None or len(self.losses) >= self.steps
 
-    def _ends(self) -> tuple[float, float] | None:
-        """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
-        window = min(DECREASE_WINDOW, len(self.losses) // 2)
-        if window < 1:
-            return None
-        return sum(self.losses[:window]) / window, sum(self.losses[-window:]) / window
-
     @property
     def decreased(self) -> bool:
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return self.diverged_at is None and ends is not None and ends[1] < ends[0]
 
     @property
     def rose(self) -> bool:
         """Diverged, or the loss ended higher than it started: a lower rate is the way to go."""
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return self.diverged_at is not None or (ends is not None and ends[1] > ends[0])
 
     @property
@@ -104,7 +110,7 @@ class TrialRun:
     def record(self) -> dict[str, Any]:
         """The JSON-safe summary a finding or a `verified` block shows."""
         finite = [g for g in self.grad_norms if math.isfinite(g)]
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return {
             "lr": self.lr, "optimizer": self.optimizer, "warmup_steps": self.warmup, "steps": len(self.losses),
             "outcome": self.outcome, "first_loss": self.losses[0] if self.losses else None,
@@ -161,8 +167,9 @@ def trial_run(
     loss: str = "auto",
     deadline: float | None = None,
 ) -> TrialRun | None:
-    """Train a copy of the model for `steps` steps (fewer past `deadline`, a perf_counter time;
-    at least one always runs). None when it has no trainable parameter."""
+    """Train a copy of the model for `steps` steps, up to UNDECIDED_EXTENSION times as many when
+    its loss has not gone down by then (fewer past `deadline`, a perf_counter time; at least one
+    always runs). None when it has no trainable parameter."""
     started = time.perf_counter()
     model = training_copy(handle.module)
     params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
@@ -176,9 +183,11 @@ def trial_run(
     norms: list[float] = []
     diverged_at = None
     with seeded_rng(batches.device, seed):
-        for step in range(steps):
+        for step in range(steps * UNDECIDED_EXTENSION):
             if losses and deadline is not None and time.perf_counter() > deadline:
                 break
+            if step == steps and (ends := _loss_ends(losses)) is not None and ends[1] < ends[0]:
+                break  # decided: the loss went down
             batch_seed = seed + TRIAL_SEED_OFFSET + step
             inputs = batches.draw(batch_seed)
             targets = _taught(handle, teacher, inputs)
