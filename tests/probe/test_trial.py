@@ -12,7 +12,9 @@ from gradaudit.loaders.torch_loader import from_module
 from gradaudit.loss import default_loss
 from gradaudit.probe import run_probe
 from gradaudit.probe import trial
-from gradaudit.probe.trial import SAFETY_FACTOR, SEARCH_FACTOR, TrialRun, plan_trials, search_rate, teacher_copy, trial_run
+from gradaudit.probe.trial import (
+    SAFETY_FACTOR, SEARCH_FACTOR, UNDECIDED_EXTENSION, TrialRun, plan_trials, search_rate, teacher_copy, trial_run,
+)
 from tests.probe.sequential import sequential_handle
 
 X = torch.randn(32, 6, generator=torch.Generator().manual_seed(0)) * torch.tensor([3.0, 1.0, 1.0, 0.5, 0.5, 0.2])
@@ -171,3 +173,11 @@ def test_the_models_own_loss_takes_no_teacher(monkeypatch):
     monkeypatch.setattr(trial, "teacher_copy", lambda module, seed: pytest.fail("a teacher for the model's own loss"))
     run = trial_run(handle, 0.01, "sgd", steps=4, data=(X,))
     assert len(seen) == 4 and len(run.losses) == 4
+
+
+def test_an_undecided_trial_runs_on_and_a_decided_one_stops():
+    handle, top = _quadratic()
+    stalled = trial_run(handle, 1e-12, "sgd", steps=20, data=(X,))
+    assert len(stalled.losses) == 20 * UNDECIDED_EXTENSION and stalled.outcome == "loss does not decrease"
+    settled = trial_run(handle, 0.5 / top, "sgd", steps=20, data=(X,))
+    assert len(settled.losses) == 20 and settled.trains
