@@ -18,8 +18,8 @@ cycled: a rate far too high for real data could memorise a small pool and look f
 model's own loss (a factory's) brings its targets and takes no teacher. Divergence: a
 non-finite loss, or a loss above DIVERGENCE_FACTOR times the first step's.
 
-`search_rate` turns trial runs into a recommended rate: a short geometric search for the largest
-rate that trains, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
+`search_rate` turns trial runs into a recommended rate: a short geometric search for the rate
+that lowers the loss most, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
 trains once warmed up to.
 """
 
@@ -51,10 +51,9 @@ SEARCH_STEPS = 30  # steps of each search trial: a few dozen
 UNDECIDED_EXTENSION = 2
 SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
 SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explored
-# Half the largest rate seen to train. That rate is already at least one grid step (sqrt 10)
-# below the first one that diverged, so the recommendation sits >= 6x under the observed edge:
-# a trial is short and synthetic, and a longer run on real data can spike later (Smith 2017's
-# range test likewise picks a rate well under the one where the loss blows up).
+# Half the rate that lowered the loss most. That rate is already below one that trained worse
+# or diverged; a trial is short and synthetic, and a longer run on real data can spike later
+# (Smith 2017's range test likewise picks a rate well under the one where the loss blows up).
 SAFETY_FACTOR = 0.5
 
 
@@ -88,6 +87,15 @@ class TrialRun:
     def decreased(self) -> bool:
         ends = _loss_ends(self.losses)
         return self.diverged_at is None and ends is not None and ends[1] < ends[0]
+
+    @property
+    def progress(self) -> float:
+        """How much the loss went down, relative to where it started (mean of the first and of
+        the last steps; 0 when it cannot tell)."""
+        ends = _loss_ends(self.losses)
+        if ends is None or not all(math.isfinite(e) for e in ends) or ends[0] == 0:
+            return 0.0
+        return (ends[0] - ends[1]) / abs(ends[0])
 
     @property
     def rose(self) -> bool:
@@ -208,10 +216,10 @@ def trial_run(
 
 @dataclass(frozen=True)
 class RateSearch:
-    """The trial runs of a search, the largest rate that trained, and the rate recommended."""
+    """The trial runs of a search, the rate that lowered the loss most, and the rate recommended."""
 
     trials: tuple[TrialRun, ...]
-    best: TrialRun | None  # the largest rate that trained (with its warm-up, if it needed one)
+    best: TrialRun | None  # the rate that lowered the loss most (with its warm-up, if it needed one)
     recommended: float | None  # SAFETY_FACTOR * best.lr
 
     def records(self) -> list[dict[str, Any]]:
@@ -222,10 +230,13 @@ Attempt = Callable[[float, int], "TrialRun | None"]  # (lr, warm-up steps) -> a 
 
 
 def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -> RateSearch:
-    """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) toward the
-    largest rate that trains: up while the loss does not rise, down while it does; at most
-    SEARCH_MAX_TRIALS trials, stopping at the first one the timeout cut short. When the first rate
-    above the best diverged, one more trial tries it with a linear warm-up over half its steps."""
+    """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) to the rate
+    whose trial lowers the loss most (a range test's peak, Smith 2017): up while the loss does
+    not rise, down while it does, each way until a trial trains worse than the best so far; at
+    most SEARCH_MAX_TRIALS trials, stopping at the first one the timeout cut short. The largest
+    rate that merely trains is not the one: on a learnable task a rate far too high can still
+    lower the loss a little, and a real run at it then stalls. When the first rate above the
+    best diverged, one more trial tries it with a linear warm-up over half its steps."""
     trials: list[TrialRun] = []
     best = failed = None
     trial = first if first is not None else attempt(start, 0)
@@ -233,12 +244,13 @@ def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -
     going_up = trial is not None and not trial.rose
     while trial is not None and trial.completed:
         trials.append(trial)
-        if trial.trains:
+        better = trial.trains and (best is None or trial.progress > best.progress)
+        if better:
             best = trial
         elif going_up and best is not None:
-            failed = trial  # the first rate above the best that does not train
-        stop_up = going_up and (failed is not None or (best is None and trial.rose))
-        if stop_up or (not going_up and best is not None) or len(trials) >= SEARCH_MAX_TRIALS:
+            failed = trial  # the first rate above the best that does not train better
+        past_peak = best is not None and not better
+        if past_peak or (going_up and best is None and trial.rose) or len(trials) >= SEARCH_MAX_TRIALS:
             break
         rate = rate * SEARCH_FACTOR if going_up else rate / SEARCH_FACTOR
         trial = attempt(rate, 0)
@@ -248,7 +260,7 @@ def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -
         warmed = attempt(failed.lr, max(failed.steps // 2, 1))
         if warmed is not None:
             trials.append(warmed)
-            best = warmed if warmed.trains else best
+            best = warmed if warmed.trains and warmed.progress > best.progress else best
     return RateSearch(tuple(trials), best, SAFETY_FACTOR * best.lr if best is not None else None)
 
 

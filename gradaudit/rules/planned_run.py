@@ -154,8 +154,9 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
     A Post-LN transformer trained with SGD at lr 1: its loss is non-finite at step 3.
 
     Fix
-    Learning-rate adaptation: the recommendation gives the largest rate seen to train in a
-    short search of trial runs, halved, with a warm-up when a higher rate trains once warmed up.
+    Learning-rate adaptation: the recommendation gives the rate that lowered the loss most in
+    a short search of trial runs, halved, with a warm-up when a higher rate does better once
+    warmed up.
 
     References
     Cohen et al. 2021, Gradient descent on neural networks typically occurs at the edge of

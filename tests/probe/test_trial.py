@@ -62,15 +62,17 @@ def test_deadline_stops_a_trial_after_one_step():
     assert len(trial.losses) == 1 and not trial.completed and "timeout" in trial.outcome
 
 
-def _fake(edge: float, warm_edge: float | None = None):
-    """An attempt that trains below `edge` (below `warm_edge` once warmed up) and diverges above."""
+def _fake(edge: float, warm_edge: float | None = None, peak: float | None = None):
+    """An attempt that trains below `edge` (below `warm_edge` once warmed up) and diverges above;
+    the loss goes down the more the closer the rate is to `peak` (the higher, without one)."""
     calls = []
 
     def attempt(lr, warmup):
         calls.append((lr, warmup))
         limit = warm_edge if warmup and warm_edge else edge
         diverged = 3 if lr > limit else None
-        losses = (2.0, 50.0) if diverged else (2.0,) * 4 + (1.0,) * 26
+        closeness = lr if peak is None else 1.0 / (1.0 + abs(math.log10(lr / peak)))
+        losses = (2.0, 50.0) if diverged else (2.0,) * 10 + (2.0 / (1.0 + closeness),) * 20
         return TrialRun(lr, "sgd", 30, warmup, losses, (1.0,) * len(losses), diverged, 0.0)
 
     return attempt, calls
@@ -90,6 +92,14 @@ def test_search_goes_up_and_tries_warm_up_above_the_edge():
     assert calls[-1][1] > 0  # the last trial warms up to the first rate that diverged cold
     assert search.best.warmup > 0 and search.best.lr == pytest.approx(0.1 * SEARCH_FACTOR**2)
     assert len(search.trials) == len(calls) and search.records()[-1]["warmup_steps"] > 0
+
+
+def test_search_stops_past_the_rate_that_lowers_the_loss_most():
+    """Higher rates still train, but less: the peak is the rate, not the largest that trains."""
+    attempt, calls = _fake(edge=100.0, peak=0.1)
+    search = search_rate(attempt, 0.01)
+    assert search.best.lr == pytest.approx(0.1)
+    assert [lr for lr, _ in calls] == pytest.approx([0.01, 0.01 * SEARCH_FACTOR, 0.1, 0.1 * SEARCH_FACTOR])
 
 
 def test_search_with_no_rate_that_trains_recommends_none():
