@@ -54,7 +54,7 @@ class Objective:
     the report shows, and whether its targets are gradaudit's own (a teacher's outputs can then
     stand in for them; the model's own loss brings its targets)."""
 
-    compute: Callable[[Any, Sequence[Any], int, Any], torch.Tensor]
+    compute: Callable[..., torch.Tensor]  # (outputs, inputs, seed, teacher=None): the teacher is optional
     label: str
     seeded_targets: bool = True
 
