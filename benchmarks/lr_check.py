@@ -11,8 +11,11 @@ its loss on 256 held-out samples is lower after training than before.
 Each run is predicted twice, with gradaudit's own functions and the loss the user would pass
 (`--loss cross-entropy` for classifiers, `mse` for regressors):
 - the trial-run check (GA602 is an error exactly when the planned trial run diverges):
-  `gradaudit.probe.trial.trial_run` at the planned rate, `trial-steps` 50, on gradaudit's seeded
-  synthetic batches (random labels/targets, not the teacher's);
+  `gradaudit.probe.trial.trial_run` at the planned rate, `trial-steps` 50, on gradaudit's own
+  seeded batches and teacher. That teacher is independent of this benchmark's task: another
+  family (the model's own architecture with its parameters shuffled, not a linear map of the
+  input), other seeds (gradaudit's seed + fixed offsets for the batches and the shuffle, this
+  task's seed + 1 for its teacher and batches), and no access to this task's labels;
 - the sharpness bound alone: lr above 2/lambda (2(1+beta)/lambda with momentum), lambda measured
   by the probe under the same loss.
 It prints recall and precision of "this run diverges" for both, then, per model, whether the

@@ -256,7 +256,8 @@ def _run_options(command):
         click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
                      help="Optimizer of the planned run [sgd]."),
         click.option("--loss", type=click.Choice(LOSSES),
-                     help="Loss of the probe and the planned run [auto]; gradaudit.audit(..., loss_fn=f) takes your own."),
+                     help="Loss of the probe and the planned run [auto]; your own wins: a factory returning "
+                          "(module, inputs, loss_fn), or gradaudit.audit(..., loss_fn=f)."),
         click.option("--trial-steps", type=click.IntRange(1, 10_000),
                      help="Steps of the trial run at --lr on a copy of the model [50]."),
         click.option("--data", type=click.Path(dir_okay=False),

@@ -52,7 +52,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
 
     stage("analysing")
     started = time.perf_counter()
-    static = estimate(handle.graph, handle.inputs)
+    static = estimate(handle.graph, handle.inputs, options.loss)
     timing["static_s"] = time.perf_counter() - started
 
     probe = None

@@ -16,7 +16,7 @@ from gradaudit.diagnosis import Diagnosis
 
 @dataclass
 class NodeEstimate:
-    """Static signal-propagation state at one node's output (per element, under the default loss)."""
+    """Static signal-propagation state at one node's output (per element, under the planned loss)."""
 
     q: float  # second moment E[y^2] of the output
     mean: float  # mean E[y] of the output

@@ -9,6 +9,8 @@ submodules in definition order, also marked partial; they still run and can be p
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any, Sequence
 
 import torch
@@ -49,12 +51,13 @@ def load_torch(
     Without example inputs from the factory, `input_shapes` (one per forward input, batch first;
     a leading -1 stands for `batch`) makes float inputs, or int64 ones for an input whose first
     consumer is an embedding; with them, it resizes the examples (`resized_examples`). Made-up
-    inputs' size is checked against `max_memory` before they exist.
+    inputs' size is checked against `max_memory` before they exist. A loss the factory returns
+    becomes the handle's `loss_fn`.
     """
     if is_factory_spec(source):
-        module, example = call_factory(resolve_factory(source), source)
+        module, example, loss_fn = call_factory(resolve_factory(source), source)
     else:
-        module, example = load_file(source, trust, max_memory), None
+        module, example, loss_fn = load_file(source, trust, max_memory), None, None
     if example is None and not input_shapes:
         raise InputError(f"{source} gives no example inputs: pass --input-shape (e.g. --input-shape 8,3,32,32)")
     if input_shapes:
@@ -63,7 +66,7 @@ def load_torch(
         require_fits(f"{source}: the inputs of shape {', '.join(map(str, shapes))}",
                      sum(tensor_bytes(s, torch.int64.itemsize) for s in shapes), cap)  # ids are the widest inputs
         example = synthesize_inputs(module, shapes) if example is None else resized_examples(example, shapes, batch, source)
-    return from_module(module, example, source)
+    return dataclasses.replace(from_module(module, example, source), loss_fn=loss_fn)
 
 
 def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<module>") -> ModelHandle:

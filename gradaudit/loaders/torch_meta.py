@@ -258,7 +258,7 @@ def build_on_meta(source: str) -> tuple[nn.Module, Any, EmptyInit]:
     factory = resolve_factory(source)
     try:
         with recorder.active():
-            module, example = call_factory(factory, source)
+            module, example, _ = call_factory(factory, source)  # the static estimate takes no loss of its own
     except InputError as error:  # construction itself read a parameter's value
         raise MetaUnsupported(f"{error} when built on the meta device") from error
     return module, example, recorder

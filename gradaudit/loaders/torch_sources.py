@@ -1,7 +1,8 @@
 """Turn what the user passed (a factory spec or a saved file) into a torch module.
 
 Sources: "pkg.module:factory" (imported), "path/to/file.py:factory" (loaded by path, its folder
-on sys.path while it loads), a `.pt2` file (torch.export; without trust only a checked copy that
+on sys.path while it loads; the factory returns a module, (module, example_inputs) or (module,
+example_inputs, loss_fn)), a `.pt2` file (torch.export; without trust only a checked copy that
 runs nothing from the file, gradaudit.loaders.pt2_archive), a TorchScript file or a `.pt/.pth`
 holding a whole pickled module — these two only with trust, because loading them runs code from
 the file (the same reason bandit flags `torch.load`). Every failure is an InputError with one line naming it.
@@ -16,6 +17,7 @@ import pickle
 import sys
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +72,28 @@ def _load_file(path_text: str) -> Any:
     return namespace
 
 
-def call_factory(factory: Any, source: str) -> tuple[torch.nn.Module, tuple | None]:
-    """Call a factory; it returns a module or (module, example_inputs)."""
+def call_factory(factory: Any, source: str) -> tuple[torch.nn.Module, tuple | None, Callable | None]:
+    """Call a factory; it returns a module, (module, example_inputs) or (module, example_inputs,
+    loss_fn), example_inputs possibly None. `loss_fn(outputs, inputs) -> scalar tensor` is the
+    run's own loss: the probe, the sharpness and the trial runs then use it, whatever `--loss`."""
     if not callable(factory):
         raise InputError(f"{source} is not callable")
     try:
         result = factory()
     except Exception as error:
         raise InputError(f"the factory {source} raised {first_line(error)}") from error
-    module, example = (result[0], result[1]) if isinstance(result, tuple) and len(result) == 2 else (result, None)
+    parts = result if isinstance(result, tuple) and len(result) in (2, 3) else (result,)
+    module, example, loss_fn = (*parts, None, None)[:3]
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"the factory {source} returned {type(module).__name__}, not a torch.nn.Module")
+    if loss_fn is not None and not callable(loss_fn):
+        raise InputError(f"the loss the factory {source} returned is a {type(loss_fn).__name__}, not a callable")
     if example is None:
-        return module, None
+        return module, None, loss_fn
     example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
     if not all(isinstance(x, torch.Tensor) for x in example):
         raise InputError(f"the example inputs of {source} must be a tensor or a tuple of tensors")
-    return module, example
+    return module, example, loss_fn
 
 
 def load_file(path_text: str, trust: bool, max_memory: int | None = None) -> torch.nn.Module:

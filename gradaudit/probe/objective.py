@@ -50,28 +50,32 @@ def _output_kind(graph: nx.DiGraph, node_id: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Objective:
-    """A loss callable (outputs, inputs, pass seed) -> scalar, and the label the report shows."""
+    """A loss callable (outputs, inputs, pass seed, teacher outputs or None) -> scalar, the label
+    the report shows, and whether its targets are gradaudit's own (a teacher's outputs can then
+    stand in for them; the model's own loss brings its targets)."""
 
-    compute: Callable[[Any, Sequence[Any], int], torch.Tensor]
+    compute: Callable[..., torch.Tensor]  # (outputs, inputs, seed, teacher=None): the teacher is optional
     label: str
+    seeded_targets: bool = True
 
 
 def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None, loss: str = "auto") -> Objective:
     """The model's own loss when the loader found one (it wins over `loss`), else the loss `loss`
     (gradaudit.config.LOSSES) on the graph's outputs."""
     if loss_fn is not None:
-        return Objective(lambda outputs, inputs, seed: loss_fn(outputs, inputs), "model's own loss")
+        return Objective(lambda outputs, inputs, seed, teacher=None: loss_fn(outputs, inputs), "model's own loss", False)
     kinds = [_output_kind(graph, node) for node in graph.graph.get("outputs", [])]
     slots = graph.graph.get("output_slots") or list(range(len(kinds)))  # graph output i is model output slots[i]
 
-    def compute(outputs: Any, inputs: Sequence[Any], seed: int) -> torch.Tensor:
+    def compute(outputs: Any, inputs: Sequence[Any], seed: int, teacher: Any = None) -> torch.Tensor:
         tensors = output_tensors(outputs)
         ops, axes = ["unknown"] * len(tensors), [-1] * len(tensors)
         for slot, (op, axis) in zip(slots, kinds):
             if slot < len(tensors):
                 ops[slot], axes[slot] = op, axis
+        taught = output_tensors(teacher) if teacher is not None else None
         try:
-            return default_loss(tensors, ops, axes, seed, loss)
+            return default_loss(tensors, ops, axes, seed, loss, taught)
         except ValueError as exc:
             raise InputError(f"cannot take the default loss: {exc}") from exc
 

@@ -7,15 +7,19 @@ optimizer, its momentum or Adam state included, on a deep copy of the module (al
 of an ONNX executor module the probe runs in place), so the audited weights never change.
 
 Every step draws a fresh seeded batch shaped like the probe's (the user's `--data` batch when
-given), with fresh seeded targets. Nothing is learnable in them but the output's scale and offset
-(logits toward uniform, outputs toward the targets' mean), so "the loss decreases" means the
-optimizer settles the model instead of throwing it around: a pool of a few batches cycled would
-let a rate far too high for real data memorise them and look fine (measured on
-benchmarks/lr_check.py). Divergence: a non-finite loss, or a loss above DIVERGENCE_FACTOR times
-the first step's.
+given) whose targets a seeded *teacher* gives: the model's own architecture with each parameter
+tensor's entries shuffled (`teacher_copy`), so its outputs have the model's shapes and scale but
+are a different function of the inputs (its argmax the labels under a label loss, its values the
+regression targets). The task is learnable, as real data is: a classifier's logits grow while it
+learns, and the curvature with them, which is how many runs diverge after the first steps.
+Random labels (the probe's targets) hold nothing to learn but the output's scale and offset,
+so a trial on them missed those runs (benchmarks/lr_check.py). Fresh batches rather than a few
+cycled: a rate far too high for real data could memorise a small pool and look fine. The
+model's own loss (a factory's) brings its targets and takes no teacher. Divergence: a
+non-finite loss, or a loss above DIVERGENCE_FACTOR times the first step's.
 
-`search_rate` turns trial runs into a recommended rate: a short geometric search for the largest
-rate that trains, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
+`search_rate` turns trial runs into a recommended rate: a short geometric search for the rate
+that lowers the loss most, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
 trains once warmed up to.
 """
 
@@ -30,7 +34,7 @@ import torch
 
 from gradaudit.model import ModelHandle
 from gradaudit.probe.batches import BatchSource, as_batch
-from gradaudit.probe.objective import objective_for
+from gradaudit.probe.objective import objective_for, output_tensors
 from gradaudit.probe.run import seeded_rng, training_copy
 from gradaudit.probe.units import l2_norm
 
@@ -38,14 +42,27 @@ MOMENTUM = 0.9  # the heavy-ball coefficient `momentum` stands for (torch.optim.
 DIVERGENCE_FACTOR = 10.0  # the issue's definition: loss above 10x its first value
 DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the loss went down
 TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)
+TEACHER_SEED_OFFSET = 15_485_863  # the teacher's shuffle: a seed no batch uses
 SEARCH_STEPS = 30  # steps of each search trial: a few dozen
+# A run whose loss neither diverged nor went down in its steps is undecided (too slow, or
+# unstable and not yet blown up): it goes on to this many times its steps. Runs that settle
+# stop on time, so the cost grows only where the answer is in doubt (benchmarks/lr_check.py:
+# a tanh MLP whose trial hovered for 50 steps diverged at step 79).
+UNDECIDED_EXTENSION = 2
 SEARCH_FACTOR = math.sqrt(10.0)  # two rates per decade
 SEARCH_MAX_TRIALS = 6  # the planned trial included: at most three decades explored
-# Half the largest rate seen to train. That rate is already at least one grid step (sqrt 10)
-# below the first one that diverged, so the recommendation sits >= 6x under the observed edge:
-# a trial is short and synthetic, and a longer run on real data can spike later (Smith 2017's
-# range test likewise picks a rate well under the one where the loss blows up).
+# Half the rate that lowered the loss most. That rate is already below one that trained worse
+# or diverged; a trial is short and synthetic, and a longer run on real data can spike later
+# (Smith 2017's range test likewise picks a rate well under the one where the loss blows up).
 SAFETY_FACTOR = 0.5
+
+
+def _loss_ends(losses: list[float] | tuple[float, ...]) -> tuple[float, float] | None:
+    """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
+    window = min(DECREASE_WINDOW, len(losses) // 2)
+    if window < 1:
+        return None
+    return sum(losses[:window]) / window, sum(losses[-window:]) / window
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,7 @@ class TrialRun:
 
     lr: float
     optimizer: str
-    steps: int  # asked for
+    steps: int  # asked for (an undecided run goes on to UNDECIDED_EXTENSION times as many)
     warmup: int  # linear warm-up steps (0: none)
     losses: tuple[float, ...]
     grad_norms: tuple[float, ...]
@@ -66,22 +83,24 @@ class TrialRun:
         """Ran every step, or stopped because it diverged (not because the timeout ran out)."""
         return self.diverged_at is not None or len(self.losses) >= self.steps
 
-    def _ends(self) -> tuple[float, float] | None:
-        """Mean loss of the first and of the last DECREASE_WINDOW steps (each a fresh batch)."""
-        window = min(DECREASE_WINDOW, len(self.losses) // 2)
-        if window < 1:
-            return None
-        return sum(self.losses[:window]) / window, sum(self.losses[-window:]) / window
-
     @property
     def decreased(self) -> bool:
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return self.diverged_at is None and ends is not None and ends[1] < ends[0]
+
+    @property
+    def progress(self) -> float:
+        """How much the loss went down, relative to where it started (mean of the first and of
+        the last steps; 0 when it cannot tell)."""
+        ends = _loss_ends(self.losses)
+        if ends is None or not all(math.isfinite(e) for e in ends) or ends[0] == 0:
+            return 0.0
+        return (ends[0] - ends[1]) / abs(ends[0])
 
     @property
     def rose(self) -> bool:
         """Diverged, or the loss ended higher than it started: a lower rate is the way to go."""
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return self.diverged_at is not None or (ends is not None and ends[1] > ends[0])
 
     @property
@@ -99,7 +118,7 @@ class TrialRun:
     def record(self) -> dict[str, Any]:
         """The JSON-safe summary a finding or a `verified` block shows."""
         finite = [g for g in self.grad_norms if math.isfinite(g)]
-        ends = self._ends()
+        ends = _loss_ends(self.losses)
         return {
             "lr": self.lr, "optimizer": self.optimizer, "warmup_steps": self.warmup, "steps": len(self.losses),
             "outcome": self.outcome, "first_loss": self.losses[0] if self.losses else None,
@@ -119,6 +138,31 @@ def make_optimizer(params: list[torch.Tensor], lr: float, name: str) -> torch.op
     return torch.optim.SGD(params, lr=lr)
 
 
+def teacher_copy(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A training copy of `module` whose every parameter tensor has its entries shuffled (seeded):
+    the same weight statistics, so the same output scale whatever the initialisation, but another
+    function of the inputs; for any architecture and input kind (token ids included), which a
+    teacher of fixed form (a linear map of the flattened input) is not."""
+    teacher = training_copy(module)
+    generator = torch.Generator().manual_seed(seed + TEACHER_SEED_OFFSET)
+    with torch.no_grad():
+        for param in dict.fromkeys(teacher.parameters()):
+            order = torch.randperm(param.numel(), generator=generator).to(param.device)
+            param.copy_(param.reshape(-1)[order].reshape(param.shape))
+    return teacher
+
+
+def _taught(handle: ModelHandle, teacher: torch.nn.Module | None, inputs: list[Any]) -> Any:
+    """The teacher's outputs for `inputs`, or None (seeded targets) when there is no teacher or
+    its outputs are not all finite."""
+    if teacher is None:
+        return None
+    with torch.no_grad():
+        outputs = handle.runner(teacher, inputs, ())[0]
+    finite = all(bool(torch.isfinite(t).all()) for t in output_tensors(outputs) if torch.is_floating_point(t))
+    return outputs if finite else None
+
+
 def trial_run(
     handle: ModelHandle,
     lr: float,
@@ -131,8 +175,9 @@ def trial_run(
     loss: str = "auto",
     deadline: float | None = None,
 ) -> TrialRun | None:
-    """Train a copy of the model for `steps` steps (fewer past `deadline`, a perf_counter time;
-    at least one always runs). None when it has no trainable parameter."""
+    """Train a copy of the model for `steps` steps, up to UNDECIDED_EXTENSION times as many when
+    its loss has not gone down by then (fewer past `deadline`, a perf_counter time; at least one
+    always runs). None when it has no trainable parameter."""
     started = time.perf_counter()
     model = training_copy(handle.module)
     params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
@@ -141,16 +186,20 @@ def trial_run(
     optim = make_optimizer(params, lr, optimizer)
     batches = BatchSource(handle, as_batch(data), params[0].device)
     objective = objective_for(handle.graph, handle.loss_fn, loss)
+    teacher = teacher_copy(handle.module, seed) if objective.seeded_targets else None
     losses: list[float] = []
     norms: list[float] = []
     diverged_at = None
     with seeded_rng(batches.device, seed):
-        for step in range(steps):
+        for step in range(steps * UNDECIDED_EXTENSION):
             if losses and deadline is not None and time.perf_counter() > deadline:
                 break
+            if step == steps and (ends := _loss_ends(losses)) is not None and ends[1] < ends[0]:
+                break  # decided: the loss went down
             batch_seed = seed + TRIAL_SEED_OFFSET + step
             inputs = batches.draw(batch_seed)
-            value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed).reshape(())
+            targets = _taught(handle, teacher, inputs)
+            value = objective.compute(handle.runner(model, inputs, ())[0], inputs, batch_seed, targets).reshape(())
             current = float(value.detach())
             losses.append(current)
             if not math.isfinite(current) or (losses[0] > 0 and current > DIVERGENCE_FACTOR * losses[0]):
@@ -167,10 +216,10 @@ def trial_run(
 
 @dataclass(frozen=True)
 class RateSearch:
-    """The trial runs of a search, the largest rate that trained, and the rate recommended."""
+    """The trial runs of a search, the rate that lowered the loss most, and the rate recommended."""
 
     trials: tuple[TrialRun, ...]
-    best: TrialRun | None  # the largest rate that trained (with its warm-up, if it needed one)
+    best: TrialRun | None  # the rate that lowered the loss most (with its warm-up, if it needed one)
     recommended: float | None  # SAFETY_FACTOR * best.lr
 
     def records(self) -> list[dict[str, Any]]:
@@ -181,10 +230,13 @@ Attempt = Callable[[float, int], "TrialRun | None"]  # (lr, warm-up steps) -> a 
 
 
 def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -> RateSearch:
-    """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) toward the
-    largest rate that trains: up while the loss does not rise, down while it does; at most
-    SEARCH_MAX_TRIALS trials, stopping at the first one the timeout cut short. When the first rate
-    above the best diverged, one more trial tries it with a linear warm-up over half its steps."""
+    """Walk a sqrt(10) grid from `start` (whose trial `first` may already have run) to the rate
+    whose trial lowers the loss most (a range test's peak, Smith 2017): up while the loss does
+    not rise, down while it does, each way until a trial trains worse than the best so far; at
+    most SEARCH_MAX_TRIALS trials, stopping at the first one the timeout cut short. The largest
+    rate that merely trains is not the one: on a learnable task a rate far too high can still
+    lower the loss a little, and a real run at it then stalls. When the first rate above the
+    best diverged, one more trial tries it with a linear warm-up over half its steps."""
     trials: list[TrialRun] = []
     best = failed = None
     trial = first if first is not None else attempt(start, 0)
@@ -192,12 +244,13 @@ def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -
     going_up = trial is not None and not trial.rose
     while trial is not None and trial.completed:
         trials.append(trial)
-        if trial.trains:
+        better = trial.trains and (best is None or trial.progress > best.progress)
+        if better:
             best = trial
         elif going_up and best is not None:
-            failed = trial  # the first rate above the best that does not train
-        stop_up = going_up and (failed is not None or (best is None and trial.rose))
-        if stop_up or (not going_up and best is not None) or len(trials) >= SEARCH_MAX_TRIALS:
+            failed = trial  # the first rate above the best that does not train better
+        past_peak = best is not None and not better
+        if past_peak or (going_up and best is None and trial.rose) or len(trials) >= SEARCH_MAX_TRIALS:
             break
         rate = rate * SEARCH_FACTOR if going_up else rate / SEARCH_FACTOR
         trial = attempt(rate, 0)
@@ -207,7 +260,7 @@ def search_rate(attempt: Attempt, start: float, first: TrialRun | None = None) -
         warmed = attempt(failed.lr, max(failed.steps // 2, 1))
         if warmed is not None:
             trials.append(warmed)
-            best = warmed if warmed.trains else best
+            best = warmed if warmed.trains and warmed.progress > best.progress else best
     return RateSearch(tuple(trials), best, SAFETY_FACTOR * best.lr if best is not None else None)
 
 

@@ -220,8 +220,8 @@ def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
 
 
 def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
-    """The rate seen to train in trial runs (gradaudit.probe.trial), halved, with warm-up when it
-    needed one; without trial runs, the LR that puts the median layer's update at 1e-3 of its
+    """The rate that lowered the loss most in trial runs (gradaudit.probe.trial), halved, with
+    warm-up when it needed one; without trial runs, the LR that puts the median layer's update at 1e-3 of its
     weight, below half the stability limit. Either way, per-layer rates or Adam when SGD
     updates spread over decades. A model exploding or collapsed at init gets neither: no rate
     fixes that, and a rate tuned to a broken init (1e-28, say) is wrong once it is fixed."""
@@ -243,7 +243,7 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
               f"{plan.low:.2g} to {plan.high:.2g}")
     if search is not None:
         best = search.best
-        action += (f"; the largest rate seen to train in {len(search.trials)} trial runs is {best.lr:.3g} "
+        action += (f"; of {len(search.trials)} trial runs, lr {best.lr:.3g} lowered the loss most "
                    f"(loss {best.losses[0]:.3g} -> {best.losses[-1]:.3g} in {len(best.losses)} steps"
                    + (f", warmed up over {best.warmup}" if best.warmup else "") + f"); use a peak learning rate of "
                    f"{new_lr:.3g} ({trial.SAFETY_FACTOR:g}x that)")

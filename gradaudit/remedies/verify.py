@@ -78,7 +78,7 @@ def analyse(
     from gradaudit.probe import run_probe
     from gradaudit.static import estimate
 
-    static = estimate(handle.graph, handle.inputs)
+    static = estimate(handle.graph, handle.inputs, loss)
     runnable = probe and handle.module is not None and handle.runner is not None and not handle.probe_unavailable
     probed = run_probe(handle, passes=passes, seed=seed, data=data, loss=loss) if runnable else None
     return static, probed

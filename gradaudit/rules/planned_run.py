@@ -137,7 +137,8 @@ def update_ratio_off_scale(ctx: Context) -> list[Hit]:
 def learning_rate_diverges(ctx: Context) -> list[Hit]:
     """What it detects
     With `--lr`, a trial run (a short real training of a copy of the model with the planned
-    optimizer and rate on seeded batches, `trial-steps` steps) whose loss goes non-finite or
+    optimizer and rate on seeded batches labelled by a seeded teacher network, `trial-steps`
+    steps, twice that when the loss has not gone down by then) whose loss goes non-finite or
     above 10x its first value: an error that names the step. The sharpness (largest Hessian
     eigenvalue lambda under the planned loss) backs it as evidence: the largest stable step on
     the local quadratic is 2/lambda for SGD, 2(1+beta)/lambda with heavy-ball momentum. A rate
@@ -153,8 +154,9 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
     A Post-LN transformer trained with SGD at lr 1: its loss is non-finite at step 3.
 
     Fix
-    Learning-rate adaptation: the recommendation gives the largest rate seen to train in a
-    short search of trial runs, halved, with a warm-up when a higher rate trains once warmed up.
+    Learning-rate adaptation: the recommendation gives the rate that lowered the loss most in
+    a short search of trial runs, halved, with a warm-up when a higher rate does better once
+    warmed up.
 
     References
     Cohen et al. 2021, Gradient descent on neural networks typically occurs at the edge of

@@ -3,9 +3,10 @@
 Forward in `forward_order`, each node's rule (registry.RULES) turns its inputs' moments into its
 output's; backward in reverse order, gradients arriving from different consumers add
 (moments.fork_sum) and the rule's backward map hands them to the producers. The loss seeds the
-outputs (gradaudit.loss.output_grad_sq, with the part (y - t)/B owes to y itself marked as
-moments.Grad.aligned); a softmax output receives the default loss's p - onehot at its input,
-with its saturation and the part shared by every row (`_softmax_seed`). Weight-gradient
+outputs under the planned loss, `--loss` (gradaudit.loss.output_grad_sq for squared error, with
+the part (y - t)/B owes to y itself marked as moments.Grad.aligned); a softmax output under a
+label loss receives p - onehot at its input, with its saturation and the part shared by every
+row (`_softmax_seed`), as does any output under cross-entropy (its last axis the logits). Weight-gradient
 predictions (summed over every node using a weight) and the diagnosis follow.
 
 Values are clamped at float32's overflow point, as the probe's arithmetic would be, and the
@@ -29,7 +30,7 @@ from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
 from gradaudit.static import rules_attention, rules_dense, rules_elementwise, rules_norm, rules_recurrent, rules_shape  # noqa: F401  (register rules)
 from gradaudit.static.moments import Grad, Moments, coherent_sum, fork_sum
-from gradaudit.static.quadrature import softmax_stats
+from gradaudit.static.quadrature import activation_stats, softmax_stats
 from gradaudit.static.registry import RULES, Context, Rule, Transfer, rows_per_unit
 from gradaudit.static.rules_dense import summed_outer_product
 from gradaudit.static.rules_shape import softmax_classes
@@ -48,6 +49,7 @@ class _Pass:
     transfers: dict[str, Transfer]
     contexts: dict[str, Context]
     nonfinite: bool = False  # float32 overflow on the way, or non-finite weights
+    loss: str = "auto"  # the planned run's loss (gradaudit.config.LOSSES), as the probe's
 
 
 def _log10_sqrt(x: float) -> float:
@@ -133,15 +135,46 @@ def _softmax_seed(logits: Moments, classes: int, rows: int, batch: int) -> Grad:
     return Grad(sq / batch**2, 0.0, max(unit_sq, 0.0) / batch**2)
 
 
+def _labels_on_log_probs_seed(classes: int, rows: int, batch: int) -> Grad:
+    """`--loss nll` on an output that is no softmax: dL/dy = -onehot/B for seeded labels, so
+    E[g^2] = 1/(C B^2) per element, and a class unit's batch mean is minus its label frequency."""
+    return Grad(1.0 / (classes * batch**2), -1.0 / (classes * batch),
+                (1.0 / classes**2 + (1.0 - 1.0 / classes) / (classes * rows)) / batch**2)
+
+
+def _bce_seed(m: Moments, rows: int, batch: int) -> Grad:
+    """`--loss bce`: dL/dy = (sigmoid(y) - t)/B with seeded t ~ Bernoulli(1/2) independent of y,
+    so E[g^2] = (E[sigmoid^2] - E[sigmoid] + 1/2)/B^2; sigmoid's moments by quadrature."""
+    sig = activation_stats("sigmoid", None, m).out
+    unit_sq = sig.s + (sig.mu - 0.5) ** 2 + 0.25 / rows
+    return Grad((sig.q - sig.mu + 0.5) / batch**2, (sig.mu - 0.5) / batch, unit_sq / batch**2)
+
+
+def _seeds_the_logits(op: str, loss: str) -> bool:
+    """A label loss on a softmax output hands p - onehot to the softmax's input (its logits)."""
+    return op == "softmax" and loss in ("auto", "cross-entropy", "nll")
+
+
 def _loss_seed(state: _Pass, node: str, m: Moments) -> Grad:
-    """E[dL/dy^2] and E[dL/dy] at an output under the default loss."""
-    graph, batch = state.graph, state.batch
+    """E[dL/dy^2] and E[dL/dy] at an output under the planned loss (gradaudit.loss): a label loss
+    on a softmax output at its logits, cross-entropy on any other output with its last axis as
+    the logits, nll and bce by their own gradients, squared error otherwise."""
+    graph, batch, loss = state.graph, state.batch, state.loss
     data = graph.nodes[node]
-    if data["op"] == "softmax":
+    if _seeds_the_logits(data["op"], loss):
         ctx = state.contexts[node]
         axis = int(data["attrs"].get("axis", -1))
         return _softmax_seed(ctx.x, softmax_classes(ctx), rows_per_unit(data["out_shape"], axis, batch), batch)
-    sq = output_grad_sq(data["op"], m.q, data["out_shape"])
+    shape = data["out_shape"]
+    last_rows = rows_per_unit(shape, -1, batch)
+    if loss == "bce":
+        return _bce_seed(m, last_rows, batch)
+    if loss in ("cross-entropy", "nll") and shape and int(shape[-1]) > 1:
+        classes = int(shape[-1])
+        if loss == "cross-entropy":
+            return _softmax_seed(m, classes, last_rows, batch)
+        return _labels_on_log_probs_seed(classes, last_rows, batch)
+    sq = output_grad_sq(m.q, shape)
     # dL/dy = (y - t) / B with t ~ N(0, 1): a unit's mean over its n values keeps y's offset,
     # while t averages down to variance 1/n
     per_unit = rows_per_unit(data["out_shape"], 1 if data["op"] == "conv" else -1, batch)
@@ -154,7 +187,7 @@ def _backward(state: _Pass, moments: dict[str, Moments]) -> dict[str, Grad]:
     arriving: dict[str, list[Grad]] = {n: [] for n in graph.nodes}
     for node in graph.graph.get("outputs", []):
         arriving[node].append(_loss_seed(state, node, moments[node]))
-        if graph.nodes[node]["op"] == "softmax":  # the seed already is the gradient at the logits
+        if _seeds_the_logits(graph.nodes[node]["op"], state.loss):  # the seed already is the gradient at the logits
             state.transfers[node] = replace(state.transfers[node], backward=lambda g: [g])
     grads: dict[str, Grad] = {}
     for node in reversed(forward_order(graph)):
@@ -217,9 +250,10 @@ def _pow10(log10_value: float) -> float:
     return math.inf if log10_value > sys.float_info.max_10_exp else 10.0**log10_value
 
 
-def estimate(graph: nx.DiGraph, inputs: list[InputSpec]) -> StaticResult:
-    """Predict every node's moments and gain and every weight layer's gradient RMS (module doc)."""
-    state = _Pass(graph, _batch(graph, inputs), {}, {})
+def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> StaticResult:
+    """Predict every node's moments and gain and every weight layer's gradient RMS (module doc)
+    under the planned loss `loss` (gradaudit.config.LOSSES), the one the probe measures."""
+    state = _Pass(graph, _batch(graph, inputs), {}, {}, loss=loss)
     moments = _forward(state, inputs)
     grads = _backward(state, moments)
     nodes: dict[str, NodeEstimate] = {}

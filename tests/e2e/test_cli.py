@@ -111,3 +111,31 @@ def test_subprocess_json_to_stdout():
     report = json.loads(proc.stdout)
     assert report["schema"] == "gradaudit.report/1"
     assert report["diagnosis"] == "healthy"
+
+
+def test_a_loss_the_factory_returns_drives_the_probe_and_the_trial_run(tmp_path, capsys):
+    """Its curvature is 2000x the default squared error's, so lr 0.01 diverges only under it."""
+    factory = tmp_path / "own_loss.py"
+    factory.write_text(
+        "import torch\n\n"
+        "def steep(outputs, inputs):\n    return 1000.0 * outputs.square().mean()\n\n"
+        "def build():\n    torch.manual_seed(0)\n"
+        "    return torch.nn.Linear(4, 1), torch.randn(8, 4), steep\n\n"
+        "def build_default():\n    torch.manual_seed(0)\n    return torch.nn.Linear(4, 1), torch.randn(8, 4)\n")
+    reports = {}
+    for name in ("build", "build_default"):
+        out = tmp_path / f"{name}.json"
+        main(["check", f"{factory}:{name}", "--lr", "0.01", "--trial-steps", "20", "--json", str(out)])
+        capsys.readouterr()
+        reports[name] = json.loads(out.read_text())
+    own = next(f for f in reports["build"]["findings"] if f["code"] == "GA602")
+    assert own["severity"] == "error" and "diverges in a trial run" in own["message"]
+    assert own["evidence"]["loss"] == "model's own loss"
+    assert "GA602" not in {f["code"] for f in reports["build_default"]["findings"]}
+
+
+def test_a_factory_loss_that_is_not_callable_is_a_usage_error(tmp_path, capsys):
+    factory = tmp_path / "bad_loss.py"
+    factory.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(4, 1), torch.randn(8, 4), 3\n")
+    code, _, err = run(capsys, "check", f"{factory}:build")
+    _assert_one_line_error(code, err, "not a callable")

@@ -100,7 +100,7 @@ def chain_static(handle: ModelHandle) -> StaticResult:
         q[node], gain_sq[node] = _forward_q(graph, node, q)
     out = graph.graph["outputs"][0]
     grad = {n: 0.0 for n in order}
-    grad[out] = output_grad_sq("linear", q[out], graph.nodes[out]["out_shape"])
+    grad[out] = output_grad_sq(q[out], graph.nodes[out]["out_shape"])
     for node in reversed(order):
         for pred in graph.predecessors(node):
             grad[pred] += grad[node] * gain_sq[node]

@@ -9,7 +9,9 @@ from torch import nn
 
 from gradaudit.graph import add_node, dense_fans, new_graph, weight_layers
 
+from gradaudit.loaders.torch_loader import from_module
 from gradaudit.model import InputSpec
+from gradaudit.probe import run_probe
 from gradaudit.static import estimate
 from gradaudit.static.quadrature import softmax_stats
 from gradaudit.weight_stats import param_stats
@@ -155,3 +157,26 @@ def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown():
     graph.graph.update(inputs=["x"], outputs=["pool"])
     result = estimate(graph, [InputSpec("x", (4, 16))])
     assert result.partial and result.unknown_ops == ["AveragePool"]
+
+
+def _classifier_handle():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 10))
+    torch.nn.init.normal_(model[4].weight, std=0.5)  # logits of RMS ~2: cross-entropy and squared error part
+    return from_module(model, (torch.randn(64, 12),), "classifier")
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "nll", "bce", "mse"])
+def test_the_static_estimate_follows_the_planned_loss(loss):
+    """Each weight's predicted gradient RMS under `--loss` is within 0.25 decades of real backward
+    passes under the same loss; under squared error instead the head's gradient is far off."""
+    handle = _classifier_handle()
+    static = estimate(handle.graph, handle.inputs, loss)
+    probe = run_probe(handle, passes=8, loss=loss)
+    measured = {layer.param: math.log10(layer.grad_rms) for layer in probe.layers}
+    assert all(abs(w.log10_grad_rms - measured[w.param]) < 0.25 for w in static.weights)
+    if loss != "mse":
+        squared_error = estimate(handle.graph, handle.inputs, "mse")
+        head = static.weights[-1].param
+        assert abs(squared_error.weights[-1].log10_grad_rms - measured[head]) > 0.4
