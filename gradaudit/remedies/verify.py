@@ -17,19 +17,27 @@ factors, and its verification is of those.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+import warnings
+from typing import Any, Iterable, Iterator, Sequence
 
 import networkx as nx
+import onnx
 import torch
 
+from gradaudit.errors import GradauditError
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
 from gradaudit.graph import ParamStats
 from gradaudit.model import ModelHandle
+from gradaudit.probe.trial import trial_run
 from gradaudit.remedies import snippets
 from gradaudit.remedies.amounts import Target
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
+from gradaudit.remedies.rewrite_onnx import restructured_onnx_handle
+from gradaudit.remedies.rewrite_torch import restructured_torch_handle
+from gradaudit.remedies.structure import Rewrite, StructuralRecommendation, restructured
 from gradaudit.results import ProbeResult, Recommendation, StaticResult
 from gradaudit.weight_stats import param_stats
 
@@ -129,10 +137,82 @@ def verify(
         return
     before = outcome(static, probe)
     for rec in recommendations:
-        if edited(rec, handle.module):
+        if restructured(rec):
+            analysis = {"passes": passes, "seed": seed, "data": data, "probe": probe is not None, "loss": loss}
+            rec.verified = _verified_rewrite(handle, rec, before, analysis)
+        elif edited(rec, handle.module):
             after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None,
                                      loss=loss)
             rec.verified = verification(before, after) | {"rounds": rounds}
+
+
+@contextlib.contextmanager
+def restructured_handle(handle: ModelHandle, edits: Sequence[Edit], rewrites: Sequence[Rewrite],
+                        seed: int = 0) -> Iterator[ModelHandle]:
+    """The handle of a copy with the weight edits and then the rewrites applied (ONNX: a rewritten
+    copy of the file, loaded afresh; torch: module surgery on a deep copy, traced afresh). Without
+    rewrites it is `modified_handle`'s in-memory copy."""
+    if not rewrites:
+        yield modified_handle(handle, edits, seed)
+    elif handle.format == "onnx":
+        with restructured_onnx_handle(handle, tuple(edits), tuple(rewrites), seed) as changed:
+            yield changed
+    else:
+        yield restructured_torch_handle(handle, tuple(edits), tuple(rewrites), seed)
+
+
+def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before: tuple[Diagnosis, float | None],
+                      analysis: dict[str, Any]) -> dict[str, Any] | None:
+    """The `verified` record of a structural change; None (not verified) when the copy cannot be
+    made (a rewrite that needs a module where the model calls a function, say)."""
+    try:
+        with restructured_handle(handle, rec.edits, rec.rewrites, analysis["seed"]) as changed:
+            after = outcome(*analyse(changed, **analysis))
+    except (GradauditError, onnx.checker.ValidationError) as problem:
+        warnings.warn(f"{rec.change} could not be verified: {problem}", RuntimeWarning)
+        return None
+    return verification(before, after)
+
+
+def benefit(rec: Recommendation) -> tuple[bool, float]:
+    """Sort key of a verified recommendation that helped: healthy afterwards first, then the
+    nearest to the middle of the healthy band."""
+    return rec.verified["diagnosis_after"] != HEALTHY, band_distance(rec.verified["log10_ratio_after"])
+
+
+def best_verified(recommendations: Iterable[Recommendation]) -> WeightRecommendation | None:
+    """The verified change that helped most (weight-level or structural), if any helped."""
+    helped = [r for r in recommendations if (edited(r) or restructured(r)) and r.verified and r.verified.get("helped")]
+    return min(helped, key=benefit) if helped else None
+
+
+def trial_comparison(
+    handle: ModelHandle,
+    recommendations: Iterable[Recommendation],
+    *,
+    lr: float,
+    optimizer: str,
+    steps: int,
+    seed: int = 0,
+    data: tuple | None = None,
+    loss: str = "auto",
+    deadline: float | None = None,
+) -> None:
+    """Train the original and the copy with the best verified change for `steps` steps each
+    (gradaudit.probe.trial: same optimizer, seeded batches and targets), and store both loss
+    curves in that recommendation's `verified["trial"]`: "verified" then also means "trains"."""
+    best = best_verified(recommendations)
+    if best is None:
+        return
+    run = {"steps": steps, "seed": seed, "data": data, "loss": loss, "deadline": deadline}
+    original = trial_run(handle, lr, optimizer, **run)
+    with restructured_handle(handle, best.edits, best.rewrites if restructured(best) else (), seed) as changed:
+        fixed = trial_run(changed, lr, optimizer, **run)
+    if original is None or fixed is None:
+        return
+    best.verified["trial"] = {"lr": lr, "optimizer": optimizer, "steps": steps,
+                              "before": original.record() | {"losses": list(original.losses)},
+                              "after": fixed.record() | {"losses": list(fixed.losses)}}
 
 
 def band_distance(ratio: float | None) -> float:
