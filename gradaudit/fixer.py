@@ -140,8 +140,9 @@ def patch(result: FixResult) -> str:
 
 
 def _verifying(options: AuditOptions) -> AuditOptions:
+    """Verification without the trial training: `fix` reports the audit of what it wrote instead."""
     return AuditOptions(passes=options.passes, seed=options.seed, data=options.data, rule_config=options.rule_config,
-                        timeout=options.timeout, verify=True)
+                        timeout=options.timeout, verify=True, trial_best=False)
 
 
 def _plain(options: AuditOptions) -> AuditOptions:

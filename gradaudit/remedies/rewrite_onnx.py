@@ -88,19 +88,25 @@ def _constant(model: onnx.ModelProto, name: str, values: np.ndarray) -> str:
 
 
 def _insert_norm(model: onnx.ModelProto, rewrite: Rewrite) -> None:
+    """layer -> norm -> (every former reader). When the layer's output is a graph output, the norm
+    takes over its name and the layer writes a new tensor, so the model's outputs keep their names."""
     layer = _node(model, rewrite.node)
     tensor, prefix = layer.output[0], f"{rewrite.node}/gradaudit_norm"
     ones, zeros = np.ones(rewrite.size), np.zeros(rewrite.size)
+    is_output = any(output.name == tensor for output in model.graph.output)
+    source, result = (f"{prefix}_input", tensor) if is_output else (tensor, f"{prefix}_output")
     if rewrite.to == "batch":
-        inputs = [tensor] + [_constant(model, f"{prefix}_{part}", values) for part, values in
+        inputs = [source] + [_constant(model, f"{prefix}_{part}", values) for part, values in
                              (("scale", ones), ("bias", zeros), ("mean", zeros), ("var", ones))]
-        node = helper.make_node("BatchNormalization", inputs, [f"{prefix}_output"], name=prefix, epsilon=NORM_EPS)
+        node = helper.make_node("BatchNormalization", inputs, [result], name=prefix, epsilon=NORM_EPS)
     else:
-        inputs = [tensor, _constant(model, f"{prefix}_scale", ones), _constant(model, f"{prefix}_bias", zeros)]
-        node = helper.make_node("LayerNormalization", inputs, [f"{prefix}_output"], name=prefix, axis=-1,
-                                epsilon=NORM_EPS)
-    _rewire(model, tensor, node.output[0], keep=set())
-    _insert_after(model, tensor, [node])
+        inputs = [source, _constant(model, f"{prefix}_scale", ones), _constant(model, f"{prefix}_bias", zeros)]
+        node = helper.make_node("LayerNormalization", inputs, [result], name=prefix, axis=-1, epsilon=NORM_EPS)
+    if is_output:
+        layer.output[0] = source
+    else:
+        _rewire(model, tensor, result, keep=set())
+    _insert_after(model, source, [node])
 
 
 def _remove_norm(model: onnx.ModelProto, rewrite: Rewrite) -> None:

@@ -37,7 +37,7 @@ from gradaudit.remedies.amounts import Target
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
 from gradaudit.remedies.rewrite_onnx import restructured_onnx_handle
 from gradaudit.remedies.rewrite_torch import restructured_torch_handle
-from gradaudit.remedies.structure import Rewrite, StructuralRecommendation, restructured
+from gradaudit.remedies.structure import INVASIVENESS, Rewrite, StructuralRecommendation, restructured
 from gradaudit.results import ProbeResult, Recommendation, StaticResult
 from gradaudit.weight_stats import param_stats
 
@@ -174,10 +174,11 @@ def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before
     return verification(before, after)
 
 
-def benefit(rec: Recommendation) -> tuple[bool, float]:
-    """Sort key of a verified recommendation that helped: healthy afterwards first, then the
-    nearest to the middle of the healthy band."""
-    return rec.verified["diagnosis_after"] != HEALTHY, band_distance(rec.verified["log10_ratio_after"])
+def benefit(rec: Recommendation) -> tuple[bool, int, float]:
+    """Sort key of a verified recommendation that helped: healthy afterwards first, then the least
+    invasive (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
+    invasiveness = INVASIVENESS.get(rec.change, 0) if restructured(rec) else 0
+    return rec.verified["diagnosis_after"] != HEALTHY, invasiveness, band_distance(rec.verified["log10_ratio_after"])
 
 
 def best_verified(recommendations: Iterable[Recommendation]) -> WeightRecommendation | None:

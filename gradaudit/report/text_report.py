@@ -119,7 +119,7 @@ def _recommendation_line(rec: Recommendation) -> str:
     if rec.verified:
         before = rec.verified.get("log10_ratio_before")
         after = rec.verified.get("log10_ratio_after")
-        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        if isinstance(before, (int, float)) or isinstance(after, (int, float)):  # n/a: no gradient reached a layer
             line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)}"
             if "diagnosis_after" in rec.verified:
                 line += f", {rec.verified.get('diagnosis_before')} → {rec.verified['diagnosis_after']}"

@@ -10,6 +10,7 @@ import pytest
 from gradaudit.pipeline import AuditOptions
 from gradaudit.cli import main
 from gradaudit.fixer import fix_onnx
+from gradaudit.remedies.structure import restructured
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 UNHEALTHY = sorted(SAMPLES.glob("exploding_*.onnx")) + sorted(SAMPLES.glob("vanishing_*.onnx"))
@@ -19,15 +20,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Only an architecture change cures these (BN undoes every rescale of a plain BN stack).
+NEEDS_STRUCTURE = {"exploding_bn_plain_stack"}
+
+
 @pytest.mark.parametrize("sample", UNHEALTHY, ids=lambda p: p.stem)
 def test_fix_writes_a_healthy_model_from_a_verified_cure(sample, tmp_path):
     before_digest = _digest(sample)
     output = tmp_path / f"{sample.stem}.fixed.onnx"
-    result = fix_onnx(str(sample), str(output), AuditOptions())
+    result = fix_onnx(str(sample), str(output), AuditOptions(), structural=True)
     assert result.before.diagnosis.label != "healthy"
     cures = [r for r in result.before.recommendations
              if r.verified and r.verified["helped"] and r.verified["diagnosis_after"] == "healthy"]
     assert cures, [r.verified for r in result.before.recommendations]
+    assert any(restructured(r) for r in cures) if sample.stem in NEEDS_STRUCTURE else any(not restructured(r) for r in cures)
     assert result.applied and all(r.verified["helped"] for r in result.applied)
     onnx.checker.check_model(onnx.load(str(output)))
     assert result.after.diagnosis.label == "healthy"
@@ -53,11 +59,24 @@ def test_check_verify_reports_before_after_in_json(tmp_path, capsys):
     verified = [r["verified"] for r in recs if r["verified"]]
     assert {"log10_ratio_before", "log10_ratio_after", "diagnosis_before", "diagnosis_after", "helped"} <= set(verified[0])
     assert any(v["helped"] for v in verified) and any(not v["helped"] for v in verified)  # failures stay failures
+    (trial,) = [v["trial"] for v in verified if "trial" in v]  # the best change only
+    assert trial["before"]["outcome"].startswith("diverges") and trial["after"]["outcome"] == "trains"
+    assert len(trial["after"]["losses"]) == trial["steps"] and trial["after"]["losses"][-1] < trial["after"]["losses"][0]
 
 
-def test_fix_prints_a_patch_for_a_factory(capsys):
-    assert main(["fix", f"{SAMPLES / 'vanishing_relu_default_init.py'}:build"]) == 0
+def test_fix_structural_writes_the_architecture_change(tmp_path, capsys):
+    sample = SAMPLES / "exploding_bn_plain_stack.onnx"
+    output = tmp_path / "fixed.onnx"
+    assert main(["fix", str(sample), "-o", str(output), "--structural", "--timeout", "3000"]) == 0
+    err = capsys.readouterr().err
+    assert "graph rewrite(s)" in err and "exploding -> healthy" in err
+    ops = [node.op_type for node in onnx.load(str(output)).graph.node]
+    assert ops.count("Add") >= 40 and ops.count("BatchNormalization") == 50  # skips added, the norms kept
+
+
+def test_fix_structural_prints_a_definition_patch_for_a_factory(capsys):
+    assert main(["fix", f"{SAMPLES / 'exploding_bn_plain_stack.py'}:build", "--structural", "--timeout", "3000"]) == 0
     out, err = capsys.readouterr()
-    assert "paste after the model is built" in out and ".mul_(factor)" in out
+    assert "(add_skip) @@" in out and "# + ScaledSkip(" in out and "ScaledSkip(branch" in out
     compile(out, "<patch>", "exec")
-    assert "vanishing -> healthy" in err
+    assert "exploding -> healthy" in err

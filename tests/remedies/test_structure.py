@@ -12,7 +12,6 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from gradaudit.errors import GradauditError
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.remedies.rewrite_onnx import rewritten
 from gradaudit.remedies.rewrite_torch import ScaledSkip, patch, restructured_module
@@ -68,8 +67,11 @@ def test_onnx_rewrite_computes_the_intended_function(rewrite, expected):
 
 def test_onnx_inserted_norms_start_as_identity_affine():
     model = _plain_stack()
-    with pytest.raises(GradauditError, match="graph output"):
-        rewritten(model, (Rewrite("insert_norm", "g2", "layer", WIDTH),))  # it would rename the output
+    at_output = rewritten(model, (Rewrite("insert_norm", "g2", "layer", WIDTH),))
+    assert [o.name for o in at_output.graph.output] == ["out"]  # the norm takes over the output's name
+    y = _sigmoid(BN_SCALE * (X @ W1.T) + BN_SHIFT) @ W2.T
+    expected = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(_run(at_output, X), expected, rtol=1e-4, atol=1e-4)
     changed = rewritten(model, (Rewrite("insert_norm", "g1", "layer", WIDTH),))
     h = X @ W1.T
     normed = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
