@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 
 from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.diagnosis import Diagnosis

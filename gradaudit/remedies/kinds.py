@@ -18,7 +18,7 @@ from gradaudit.probe import trial
 from gradaudit.remedies import amounts, snippets, structural_kinds
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
-from gradaudit.remedies.registry import LR_AFTER_INIT, remedy
+from gradaudit.remedies.registry import FLOW_CODES, LR_AFTER_INIT, remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.planned_run import planned_trials
 from gradaudit.rules.registry import Context
@@ -29,7 +29,6 @@ MEMORY_GATE_BIAS = 1.0
 # Zeroing more than 90% of a layer removes most of its capacity; beyond that the excess gain is
 # a rescaling problem, not a pruning one (keeping half the weight energy already prunes 88%).
 PRUNE_MAX_FRACTION = 0.9
-FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 # What the rescale factor achieves, by finding code (default: a unit per-layer gain).
 RESCALE_PURPOSE = {
     "GA107": "brings the recurrent weights' per-step gain to 1",

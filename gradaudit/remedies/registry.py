@@ -18,6 +18,8 @@ from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
 from gradaudit.rules.registry import Context, RuleConfig
 
+# The flow findings (predicted and measured, exploding and vanishing) most remedies answer.
+FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 # The change of a learning-rate recommendation for a model whose initialisation is broken.
 LR_AFTER_INIT = "lr_after_init"
 REMEDY_KINDS = ("pruning", "normalization", "lr_adaptation", "batch_shift", "reinitialization", "gradient_clipping")

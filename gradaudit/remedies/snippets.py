@@ -154,7 +154,7 @@ def add_skips(runs: list[tuple[str, str]], scale: float) -> str:
         "    seq, start = owner(first)\n"
         "    names = list(seq._modules)\n"
         "    run = names[names.index(start):names.index(owner(following)[1])]\n"
-        f"    branch = nn.Sequential(*(seq._modules[n] for n in run))\n"
+        "    branch = nn.Sequential(*(seq._modules[n] for n in run))\n"
         "    for n in run:\n        seq._modules[n] = nn.Identity()\n"
         f"    seq._modules[start] = ScaledSkip(branch, {float(scale)!r})\n\n" + body
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit
+from gradaudit.remedies.registry import FLOW_CODES
 from gradaudit.remedies.structure import (StructuralRecommendation, activation_after_norm, activation_swaps,
                                           norm_removals, norm_rewrite, skip_rewrites)
 from gradaudit.results import Finding
@@ -19,7 +20,6 @@ from gradaudit.rules.topology import consumer, node_by_name
 
 EXPLODING_FLOW_CODES = {"GA101", "GA103"}
 VANISHING_CODES = {"GA102", "GA104", "GA402"}
-FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 
 
 def inserted_norms(layers: list[str], norms: dict[str, tuple[str, str]], ctx: Context) -> StructuralRecommendation | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from gradaudit.graph import forward_order
-from gradaudit.remedies.edits import Edit, WeightRecommendation
+from gradaudit.remedies.edits import WeightRecommendation
 from gradaudit.rules.topology import consumer, data_inputs, node_by_name, weight_nodes, weight_stats
 
 # What a saturating activation is swapped for: ReLU is non-saturating for positive inputs and
