@@ -250,7 +250,8 @@ def _common_options(command):
 def _run_options(command):
     """Options of `check` and `fix`: verification and the planned training run."""
     decorators = [
-        click.option("--verify", is_flag=True, help="Re-probe a copy with each weight change applied (before/after)."),
+        click.option("--verify", is_flag=True,
+                     help="Re-probe a copy with each change applied (before/after); trial-train the best one."),
         click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the planned run."),
         click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
                      help="Optimizer of the planned run [sgd]."),
