@@ -45,6 +45,7 @@ from gradaudit.weight_stats import param_stats
 BAND_CENTRE = 0.5 * (EXPLODING_LOG10_RATIO + VANISHING_LOG10_RATIO)
 HEALTHY = "healthy"
 REFINE_ROUNDS = 5
+TRIAL_CANDIDATES = 3  # verified changes trial-trained, best first, until one trains
 
 
 def _out_axis(stats: ParamStats, tensor: torch.Tensor) -> int:
@@ -181,10 +182,10 @@ def benefit(rec: Recommendation) -> tuple[bool, int, float]:
     return rec.verified["diagnosis_after"] != HEALTHY, invasiveness, band_distance(rec.verified["log10_ratio_after"])
 
 
-def best_verified(recommendations: Iterable[Recommendation]) -> WeightRecommendation | None:
-    """The verified change that helped most (weight-level or structural), if any helped."""
+def ranked_verified(recommendations: Iterable[Recommendation]) -> list[WeightRecommendation]:
+    """The verified changes that helped (weight-level or structural), best first (`benefit`)."""
     helped = [r for r in recommendations if (edited(r) or restructured(r)) and r.verified and r.verified.get("helped")]
-    return min(helped, key=benefit) if helped else None
+    return sorted(helped, key=benefit)
 
 
 def trial_comparison(
@@ -199,21 +200,26 @@ def trial_comparison(
     loss: str = "auto",
     deadline: float | None = None,
 ) -> None:
-    """Train the original and the copy with the best verified change for `steps` steps each
-    (gradaudit.probe.trial: same optimizer, seeded batches and targets), and store both loss
-    curves in that recommendation's `verified["trial"]`: "verified" then also means "trains"."""
-    best = best_verified(recommendations)
-    if best is None:
-        return
+    """Train the original and copies with the verified changes, best first, for `steps` steps each
+    (gradaudit.probe.trial: same optimizer, seeded batches and targets) until one trains, at most
+    TRIAL_CANDIDATES of them; each tried change's `verified["trial"]` holds both loss curves, so
+    "verified" also says whether it trains (a ratio in the healthy band does not guarantee it: a
+    sigmoid stack rescaled into range can diverge at a rate its original survives)."""
+    candidates = ranked_verified(recommendations)[:TRIAL_CANDIDATES]
     run = {"steps": steps, "seed": seed, "data": data, "loss": loss, "deadline": deadline}
-    original = trial_run(handle, lr, optimizer, **run)
-    with restructured_handle(handle, best.edits, best.rewrites if restructured(best) else (), seed) as changed:
-        fixed = trial_run(changed, lr, optimizer, **run)
-    if original is None or fixed is None:
+    original = trial_run(handle, lr, optimizer, **run) if candidates else None
+    if original is None:
         return
-    best.verified["trial"] = {"lr": lr, "optimizer": optimizer, "steps": steps,
-                              "before": original.record() | {"losses": list(original.losses)},
-                              "after": fixed.record() | {"losses": list(fixed.losses)}}
+    for rec in candidates:
+        with restructured_handle(handle, rec.edits, rec.rewrites if restructured(rec) else (), seed) as changed:
+            fixed = trial_run(changed, lr, optimizer, **run)
+        if fixed is None:
+            return
+        rec.verified["trial"] = {"lr": lr, "optimizer": optimizer, "steps": steps,
+                                 "before": original.record() | {"losses": list(original.losses)},
+                                 "after": fixed.record() | {"losses": list(fixed.losses)}}
+        if fixed.trains:
+            return
 
 
 def band_distance(ratio: float | None) -> float:
