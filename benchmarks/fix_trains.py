@@ -12,7 +12,7 @@ A model "trains" when its loss after STEPS steps is below TRAINED_LOSS of the ta
 it "diverged" when the loss went non-finite or above DIVERGED_LOSS. Prints one row per sample and
 seed: the relative loss at the end for the original and the fixed model.
 
-Run: python benchmarks/fix_trains.py   (a few minutes on two CPU cores)
+Run: python benchmarks/fix_trains.py [sample ...]   (a few minutes on two CPU cores; names: a subset)
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def _verdict(loss: float) -> str:
 def main() -> int:
     torch.set_num_threads(1)
     samples = sorted(ROOT.glob("samples/exploding_*.onnx")) + sorted(ROOT.glob("samples/vanishing_*.onnx"))
+    samples = [s for s in samples if s.stem in sys.argv[1:]] if sys.argv[1:] else samples  # names to run: a subset
     started = time.perf_counter()
     verdicts = []
     print(f"{'sample':<30} seed  {'original':>18}  {'fixed':>18}  applied (fixed diagnosis)")

@@ -36,7 +36,6 @@ class AuditOptions:
     optimizer: str | None = None  # the planned run's optimizer: sgd | momentum | adam | adamw
     loss: str = "auto"  # the planned run's loss (gradaudit.config.LOSSES); the model's own wins
     trial_steps: int = 50  # steps of the trial run at `lr` (gradaudit.probe.trial)
-    trial_best: bool = True  # with verify: trial-train the best verified change and the original
     timing: dict[str, float] = field(default_factory=dict)
 
 
@@ -97,7 +96,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
                loss=options.loss)
-        if probe is not None and options.trial_best:
+        if probe is not None:
             stage("trial-training the best change to")
             deadline = started + options.timeout if options.timeout is not None else None
             trial_comparison(handle, recommendations, lr=options.lr or DEFAULT_TRIAL_LR,

@@ -175,11 +175,15 @@ def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before
     return verification(before, after)
 
 
-def benefit(rec: Recommendation) -> tuple[bool, int, float]:
-    """Sort key of a verified recommendation that helped: healthy afterwards first, then the least
-    invasive (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
+def benefit(rec: Recommendation) -> tuple[bool, bool, int, float]:
+    """Sort key of a verified recommendation that helped: healthy afterwards first, then those
+    whose trial training (if it ran) did not diverge, then the least invasive
+    (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
     invasiveness = INVASIVENESS.get(rec.change, 0) if restructured(rec) else 0
-    return rec.verified["diagnosis_after"] != HEALTHY, invasiveness, band_distance(rec.verified["log10_ratio_after"])
+    trial = rec.verified.get("trial") or {}
+    diverged = trial.get("after", {}).get("outcome", "").startswith("diverges")
+    return (rec.verified["diagnosis_after"] != HEALTHY, diverged, invasiveness,
+            band_distance(rec.verified["log10_ratio_after"]))
 
 
 def ranked_verified(recommendations: Iterable[Recommendation]) -> list[WeightRecommendation]:
