@@ -16,7 +16,7 @@ from gradaudit.remedies.structure import (StructuralRecommendation, activation_a
                                           norm_removals, norm_rewrite, skip_rewrites)
 from gradaudit.results import Finding
 from gradaudit.rules.registry import Context
-from gradaudit.rules.topology import consumer, node_by_name
+from gradaudit.rules.topology import consumer, node_by_name, weight_nodes
 
 EXPLODING_FLOW_CODES = {"GA101", "GA103"}
 VANISHING_CODES = {"GA102", "GA104", "GA402"}
@@ -59,12 +59,14 @@ def removed_norms(finding: Finding, ctx: Context) -> StructuralRecommendation | 
         return None
     removed = {r.node for r in rewrites}
     targets = []
-    for node, data in ctx.graph.nodes(data=True):
-        activation = activation_after_norm(ctx.graph, data["name"])
-        stats = layer_param(ctx, data["name"]) if activation is not None else None
-        std = amounts.critical_std(ctx, data["name"], activation) if stats is not None else None
-        if std is not None and _norm_behind(ctx, node) in removed:
-            targets.append(Target(data["name"], stats.name, std))
+    for node in weight_nodes(ctx.graph):
+        activation, norm = activation_after_norm(ctx.graph, node), consumer(ctx.graph, node)
+        if activation is None or ctx.graph.nodes[norm]["name"] not in removed:
+            continue
+        layer = ctx.graph.nodes[node]["name"]
+        stats, std = layer_param(ctx, layer), amounts.critical_std(ctx, layer, activation)
+        if stats is not None and std is not None:
+            targets.append(Target(layer, stats.name, std))
     action = (f"Remove the {len(rewrites)} normalisation layer(s) ({rewrites[0].node}, ...) of this plain stack, "
               "where batch statistics make the gradient grow toward the input (Yang et al. 2019), and re-draw "
               f"the {len(targets)} layer(s) in front of them at the critical scale")
@@ -73,11 +75,6 @@ def removed_norms(finding: Finding, ctx: Context) -> StructuralRecommendation | 
                                     snippets.reinit_then(snippets.replace_modules(paths), targets),
                                     change="remove_norm", rewrites=rewrites,
                                     edits=tuple(Edit("normal", t.param, t.value) for t in targets))
-
-
-def _norm_behind(ctx: Context, node: str) -> str | None:
-    norm = consumer(ctx.graph, node)
-    return ctx.graph.nodes[norm]["name"] if norm is not None else None
 
 
 def swapped_activations(finding: Finding, ctx: Context) -> StructuralRecommendation | None:

@@ -20,7 +20,7 @@ import networkx as nx
 
 from gradaudit.graph import forward_order
 from gradaudit.remedies.edits import WeightRecommendation
-from gradaudit.rules.topology import consumer, data_inputs, node_by_name, weight_nodes, weight_stats
+from gradaudit.rules.topology import consumer, data_inputs, weight_nodes, weight_stats
 
 # What a saturating activation is swapped for: ReLU is non-saturating for positive inputs and
 # its critical init (He) is known in closed form.
@@ -133,10 +133,9 @@ def activation_swaps(graph: nx.DiGraph) -> list[tuple[Rewrite, str | None]]:
     return found
 
 
-def activation_after_norm(graph: nx.DiGraph, layer: str) -> str | None:
-    """The activation that follows `layer`'s norm (layer -> norm -> activation), if that is the shape."""
-    node = node_by_name(graph).get(layer)
-    norm = consumer(graph, node) if node is not None else None
+def activation_after_norm(graph: nx.DiGraph, node: str) -> str | None:
+    """The activation that follows `node`'s norm (layer -> norm -> activation), if that is the shape."""
+    norm = consumer(graph, node)
     if norm is None or graph.nodes[norm]["op"] != "norm":
         return None
     after = consumer(graph, norm)
