@@ -1,7 +1,8 @@
 """Do `gradaudit fix`'s models train where the originals diverge or stall? Short runs, several seeds.
 
 For every unhealthy sample (samples/exploding_*.onnx, samples/vanishing_*.onnx) the fixer writes
-a fixed copy; both are executed with gradaudit's ONNX executor (initializers as parameters) and
+a fixed copy (`gradaudit fix --structural`: an architecture change competes with the weight-level
+ones, and the best verified combination is written); both are executed with gradaudit's ONNX executor (initializers as parameters) and
 trained with the same SGD+momentum settings on a synthetic learnable task: a random linear
 teacher maps the last TEACHER_INPUTS coordinates of the flattened input (a sequence's last
 step) to the output size (targets of unit variance), a fresh batch
@@ -11,7 +12,7 @@ A model "trains" when its loss after STEPS steps is below TRAINED_LOSS of the ta
 it "diverged" when the loss went non-finite or above DIVERGED_LOSS. Prints one row per sample and
 seed: the relative loss at the end for the original and the fixed model.
 
-Run: python benchmarks/fix_trains.py   (about a minute on two CPU cores)
+Run: python benchmarks/fix_trains.py [sample ...]   (a few minutes on two CPU cores; names: a subset)
 """
 
 from __future__ import annotations
@@ -92,17 +93,20 @@ def _verdict(loss: float) -> str:
 def main() -> int:
     torch.set_num_threads(1)
     samples = sorted(ROOT.glob("samples/exploding_*.onnx")) + sorted(ROOT.glob("samples/vanishing_*.onnx"))
+    samples = [s for s in samples if s.stem in sys.argv[1:]] if sys.argv[1:] else samples  # names to run: a subset
     started = time.perf_counter()
     verdicts = []
-    print(f"{'sample':<30} seed  {'original':>18}  {'fixed':>18}")
+    print(f"{'sample':<30} seed  {'original':>18}  {'fixed':>18}  applied (fixed diagnosis)")
     with tempfile.TemporaryDirectory() as folder:
         for sample in samples:
             fixed = str(Path(folder) / f"{sample.stem}.fixed.onnx")
-            fix_onnx(str(sample), fixed, AuditOptions())
+            result = fix_onnx(str(sample), fixed, AuditOptions(), structural=True)
+            changes = "+".join(rec.change for rec in result.applied) or "none"
             for seed in SEEDS:
                 before, after = train(str(sample), seed), train(fixed, seed)
                 verdicts.append((_verdict(before), _verdict(after)))
-                print(f"{sample.stem:<30} {seed:>4}  {before:>8.3g} {_verdict(before):>9}  {after:>8.3g} {_verdict(after):>9}")
+                print(f"{sample.stem:<30} {seed:>4}  {before:>8.3g} {_verdict(before):>9}  {after:>8.3g} "
+                      f"{_verdict(after):>9}  {changes} ({result.after.diagnosis.label})", flush=True)
     fixed_train = sum(after == "trains" for _, after in verdicts)
     originals_fail = sum(before != "trains" for before, _ in verdicts)
     print(f"{time.perf_counter() - started:.0f} s; fixed models train in {fixed_train}/{len(verdicts)} runs; "

@@ -251,7 +251,8 @@ def _common_options(command):
 def _run_options(command):
     """Options of `check` and `fix`: verification and the planned training run."""
     decorators = [
-        click.option("--verify", is_flag=True, help="Re-probe a copy with each weight change applied (before/after)."),
+        click.option("--verify", is_flag=True,
+                     help="Re-probe a copy with each change applied (before/after); trial-train the best one."),
         click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the planned run."),
         click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
                      help="Optimizer of the planned run [sgd]."),
@@ -342,9 +343,13 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
               help="Seconds the fix may take, from load to the audit of the fixed model.")
 @click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
               help="Memory the fix may take, e.g. 8G or 512M [half of RAM].")
+@click.option("--structural", is_flag=True,
+              help="Also apply a verified architecture change (norms, scaled skips, activation swap).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, **_) -> None:
-    """Apply the verified weight-level changes: write a fixed ONNX model, or print a patch for a factory."""
+def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
+                **_) -> None:
+    """Apply the verified weight-level changes (and, with --structural, an architecture change that
+    helped): write a fixed ONNX model, or print a patch for a factory."""
     from gradaudit import fixer
     from gradaudit.hard_limits import model_limits
     from gradaudit.limits import default_max_memory
@@ -360,14 +365,15 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
     with model_limits(source, timeout, max_memory or default_max_memory()):
         options = AuditOptions(passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout)
         if writes_model:
-            result = fixer.fix_onnx(source, output, options, input_shapes, batch)
+            result = fixer.fix_onnx(source, output, options, input_shapes, batch, structural)
         else:
             result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory),
-                                      options)
+                                      options, structural)
     if not writes_model:
         say(fixer.patch(result), multiline=True, nl=False)
     for rec in result.applied:
-        say(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s)", err=True)
+        rewrites = f" and {len(rec.rewrites)} graph rewrite(s)" if fixer.restructured(rec) else ""
+        say(f"gradaudit: applied {rec.change} ({rec.finding}) on {len(rec.edits)} tensor(s){rewrites}", err=True)
     for note in result.skipped:
         say(f"gradaudit: skipped {note}", err=True)
     after = result.after

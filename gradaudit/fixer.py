@@ -2,8 +2,12 @@
 
 The audit runs with verification; the weight-level recommendations that helped (rescale, branch
 scaling, re-initialisation, memory-gate bias, bias shift — not pruning, which removes capacity)
-are combined greedily, best first, each kept only if the combination analyses better than
-without it, and never two on the same tensor. For an ONNX file the edited tensors are written
+are combined greedily, best first (healthy afterwards, then not diverging in the trial training
+of `--verify`, then the least invasive), each kept only if the combination analyses better than
+without it, and never two on the same tensor. With `structural`, the architecture changes that
+helped (norms inserted or removed, scaled skips, activations swapped; gradaudit.remedies.structure)
+compete too, at most one of them (they are alternatives), its graph rewrites made after the
+weight edits. For an ONNX file the edited tensors are written
 back into the initializers of a new file (the input is never touched; the write is atomic, through
 gradaudit.report.write_atomic), which
 must pass `onnx.checker` and is then audited afresh: that audit is the verdict. For a torch
@@ -16,16 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-import torch
-from onnx import numpy_helper
 
 from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.diagnosis import Diagnosis
 from gradaudit.errors import InputError
 from gradaudit.model import ModelHandle
-from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
-from gradaudit.remedies.verify import HEALTHY, analyse, band_distance, modified_handle, outcome
+from gradaudit.remedies import rewrite_torch
+from gradaudit.remedies.edits import Edit, WeightRecommendation, edited
+from gradaudit.remedies.rewrite_onnx import edited_onnx, rewritten
+from gradaudit.remedies.structure import STRUCTURAL_CHANGES, Rewrite, restructured
+from gradaudit.remedies.verify import HEALTHY, analyse, band_distance, benefit, outcome, restructured_handle
 from gradaudit.report import write_atomic
 from gradaudit.results import Audit, Recommendation
 
@@ -40,17 +44,21 @@ class FixResult:
     applied: list[WeightRecommendation]
     after: Audit
     skipped: list[str]  # parameters that could not be written back, with the reason
+    definition: str = ""  # a torch model's architecture changes as a patch of its module definition
 
 
-def _ranked(recommendations: list[Recommendation]) -> list[WeightRecommendation]:
-    """Weight-level recommendations that helped, those reaching a healthy diagnosis first."""
-    helped = [r for r in recommendations if edited(r) and r.change in FIXABLE_CHANGES and r.verified and r.verified["helped"]]
-    return sorted(helped, key=lambda r: (r.verified["diagnosis_after"] != HEALTHY, band_distance(r.verified["log10_ratio_after"])))
+def _ranked(recommendations: list[Recommendation], structural: bool) -> list[WeightRecommendation]:
+    """Recommendations that helped and that `fix` may apply, those reaching a healthy diagnosis first."""
+    allowed = FIXABLE_CHANGES + (STRUCTURAL_CHANGES if structural else ())
+    helped = [r for r in recommendations if (edited(r) or restructured(r)) and r.change in allowed
+              and r.verified and r.verified["helped"]]
+    return sorted(helped, key=benefit)
 
 
-def choose(handle: ModelHandle, audit: Audit, options: AuditOptions) -> list[WeightRecommendation]:
-    """Greedy combination: add each helpful recommendation (disjoint tensors) while it still helps."""
-    ranked = _ranked(audit.recommendations)
+def choose(handle: ModelHandle, audit: Audit, options: AuditOptions, structural: bool = False) -> list[WeightRecommendation]:
+    """Greedy combination: add each helpful recommendation (disjoint tensors, at most one
+    structural change) while it still helps."""
+    ranked = _ranked(audit.recommendations, structural)
     if not ranked:
         return []
     chosen = ranked[:1]  # its own verification is the outcome of applying it alone
@@ -58,10 +66,10 @@ def choose(handle: ModelHandle, audit: Audit, options: AuditOptions) -> list[Wei
     for rec in ranked[1:]:
         if best[0].label == HEALTHY:
             break
-        if {e.param for e in _edits(chosen)} & {e.param for e in rec.edits}:
+        if {e.param for e in _edits(chosen)} & {e.param for e in rec.edits} or (restructured(rec) and _rewrites(chosen)):
             continue
-        trial = modified_handle(handle, _edits(chosen + [rec]), options.seed)
-        result = outcome(*analyse(trial, passes=options.passes, seed=options.seed, data=options.data))
+        with restructured_handle(handle, _edits(chosen + [rec]), _rewrites(chosen + [rec]), options.seed) as trial:
+            result = outcome(*analyse(trial, passes=options.passes, seed=options.seed, data=options.data))
         if result[0].label == HEALTHY or band_distance(result[1]) < band_distance(best[1]):
             chosen, best = chosen + [rec], result
     return chosen
@@ -71,33 +79,14 @@ def _edits(recs: list[WeightRecommendation]) -> tuple[Edit, ...]:
     return tuple(e for rec in recs for e in rec.edits)
 
 
-def edited_onnx(source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed: int) -> tuple[onnx.ModelProto, list[str]]:
-    """The ONNX model with the edited executor parameters written into its initializers; its
-    external data is read as the loader reads it, from inside the model's folder only."""
-    from gradaudit.onnx_exec.external_data import load_confined
-
-    model = load_confined(source)
-    module = apply_edits(handle.module, edits, seed)
-    onnx_name = {attr: name for name, attr in handle.module.param_names.items()}
-    params = dict(module.named_parameters())
-    initializers = {t.name: t for t in model.graph.initializer}
-    skipped = []
-    for param in dict.fromkeys(e.param for e in edits):
-        name = onnx_name.get(param)
-        if name not in initializers:
-            skipped.append(f"{param}: not an ONNX initializer (computed or shared), left unchanged")
-            continue
-        old = initializers[name]
-        value = params[param].detach().cpu()
-        value = value.float() if value.dtype == torch.bfloat16 else value  # numpy has no bfloat16; exact in float32
-        array = value.numpy().astype(numpy_helper.to_array(old).dtype)  # back to the stored type (ml_dtypes for bf16/float8)
-        old.CopyFrom(numpy_helper.from_array(array, name))
-    onnx.checker.check_model(model)
-    return model, skipped
+def _rewrites(recs: list[WeightRecommendation]) -> tuple[Rewrite, ...]:
+    return tuple(r for rec in recs if restructured(rec) for r in rec.rewrites)
 
 
-def fix_onnx(source: str, output: str, options: AuditOptions, input_shapes=None, batch: int = 8) -> FixResult:
-    """Write `output`: `source` with the chosen verified changes; audit the written file."""
+def fix_onnx(source: str, output: str, options: AuditOptions, input_shapes=None, batch: int = 8,
+             structural: bool = False) -> FixResult:
+    """Write `output`: `source` with the chosen verified changes (architecture changes too with
+    `structural`); audit the written file."""
     from gradaudit.loaders.onnx_loader import load_onnx
 
     if Path(output).resolve() == Path(source).resolve():
@@ -106,28 +95,43 @@ def fix_onnx(source: str, output: str, options: AuditOptions, input_shapes=None,
     if handle.module is None:
         raise InputError(f"{source} cannot be executed ({handle.probe_unavailable}), so no change can be verified")
     before = run_audit(handle, _verifying(options))
-    chosen = choose(handle, before, options)
+    chosen = choose(handle, before, options, structural)
     model, skipped = edited_onnx(source, handle, _edits(chosen), options.seed)
+    model = rewritten(model, _rewrites(chosen)) if _rewrites(chosen) else model
     write_atomic(output, model.SerializeToString())
     after = run_audit(load_onnx(output, input_shapes, batch), _plain(options))
     return FixResult(before, chosen, after, skipped)
 
 
-def fix_handle(handle: ModelHandle, options: AuditOptions) -> FixResult:
+def fix_handle(handle: ModelHandle, options: AuditOptions, structural: bool = False) -> FixResult:
     """For a torch model: choose the changes and audit the edited module (nothing is written)."""
     if handle.module is None:
         raise InputError(f"{handle.source} cannot be executed, so no change can be verified")
     before = run_audit(handle, _verifying(options))
-    chosen = choose(handle, before, options)
-    after = run_audit(modified_handle(handle, _edits(chosen), options.seed), _plain(options))
-    return FixResult(before, chosen, after, [])
+    chosen = choose(handle, before, options, structural)
+    with restructured_handle(handle, _edits(chosen), _rewrites(chosen), options.seed) as changed:
+        after = run_audit(changed, _plain(options))
+    return FixResult(before, chosen, after, [], _definition_patch(handle, chosen))
+
+
+def _definition_patch(handle: ModelHandle, chosen: list[WeightRecommendation]) -> str:
+    """The rewrites as `- old` / `+ new` lines of the module definition (empty without rewrites)."""
+    rewrites = _rewrites(chosen)
+    if not rewrites:
+        return ""
+    ranks = {data["name"]: len(data["out_shape"] or ()) for _, data in handle.graph.nodes(data=True)}
+    return rewrite_torch.patch(handle.module, rewrites, ranks)
 
 
 def patch(result: FixResult) -> str:
-    """The chosen changes as one snippet to paste after the model is built (`model = ...`)."""
+    """The chosen changes as one snippet to paste after the model is built (`model = ...`); an
+    architecture change also as the patch of the module definition it amounts to (commented)."""
     if not result.applied:
-        return "# gradaudit found no verified weight-level change to apply\n"
+        return "# gradaudit found no verified change to apply\n"
     parts = [f"# gradaudit fix {result.before.source}: paste after the model is built (`model = ...`)\n"]
+    if result.definition:
+        parts.append("# or change the module definition (patch):\n"
+                     + "".join(f"# {line}\n" for line in result.definition.splitlines()))
     for rec in result.applied:
         verified = rec.verified or {}
         parts.append(f"# {rec.remedy} ({rec.change}, answers {rec.finding}): "
@@ -136,6 +140,7 @@ def patch(result: FixResult) -> str:
 
 
 def _verifying(options: AuditOptions) -> AuditOptions:
+    """Verification with its trial training: a change that diverges in its trial ranks last."""
     return AuditOptions(passes=options.passes, seed=options.seed, data=options.data, rule_config=options.rule_config,
                         timeout=options.timeout, verify=True)
 

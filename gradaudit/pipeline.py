@@ -15,6 +15,11 @@ from gradaudit.model import ModelHandle
 from gradaudit.report.audit_report import AuditReport
 from gradaudit.results import Finding
 
+# The trial training of `--verify` without a planned run: SGD with momentum 0.9 at 1e-2, the
+# usual starting point (an exploded initialisation diverges there, a healthy one trains).
+DEFAULT_TRIAL_LR = 1e-2
+DEFAULT_TRIAL_OPTIMIZER = "momentum"
+
 
 @dataclass
 class AuditOptions:
@@ -41,7 +46,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     from gradaudit.probe import run_probe
     from gradaudit.probe.trial import plan_trials
     from gradaudit.remedies import recommend
-    from gradaudit.remedies.verify import verify
+    from gradaudit.remedies.verify import trial_comparison, verify
     from gradaudit.remedies.registry import ONNX_NOTE
     from gradaudit.rules import explanations, run_rules
     from gradaudit.rules.planned_run import planned_config
@@ -92,6 +97,12 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
                loss=options.loss)
+        if probe is not None:
+            stage("trial-training the best change to")
+            deadline = started + options.timeout if options.timeout is not None else None
+            trial_comparison(handle, recommendations, lr=options.lr or DEFAULT_TRIAL_LR,
+                             optimizer=options.optimizer or DEFAULT_TRIAL_OPTIMIZER, steps=options.trial_steps,
+                             seed=options.seed, data=options.data, loss=options.loss, deadline=deadline)
     return AuditReport(
         source=handle.source,
         format=handle.format,

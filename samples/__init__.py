@@ -19,8 +19,12 @@ SAMPLES: dict[str, str] = {
     "exploding_mlp_normal_init": "exploding",
     "exploding_residual_stack": "exploding",
     "exploding_tanh_rnn": "exploding",
+    "exploding_bn_plain_stack": "exploding",
     "vanishing_sigmoid_mlp": "vanishing",
     "vanishing_relu_default_init": "vanishing",
+    "vanishing_sigmoid_cnn": "vanishing",
+    "vanishing_dead_relu_mlp": "vanishing",
+    "vanishing_lstm_closed_gate": "vanishing",
 }
 
 

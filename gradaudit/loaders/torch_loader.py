@@ -9,7 +9,6 @@ submodules in definition order, also marked partial; they still run and can be p
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any, Sequence
 

@@ -113,19 +113,39 @@ def rescale_targets(finding: Finding, ctx: Context) -> list[Target]:
     return rescale(finding, ctx) if rescale else []
 
 
-def critical_std(ctx: Context, layer: str) -> float | None:
-    """Init std at which the layer's gain in front of its activation is 1 (1/sqrt(fan_in) if none)."""
+def preactivation_shifts(finding: Finding, ctx: Context) -> dict[str, float]:
+    """Minus each listed layer's measured pre-activation mean (its own output, before the activation).
+
+    For dead units (GA401) this is what revives them: the activation's output is all zeros, its
+    mean says nothing, while the pre-activation mean says how far below the kink the units sit.
+    A layer that feeds a norm gets none: the norm re-centres whatever the bias.
+    """
+    shifts = {}
+    for layer, numbers in finding.evidence.get("layers", {}).items():
+        mean = numbers.get("act_mean")
+        node = node_by_name(ctx.graph).get(layer)
+        after = consumer(ctx.graph, node) if node is not None else None
+        if mean is not None and math.isfinite(mean) and (after is None or ctx.graph.nodes[after]["op"] != "norm"):
+            shifts[layer] = -mean
+    return shifts
+
+
+def critical_std(ctx: Context, layer: str, activation: str | None = None, fn: str | None = None) -> float | None:
+    """Init std at which the layer's gain in front of its activation is 1 (1/sqrt(fan_in) if none);
+    `activation` (a LayerGraph node) names the activation when it is not the layer's consumer
+    (one behind a norm that is removed), and `fn` the function it will have (one that is swapped)."""
     node = node_by_name(ctx.graph).get(layer)
     stats = weight_stats(ctx.graph.nodes[node]) if node is not None else None
     if stats is None:
         return None
     data = ctx.graph.nodes[node]
     fan_in = data["attrs"].get("fan_in") or math.prod(stats.shape[1:])
-    act = consumer(ctx.graph, node)
+    act = activation or consumer(ctx.graph, node)
     act_data = ctx.graph.nodes[act] if act is not None and ctx.graph.nodes[act]["op"] == "activation" else None
     inputs = data_inputs(ctx.graph, node)
     input_sq = second_moment(ctx, inputs[0]) if inputs else 1.0
-    fn, attrs = (act_data["fn"], act_data["attrs"]) if act_data else (None, None)
+    current, attrs = (act_data["fn"], act_data["attrs"]) if act_data else (None, None)
+    fn, attrs = (fn, {}) if fn is not None else (current, attrs)
     return math.sqrt(critical_weight_variance(fn, attrs, float(fan_in), input_sq))
 
 

@@ -15,10 +15,10 @@ import torch
 
 from gradaudit.graph import weight_layers
 from gradaudit.probe import trial
-from gradaudit.remedies import amounts, snippets
+from gradaudit.remedies import amounts, snippets, structural_kinds
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
-from gradaudit.remedies.registry import LR_AFTER_INIT, remedy
+from gradaudit.remedies.registry import FLOW_CODES, LR_AFTER_INIT, remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.planned_run import planned_trials
 from gradaudit.rules.registry import Context
@@ -29,7 +29,6 @@ MEMORY_GATE_BIAS = 1.0
 # Zeroing more than 90% of a layer removes most of its capacity; beyond that the excess gain is
 # a rescaling problem, not a pruning one (keeping half the weight energy already prunes 88%).
 PRUNE_MAX_FRACTION = 0.9
-FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 # What the rescale factor achieves, by finding code (default: a unit per-layer gain).
 RESCALE_PURPOSE = {
     "GA107": "brings the recurrent weights' per-step gain to 1",
@@ -136,17 +135,14 @@ def _norm_for(ctx: Context, layer: str) -> tuple[str, str] | None:
 
 
 @remedy("normalization", answers=FLOW_CODES | {"GA105", "GA301", "GA302", "GA401", "GA402"})
-def normalization(finding: Finding, ctx: Context) -> Recommendation | None:
-    """Insert a norm after the listed layers (the branches' last layers for residual sums)."""
+def normalization(finding: Finding, ctx: Context) -> list[Recommendation | None]:
+    """Insert a norm after the listed layers (the branches' last layers for residual sums); and the
+    structural alternatives (gradaudit.remedies.structural_kinds): skips, norms removed, activations swapped."""
     layers = finding.evidence.get("branch_layers") if finding.code == "GA302" else _layers_or_first(finding, ctx)
     placed = {layer: _norm_for(ctx, layer) for layer in layers or []}
     placed = {layer: where for layer, where in placed.items() if where is not None}
-    if not placed:
-        return None
-    listing = ", ".join(f"{norm} after {layer}" for layer, (_, norm) in placed.items())
-    action = f"Insert normalisation ({len(placed)} layer(s)): {listing}"
-    return Recommendation("normalization", list(placed), action,
-                          snippets.insert_norms(dict(placed.values())))
+    inserted = structural_kinds.inserted_norms(list(placed), placed, ctx) if placed else None
+    return [inserted] + structural_kinds.alternatives(finding, ctx)
 
 
 @remedy("pruning", answers={"GA101"})
@@ -294,16 +290,18 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 
-@remedy("batch_shift", answers={"GA403", "GA603"})
+@remedy("batch_shift", answers={"GA401", "GA403", "GA603"})
 def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
-    """Re-centre each shifted layer's output: add -act_mean to its bias (a forward hook if it has
-    none); for off-centre inputs (GA603), standardise them with the measured mean and std."""
+    """Re-centre each shifted or dead layer's pre-activation: add minus its measured mean to the
+    layer's bias (a forward hook if it has none); for off-centre inputs (GA603), standardise them
+    with the measured mean and std."""
     if finding.code == "GA603":
         return _recentred_inputs(finding, ctx)
     targets, hooks = [], {}
-    for layer, numbers in finding.evidence.get("layers", {}).items():
-        shift, bias, weight = numbers.get("bias_shift"), layer_param(ctx, layer, "bias"), layer_param(ctx, layer)
-        if shift is None or (bias is None and weight is None):
+    shifts = amounts.preactivation_shifts(finding, ctx)
+    for layer, shift in shifts.items():
+        bias, weight = layer_param(ctx, layer, "bias"), layer_param(ctx, layer)
+        if bias is None and weight is None:
             continue
         if bias is not None:
             targets.append(Target(layer, bias.name, shift))
@@ -311,10 +309,9 @@ def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
             hooks[weight.name.rpartition(".")[0]] = shift
     if not targets and not hooks:
         return None
-    shifts = ", ".join(f"{layer} by {n['bias_shift']:+.4g}" for layer, n in finding.evidence["layers"].items()
-                       if n.get("bias_shift") is not None)
-    action = f"Shift each layer's output by minus its measured mean to centre it: {shifts}"
-    return WeightRecommendation("batch_shift", list(finding.layers), action,
+    listing = ", ".join(f"{layer} by {shift:+.4g}" for layer, shift in shifts.items())
+    action = f"Shift each layer's pre-activation by minus its measured mean (through its bias) to centre it: {listing}"
+    return WeightRecommendation("batch_shift", list(shifts), action,
                                 snippets.shift_bias(targets, hooks), change="bias_shift",
                                 edits=tuple(Edit("shift", t.param, t.value) for t in targets))
 

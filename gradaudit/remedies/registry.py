@@ -18,11 +18,13 @@ from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
 from gradaudit.rules.registry import Context, RuleConfig
 
+# The flow findings (predicted and measured, exploding and vanishing) most remedies answer.
+FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 # The change of a learning-rate recommendation for a model whose initialisation is broken.
 LR_AFTER_INIT = "lr_after_init"
 REMEDY_KINDS = ("pruning", "normalization", "lr_adaptation", "batch_shift", "reinitialization", "gradient_clipping")
 
-Remedy = Callable[[Finding, Context], "Recommendation | None"]
+Remedy = Callable[[Finding, Context], "Recommendation | list[Recommendation | None] | None"]
 _REMEDIES: dict[str, tuple[Remedy, frozenset[str]]] = {}
 
 
@@ -63,23 +65,24 @@ def recommend(
     made: list[Recommendation] = []
     for finding in findings:
         for kind in remedies_for(finding.code):
-            recommendation = _offer(kind, finding, ctx)
-            if recommendation is not None:
+            for recommendation in _offer(kind, finding, ctx):
                 recommendation.finding = recommendation.finding or finding.code
                 _merge(made, recommendation)
     return sorted(made, key=lambda rec: getattr(rec, "change", "") == LR_AFTER_INIT)  # stable sort
 
 
-def _offer(kind: str, finding: Finding, ctx: Context) -> Recommendation | None:
-    """One remedy's answer; a remedy failing on an unforeseen graph is skipped with a warning,
-    as the finding itself (and the other remedies) still stand."""
+def _offer(kind: str, finding: Finding, ctx: Context) -> list[Recommendation]:
+    """One remedy's answers (a remedy returns one recommendation, a list of alternatives, or None);
+    a remedy failing on an unforeseen graph is skipped with a warning, as the finding itself (and
+    the other remedies) still stand."""
     try:
-        return _REMEDIES[kind][0](finding, ctx)
+        answer = _REMEDIES[kind][0](finding, ctx)
     except Exception as error:  # noqa: BLE001 - one remedy must not cost the whole audit
         if out_of_memory(error):
             raise
         warnings.warn(f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning)
-        return None
+        return []
+    return [r for r in (answer if isinstance(answer, list) else [answer]) if r is not None]
 
 
 def _merge(made: list[Recommendation], new: Recommendation) -> None:

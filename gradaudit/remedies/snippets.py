@@ -127,3 +127,47 @@ def standardise_inputs(mean: float, std: float) -> str:
         f"INPUT_MEAN, INPUT_STD = {float(mean)!r}, {float(std)!r}  # measured on the --data batch\n"
         "x = (x - INPUT_MEAN) / INPUT_STD  # in the data pipeline, before the model\n"
     )
+
+
+SCALED_SKIP = (
+    "class ScaledSkip(nn.Module):\n"
+    "    def __init__(self, branch, scale):\n"
+    "        super().__init__()\n"
+    "        self.branch, self.scale = branch, scale\n\n"
+    "    def forward(self, x):\n"
+    "        return x + self.scale * self.branch(x)\n\n"
+)
+
+
+def _owner_lines() -> str:
+    return ("def owner(path):\n"
+            "    parent, _, child = path.rpartition('.')\n"
+            "    return (model.get_submodule(parent) if parent else model), child\n\n")
+
+
+def add_skips(runs: list[tuple[str, str]], scale: float) -> str:
+    """Wrap each run of nn.Sequential children [first, next) in x + scale * run(x)."""
+    body = "".join(f"skip({first!r}, {following!r})\n" for first, following in runs)
+    return (
+        "import torch.nn as nn\n\n" + SCALED_SKIP + _owner_lines()
+        + "def skip(first, following):\n"
+        "    seq, start = owner(first)\n"
+        "    names = list(seq._modules)\n"
+        "    run = names[names.index(start):names.index(owner(following)[1])]\n"
+        "    branch = nn.Sequential(*(seq._modules[n] for n in run))\n"
+        "    for n in run:\n        seq._modules[n] = nn.Identity()\n"
+        f"    seq._modules[start] = ScaledSkip(branch, {float(scale)!r})\n\n" + body
+    )
+
+
+def replace_modules(replacements: dict[str, str], rescale_targets: list[Target] | None = None) -> str:
+    """Replace each module path by a new module (nn.Identity for a removed norm, nn.ReLU for a
+    swapped activation), then rescale the weights in front of them."""
+    body = "".join(f"setattr(*owner({path!r}), {new})\n" for path, new in replacements.items())
+    text = "import torch\nimport torch.nn as nn\n\n" + _owner_lines() + body
+    return text + (rescale(rescale_targets).replace("import torch\n", "") if rescale_targets else "")
+
+
+def reinit_then(text: str, targets: list[Target]) -> str:
+    """A re-initialisation of `targets` followed by `text` (for norms removed)."""
+    return reinit(targets) + text.replace("import torch\n", "", 1)

@@ -17,19 +17,27 @@ factors, and its verification is of those.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+import warnings
+from typing import Any, Iterable, Iterator, Sequence
 
 import networkx as nx
+import onnx
 import torch
 
+from gradaudit.errors import GradauditError
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
 from gradaudit.graph import ParamStats
 from gradaudit.model import ModelHandle
+from gradaudit.probe.trial import trial_run
 from gradaudit.remedies import snippets
 from gradaudit.remedies.amounts import Target
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
+from gradaudit.remedies.rewrite_onnx import restructured_onnx_handle
+from gradaudit.remedies.rewrite_torch import restructured_torch_handle
+from gradaudit.remedies.structure import INVASIVENESS, Rewrite, StructuralRecommendation, restructured
 from gradaudit.results import ProbeResult, Recommendation, StaticResult
 from gradaudit.weight_stats import param_stats
 
@@ -37,6 +45,7 @@ from gradaudit.weight_stats import param_stats
 BAND_CENTRE = 0.5 * (EXPLODING_LOG10_RATIO + VANISHING_LOG10_RATIO)
 HEALTHY = "healthy"
 REFINE_ROUNDS = 5
+TRIAL_CANDIDATES = 3  # verified changes trial-trained, best first, until one trains
 
 
 def _out_axis(stats: ParamStats, tensor: torch.Tensor) -> int:
@@ -129,10 +138,92 @@ def verify(
         return
     before = outcome(static, probe)
     for rec in recommendations:
-        if edited(rec, handle.module):
+        if restructured(rec):
+            analysis = {"passes": passes, "seed": seed, "data": data, "probe": probe is not None, "loss": loss}
+            rec.verified = _verified_rewrite(handle, rec, before, analysis)
+        elif edited(rec, handle.module):
             after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None,
                                      loss=loss)
             rec.verified = verification(before, after) | {"rounds": rounds}
+
+
+@contextlib.contextmanager
+def restructured_handle(handle: ModelHandle, edits: Sequence[Edit], rewrites: Sequence[Rewrite],
+                        seed: int = 0) -> Iterator[ModelHandle]:
+    """The handle of a copy with the weight edits and then the rewrites applied (ONNX: a rewritten
+    copy of the file, loaded afresh; torch: module surgery on a deep copy, traced afresh). Without
+    rewrites it is `modified_handle`'s in-memory copy."""
+    if not rewrites:
+        yield modified_handle(handle, edits, seed)
+    elif handle.format == "onnx":
+        with restructured_onnx_handle(handle, tuple(edits), tuple(rewrites), seed) as changed:
+            yield changed
+    else:
+        yield restructured_torch_handle(handle, tuple(edits), tuple(rewrites), seed)
+
+
+def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before: tuple[Diagnosis, float | None],
+                      analysis: dict[str, Any]) -> dict[str, Any] | None:
+    """The `verified` record of a structural change; None (not verified) when the copy cannot be
+    made (a rewrite that needs a module where the model calls a function, say)."""
+    try:
+        with restructured_handle(handle, rec.edits, rec.rewrites, analysis["seed"]) as changed:
+            after = outcome(*analyse(changed, **analysis))
+    except (GradauditError, onnx.checker.ValidationError) as problem:
+        warnings.warn(f"{rec.change} could not be verified: {problem}", RuntimeWarning)
+        return None
+    return verification(before, after)
+
+
+def benefit(rec: Recommendation) -> tuple[bool, bool, int, float]:
+    """Sort key of a verified recommendation that helped: healthy afterwards first, then those
+    whose trial training (if it ran) did not diverge, then the least invasive
+    (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
+    invasiveness = INVASIVENESS.get(rec.change, 0) if restructured(rec) else 0
+    trial = rec.verified.get("trial") or {}
+    diverged = trial.get("after", {}).get("outcome", "").startswith("diverges")
+    return (rec.verified["diagnosis_after"] != HEALTHY, diverged, invasiveness,
+            band_distance(rec.verified["log10_ratio_after"]))
+
+
+def ranked_verified(recommendations: Iterable[Recommendation]) -> list[WeightRecommendation]:
+    """The verified changes that helped (weight-level or structural), best first (`benefit`)."""
+    helped = [r for r in recommendations if (edited(r) or restructured(r)) and r.verified and r.verified.get("helped")]
+    return sorted(helped, key=benefit)
+
+
+def trial_comparison(
+    handle: ModelHandle,
+    recommendations: Iterable[Recommendation],
+    *,
+    lr: float,
+    optimizer: str,
+    steps: int,
+    seed: int = 0,
+    data: tuple | None = None,
+    loss: str = "auto",
+    deadline: float | None = None,
+) -> None:
+    """Train the original and copies with the verified changes, best first, for `steps` steps each
+    (gradaudit.probe.trial: same optimizer, seeded batches and targets) until one trains, at most
+    TRIAL_CANDIDATES of them; each tried change's `verified["trial"]` holds both loss curves, so
+    "verified" also says whether it trains (a ratio in the healthy band does not guarantee it: a
+    sigmoid stack rescaled into range can diverge at a rate its original survives)."""
+    candidates = ranked_verified(recommendations)[:TRIAL_CANDIDATES]
+    run = {"steps": steps, "seed": seed, "data": data, "loss": loss, "deadline": deadline}
+    original = trial_run(handle, lr, optimizer, **run) if candidates else None
+    if original is None:
+        return
+    for rec in candidates:
+        with restructured_handle(handle, rec.edits, rec.rewrites if restructured(rec) else (), seed) as changed:
+            fixed = trial_run(changed, lr, optimizer, **run)
+        if fixed is None:
+            return
+        rec.verified["trial"] = {"lr": lr, "optimizer": optimizer, "steps": steps,
+                                 "before": original.record() | {"losses": list(original.losses)},
+                                 "after": fixed.record() | {"losses": list(fixed.losses)}}
+        if fixed.trains:
+            return
 
 
 def band_distance(ratio: float | None) -> float:

@@ -142,6 +142,8 @@ def to_dict(audit: Audit) -> dict[str, Any]:
                 "action": clean(r.action),
                 "snippet": clean(r.snippet, multiline=True),
                 "finding": clean(r.finding),
+                "change": clean(getattr(r, "change", "")),
+                "rewrites": jsonable([dataclasses.asdict(w) for w in getattr(r, "rewrites", ())]),
                 "verified": jsonable(r.verified) if r.verified is not None else None,
             }
             for r in audit.recommendations

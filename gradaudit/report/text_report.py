@@ -10,6 +10,7 @@ every model-supplied string goes through `clean`, so a layer name cannot drive t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -118,12 +119,28 @@ def _recommendation_line(rec: Recommendation) -> str:
     if rec.verified:
         before = rec.verified.get("log10_ratio_before")
         after = rec.verified.get("log10_ratio_after")
-        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        if isinstance(before, (int, float)) or isinstance(after, (int, float)):  # n/a: no gradient reached a layer
             line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)}"
             if "diagnosis_after" in rec.verified:
                 line += f", {rec.verified.get('diagnosis_before')} → {rec.verified['diagnosis_after']}"
             line += ")" if rec.verified.get("helped", True) else "; did not help)"
+        trial = rec.verified.get("trial")
+        if trial:
+            line += f"\n    {_trial_line(trial)}"
     return line
+
+
+def _trial_line(trial: dict) -> str:
+    """The trial training of the original and of the changed copy, as loss first -> last and outcome."""
+    def run(record: dict) -> str:
+        return f"{_fmt_loss(record.get('first_loss'))} → {_fmt_loss(record.get('last_loss'))} ({clean(record['outcome'])})"
+
+    return (f"trial training ({clean(trial['optimizer'])}, lr {trial['lr']:.3g}, {trial['steps']} steps): "
+            f"loss {run(trial['before'])} before, {run(trial['after'])} after")
+
+
+def _fmt_loss(value: float | None) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) and math.isfinite(value) else "non-finite"
 
 
 def _recommendations(recs: list[Recommendation], paint: Painter) -> list[str]:

@@ -207,6 +207,17 @@ def test_memory_gate_slice_follows_each_format_gate_order():
     assert memory_gate_slice("onnx", "gru", 16) == (48, 64)  # Rb's z of z r h
 
 
+def test_dead_units_are_shifted_by_the_pre_activation_mean():
+    model = mlp(16, 3)
+    handle = sequential_handle(model)
+    probe = probe_result(handle, **{"2": {"dead_frac": 1.0, "act_mean": -3.0, "act_std": 5.0}})
+    (finding,) = [f for f in run_rules(handle, None, probe) if f.code == "GA401"]  # mean within a std: no GA403
+    (rec,) = [r for r in recommend([finding], handle, None, probe) if r.remedy == "batch_shift"]
+    assert rec.change == "bias_shift" and "+3" in rec.action and [e.value for e in rec.edits] == [3.0]  # exact: minus the literal
+    exec(rec.snippet, {"model": model})
+    assert torch.allclose(model[2].bias, torch.full((16,), 3.0))
+
+
 def test_a_failing_remedy_is_skipped_with_a_warning():
     handle = sequential_handle(mlp(16, 3))
     broken = Finding("GA403", "warning", "m", ("2",), {"layers": {"2": "not numbers"}})

@@ -172,3 +172,13 @@ def test_healthy_and_skipped_reports_say_so():
     skipped = render(fixtures.probe_skipped_audit(), Format.HTML)
     assert "skipped: unsupported ONNX operator(s): NonMaxSuppression" in skipped
     assert _blob(skipped)[0]["report"]["gradient_flow"]["dynamic"] is None
+
+
+def test_the_best_change_shows_its_trial_training_before_and_after():
+    from tests.report.test_text_report import TRIAL
+
+    audit = fixtures.unhealthy_audit()
+    audit.recommendations[0].verified = dict(audit.recommendations[0].verified, trial=TRIAL)
+    page = re.sub(r"\s+", " ", render(audit, Format.HTML))
+    assert ("trial training (momentum, lr 0.01, 50 steps): loss <strong>2.5e+09 → —</strong> (diverges at step 3) "
+            "before, <strong>1.7 → 1.1</strong> (trains) after") in page
