@@ -13,6 +13,7 @@ edited module.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,15 @@ def fix_handle(handle: ModelHandle, options: AuditOptions) -> FixResult:
     chosen = choose(handle, before, options)
     after = run_audit(modified_handle(handle, _edits(chosen), options.seed), _plain(options))
     return FixResult(before, chosen, after, [])
+
+
+def before_and_after(result: FixResult) -> list[Audit]:
+    """The two audits a before/after report compares; a factory's edited module, which keeps its
+    source, is told apart by a suffix on the second."""
+    after = result.after
+    if after.source == result.before.source:
+        after = dataclasses.replace(after, source=f"{after.source} (fixed)")
+    return [result.before, after]
 
 
 def patch(result: FixResult) -> str:

@@ -134,25 +134,32 @@ class Audit:
     # layer -> {"uri": source file, "line": int} for the findings' layers of a PyTorch model whose
     # defining line was found (gradaudit.loaders.torch_locations); SARIF points at it.
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the language its messages were worded in (gradaudit.i18n); its reports render in it too
+    language: str = "en"
 
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the summary-first HTML report, scoped to one wrapper element so
         it does not restyle the notebook, with no external request."""
+        from gradaudit.i18n import use_language
         from gradaudit.report.html_report import render_html_fragment
 
-        return render_html_fragment([self])
+        with use_language(self.language):
+            return render_html_fragment([self])
 
     def to_html(self) -> str:
-        """The self-contained HTML page `gradaudit check --html` writes."""
-        from gradaudit.report import Format, render
-
-        return render(self, Format.HTML)
+        """The self-contained HTML page `gradaudit check --html` writes, in the audit's language."""
+        return self._rendered("html")
 
     def to_json(self) -> str:
         """The `gradaudit.report/1` JSON document `gradaudit check --format json` prints."""
-        from gradaudit.report import Format, render
+        return self._rendered("json")
 
-        return render(self, Format.JSON)
+    def _rendered(self, fmt: str) -> str:
+        from gradaudit.i18n import use_language
+        from gradaudit.report import render
+
+        with use_language(self.language):
+            return render(self, fmt)
 
     def save_html(self, path: str | os.PathLike[str]) -> None:
         """Write the HTML page to `path` atomically: a failed write leaves no partial file."""

@@ -19,7 +19,8 @@ import pytest
 
 from gradaudit.cli import main
 from gradaudit.report.common import recommendation_order
-from gradaudit.report.html_report import REMEDY_TITLES, headline
+from gradaudit.report.common import REMEDY_TITLES
+from gradaudit.report.html_report import headline
 from tests.report.browser import Page
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "exploding_residual_stack.onnx"
