@@ -108,7 +108,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         timing=timing,
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
         notes=list(handle.warnings) + _tied_notes(handle) + _unused_notes(handle)
-        + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
+        + ([_(ONNX_NOTE)] if recommendations and handle.format == "onnx" else []),
         explanations=explanations(f.code for f in findings),
         locations=_source_locations(handle, findings),
         language=current_language(),

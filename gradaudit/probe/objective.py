@@ -14,18 +14,19 @@ import networkx as nx
 import torch
 
 from gradaudit.errors import InputError
+from gradaudit.i18n import N_, _
 from gradaudit.loss import default_loss
 
 PROBABILITY_OPS = ("softmax", "log_softmax")
 LOSS_LABELS = {
-    "squared_error": "default: squared error against seeded N(0, 1) targets",
-    "nll": "default: negative log-likelihood of seeded random labels",
+    "squared_error": N_("default: squared error against seeded N(0, 1) targets"),
+    "nll": N_("default: negative log-likelihood of seeded random labels"),
 }
 CHOSEN_LOSS_LABELS = {  # --loss other than auto
-    "mse": "mse: squared error against seeded N(0, 1) targets",
-    "cross-entropy": "cross-entropy: last axis as logits against seeded labels",
-    "bce": "bce: every output element as a logit against seeded 0/1 targets",
-    "nll": "nll: last axis as log-probabilities of seeded labels",
+    "mse": N_("mse: squared error against seeded N(0, 1) targets"),
+    "cross-entropy": N_("cross-entropy: last axis as logits against seeded labels"),
+    "bce": N_("bce: every output element as a logit against seeded 0/1 targets"),
+    "nll": N_("nll: last axis as log-probabilities of seeded labels"),
 }
 
 
@@ -73,6 +74,6 @@ def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any
             raise InputError(f"cannot take the default loss: {exc}") from exc
 
     if loss != "auto":
-        return Objective(compute, CHOSEN_LOSS_LABELS[loss])
+        return Objective(compute, _(CHOSEN_LOSS_LABELS[loss]))
     used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
-    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)))
+    return Objective(compute, " + ".join(_(LOSS_LABELS[k]) for k in sorted(used, reverse=True)))
