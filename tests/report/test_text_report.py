@@ -47,7 +47,7 @@ def test_table_shows_predicted_and_measured_or_a_dash_when_not_probed():
 
 def test_one_line_per_recommendation_with_verification():
     text = render(fixtures.unhealthy_audit(), Format.TEXT)
-    line = next(line for line in text.splitlines() if line.startswith("  reinitialization:"))
+    line = next(line for line in text.splitlines() if line.startswith("  Re-initialisation:"))
     assert "verified: first/last 10^-4.8 → 10^-0.8" in line
 
 
@@ -78,7 +78,7 @@ def test_recommendations_are_capped_and_each_stays_one_short_line():
     long = dataclasses.replace(audit.recommendations[1], action="insert LayerNorm " * 40)
     audit = dataclasses.replace(audit, recommendations=[long] * (MAX_RECOMMENDATIONS + 2))
     lines = render(audit, Format.TEXT).splitlines()
-    shown = [line for line in lines if line.startswith("  normalization:")]
+    shown = [line for line in lines if line.startswith("  Normalization:")]
     assert len(shown) == MAX_RECOMMENDATIONS and "  +2 more (see --json or --html)" in lines
     assert all(len(line) < ACTION_WIDTH + 80 for line in shown)
 
