@@ -22,6 +22,7 @@ from gradaudit import gate
 from gradaudit.version import __version__
 from gradaudit.config import LOSSES
 from gradaudit.errors import GradauditError, InputError
+from gradaudit.i18n import LANGUAGES, checked_language, use_language
 from gradaudit.terminal import library_output_captured, say
 
 
@@ -46,6 +47,29 @@ def _memory_callback(ctx: click.Context, param: click.Parameter, value: str | No
         return parse_size(value) if value is not None else None
     except ValueError as problem:
         raise click.BadParameter(str(problem)) from None
+
+
+def _language_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A language gradaudit speaks; anything else is one line and exit 2 (InputError), not
+    click's usage block."""
+    if value is None:
+        return None
+    try:
+        return checked_language(value)
+    except InputError as problem:
+        raise InputError(f"--lang: {problem}") from None
+
+
+def _language_option(command):
+    return click.option("--lang", callback=_language_callback, metavar="|".join(LANGUAGES),
+                        help="Language of the reports and explanations [en; `lang` in [tool.gradaudit]].")(command)
+
+
+def _configured_language(lang: str | None) -> str:
+    """`--lang`, else GRADAUDIT_LANG, else `lang` of the nearest pyproject.toml, else English."""
+    from gradaudit.config import resolve
+
+    return resolve({"lang": lang})["lang"]
 
 
 def _use_color(stream) -> bool:
@@ -279,15 +303,22 @@ def _run_options(command):
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the HTML report here.")
 @click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
+@_language_option
 @_run_options
 @click.pass_context
 def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_) -> None:
     """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
+    settings = _settings(ctx, config_file)
+    with use_language(settings["lang"]):
+        _check(settings, sources, config_file, quiet, fmt, {"--json": json_path, "--html": html_path,
+                                                           "--sarif": sarif_path, "--junit": junit_path})
+
+
+def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: dict[str, str | None]) -> None:
+    """`check` in the configured language: audit, write the asked reports, print one, exit."""
     from gradaudit import baseline
     from gradaudit.report import Format, render_all, write_atomic
 
-    settings = _settings(ctx, config_file)
-    files = {"--json": json_path, "--html": html_path, "--sarif": sarif_path, "--junit": junit_path}
     _check_output_paths(_expand_sources(sources), files, {"config file": _config_read(config_file),
                                                           "baseline": settings["baseline"], "--data batch": settings.get("data")})
     known = baseline.load(settings["baseline"], settings.get("max-memory")) if settings["baseline"] else None
@@ -345,23 +376,34 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
               help="Memory the fix may take, e.g. 8G or 512M [half of RAM].")
 @click.option("--structural", is_flag=True,
               help="Also apply a verified architecture change (norms, scaled skips, activation swap).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write an HTML report comparing the model before and after the fix (one chart).")
+@_language_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
-                **_) -> None:
+                html_path, lang, **_) -> None:
     """Apply the verified weight-level changes (and, with --structural, an architecture change that
     helped): write a fixed ONNX model, or print a patch for a factory."""
+    with use_language(_configured_language(lang)):
+        _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
+             html_path)
+
+
+def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
+         html_path) -> None:
+    """`fix` in the configured language; with `html_path`, the before/after comparison report."""
     from gradaudit import fixer
     from gradaudit.hard_limits import model_limits
     from gradaudit.limits import default_max_memory
     from gradaudit.pipeline import AuditOptions
     from gradaudit.loaders import load
     from gradaudit.remedies.batch_file import read_batch
+    from gradaudit.report import Format, render_all, write_atomic
 
     writes_model = source.lower().endswith(".onnx")
-    if writes_model:
-        if not output:
-            raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
-        _check_output_paths([source], {"--output": output}, {"--data batch": data})
+    if writes_model and not output:
+        raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
+    _check_output_paths([source], {"--output": output, "--html": html_path}, {"--data batch": data})
     with model_limits(source, timeout, max_memory or default_max_memory()):
         options = AuditOptions(passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout)
         if writes_model:
@@ -369,6 +411,8 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
         else:
             result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory),
                                       options, structural)
+    if html_path:
+        write_atomic(html_path, render_all(fixer.before_and_after(result), Format.HTML))
     if not writes_model:
         say(fixer.patch(result), multiline=True, nl=False)
     for rec in result.applied:
@@ -383,24 +427,29 @@ def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, 
 
 
 @cli.command()
-def rules() -> None:
+@_language_option
+def rules(lang: str | None) -> None:
     """List every rule: code, default severity, one line."""
+    from gradaudit.i18n import _
     from gradaudit.rules import all_rules
 
-    for rule in all_rules():
-        click.echo(f"{rule.code}  {rule.severity:<7}  {rule.name}: {rule.summary}")
+    with use_language(_configured_language(lang)):
+        for rule in all_rules():
+            click.echo(f"{rule.code}  {rule.severity:<7}  {rule.name}: {_(rule.summary)}")
 
 
 @cli.command()
 @click.argument("code")
-def explain(code: str) -> None:
+@_language_option
+def explain(code: str, lang: str | None) -> None:
     """Print the documentation of rule CODE (e.g. GA101)."""
     from gradaudit.rules import explain as explain_rule
 
-    try:
-        text = explain_rule(code.upper())
-    except KeyError:
-        raise InputError(f"unknown rule code {code!r} (see `gradaudit rules`)")
+    with use_language(_configured_language(lang)):
+        try:
+            text = explain_rule(code.upper())
+        except KeyError:
+            raise InputError(f"unknown rule code {code!r} (see `gradaudit rules`)")
     click.echo(text)
 
 

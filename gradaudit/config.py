@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from gradaudit.errors import InputError
 from gradaudit.gate import FAIL_ON_CHOICES
+from gradaudit.i18n import LANGUAGES
 from gradaudit.limits import default_max_memory, read_capped
 
 if sys.version_info >= (3, 11):
@@ -55,6 +56,7 @@ OPTIONS: tuple[Option, ...] = (
            "the planned run's loss (a loss_fn given to gradaudit.audit wins over it): auto = squared "
            "error, or the log-likelihood of a softmax output", LOSSES),
     Option("trial-steps", "int", 50, "steps of the trial run at the planned --lr", minimum=1, maximum=10_000),
+    Option("lang", "str", "en", "language of the text and HTML reports and of `explain`: en | zh", LANGUAGES),
 )
 
 

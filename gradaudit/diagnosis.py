@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
+from gradaudit.i18n import _
+
 EXPLODING_LOG10_RATIO = 2.0
 VANISHING_LOG10_RATIO = -3.0
 EXPLODING_ABS_SCALE = 1e4  # any weight's grad RMS or the output RMS above this
@@ -46,31 +48,37 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
     exploding: list[str] = []
     vanishing: list[str] = []
     if flow.nonfinite or any(not math.isfinite(g) for g in flow.grad_rms):
-        exploding.append("non-finite gradients or activations")
+        exploding.append(_("non-finite gradients or activations"))
     ratio = flow.log10_ratio_first_last
     if _finite(ratio) and ratio > EXPLODING_LOG10_RATIO:
-        exploding.append(f"first/last gradient ratio 10^{ratio:.1f} > 10^{EXPLODING_LOG10_RATIO:g}")
+        exploding.append(_("first/last gradient ratio 10^{ratio:.1f} > 10^{limit:g}").format(
+            ratio=ratio, limit=EXPLODING_LOG10_RATIO))
     if _finite(ratio) and ratio < VANISHING_LOG10_RATIO:
-        vanishing.append(f"first/last gradient ratio 10^{ratio:.1f} < 10^{VANISHING_LOG10_RATIO:g}")
+        vanishing.append(_("first/last gradient ratio 10^{ratio:.1f} < 10^{limit:g}").format(
+            ratio=ratio, limit=VANISHING_LOG10_RATIO))
     elif len(flow.grad_rms) > 1 and flow.grad_rms[0] == 0 and flow.grad_rms[-1] > 0:
-        vanishing.append("the first weight layer's gradient underflows to 0 while the last layer's does not")
+        vanishing.append(_("the first weight layer's gradient underflows to 0 while the last layer's does not"))
     finite_grads = [g for g in flow.grad_rms if math.isfinite(g)]
     if finite_grads and max(finite_grads) > EXPLODING_ABS_SCALE:
-        exploding.append(f"a weight gradient RMS of {max(finite_grads):.3g} > {EXPLODING_ABS_SCALE:g}")
+        exploding.append(_("a weight gradient RMS of {value:.3g} > {limit:g}").format(
+            value=max(finite_grads), limit=EXPLODING_ABS_SCALE))
     out = flow.output_rms
     if _finite(out) and out > EXPLODING_ABS_SCALE:
-        exploding.append(f"output RMS {out:.3g} > {EXPLODING_ABS_SCALE:g}")
+        exploding.append(_("output RMS {value:.3g} > {limit:g}").format(value=out, limit=EXPLODING_ABS_SCALE))
     if _finite(out) and out < VANISHING_OUTPUT_RMS:
-        vanishing.append(f"output RMS {out:.3g} < {VANISHING_OUTPUT_RMS:g} (signal collapse)")
+        vanishing.append(_("output RMS {value:.3g} < {limit:g} (signal collapse)").format(
+            value=out, limit=VANISHING_OUTPUT_RMS))
     if finite_grads and max(finite_grads) < VANISHING_ALL_GRAD_RMS:
-        vanishing.append(f"every weight gradient RMS < {VANISHING_ALL_GRAD_RMS:g} (signal collapse)")
+        vanishing.append(_("every weight gradient RMS < {limit:g} (signal collapse)").format(
+            limit=VANISHING_ALL_GRAD_RMS))
     for layer, r in flow.recurrent_log10_time_ratio.items():
         if not _finite(r):
             continue
+        through_time = _("{layer}: gradient at the first time step 10^{ratio:.1f} times the last step's")
         if r > RECURRENT_EXPLODING_LOG10:
-            exploding.append(f"{layer}: gradient at the first time step 10^{r:.1f} times the last step's")
+            exploding.append(through_time.format(layer=layer, ratio=r))
         elif r < RECURRENT_VANISHING_LOG10:
-            vanishing.append(f"{layer}: gradient at the first time step 10^{r:.1f} times the last step's")
+            vanishing.append(through_time.format(layer=layer, ratio=r))
     if exploding:
         return Diagnosis("exploding", tuple(exploding))
     if vanishing:

@@ -17,6 +17,7 @@ edited module.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,15 @@ def _definition_patch(handle: ModelHandle, chosen: list[WeightRecommendation]) -
         return ""
     ranks = {data["name"]: len(data["out_shape"] or ()) for _, data in handle.graph.nodes(data=True)}
     return rewrite_torch.patch(handle.module, rewrites, ranks)
+
+
+def before_and_after(result: FixResult) -> list[Audit]:
+    """The two audits a before/after report compares; a factory's edited module, which keeps its
+    source, is told apart by a suffix on the second."""
+    after = result.after
+    if after.source == result.before.source:
+        after = dataclasses.replace(after, source=f"{after.source} (fixed)")
+    return [result.before, after]
 
 
 def patch(result: FixResult) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gradaudit import gate
 from gradaudit.graph import depth, flow_ends, output_ancestors, tied_end_layers, weight_layers
+from gradaudit.i18n import _, current_language, ngettext, use_language
 from gradaudit.model import ModelHandle
 from gradaudit.report.audit_report import AuditReport
 from gradaudit.results import Finding
@@ -63,9 +64,9 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     probe = None
     probe_skipped = handle.probe_unavailable
     if options.static_only:
-        probe_skipped = "static analysis only (--static-only)"
+        probe_skipped = _("static analysis only (--static-only)")
     elif handle.module is None or handle.runner is None:
-        probe_skipped = probe_skipped or "the model cannot be executed"
+        probe_skipped = probe_skipped or _("the model cannot be executed")
     if not probe_skipped:
         stage("probing")
         started = time.perf_counter()
@@ -119,15 +120,17 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
         timing=timing,
         partial=bool(handle.graph.graph.get("partial")) or static.partial,
         notes=list(handle.warnings) + _tied_notes(handle) + _unused_notes(handle)
-        + ([ONNX_NOTE] if recommendations and handle.format == "onnx" else []),
+        + ([_(ONNX_NOTE)] if recommendations and handle.format == "onnx" else []),
         explanations=explanations(f.code for f in findings),
         locations=_source_locations(handle, findings),
+        language=current_language(),
     )
 
 
 def _tied_notes(handle: ModelHandle) -> list[str]:
-    return [f"{param} is used by {count} layers (tied weights): its gradient is the sum of theirs, and the "
-            "first/last gradient ratio compares that sum" for param, count in tied_end_layers(handle.graph).items()]
+    note = _("{param} is used by {count} layers (tied weights): its gradient is the sum of theirs, and the "
+             "first/last gradient ratio compares that sum")
+    return [note.format(param=param, count=count) for param, count in tied_end_layers(handle.graph).items()]
 
 
 def _unused_notes(handle: ModelHandle) -> list[str]:
@@ -138,14 +141,22 @@ def _unused_notes(handle: ModelHandle) -> list[str]:
     blocked = [layer.layer for layer in layers if layer.param not in flowing and layer.node in used]
     notes = []
     if unused and handle.graph.graph.get("partial"):  # a graph with missing ops: the missing link may be one of them
-        notes.append(f"{', '.join(unused)}: the partial graph does not connect {'it' if len(unused) == 1 else 'them'} "
-                     "to an output (left out of the first/last ratio)")
+        notes.append(ngettext(
+            "{layers}: the partial graph does not connect it to an output (left out of the first/last ratio)",
+            "{layers}: the partial graph does not connect them to an output (left out of the first/last ratio)",
+            len(unused)).format(layers=", ".join(unused)))
     elif unused:
-        notes.append(f"{', '.join(unused)}: no output depends on {'it' if len(unused) == 1 else 'them'}, so no gradient "
-                     f"reaches {'it' if len(unused) == 1 else 'them'} (left out of the first/last ratio)")
+        notes.append(ngettext(
+            "{layers}: no output depends on it, so no gradient reaches it (left out of the first/last ratio)",
+            "{layers}: no output depends on them, so no gradient reaches them (left out of the first/last ratio)",
+            len(unused)).format(layers=", ".join(unused)))
     if blocked:
-        notes.append(f"{', '.join(blocked)}: a zero-initialised layer or gate between {'it' if len(blocked) == 1 else 'them'} "
-                     "and the output passes back no gradient until its first update (left out of the first/last ratio)")
+        notes.append(ngettext(
+            "{layers}: a zero-initialised layer or gate between it and the output passes back no gradient until "
+            "its first update (left out of the first/last ratio)",
+            "{layers}: a zero-initialised layer or gate between them and the output passes back no gradient until "
+            "its first update (left out of the first/last ratio)",
+            len(blocked)).format(layers=", ".join(blocked)))
     return notes
 
 
@@ -162,13 +173,14 @@ def _source_locations(handle: ModelHandle, findings: list[Finding]) -> dict[str,
     return layer_locations(handle.module, layers, handle.source)
 
 
-def audit(model: Any, example_inputs: Any, loss_fn: Any = None, **options: Any) -> AuditReport:
+def audit(model: Any, example_inputs: Any, loss_fn: Any = None, lang: str = "en", **options: Any) -> AuditReport:
     """Audit a torch module on example inputs (a tensor or a tuple of tensors).
 
     `loss_fn(outputs, inputs) -> scalar tensor`, when given, is the loss the probe, the sharpness
-    and the trial runs use (it wins over `loss`). Keyword options are those of AuditOptions
-    (passes, seed, static_only, sharpness, timeout, data, rule_config, verify, lr, optimizer,
-    loss, trial_steps).
+    and the trial runs use (it wins over `loss`). `lang` is the language the audit is worded and
+    rendered in (gradaudit.i18n.LANGUAGES). Keyword options are those of AuditOptions (passes,
+    seed, static_only, sharpness, timeout, data, rule_config, verify, lr, optimizer, loss,
+    trial_steps).
     """
     import dataclasses
 
@@ -179,4 +191,5 @@ def audit(model: Any, example_inputs: Any, loss_fn: Any = None, **options: Any) 
     handle = dataclasses.replace(from_module(model, inputs), loss_fn=loss_fn)
     opts = AuditOptions(**options)
     opts.timing["load_s"] = time.perf_counter() - started
-    return run_audit(handle, opts)
+    with use_language(lang):
+        return run_audit(handle, opts)

@@ -154,3 +154,5 @@ class Audit:
     # layer -> {"uri": source file, "line": int} for the findings' layers of a PyTorch model whose
     # defining line was found (gradaudit.loaders.torch_locations); SARIF points at it.
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the language its messages were worded in (gradaudit.i18n); its reports render in it too
+    language: str = "en"

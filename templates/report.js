@@ -9,6 +9,9 @@
   var WIDTH = 900, HEIGHT = 400, LEFT = 64, RIGHT = 16, TOP = 16, BOTTOM = 140;
   var MAX_LABELS = 40, LABEL_CHARS = 20, MAX_TICKS = 8;
   var MODEL_COLORS = ["#0969da", "#d1590f", "#1a7f37", "#8250df", "#cf222e", "#57606a"];
+  /* The words this script writes, in the report's language (html_report.SCRIPT_WORDS); set per
+     wrapper by enhance(), since a notebook may hold reports in several languages. */
+  var WORDS = {};
 
   function svg(tag, attrs, parent) {
     var node = document.createElementNS(SVG_NS, tag);
@@ -80,7 +83,7 @@
     svg("line", { x1: LEFT, x2: WIDTH - RIGHT, y1: HEIGHT - BOTTOM, y2: HEIGHT - BOTTOM, "class": "axis" }, chart);
     var middle = TOP + (HEIGHT - BOTTOM - TOP) / 2;
     svg("text", { x: 14, y: middle, "class": "label", transform: "rotate(-90 14 " + middle + ")",
-                  "text-anchor": "middle" }, chart).textContent = "weight grad RMS (log scale)";
+                  "text-anchor": "middle" }, chart).textContent = WORDS.axis;
   }
 
   function drawLayerLabels(chart, layers, x) {
@@ -107,8 +110,8 @@
 
   function drawPoints(chart, layers, x, y, range) {
     layers.forEach(function (row, i) {
-      var text = row.name + " (" + row.op + ")\npredicted " + fmt(row.predicted_log10) +
-                 "\nmeasured " + (row.nonfinite ? "non-finite" : fmt(row.measured_log10));
+      var text = row.name + " (" + row.op + ")\n" + WORDS.predicted + " " + fmt(row.predicted_log10) +
+                 "\n" + WORDS.measured + " " + (row.nonfinite ? WORDS.non_finite : fmt(row.measured_log10));
       var group = svg("g", { "class": "point", "data-layer": i }, chart);
       tooltip(group, text);
       if (row.predicted_log10 !== null) {
@@ -139,7 +142,7 @@
     var layers = page.layers;
     var range = extent(layerValues(layers).concat(page.band));
     if (layers.length === 0 || range === null) { return; }
-    var f = frame(range, layers.length, "flow-svg", "Per-layer weight gradient RMS, predicted and measured");
+    var f = frame(range, layers.length, "flow-svg", WORDS.flow_title);
     drawBand(f.chart, page.band, f.y);
     drawValueAxis(f.chart, range, f.y);
     drawLayerLabels(f.chart, layers, f.x);
@@ -156,14 +159,15 @@
   function curveOf(page) {
     var measured = page.layers.some(function (row) { return row.measured_log10 !== null; });
     var key = measured ? "measured_log10" : "predicted_log10";
-    return { values: page.layers.map(function (row) { return row[key]; }), kind: measured ? "measured" : "predicted" };
+    return { values: page.layers.map(function (row) { return row[key]; }),
+             kind: measured ? WORDS.measured : WORDS.predicted };
   }
 
   function drawComparison(host, pages) {
     var curves = pages.map(curveOf);
     var range = extent([].concat.apply([], curves.map(function (c) { return c.values; })));
     if (range === null) { return; }
-    var f = frame(range, 0, "compare-svg", "Weight gradient RMS of each model against relative depth");
+    var f = frame(range, 0, "compare-svg", WORDS.compare_title);
     drawValueAxis(f.chart, range, f.y);
     curves.forEach(function (curve, m) {
       var n = curve.values.length, color = MODEL_COLORS[m % MODEL_COLORS.length];
@@ -175,11 +179,11 @@
       var ly = HEIGHT - BOTTOM + 28 + 18 * m;
       svg("line", { x1: LEFT, x2: LEFT + 24, y1: ly - 4, y2: ly - 4, stroke: color, "stroke-width": 3 }, f.chart);
       svg("text", { x: LEFT + 32, y: ly, "class": "label compare-legend" }, f.chart).textContent =
-        name + " \u2014 " + curve.kind + ", " + n + " weight layers";
+        name + " \u2014 " + curve.kind + ", " + WORDS.weight_layers.replace("{count}", n);
     });
-    svg("text", { x: LEFT, y: HEIGHT - BOTTOM + 14, "class": "label" }, f.chart).textContent = "first weight layer";
+    svg("text", { x: LEFT, y: HEIGHT - BOTTOM + 14, "class": "label" }, f.chart).textContent = WORDS.first_layer;
     svg("text", { x: WIDTH - RIGHT, y: HEIGHT - BOTTOM + 14, "text-anchor": "end", "class": "label" }, f.chart)
-      .textContent = "last weight layer";
+      .textContent = WORDS.last_layer;
     /* No rotated layer names here: the room below the axis only needs to hold the legend. */
     f.chart.setAttribute("viewBox", "0 0 " + WIDTH + " " + (HEIGHT - BOTTOM + 36 + 18 * curves.length));
     host.appendChild(f.chart);
@@ -188,7 +192,7 @@
   /* A cell's sort key: its number ("+9.61", "12%", "1e-3"), non-finite above all, a dash last. */
   function sortKey(cell) {
     var text = cell.textContent.trim();
-    if (text === "non-finite") { return Infinity; }
+    if (text === WORDS.non_finite) { return Infinity; }
     var number = parseFloat(text);
     return isNaN(number) ? text.toLowerCase() : number;
   }
@@ -225,8 +229,8 @@
     var input = document.createElement("input");
     input.type = "search";
     input.className = "table-filter";
-    input.placeholder = "filter layers by name or op";
-    input.setAttribute("aria-label", "filter layers");
+    input.placeholder = WORDS.filter_hint;
+    input.setAttribute("aria-label", WORDS.filter);
     input.addEventListener("input", function () {
       var needle = input.value.trim().toLowerCase();
       Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
@@ -242,17 +246,17 @@
     var code = snippet.querySelector("code"), button = document.createElement("button");
     button.type = "button";
     button.className = "copy";
-    button.textContent = "copy";
+    button.textContent = WORDS.copy;
     button.addEventListener("click", function () {
       function select() {
         var range = document.createRange();
         range.selectNodeContents(code);
         window.getSelection().removeAllRanges();
         window.getSelection().addRange(range);
-        button.textContent = "selected";
+        button.textContent = WORDS.selected;
       }
       if (!navigator.clipboard) { select(); return; }
-      navigator.clipboard.writeText(code.textContent).then(function () { button.textContent = "copied"; }, select);
+      navigator.clipboard.writeText(code.textContent).then(function () { button.textContent = WORDS.copied; }, select);
     });
     snippet.appendChild(button);
   }
@@ -274,6 +278,7 @@
   function enhance(root) {
     root.setAttribute("data-enhanced", "");
     var pages = JSON.parse(root.querySelector("script.gradaudit-data").textContent);
+    WORDS = JSON.parse(root.querySelector("script.gradaudit-words").textContent);
     pages.forEach(function (page, index) {
       var host = root.querySelector('.flow-chart[data-report="' + index + '"]');
       if (host) { drawFlowChart(host, page); }

@@ -14,18 +14,19 @@ import networkx as nx
 import torch
 
 from gradaudit.errors import InputError
+from gradaudit.i18n import N_, _
 from gradaudit.loss import default_loss
 
 PROBABILITY_OPS = ("softmax", "log_softmax")
 LOSS_LABELS = {
-    "squared_error": "default: squared error against seeded N(0, 1) targets",
-    "nll": "default: negative log-likelihood of seeded random labels",
+    "squared_error": N_("default: squared error against seeded N(0, 1) targets"),
+    "nll": N_("default: negative log-likelihood of seeded random labels"),
 }
 CHOSEN_LOSS_LABELS = {  # --loss other than auto
-    "mse": "mse: squared error against seeded N(0, 1) targets",
-    "cross-entropy": "cross-entropy: last axis as logits against seeded labels",
-    "bce": "bce: every output element as a logit against seeded 0/1 targets",
-    "nll": "nll: last axis as log-probabilities of seeded labels",
+    "mse": N_("mse: squared error against seeded N(0, 1) targets"),
+    "cross-entropy": N_("cross-entropy: last axis as logits against seeded labels"),
+    "bce": N_("bce: every output element as a logit against seeded 0/1 targets"),
+    "nll": N_("nll: last axis as log-probabilities of seeded labels"),
 }
 
 
@@ -82,6 +83,6 @@ def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any
     cut = graph.graph.get("gradient_cut")
     where = f" on {', '.join(cut['used'])} (outputs {', '.join(cut['cut'])} carry no gradient)" if cut else ""
     if loss != "auto":
-        return Objective(compute, CHOSEN_LOSS_LABELS[loss] + where)
+        return Objective(compute, _(CHOSEN_LOSS_LABELS[loss]) + where)
     used = {"nll" if op in PROBABILITY_OPS else "squared_error" for op, _ in kinds} or {"squared_error"}
-    return Objective(compute, " + ".join(LOSS_LABELS[k] for k in sorted(used, reverse=True)) + where)
+    return Objective(compute, " + ".join(_(LOSS_LABELS[k]) for k in sorted(used, reverse=True)) + where)

@@ -14,6 +14,7 @@ import math
 import torch
 
 from gradaudit.graph import weight_layers
+from gradaudit.i18n import N_, _
 from gradaudit.probe import trial
 from gradaudit.remedies import amounts, snippets, structural_kinds
 from gradaudit.remedies.amounts import Target, layer_param
@@ -31,11 +32,14 @@ MEMORY_GATE_BIAS = 1.0
 PRUNE_MAX_FRACTION = 0.9
 # What the rescale factor achieves, by finding code (default: a unit per-layer gain).
 RESCALE_PURPOSE = {
-    "GA107": "brings the recurrent weights' per-step gain to 1",
-    "GA108": "brings the recurrent weights' per-step gain to 1",
-    "GA302": "scales each residual branch by 1/sqrt(number of sums)",
-    "GA402": "brings the pre-activation std to 1, out of saturation",
+    "GA107": N_("Multiply the weights by the factor that brings the recurrent weights' per-step gain to 1: {listing}"),
+    "GA108": N_("Multiply the weights by the factor that brings the recurrent weights' per-step gain to 1: {listing}"),
+    "GA302": N_("Multiply the weights by the factor that scales each residual branch by 1/sqrt(number of sums): "
+                "{listing}"),
+    "GA402": N_("Multiply the weights by the factor that brings the pre-activation std to 1, out of saturation: "
+                "{listing}"),
 }
+UNIT_GAIN_RESCALE = N_("Multiply the weights by the factor that brings each layer's gain to 1: {listing}")
 
 
 def _listing(targets: list[Target], unit: str) -> str:
@@ -54,8 +58,7 @@ def _rescaled(finding: Finding, ctx: Context) -> Recommendation | None:
     targets = amounts.rescale_targets(finding, ctx)
     if not targets:
         return None
-    purpose = RESCALE_PURPOSE.get(finding.code, "brings each layer's gain to 1")
-    action = f"Multiply the weights by the factor that {purpose}: {_listing(targets, 'x')}"
+    action = _(RESCALE_PURPOSE.get(finding.code, UNIT_GAIN_RESCALE)).format(listing=_listing(targets, "x"))
     change = "branch_scale" if finding.code == "GA302" else "rescale"
     return WeightRecommendation("reinitialization", [t.layer for t in targets], action,
                                 snippets.rescale(targets), change=change,
@@ -74,7 +77,8 @@ def _gate_opened(finding: Finding, ctx: Context) -> Recommendation | None:
     hidden = int(ctx.graph.nodes[node]["attrs"].get("hidden") or 0) if node is not None else 0
     if not hidden:
         return None
-    action = f"Set the memory-gate bias of {gates[0].layer} to {MEMORY_GATE_BIAS:g} (the gate keeps memory at init)"
+    action = _("Set the memory-gate bias of {layer} to {bias:g} (the gate keeps memory at init)").format(
+        layer=gates[0].layer, bias=MEMORY_GATE_BIAS)
     start, stop = amounts.memory_gate_slice(ctx.handle.format, finding.evidence["cell"], hidden)
     return WeightRecommendation("reinitialization", [gates[0].layer], action,
                                 snippets.gate_bias(gates[0], start, stop), change="gate_bias",
@@ -94,7 +98,8 @@ def _redrawn(finding: Finding, ctx: Context) -> Recommendation | None:
     targets = amounts.init_targets(finding, ctx)
     if not targets:
         return None
-    action = f"Re-initialise with N(0, std^2) at the critical scale, biases 0: {_listing(targets, 'std ')}"
+    action = _("Re-initialise with N(0, std^2) at the critical scale, biases 0: {listing}").format(
+        listing=_listing(targets, "std "))
     biases = [stats for t in targets if (stats := layer_param(ctx, t.layer, "bias")) is not None]
     edits = [Edit("normal", t.param, t.value) for t in targets] + [Edit("fill", b.name, 0.0) for b in biases]
     return WeightRecommendation("reinitialization", [t.layer for t in targets], action,
@@ -158,10 +163,12 @@ def pruning(finding: Finding, ctx: Context) -> Recommendation | None:
         fraction = amounts.prune_fraction(keep)
         if fraction <= PRUNE_MAX_FRACTION:
             targets.append(Target(layer, stats.name, keep))
-            fractions.append(f"{layer} {fraction:.0%} (keeps {keep:.2f} of the weight energy)")
+            fractions.append(_("{layer} {fraction:.0%} (keeps {keep:.2f} of the weight energy)").format(
+                layer=layer, fraction=fraction, keep=keep))
     if not targets:
         return None
-    action = "Prune the smallest-magnitude weights to bring each layer's gain to ~1: " + ", ".join(fractions)
+    action = _("Prune the smallest-magnitude weights to bring each layer's gain to ~1: {listing}").format(
+        listing=", ".join(fractions))
     return WeightRecommendation("pruning", [t.layer for t in targets], action, snippets.prune(targets),
                                 change="prune", edits=tuple(Edit("prune", t.param, t.value) for t in targets))
 
@@ -190,9 +197,11 @@ def lr_adaptation(finding: Finding, ctx: Context) -> Recommendation | None:
     sharpness = ctx.probe.sharpness if ctx.probe and _healthy(ctx) else None  # a broken init's says nothing
     max_lr = 2.0 / sharpness if sharpness and math.isfinite(sharpness) and sharpness > 0 else None
     low, high = min(multipliers.values()), max(multipliers.values())
-    action = (f"Scale the SGD learning rate per layer by {low:.3g}x to {high:.3g}x (equal update/weight ratios) "
-              f"with {snippets.WARMUP_STEPS} warm-up steps")
-    action += f"; keep the peak learning rate below {max_lr:.3g} (2/sharpness under {ctx.probe.loss})" if max_lr else ""
+    action = _("Scale the SGD learning rate per layer by {low:.3g}x to {high:.3g}x (equal update/weight ratios) "
+               "with {steps} warm-up steps").format(low=low, high=high, steps=snippets.WARMUP_STEPS)
+    if max_lr:
+        action += _("; keep the peak learning rate below {max_lr:.3g} (2/sharpness under {loss})").format(
+            max_lr=max_lr, loss=ctx.probe.loss)
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph) if wl.param in multipliers))
     return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
 
@@ -208,9 +217,10 @@ def _post_ln_warmup(finding: Finding, ctx: Context) -> Recommendation:
     steps = int(finding.evidence["warmup_steps"])
     optimizer = getattr(ctx.config, "optimizer", None) or "adamw"
     lr = getattr(ctx.config, "lr", None) or 5e-4
-    action = (f"Warm the learning rate up linearly over {steps} steps ({finding.evidence['sums']} Post-LN sums; "
-              "Xiong et al. 2020 needed it for a 6-layer model), or move the norms into the branches "
-              "(Pre-LN, e.g. norm_first=True), which trains without warm-up")
+    action = _("Warm the learning rate up linearly over {steps} steps ({sums} Post-LN sums; "
+               "Xiong et al. 2020 needed it for a 6-layer model), or move the norms into the branches "
+               "(Pre-LN, e.g. norm_first=True), which trains without warm-up").format(
+        steps=steps, sums=finding.evidence["sums"])
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
     return Recommendation("lr_adaptation", layers, action, snippets.planned_optimizer(optimizer, lr, steps))
 
@@ -223,9 +233,10 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
     fixes that, and a rate tuned to a broken init (1e-28, say) is wrong once it is fixed."""
     layers = list(dict.fromkeys(wl.layer for wl in weight_layers(ctx.graph)))
     if not _healthy(ctx):
-        action = (f"The learning rate is not the fix until the initialisation is: the model is "
-                  f"{ctx.probe.diagnosis.label} at initialisation, so apply the re-initialisation or normalisation "
-                  "recommendations first, then re-run gradaudit with --lr to find the rate")
+        action = _("The learning rate is not the fix until the initialisation is: the model is "
+                   "{diagnosis} at initialisation, so apply the re-initialisation or normalisation "
+                   "recommendations first, then re-run gradaudit with --lr to find the rate").format(
+            diagnosis=_(ctx.probe.diagnosis.label))
         return WeightRecommendation("lr_adaptation", layers, action, "", change=LR_AFTER_INIT)
     plan = amounts.planned_lr_change(ctx)
     if plan is None:
@@ -235,23 +246,28 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
     if search is not None and search.best is None:
         return _no_rate_trained(search, plan, layers)
     new_lr, warmup = (search.recommended, search.best.warmup) if search is not None else (plan.new_lr, snippets.WARMUP_STEPS)
-    action = (f"At lr {plan.lr:g} ({plan.optimizer}) the layers' update/weight ratios per step span "
-              f"{plan.low:.2g} to {plan.high:.2g}")
+    action = _("At lr {lr:g} ({optimizer}) the layers' update/weight ratios per step span {low:.2g} to {high:.2g}").format(
+        lr=plan.lr, optimizer=plan.optimizer, low=plan.low, high=plan.high)
     if search is not None:
         best = search.best
-        action += (f"; of {len(search.trials)} trial runs, lr {best.lr:.3g} lowered the loss most "
-                   f"(loss {best.losses[0]:.3g} -> {best.losses[-1]:.3g} in {len(best.losses)} steps"
-                   + (f", warmed up over {best.warmup}" if best.warmup else "") + f"); use a peak learning rate of "
-                   f"{new_lr:.3g} ({trial.SAFETY_FACTOR:g}x that)")
-        action += f", warmed up linearly over at least {warmup} steps" if warmup else ""
+        action += _("; of {runs} trial runs, lr {best:.3g} lowered the loss most "
+                    "(loss {first:.3g} -> {last:.3g} in {steps} steps").format(
+            runs=len(search.trials), best=best.lr, first=best.losses[0], last=best.losses[-1], steps=len(best.losses))
+        action += _(", warmed up over {steps}").format(steps=best.warmup) if best.warmup else ""
+        action += _("); use a peak learning rate of {lr:.3g} ({factor:g}x that)").format(
+            lr=new_lr, factor=trial.SAFETY_FACTOR)
+        action += _(", warmed up linearly over at least {steps} steps").format(steps=warmup) if warmup else ""
     else:
         if plan.limit is not None:
-            action += f"; the largest stable step is {plan.limit:.3g} (from the sharpness under {ctx.probe.loss})"
-        reason = "half the stability limit" if plan.capped else "the median layer updating 1e-3 of its weight per step"
-        action += f"; use a peak learning rate of {new_lr:.3g} ({reason}), warmed up over {warmup} steps"
+            action += _("; the largest stable step is {limit:.3g} (from the sharpness under {loss})").format(
+                limit=plan.limit, loss=ctx.probe.loss)
+        reason = _("half the stability limit") if plan.capped else _("the median layer updating 1e-3 of its weight per step")
+        action += _("; use a peak learning rate of {lr:.3g} ({reason}), warmed up over {steps} steps").format(
+            lr=new_lr, reason=reason, steps=warmup)
     if plan.multipliers:
-        action += (f"; the layers spread over decades: scale the rate per layer by {min(plan.multipliers.values()):.3g}x"
-                   f" to {max(plan.multipliers.values()):.3g}x (trust ratio |w|/|g|) or switch to Adam/AdamW")
+        action += _("; the layers spread over decades: scale the rate per layer by {low:.3g}x to {high:.3g}x "
+                    "(trust ratio |w|/|g|) or switch to Adam/AdamW").format(
+            low=min(plan.multipliers.values()), high=max(plan.multipliers.values()))
     snippet = (snippets.layerwise_lr(plan.multipliers, new_lr, "the recommended peak") if plan.multipliers
                else snippets.planned_optimizer(plan.optimizer, new_lr, warmup))
     rec = WeightRecommendation("lr_adaptation", layers, action, snippet, change="planned_lr")
@@ -268,12 +284,14 @@ def _trial_record(search: trial.RateSearch) -> dict:
 def _no_rate_trained(search: trial.RateSearch, plan: amounts.PlannedLr, layers: list[str]) -> Recommendation:
     rates = [t.lr for t in search.trials]
     if not search.trials or not all(t.completed for t in search.trials):
-        action = (f"The timeout stopped the trial runs at lr {plan.lr:g} ({plan.optimizer}) before a rate was seen to "
-                  "train: raise --timeout (or lower --trial-steps) to get a verified learning rate")
+        action = _("The timeout stopped the trial runs at lr {lr:g} ({optimizer}) before a rate was seen to "
+                   "train: raise --timeout (or lower --trial-steps) to get a verified learning rate").format(
+            lr=plan.lr, optimizer=plan.optimizer)
     else:
-        action = (f"No learning rate from {min(rates):.3g} to {max(rates):.3g} ({plan.optimizer}) trained in "
-                  f"{len(rates)} trial runs (none both stayed finite and lowered the loss on synthetic batches): "
-                  "check with a real batch (--data), or switch to Adam/AdamW")
+        action = _("No learning rate from {low:.3g} to {high:.3g} ({optimizer}) trained in {runs} trial runs (none "
+                   "both stayed finite and lowered the loss on synthetic batches): check with a real batch (--data), "
+                   "or switch to Adam/AdamW").format(low=min(rates), high=max(rates), optimizer=plan.optimizer,
+                                                      runs=len(rates))
     rec = WeightRecommendation("lr_adaptation", layers, action, "", change="planned_lr")
     rec.verified = _trial_record(search)
     return rec
@@ -286,7 +304,8 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     if threshold is None:
         return None
     layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
-    action = f"Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {ctx.probe.loss})"
+    action = _("Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {loss})").format(
+        threshold=threshold, loss=ctx.probe.loss)
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 
@@ -309,8 +328,10 @@ def batch_shift(finding: Finding, ctx: Context) -> Recommendation | None:
             hooks[weight.name.rpartition(".")[0]] = shift
     if not targets and not hooks:
         return None
-    listing = ", ".join(f"{layer} by {shift:+.4g}" for layer, shift in shifts.items())
-    action = f"Shift each layer's pre-activation by minus its measured mean (through its bias) to centre it: {listing}"
+    shift = _("{layer} by {shift:+.4g}")
+    listing = ", ".join(shift.format(layer=layer, shift=value) for layer, value in shifts.items())
+    action = _("Shift each layer's pre-activation by minus its measured mean (through its bias) to centre it: "
+               "{listing}").format(listing=listing)
     return WeightRecommendation("batch_shift", list(shifts), action,
                                 snippets.shift_bias(targets, hooks), change="bias_shift",
                                 edits=tuple(Edit("shift", t.param, t.value) for t in targets))
@@ -327,6 +348,6 @@ def _recentred_inputs(finding: Finding, ctx: Context) -> Recommendation | None:
     if mean is None or not std:
         return None
     first = _layers_or_first(finding, ctx)
-    action = (f"Standardise the inputs with the measured batch statistics, x <- (x - {mean:.4g}) / {std:.4g}, "
-              "in the data pipeline (or per channel)")
+    action = _("Standardise the inputs with the measured batch statistics, x <- (x - {mean:.4g}) / {std:.4g}, "
+               "in the data pipeline (or per channel)").format(mean=mean, std=std)
     return Recommendation("batch_shift", first, action, snippets.standardise_inputs(mean, std))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
+from gradaudit.i18n import N_
 from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
@@ -46,9 +47,9 @@ def remedies_for(code: str) -> list[str]:
 
 
 # Said once per audit (gradaudit.pipeline adds it to the notes), not after every action.
-ONNX_NOTE = ("ONNX model: recommendation names are ONNX initializers/nodes and snippets apply to "
-             "gradaudit's executor module; make the same change in the model that was exported, "
-             "or let `gradaudit fix` write the weight-level changes into a new file.")
+ONNX_NOTE = N_("ONNX model: recommendation names are ONNX initializers/nodes and snippets apply to "
+               "gradaudit's executor module; make the same change in the model that was exported, "
+               "or let `gradaudit fix` write the weight-level changes into a new file.")
 
 
 def recommend(

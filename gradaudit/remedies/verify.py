@@ -30,6 +30,7 @@ import torch
 from gradaudit.errors import GradauditError
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
 from gradaudit.graph import ParamStats
+from gradaudit.i18n import _
 from gradaudit.model import ModelHandle
 from gradaudit.probe.trial import trial_run
 from gradaudit.remedies import snippets
@@ -288,7 +289,8 @@ def _restate(rec: WeightRecommendation, rounds: int) -> None:
     """Make the action and snippet state the refined factors."""
     layer_of = dict(zip((e.param for e in rec.edits), rec.layers))
     listing = ", ".join(f"{layer_of.get(e.param, e.param)} x{e.value:.3g}" for e in rec.edits)
-    head, _, rest = rec.action.partition(": ")
+    head, _colon, rest = rec.action.partition(": ")  # every rescale action reads "<what>: <listing>"
     note = rest[rest.find(" ("):] if " (" in rest else ""
-    rec.action = f"{head}, refined over {rounds} re-measured rounds (LSUV-style): {listing}{note}"
+    rec.action = _("{head}, refined over {rounds} re-measured rounds (LSUV-style): {listing}{note}").format(
+        head=head, rounds=rounds, listing=listing, note=note)
     rec.snippet = snippets.rescale([Target(layer_of.get(e.param, ""), e.param, e.value) for e in rec.edits])

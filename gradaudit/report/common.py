@@ -20,8 +20,30 @@ from gradaudit.diagnosis import (
     VANISHING_ALL_GRAD_RMS,
     VANISHING_LOG10_RATIO,
 )
+from gradaudit.i18n import N_, _
 from gradaudit.results import Audit, Recommendation, Severity
 from gradaudit.version import __version__
+
+# The words of the JSON contract a person reads in the reports, marked for translation: the JSON
+# itself keeps the English values.
+VERDICT_WORDS = {"pass": N_("pass"), "warn": N_("warn"), "fail": N_("fail")}
+DIAGNOSIS_WORDS = {"exploding": N_("exploding"), "vanishing": N_("vanishing"), "healthy": N_("healthy")}
+SEVERITY_WORDS = {"error": N_("error"), "warning": N_("warning"), "info": N_("info")}
+# The four remedies under the names the method uses, and the two honest extras.
+REMEDY_TITLES = {
+    "pruning": N_("Pruning / weight cutting"),
+    "normalization": N_("Normalization"),
+    "lr_adaptation": N_("Learning-rate adaptation"),
+    "batch_shift": N_("Batch shift (re-centering)"),
+    "reinitialization": N_("Re-initialisation"),
+    "gradient_clipping": N_("Gradient clipping"),
+}
+
+
+def word(table: dict[str, str], value: str) -> str:
+    """A contract value (verdict, diagnosis, severity, remedy) as the reader's language names it;
+    a value the table lacks is shown as it is."""
+    return _(table[value]) if value in table else value
 
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and two-byte escapes.
 _ANSI_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")

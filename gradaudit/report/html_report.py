@@ -31,9 +31,14 @@ from typing import Any, Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
+from gradaudit.i18n import N_, _, current_language, ngettext
 from gradaudit.report.common import (
+    DIAGNOSIS_WORDS,
     DID_NOT_HELP,
     NOT_VERIFIED,
+    REMEDY_TITLES,
+    SEVERITY_WORDS,
+    VERDICT_WORDS,
     VERIFIED_HELPED,
     LayerRow,
     finite_or_none,
@@ -43,6 +48,7 @@ from gradaudit.report.common import (
     severity_rank,
     tool_version,
     verification_group,
+    word,
     worst_layers,
 )
 from gradaudit.report.json_report import SCHEMA_ID, to_dict
@@ -52,17 +58,26 @@ TEMPLATE = "report.html.j2"
 STYLESHEET = "report.css"
 SCRIPT = "report.js"
 PROBE_COLUMNS = ("weight_rms", "act_mean", "act_std", "dead_frac", "saturated_frac")
-REMEDY_TITLES = {
-    "pruning": "Pruning / weight cutting",
-    "normalization": "Normalization",
-    "lr_adaptation": "Learning-rate adaptation",
-    "batch_shift": "Batch shift (re-centering)",
-    "reinitialization": "Re-initialisation",
-    "gradient_clipping": "Gradient clipping",
-}
 # Each verification group's CSS class suffix and badge text.
-GROUPS = {VERIFIED_HELPED: ("helps", "verified: helps"), NOT_VERIFIED: ("unverified", "not verified"),
-          DID_NOT_HELP: ("no-help", "did not help")}
+GROUPS = {VERIFIED_HELPED: ("helps", N_("verified: helps")), NOT_VERIFIED: ("unverified", N_("not verified")),
+          DID_NOT_HELP: ("no-help", N_("did not help"))}
+# The words report.js writes into the page (chart labels, buttons), in the reader's language.
+SCRIPT_WORDS = {
+    "axis": N_("weight grad RMS (log scale)"),
+    "flow_title": N_("Per-layer weight gradient RMS, predicted and measured"),
+    "compare_title": N_("Weight gradient RMS of each model against relative depth"),
+    "first_layer": N_("first weight layer"),
+    "last_layer": N_("last weight layer"),
+    "predicted": N_("predicted"),
+    "measured": N_("measured"),
+    "non_finite": N_("non-finite"),
+    "filter": N_("filter layers"),
+    "filter_hint": N_("filter layers by name or op"),
+    "weight_layers": N_("{count} weight layers"),
+    "copy": N_("copy"),
+    "copied": N_("copied"),
+    "selected": N_("selected"),
+}
 HEADLINE_CHARS = 240  # a longer action shows its start; the whole text is one click away
 # Characters that could end a <script> element or a JS string when JSON sits inside HTML.
 _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -126,8 +141,15 @@ def _fmt(spec: str, suffix: str = "", scale: float = 1.0) -> Callable[[Any], str
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
+    env.policies["ext.i18n.trimmed"] = True  # {% trans %} blocks are one message however they wrap
+    # new-style gettext: `_()` escapes its arguments and formats after translating
+    env.install_gettext_callables(_, ngettext, newstyle=True)
     env.globals.update(
+        word=word,
+        verdict_words=VERDICT_WORDS,
+        diagnosis_words=DIAGNOSIS_WORDS,
+        severity_words=SEVERITY_WORDS,
         num=_fmt("+.2f"),
         sci=_fmt(".3g"),
         pct=_fmt(".0f", "%", 100.0),
@@ -159,8 +181,8 @@ def _page(audit: Audit) -> dict[str, Any]:
 def _title(pages: list[dict[str, Any]]) -> str:
     if len(pages) == 1:
         report = pages[0]["report"]
-        return f"gradaudit: {report['verdict']} — {report['model']['source']}"
-    return f"gradaudit: {len(pages)} models"
+        return f"gradaudit: {word(VERDICT_WORDS, report['verdict'])} — {report['model']['source']}"
+    return "gradaudit: " + ngettext("{count} model", "{count} models", len(pages)).format(count=len(pages))
 
 
 def render_html(audits: Sequence[Audit], *, color: bool = False) -> str:
@@ -181,10 +203,12 @@ def _render(audits: Sequence[Audit], *, fragment: bool) -> str:
         fragment=fragment,
         pages=pages,
         title=_title(pages),
+        lang=current_language(),
         version=tool_version(),
         schema_id=SCHEMA_ID,
         css=Markup(css),
         js=Markup(js),
         csp=content_security_policy(css, js),
         data_json=Markup(script_json([{key: p[key] for key in ("report", "layers", "band", "worst")} for p in pages])),
+        words_json=Markup(script_json({key: _(text) for key, text in SCRIPT_WORDS.items()})),
     )

@@ -14,7 +14,20 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from gradaudit.report.common import LayerRow, clean, layer_rows, recommendation_order, severity_rank, tool_version
+from gradaudit.i18n import _, ngettext
+from gradaudit.report.common import (
+    DIAGNOSIS_WORDS,
+    REMEDY_TITLES,
+    SEVERITY_WORDS,
+    VERDICT_WORDS,
+    LayerRow,
+    clean,
+    layer_rows,
+    recommendation_order,
+    severity_rank,
+    tool_version,
+    word,
+)
 from gradaudit.results import Audit, Finding, Recommendation
 
 MAX_FINDINGS = 8
@@ -68,44 +81,49 @@ def _layer_list(layers: list[str] | tuple[str, ...], shown: int = 3) -> str:
 
 
 def _headline(audit: Audit, paint: Painter) -> list[str]:
-    verdict = paint(audit.verdict.upper(), "bold", VERDICT_COLOR.get(audit.verdict, "bold"))
-    lines = [f"gradaudit {tool_version()} — {clean(audit.source)}", f"{verdict}  gradient flow: {audit.diagnosis.label}"]
-    lines += [f"  why: {clean(reason)}" for reason in audit.diagnosis.reasons]
+    verdict = paint(word(VERDICT_WORDS, audit.verdict).upper(), "bold", VERDICT_COLOR.get(audit.verdict, "bold"))
+    lines = [f"gradaudit {tool_version()} — {clean(audit.source)}",
+             _("{verdict}  gradient flow: {diagnosis}").format(verdict=verdict,
+                                                             diagnosis=word(DIAGNOSIS_WORDS, audit.diagnosis.label))]
+    lines += [_("  why: {reason}").format(reason=clean(reason)) for reason in audit.diagnosis.reasons]
     if audit.probe and audit.probe.nonfinite:
-        lines.append(paint(f"  non-finite values first in {clean(audit.probe.first_nonfinite or '?')}", "red"))
+        first = clean(audit.probe.first_nonfinite or "?")
+        lines.append(paint(_("  non-finite values first in {layer}").format(layer=first), "red"))
     return lines
 
 
 def _model_summary(audit: Audit) -> list[str]:
     probe = audit.probe
     probe_part = (
-        f"probe: {probe.passes} passes, loss {clean(probe.loss) or 'default'}"
+        _("probe: {passes} passes, loss {loss}").format(passes=probe.passes, loss=clean(probe.loss) or _("default"))
         if probe
-        else f"probe skipped: {clean(audit.probe_skipped) or 'not run'}"
+        else _("probe skipped: {reason}").format(reason=clean(audit.probe_skipped) or _("not run"))
     )
     total = sum(v for v in audit.timing.values() if isinstance(v, (int, float)))
     lines = [
-        f"model: {audit.format}, {audit.parameters:,} parameters, {audit.weight_layers} weight layers, "
-        f"depth {audit.depth}; {probe_part}; {total:.2f}s"
+        _("model: {format}, {parameters:,} parameters, {weight_layers} weight layers, depth {depth}; "
+          "{probe}; {seconds:.2f}s").format(format=audit.format, parameters=audit.parameters,
+                                            weight_layers=audit.weight_layers, depth=audit.depth, probe=probe_part,
+                                            seconds=total)
     ]
     if audit.static and audit.static.partial:
-        unknown = ", ".join(clean(op) for op in audit.static.unknown_ops) or "unrepresented parts"
-        lines.append(f"static estimate partial: no gain rule for {unknown}")
-    lines += [f"note: {clean(note)}" for note in audit.notes]
+        unknown = ", ".join(clean(op) for op in audit.static.unknown_ops) or _("unrepresented parts")
+        lines.append(_("static estimate partial: no gain rule for {ops}").format(ops=unknown))
+    lines += [_("note: {note}").format(note=clean(note)) for note in audit.notes]
     return lines
 
 
 def _findings(findings: list[Finding], paint: Painter) -> list[str]:
     if not findings:
-        return ["No findings."]
+        return [_("No findings.")]
     ordered = sorted(findings, key=lambda f: severity_rank(f.severity))
-    lines = [paint(f"Findings ({len(findings)})", "bold")]
+    lines = [paint(_("Findings ({count})").format(count=len(findings)), "bold")]
     for f in ordered[:MAX_FINDINGS]:
-        severity = paint(f"{f.severity:<7}", SEVERITY_COLOR.get(f.severity, "dim"))
+        severity = paint(f"{word(SEVERITY_WORDS, f.severity):<7}", SEVERITY_COLOR.get(f.severity, "dim"))
         where = f"  [{_layer_list(f.layers)}]" if f.layers else ""
         lines.append(f"  {severity} {clean(f.code)}  {clean(f.message)}{where}")
     if len(ordered) > MAX_FINDINGS:
-        lines.append(f"  +{len(ordered) - MAX_FINDINGS} more (see --json or --html)")
+        lines.append(_more(len(ordered) - MAX_FINDINGS))
     return lines
 
 
@@ -113,17 +131,19 @@ def _recommendation_line(rec: Recommendation) -> str:
     action = clean(rec.action)
     if len(action) > ACTION_WIDTH:
         action = action[: ACTION_WIDTH - 1] + "…"
-    line = f"  {rec.remedy}: {action}"
+    line = f"  {word(REMEDY_TITLES, rec.remedy)}: {action}"
     if rec.layers:
         line += f"  [{_layer_list(rec.layers)}]"
     if rec.verified:
         before = rec.verified.get("log10_ratio_before")
         after = rec.verified.get("log10_ratio_after")
         if isinstance(before, (int, float)) or isinstance(after, (int, float)):  # n/a: no gradient reached a layer
-            line += f"  (verified: first/last {_fmt_ratio(before)} → {_fmt_ratio(after)}"
+            line += "  (" + _("verified: first/last {before} → {after}").format(before=_fmt_ratio(before),
+                                                                               after=_fmt_ratio(after))
             if "diagnosis_after" in rec.verified:
-                line += f", {rec.verified.get('diagnosis_before')} → {rec.verified['diagnosis_after']}"
-            line += ")" if rec.verified.get("helped", True) else "; did not help)"
+                line += (f", {word(DIAGNOSIS_WORDS, str(rec.verified.get('diagnosis_before')))} → "
+                         f"{word(DIAGNOSIS_WORDS, str(rec.verified['diagnosis_after']))}")
+            line += ")" if rec.verified.get("helped", True) else "; " + _("did not help") + ")"
         trial = rec.verified.get("trial")
         if trial:
             line += f"\n    {_trial_line(trial)}"
@@ -135,21 +155,28 @@ def _trial_line(trial: dict) -> str:
     def run(record: dict) -> str:
         return f"{_fmt_loss(record.get('first_loss'))} → {_fmt_loss(record.get('last_loss'))} ({clean(record['outcome'])})"
 
-    return (f"trial training ({clean(trial['optimizer'])}, lr {trial['lr']:.3g}, {trial['steps']} steps): "
-            f"loss {run(trial['before'])} before, {run(trial['after'])} after")
+    return _("trial training ({optimizer}, lr {lr}, {steps} steps): loss {before} before, {after} after").format(
+        optimizer=clean(trial["optimizer"]), lr=f"{trial['lr']:.3g}", steps=trial["steps"],
+        before=run(trial["before"]), after=run(trial["after"]))
 
 
 def _fmt_loss(value: float | None) -> str:
-    return f"{value:.3g}" if isinstance(value, (int, float)) and math.isfinite(value) else "non-finite"
+    return f"{value:.3g}" if isinstance(value, (int, float)) and math.isfinite(value) else _("non-finite")
+
+
+def _more(count: int) -> str:
+    """The line standing for the entries a capped list leaves out."""
+    return "  " + _("+{count} more (see --json or --html)").format(count=count)
 
 
 def _recommendations(recs: list[Recommendation], paint: Painter) -> list[str]:
     if not recs:
         return []
     ordered = [recs[index] for index in recommendation_order(recs)]
-    lines = [paint(f"Recommendations ({len(recs)})", "bold")] + [_recommendation_line(r) for r in ordered[:MAX_RECOMMENDATIONS]]
+    lines = [paint(_("Recommendations ({count})").format(count=len(recs)), "bold")]
+    lines += [_recommendation_line(r) for r in ordered[:MAX_RECOMMENDATIONS]]
     if len(recs) > MAX_RECOMMENDATIONS:
-        lines.append(f"  +{len(recs) - MAX_RECOMMENDATIONS} more (see --json or --html)")
+        lines.append(_more(len(recs) - MAX_RECOMMENDATIONS))
     return lines
 
 
@@ -164,7 +191,7 @@ def _bar(value: float | None, low: float, high: float) -> str:
 
 def _table_row(index: int, row: LayerRow, low: float, high: float, paint: Painter) -> str:
     shown = row.measured_log10 if row.measured_log10 is not None else row.predicted_log10
-    bar = paint("non-finite", "red") if row.nonfinite else _bar(shown, low, high)
+    bar = paint(_("non-finite"), "red") if row.nonfinite else _bar(shown, low, high)
     predicted, measured = _fmt_log(row.predicted_log10), _fmt_log(row.measured_log10)
     return f"  {index:>4}  {_short(row.name):<{NAME_WIDTH}}  {_short(row.op, 10):<10}  {predicted:>9}  {measured:>9}  {bar}"
 
@@ -187,14 +214,15 @@ def _flow_table(audit: Audit, paint: Painter) -> list[str]:
     values = [v for r in rows for v in (r.predicted_log10, r.measured_log10) if v is not None]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
     lines = [
-        paint("Gradient flow", "bold")
-        + f" (log10 grad RMS per weight layer; first/last predicted {_fmt_ratio(static_ratio)},"
-        f" measured {_fmt_ratio(probe_ratio)})",
-        f"  {'#':>4}  {'layer':<{NAME_WIDTH}}  {'op':<10}  {'predicted':>9}  {'measured':>9}",
+        paint(_("Gradient flow"), "bold") + " "
+        + _("(log10 grad RMS per weight layer; first/last predicted {predicted}, measured {measured})").format(
+            predicted=_fmt_ratio(static_ratio), measured=_fmt_ratio(probe_ratio)),
+        f"  {'#':>4}  {_('layer'):<{NAME_WIDTH}}  {_('op'):<10}  {_('predicted'):>9}  {_('measured'):>9}",
     ]
     for item in _elided(rows):
         if isinstance(item, int):
-            lines.append(paint(f"  {'…':>4}  ({item} layers not shown)", "dim"))
+            hidden = ngettext("({count} layer not shown)", "({count} layers not shown)", item).format(count=item)
+            lines.append(paint(f"  {'…':>4}  {hidden}", "dim"))
         else:
             lines.append(_table_row(item[0], item[1], low, high, paint))
     return lines

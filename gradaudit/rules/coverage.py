@@ -7,6 +7,7 @@ passed through ops it has no rule for, and when no real backward pass checked it
 from __future__ import annotations
 
 from gradaudit.graph import output_ancestors, weight_layers
+from gradaudit.i18n import _
 from gradaudit.rules.registry import Context, Hit, rule
 
 # The first/last gradient ratio compares two distinct weight layers an output depends on.
@@ -38,14 +39,15 @@ def static_partial(ctx: Context) -> list[Hit]:
     """
     graph_reason = ctx.graph.graph.get("partial_reason", "") if ctx.graph.graph.get("partial") else ""
     if ctx.static is None:
-        return [Hit([], {"reason": "the static estimate did not run", "unknown_ops": []})]
+        return [Hit([], {"reason": _("the static estimate did not run"), "unknown_ops": []})]
     unknown = sorted(set(ctx.static.unknown_ops))
     if not (unknown or ctx.static.partial or graph_reason):
         return []
     nodes = [ctx.graph.nodes[n]["name"] for n, e in ctx.static.nodes.items() if not e.known and n in ctx.graph]
-    where = f" (at {_listed(nodes)})" if nodes else ""
-    parts = ([f"no gain rule for {', '.join(unknown)}{where}"] if unknown else []) + ([graph_reason] if graph_reason else [])
-    evidence = {"reason": "; ".join(parts) or "some ops were not modelled", "unknown_ops": unknown, "nodes": nodes}
+    where = " " + _("(at {nodes})").format(nodes=_listed(nodes)) if nodes else ""
+    parts = ([_("no gain rule for {ops}").format(ops=", ".join(unknown)) + where] if unknown else [])
+    parts += [graph_reason] if graph_reason else []
+    evidence = {"reason": "; ".join(parts) or _("some ops were not modelled"), "unknown_ops": unknown, "nodes": nodes}
     return [Hit([], evidence, "info" if ctx.probe is not None else "warning")]
 
 
@@ -55,7 +57,8 @@ NAMED_NODES = 5
 def _listed(names: list[str]) -> str:
     """The first NAMED_NODES names, and how many more."""
     shown = ", ".join(names[:NAMED_NODES])
-    return shown + (f" and {len(names) - NAMED_NODES} more" if len(names) > NAMED_NODES else "")
+    more = " " + _("and {count} more").format(count=len(names) - NAMED_NODES) if len(names) > NAMED_NODES else ""
+    return shown + more
 
 
 @rule("GA502", "probe-skipped", "warning",
@@ -83,7 +86,7 @@ def probe_skipped(ctx: Context) -> list[Hit]:
         return []
     if ctx.handle.probe_unavailable:
         return [Hit([], {"reason": ctx.handle.probe_unavailable})]
-    return [Hit([], {"reason": "the probe was not requested"}, "info")]
+    return [Hit([], {"reason": _("the probe was not requested")}, "info")]
 
 
 @rule("GA504", "too-few-weight-layers", "error",

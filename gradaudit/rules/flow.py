@@ -18,6 +18,7 @@ from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
 from gradaudit.graph import flow_ends, forward_order
+from gradaudit.i18n import _
 from gradaudit.results import ProbeResult, Severity, StaticResult
 from gradaudit.rules.registry import Context, Hit, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
@@ -121,8 +122,8 @@ def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float
 
 def _ratio_text(ratio: float) -> str:
     if math.isinf(ratio):
-        return "the first layer's gradient underflows to 0 while the last layer's does not"
-    return f"first/last relative update ratio (|g|/|w|) 10^{ratio:+.1f}"
+        return _("the first layer's gradient underflows to 0 while the last layer's does not")
+    return _("first/last relative update ratio (|g|/|w|) 10^{ratio:+.1f}").format(ratio=ratio)
 
 
 def _static_scale(ctx: Context) -> Diagnosis:
@@ -375,7 +376,7 @@ def _why(diagnosis: Diagnosis, ratio: float | None, labels_differ: bool) -> str:
     reach through time can decide it while the first/last ratios agree), else its ratio."""
     if labels_differ and diagnosis.reasons:
         return "; ".join(diagnosis.reasons)
-    return f"first/last {_decades(ratio)}"
+    return _("first/last {ratio}").format(ratio=_decades(ratio))
 
 
 def _decades(value: float | None) -> str:

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.i18n import _
 from gradaudit.probe.trial import MOMENTUM
 from gradaudit.results import LayerProbe
 from gradaudit.rules.registry import Context, Hit, RuleConfig, rule
@@ -171,22 +172,22 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
     limit = stability_limit(sharpness, optimizer) if sharpness is not None else None
     trials = planned_trials(ctx)
     trial = trials.planned if trials is not None else None
-    bound = (f"sharpness {sharpness:.3g} under {ctx.probe.loss} puts the stable step at {limit:.3g}"
-             if limit is not None else "")
+    bound = (_("sharpness {sharpness:.3g} under {loss} puts the stable step at {limit:.3g}").format(
+        sharpness=sharpness, loss=ctx.probe.loss, limit=limit) if limit is not None else "")
     evidence = {"lr": lr, "optimizer": optimizer, "limit": limit, "sharpness": sharpness, "loss": ctx.probe.loss,
                 "trial": trial.record() if trial is not None else None}
     if trial is not None and trial.diverged_at is not None:
-        verdict = (f"diverges in a trial run at step {trial.diverged_at} (loss {trial.losses[0]:.3g} -> "
-                   f"{trial.losses[-1]:.3g})" + (f"; {bound}" if bound else ""))
+        verdict = _("diverges in a trial run at step {step} (loss {first:.3g} -> {last:.3g})").format(
+            step=trial.diverged_at, first=trial.losses[0], last=trial.losses[-1]) + (f"; {bound}" if bound else "")
         return [Hit([], evidence | {"verdict": verdict}, "error")]
     if limit is None or lr <= limit:
         return []
     if trial is None:
-        verdict = f"is above the stability limit: {bound} (no trial run could check it)"
+        verdict = _("is above the stability limit: {bound} (no trial run could check it)").format(bound=bound)
     else:
-        verdict = (f"is above the stability limit ({bound}) but its trial run did not diverge "
-                   f"({trial.outcome}, {len(trial.losses)} steps, loss {trial.losses[0]:.3g} -> {trial.losses[-1]:.3g}); "
-                   "expect a loss spike in the first steps")
+        verdict = _("is above the stability limit ({bound}) but its trial run did not diverge ({outcome}, {steps} "
+                    "steps, loss {first:.3g} -> {last:.3g}); expect a loss spike in the first steps").format(
+            bound=bound, outcome=trial.outcome, steps=len(trial.losses), first=trial.losses[0], last=trial.losses[-1])
     return [Hit([], evidence | {"verdict": verdict}, "warning")]
 
 

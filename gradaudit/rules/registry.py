@@ -2,7 +2,9 @@
 
 Shaped after ruff: a rule is a code (GA + three digits), a kebab-case name, a default severity,
 a one-line summary, a message template filled from the evidence, and a documentation entry with
-fixed headings, which is the docstring of its check function (`gradaudit explain GA101`). A check
+fixed headings, which is the docstring of its check function (`gradaudit explain GA101`). The
+summary, the template and the documentation are the msgids of their translations (gradaudit.i18n;
+tools/catalog.py extracts them from this registry), looked up where they are shown. A check
 reads a `Context` and returns `Hit`s; the registry turns them into `Finding`s, so the code, the
 message and the JSON-safety of the evidence are handled once.
 """
@@ -17,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import networkx as nx
 
+from gradaudit.i18n import _
 from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Severity, StaticResult
@@ -146,15 +149,17 @@ def all_rules() -> list[Rule]:
 
 
 def explanations(codes) -> dict[str, dict[str, str]]:
-    """Each code's name, summary and documentation, as the report renderers read them."""
-    return {code: {"name": get_rule(code).name, "summary": get_rule(code).summary, "doc": get_rule(code).doc}
+    """Each code's name, summary and documentation in the active language, as the report
+    renderers read them."""
+    return {code: {"name": get_rule(code).name, "summary": _(get_rule(code).summary), "doc": _(get_rule(code).doc)}
             for code in codes}
 
 
 def explain(code: str) -> str:
-    """The full documentation of a rule, headed by its code, name and default severity."""
+    """The full documentation of a rule in the active language, headed by its code, name and
+    default severity."""
     found = get_rule(code)
-    return f"{found.code} {found.name} ({found.severity})\n{found.summary}\n\n{found.doc}\n"
+    return f"{found.code} {found.name} ({found.severity})\n{_(found.summary)}\n\n{_(found.doc)}\n"
 
 
 def json_safe(value: Any) -> Any:
@@ -182,7 +187,7 @@ def to_finding(found: Rule, hit: Hit) -> Finding:
     return Finding(
         code=found.code,
         severity=hit.severity or found.severity,
-        message=found.message.format(**hit.evidence),
+        message=_(found.message).format(**hit.evidence),
         layers=tuple(hit.layers),
         evidence=json_safe(hit.evidence),
     )

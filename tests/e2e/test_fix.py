@@ -75,3 +75,14 @@ def test_fix_structural_prints_a_definition_patch_for_a_factory(capsys):
     assert "(add_skip) @@" in out and "# + ScaledSkip(" in out and "ScaledSkip(branch" in out
     compile(out, "<patch>", "exec")
     assert "exploding -> healthy" in err
+
+
+def test_fix_html_compares_the_model_before_and_after_on_one_chart(tmp_path, capsys):
+    sample = SAMPLES / "vanishing_relu_default_init.onnx"
+    output, report = tmp_path / "fixed.onnx", tmp_path / "fix.html"
+    assert main(["fix", str(sample), "-o", str(output), "--html", str(report)]) == 0
+    html = report.read_text(encoding="utf-8")
+    assert '<div class="compare-chart">' in html  # the comparison view of `check A B --html`
+    pages = json.loads(html.split('class="gradaudit-data">', 1)[1].split("</script>", 1)[0])
+    assert [page["report"]["model"]["source"] for page in pages] == [str(sample), str(output)]
+    assert [page["report"]["diagnosis"] for page in pages] == ["vanishing", "healthy"]

@@ -4,7 +4,8 @@ The README's sample (`samples/exploding_residual_stack.onnx`, checked with `--ve
 headless Chromium at 1400x900, driven over the DevTools protocol (tests/report/browser.py): the
 verdict and the first recommendation stand above the fold, the chart has one point per weight
 layer, folded lists open on a click, the table sorts and filters, a narrow screen needs no
-horizontal scrolling, print shows what is folded, and nothing errors or fetches.
+horizontal scrolling, print shows what is folded, and nothing errors or fetches. The `--lang zh`
+report reads the same in Chinese, the words its script draws included.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from gradaudit.cli import main
-from gradaudit.report.common import recommendation_order
-from gradaudit.report.html_report import REMEDY_TITLES, headline
+from gradaudit.report.common import REMEDY_TITLES, recommendation_order
+from gradaudit.report.html_report import headline
 from tests.report.browser import Page
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "exploding_residual_stack.onnx"
@@ -135,3 +136,17 @@ def test_two_models_share_one_gradient_flow_chart(tmp_path: Path, capsys: pytest
         assert [entry.split(" — ")[0] for entry in legend] == [str(healthy), str(vanishing)]
         assert _count(page, ".flow-chart svg") == 2  # and each model keeps its own chart
         assert page.problems() == []
+
+
+def test_chinese_report_reads_in_chinese_in_the_browser(tmp_path: Path):
+    report = tmp_path / "zh.html"
+    assert main(["check", str(SAMPLE), "--lang", "zh", "--html", str(report), "--quiet"]) == 1
+    with Page(tmp_path / "profile") as page:
+        page.open(report.as_uri())
+        assert page.evaluate("document.documentElement.lang") == "zh"
+        assert page.evaluate("document.querySelector('.banner .verdict').innerText") == "失败"
+        assert page.rect(".recommendation h3")["bottom"] <= page.height
+        assert page.evaluate("document.querySelector('.recommendations h2').innerText") == "怎么做"
+        assert page.evaluate("document.querySelector('.snippet button.copy').innerText") == "复制"
+        assert "权重梯度 RMS" in page.evaluate("document.querySelector('.flow-chart svg').textContent")
+        assert page.problems() == [] and page.requests() == [report.as_uri()]

@@ -54,8 +54,9 @@ def load(html: str, tmp_path: Path, name: str) -> tuple[str, list[str]]:
 
 
 def assert_no_injected_markup(dom: str) -> None:
-    """Only our two scripts, no injected element, no tag with a source, link or event handler."""
-    assert len(re.findall(r"<script\b", dom)) == 2
+    """Only our three scripts (data, the words the chart draws, the chart), no injected element, no
+    tag with a source, link or event handler."""
+    assert len(re.findall(r"<script\b", dom)) == 3
     markup = re.sub(r"(<script[^>]*>).*?</script>", r"\1", dom, flags=re.S)
     assert not re.search(r"<(img|iframe|b)\b", markup)
     assert not re.search(r"<[a-zA-Z][^>]*\s(src|href|on[a-z]+)\s*=", markup)

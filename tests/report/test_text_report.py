@@ -47,7 +47,7 @@ def test_table_shows_predicted_and_measured_or_a_dash_when_not_probed():
 
 def test_one_line_per_recommendation_with_verification():
     text = render(fixtures.unhealthy_audit(), Format.TEXT)
-    line = next(line for line in text.splitlines() if line.startswith("  reinitialization:"))
+    line = next(line for line in text.splitlines() if line.startswith("  Re-initialisation:"))
     assert "verified: first/last 10^-4.8 → 10^-0.8" in line
 
 
@@ -78,7 +78,7 @@ def test_recommendations_are_capped_and_each_stays_one_short_line():
     long = dataclasses.replace(audit.recommendations[1], action="insert LayerNorm " * 40)
     audit = dataclasses.replace(audit, recommendations=[long] * (MAX_RECOMMENDATIONS + 2))
     lines = render(audit, Format.TEXT).splitlines()
-    shown = [line for line in lines if line.startswith("  normalization:")]
+    shown = [line for line in lines if line.startswith("  Normalization:")]
     assert len(shown) == MAX_RECOMMENDATIONS and "  +2 more (see --json or --html)" in lines
     assert all(len(line) < ACTION_WIDTH + 80 for line in shown)
 
@@ -100,6 +100,6 @@ def test_the_best_change_shows_its_trial_training_before_and_after():
     audit = fixtures.unhealthy_audit()
     audit.recommendations[0].verified = dict(audit.recommendations[0].verified, trial=TRIAL)
     lines = render(audit, Format.TEXT).splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith("  reinitialization:"))
+    at = next(i for i, line in enumerate(lines) if line.startswith("  Re-initialisation:"))
     assert lines[at + 1] == ("    trial training (momentum, lr 0.01, 50 steps): loss 2.5e+09 → non-finite "
                              "(diverges at step 3) before, 1.7 → 1.1 (trains) after")
