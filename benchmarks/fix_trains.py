@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gradaudit.pipeline import AuditOptions  # noqa: E402
 from gradaudit.fixer import fix_onnx  # noqa: E402
 from gradaudit.loaders.onnx_loader import load_onnx, synthetic_inputs  # noqa: E402
+from gradaudit.pipeline import AuditOptions  # noqa: E402
 from gradaudit.probe.run import training_copy  # noqa: E402
 
 SEEDS = (0, 1, 2)

@@ -19,11 +19,11 @@ from typing import Sequence
 import click
 
 from gradaudit import gate
-from gradaudit.version import __version__
 from gradaudit.config import LOSSES
 from gradaudit.errors import GradauditError, InputError
 from gradaudit.i18n import LANGUAGES, checked_language, use_language
 from gradaudit.terminal import library_output_captured, say
+from gradaudit.version import __version__
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -210,12 +210,12 @@ class _Progress:
 
 def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
-    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.config import rule_config
     from gradaudit.hard_limits import model_limits
     from gradaudit.limits import default_max_memory
     from gradaudit.loaders import is_factory_spec, load
     from gradaudit.loaders.torch_meta import load_static_only
+    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.remedies.batch_file import read_batch
 
     # The loaders build ~10^5 small acyclic objects per 10k-node graph; at CPython's default gen-0
@@ -395,8 +395,8 @@ def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on
     from gradaudit import fixer
     from gradaudit.hard_limits import model_limits
     from gradaudit.limits import default_max_memory
-    from gradaudit.pipeline import AuditOptions
     from gradaudit.loaders import load
+    from gradaudit.pipeline import AuditOptions
     from gradaudit.remedies.batch_file import read_batch
     from gradaudit.report import Format, render_all, write_atomic
 

@@ -21,11 +21,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.diagnosis import Diagnosis
 from gradaudit.errors import InputError
 from gradaudit.model import ModelHandle
+from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.remedies import rewrite_torch
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edited
 from gradaudit.remedies.rewrite_onnx import edited_onnx, rewritten

@@ -54,6 +54,7 @@ from typing import Any, Iterable, Protocol, Sequence, TypeVar
 
 import networkx as nx
 
+
 class _OnNode(Protocol):
     """Anything that names its LayerGraph node (a weight estimate, a probed layer)."""
 

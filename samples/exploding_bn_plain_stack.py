@@ -10,9 +10,8 @@ Measured: see samples/README.md.
 
 from __future__ import annotations
 
-from torch import nn
-
 import torch
+from torch import nn
 
 BATCH, IN_FEATURES, WIDTH, DEPTH, OUT_FEATURES = 16, 32, 32, 50, 10
 

@@ -33,7 +33,6 @@ from gradaudit.onnx_exec.external_data import graph_tensors
 from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, indexable, payload_matches, stored_values, type_name
 
-
 Check = Callable[[onnx.GraphProto, int], str]
 CHECKS: list[Check] = []
 

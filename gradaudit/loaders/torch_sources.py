@@ -11,8 +11,8 @@ the file (the same reason bandit flags `torch.load`). Every failure is an InputE
 from __future__ import annotations
 
 import importlib
-import io
 import importlib.util
+import io
 import pickle
 import sys
 import uuid

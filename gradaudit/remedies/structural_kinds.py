@@ -12,8 +12,14 @@ from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit
 from gradaudit.remedies.registry import FLOW_CODES
-from gradaudit.remedies.structure import (StructuralRecommendation, activation_after_norm, activation_swaps,
-                                          norm_removals, norm_rewrite, skip_rewrites)
+from gradaudit.remedies.structure import (
+    StructuralRecommendation,
+    activation_after_norm,
+    activation_swaps,
+    norm_removals,
+    norm_rewrite,
+    skip_rewrites,
+)
 from gradaudit.results import Finding
 from gradaudit.rules.registry import Context
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes

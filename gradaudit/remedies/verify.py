@@ -27,8 +27,8 @@ import networkx as nx
 import onnx
 import torch
 
-from gradaudit.errors import GradauditError
 from gradaudit.diagnosis import EXPLODING_LOG10_RATIO, VANISHING_LOG10_RATIO, Diagnosis
+from gradaudit.errors import GradauditError
 from gradaudit.graph import ParamStats
 from gradaudit.i18n import _
 from gradaudit.model import ModelHandle

@@ -7,9 +7,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from gradaudit.pipeline import AuditOptions
 from gradaudit.cli import main
 from gradaudit.fixer import fix_onnx
+from gradaudit.pipeline import AuditOptions
 from gradaudit.remedies.structure import restructured
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -10,10 +10,16 @@ from torch import nn
 from gradaudit.loaders import load
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.loss import default_loss
-from gradaudit.probe import run_probe
-from gradaudit.probe import trial
+from gradaudit.probe import run_probe, trial
 from gradaudit.probe.trial import (
-    SAFETY_FACTOR, SEARCH_FACTOR, UNDECIDED_EXTENSION, TrialRun, plan_trials, search_rate, teacher_copy, trial_run,
+    SAFETY_FACTOR,
+    SEARCH_FACTOR,
+    UNDECIDED_EXTENSION,
+    TrialRun,
+    plan_trials,
+    search_rate,
+    teacher_copy,
+    trial_run,
 )
 from tests.probe.sequential import sequential_handle
 

@@ -8,11 +8,18 @@ import torch
 import torch.nn as nn
 
 from gradaudit.remedies import REMEDY_KINDS, recommend
-from gradaudit.results import Finding
 from gradaudit.remedies.amounts import memory_gate_slice
+from gradaudit.results import Finding
 from gradaudit.rules import run_rules
-from tests.rules.fixtures import (chain_static, flow_static, mlp, probe_result, recurrent_handle, residual_handle,
-                                  sequential_handle)
+from tests.rules.fixtures import (
+    chain_static,
+    flow_static,
+    mlp,
+    probe_result,
+    recurrent_handle,
+    residual_handle,
+    sequential_handle,
+)
 
 
 def _scenarios():
@@ -159,8 +166,8 @@ def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
 def test_onnx_sources_say_so_once():
     from pathlib import Path
 
-    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.loaders import load
+    from gradaudit.pipeline import AuditOptions, run_audit
     from gradaudit.remedies.registry import ONNX_NOTE
 
     sample = Path(__file__).resolve().parents[2] / "samples" / "exploding_mlp_normal_init.onnx"

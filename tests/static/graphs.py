@@ -10,8 +10,6 @@ import torch
 from torch import nn
 
 from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph
-
-
 from gradaudit.weight_stats import param_stats
 
 ACTIVATION_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.GELU: "gelu", nn.SiLU: "silu", nn.ELU: "elu", nn.SELU: "selu", nn.Sigmoid: "sigmoid"}

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from gradaudit.graph import add_node, dense_fans, new_graph, weight_layers
-
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.model import InputSpec
 from gradaudit.probe import run_probe

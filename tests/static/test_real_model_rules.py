@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper, save
 from torch import nn
 
-import pytest
 from gradaudit.loaders.onnx_loader import load_onnx
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.pipeline import AuditOptions, run_audit

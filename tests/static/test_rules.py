@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from gradaudit.graph import conv_fans
-
 from gradaudit.model import InputSpec
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.registry import RULES, Context
