@@ -93,8 +93,11 @@ class Residual(nn.Module):
     def __init__(self, blocks: int, scale: float, norm: bool):
         super().__init__()
         self.branches = nn.ModuleList(
-            nn.Sequential(*( [nn.LayerNorm(WIDTH)] if norm else []), nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH))
-            for _ in range(blocks))
+            nn.Sequential(
+                *([nn.LayerNorm(WIDTH)] if norm else []), nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH)
+            )
+            for _ in range(blocks)
+        )
         self.scale = scale
         self.head = nn.Linear(WIDTH, CLASSES)
 
@@ -249,7 +252,9 @@ def main() -> None:
             bound_pairs.append((limit is not None and lr > limit, diverged))
             cost_ratios.append(trial.seconds / pass_seconds if pass_seconds > 0 else float("nan"))
             mark = lambda b: "div" if b else "ok"  # noqa: E731
-            cells.append(f"{mark(diverged)}/{mark(trial.diverged_at is not None)}/{mark(limit is not None and lr > limit)}")
+            cells.append(
+                f"{mark(diverged)}/{mark(trial.diverged_at is not None)}/{mark(limit is not None and lr > limit)}"
+            )
         search = plan_trials(handle, rates[1], args.optimizer, steps=TRIAL_STEPS, seed=args.seed, data=None, loss=loss,
                              deadline=None).search()
         if probe.diagnosis.label != "healthy":
@@ -259,11 +264,21 @@ def main() -> None:
             no_rate.append(case.name)
             verdict = "no rate trained in the search"
         else:
-            diverged, trained = train_for_real(copy.deepcopy(model), case, args.optimizer, search.recommended, args.steps,
-                                               args.seed + 1, search.best.warmup)
+            diverged, trained = train_for_real(
+                copy.deepcopy(model),
+                case,
+                args.optimizer,
+                search.recommended,
+                args.steps,
+                args.seed + 1,
+                search.best.warmup,
+            )
             recommended_trains.append(trained)
-            verdict = f"{search.recommended:.3g}" + (f" (warm-up {search.best.warmup})" if search.best.warmup else "") + \
-                (" trains" if trained else " diverges" if diverged else " loss not down")
+            verdict = (
+                f"{search.recommended:.3g}"
+                + (f" (warm-up {search.best.warmup})" if search.best.warmup else "")
+                + (" trains" if trained else " diverges" if diverged else " loss not down")
+            )
         print(f"{case.name:<28}{loss:<14}" + "".join(f"{c:>22}" for c in cells) + f"   {verdict}", flush=True)
     print(f"\ncells: real run / trial-run check / sharpness bound ({args.optimizer}, {args.steps} real steps, "
           f"{TRIAL_STEPS} trial steps); {len(cases())} models, {len(trial_pairs)} runs, "
@@ -271,8 +286,10 @@ def main() -> None:
     print(f"trial-run check (GA602 error): {_rates(trial_pairs)}")
     print(f"sharpness bound alone:        {_rates(bound_pairs)}")
     share = sum(recommended_trains) / len(recommended_trains) if recommended_trains else float("nan")
-    print(f"recommended rate trains on {sum(recommended_trains)}/{len(recommended_trains)} healthy models ({share:.0%}); "
-          f"'not the fix until the init is' on {len(not_the_fix)} {not_the_fix}; no rate found on {len(no_rate)} {no_rate}")
+    print(
+        f"recommended rate trains on {sum(recommended_trains)}/{len(recommended_trains)} healthy models ({share:.0%}); "
+        f"'not the fix until the init is' on {len(not_the_fix)} {not_the_fix}; no rate found on {len(no_rate)} {no_rate}"
+    )
     print(f"trial run ({TRIAL_STEPS} steps) cost / one probe pass: median {statistics.median(cost_ratios):.1f}x, "
           f"max {max(cost_ratios):.1f}x (a run that diverges stops early)")
 

@@ -53,7 +53,9 @@ class Outcome:
     """Results of a run: failing case -> reason, and the pass/fail counts per operator."""
 
     failures: dict[str, str] = field(default_factory=dict)
-    by_operator: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # op -> [passed, total]
+    by_operator: dict[str, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )  # op -> [passed, total]
 
     @property
     def total(self) -> int:
@@ -86,8 +88,12 @@ def node_cases() -> tuple[NodeCase, ...]:
     for case in cases:
         if case.kind != "node" or not all(_numeric(v) for ins, outs in case.data_sets for v in (*ins, *outs)):
             continue
-        sets = tuple((tuple(np.asarray(v) for v in ins), tuple(np.asarray(v) for v in outs)) for ins, outs in case.data_sets)
-        chosen.append(NodeCase(case.name, _operator(case), case.model, sets, max(case.rtol, MIN_RTOL), max(case.atol, MIN_ATOL)))
+        sets = tuple(
+            (tuple(np.asarray(v) for v in ins), tuple(np.asarray(v) for v in outs)) for ins, outs in case.data_sets
+        )
+        chosen.append(
+            NodeCase(case.name, _operator(case), case.model, sets, max(case.rtol, MIN_RTOL), max(case.atol, MIN_ATOL))
+        )
     return tuple(chosen)
 
 

@@ -90,8 +90,13 @@ def scan_graph(model: LoopedRNN, x: torch.Tensor) -> onnx.ModelProto:
     inits = [numpy_helper.from_array(getattr(model, n).detach().numpy(), n) for n in ("w_x", "w_h", "b")]
     inits.append(numpy_helper.from_array(np.zeros((x.shape[1], width), np.float32), "h0"))
     scan = helper.make_node("Scan", ["h0", "x"], ["h_last", "y"], body=body, num_scan_inputs=1)
-    graph = helper.make_graph([scan], "scan_rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))], inits)
+    graph = helper.make_graph(
+        [scan],
+        "scan_rnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

@@ -254,14 +254,36 @@ def _entries() -> list[Entry]:
     recurrent = features(24, 16)
     entries = [
         # torch.nn
-        Entry("nn_lstm", "torch.nn", lambda: SequenceHead(nn.LSTM(16, 32, num_layers=2, batch_first=True), 32), recurrent),
-        Entry("nn_gru", "torch.nn", lambda: SequenceHead(nn.GRU(16, 32, num_layers=2, batch_first=True), 32), recurrent),
-        Entry("nn_transformer_postln", "torch.nn", lambda: SequenceHead(nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 4, enable_nested_tensor=False), 32),
-            features(SEQ, 32)),
-        Entry("nn_transformer_preln", "torch.nn", lambda: SequenceHead(nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, norm_first=True), 4, enable_nested_tensor=False),
-            32), features(SEQ, 32)),
+        Entry(
+            "nn_lstm", "torch.nn", lambda: SequenceHead(nn.LSTM(16, 32, num_layers=2, batch_first=True), 32), recurrent
+        ),
+        Entry(
+            "nn_gru", "torch.nn", lambda: SequenceHead(nn.GRU(16, 32, num_layers=2, batch_first=True), 32), recurrent
+        ),
+        Entry(
+            "nn_transformer_postln",
+            "torch.nn",
+            lambda: SequenceHead(
+                nn.TransformerEncoder(
+                    nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 4, enable_nested_tensor=False
+                ),
+                32,
+            ),
+            features(SEQ, 32),
+        ),
+        Entry(
+            "nn_transformer_preln",
+            "torch.nn",
+            lambda: SequenceHead(
+                nn.TransformerEncoder(
+                    nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, norm_first=True),
+                    4,
+                    enable_nested_tensor=False,
+                ),
+                32,
+            ),
+            features(SEQ, 32),
+        ),
         Entry("nn_resnet", "torch.nn", small_resnet, img32),
         Entry("nn_mlp_kaiming", "torch.nn", kaiming_mlp, features(64)),
         # torchvision
@@ -284,62 +306,207 @@ def _entries() -> list[Entry]:
         Entry("timm_vit_tiny", "timm", _timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=4), img32),
         Entry("timm_mixer", "timm", _timm("mixer_s16_224", img_size=32, patch_size=8, depth=4, embed_dim=64), img32),
         # transformers
-        Entry("hf_gpt2", "transformers", _hf("GPT2LMHeadModel", "GPT2Config", vocab_size=VOCAB, n_positions=64,
-                                             n_embd=64, n_layer=2, n_head=4), tokens),
+        Entry(
+            "hf_gpt2",
+            "transformers",
+            _hf("GPT2LMHeadModel", "GPT2Config", vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4),
+            tokens,
+        ),
         Entry("hf_llama", "transformers", _hf("LlamaForCausalLM", "LlamaConfig", **LM), tokens),
         Entry("hf_mistral", "transformers", _hf("MistralForCausalLM", "MistralConfig", **LM), tokens),
         Entry("hf_qwen2", "transformers", _hf("Qwen2ForCausalLM", "Qwen2Config", **LM), tokens),
-        Entry("hf_bert", "transformers", _hf("BertForMaskedLM", "BertConfig", vocab_size=VOCAB, hidden_size=64,
-                                             num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                                             max_position_embeddings=64), tokens),
-        Entry("hf_t5", "transformers", _hf("T5EncoderModel", "T5Config", vocab_size=VOCAB, d_model=64, d_kv=16,
-                                           d_ff=128, num_layers=2, num_heads=4), tokens),
-        Entry("hf_mamba", "transformers", _hf("MambaForCausalLM", "MambaConfig", vocab_size=VOCAB, hidden_size=64,
-                                              state_size=8, num_hidden_layers=2), tokens),
-        Entry("hf_rwkv", "transformers", _hf("RwkvForCausalLM", "RwkvConfig", vocab_size=VOCAB, hidden_size=64,
-                                             num_hidden_layers=2, context_length=64), tokens),
-        Entry("hf_vit", "transformers", _hf("ViTForImageClassification", "ViTConfig", image_size=32, patch_size=8,
-                                            hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                            intermediate_size=128, num_labels=10), img32),
-        Entry("hf_swin", "transformers", _hf("SwinForImageClassification", "SwinConfig", image_size=32, patch_size=4,
-                                             embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4,
-                                             num_labels=10), img32),
-        Entry("hf_wav2vec2", "transformers", _hf(
-            "Wav2Vec2Model", "Wav2Vec2Config", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=128, conv_dim=(32, 32), conv_kernel=(10, 3), conv_stride=(5, 2),
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4), features(1600)),
+        Entry(
+            "hf_bert",
+            "transformers",
+            _hf(
+                "BertForMaskedLM",
+                "BertConfig",
+                vocab_size=VOCAB,
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=128,
+                max_position_embeddings=64,
+            ),
+            tokens,
+        ),
+        Entry(
+            "hf_t5",
+            "transformers",
+            _hf(
+                "T5EncoderModel", "T5Config", vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4
+            ),
+            tokens,
+        ),
+        Entry(
+            "hf_mamba",
+            "transformers",
+            _hf("MambaForCausalLM", "MambaConfig", vocab_size=VOCAB, hidden_size=64, state_size=8, num_hidden_layers=2),
+            tokens,
+        ),
+        Entry(
+            "hf_rwkv",
+            "transformers",
+            _hf(
+                "RwkvForCausalLM",
+                "RwkvConfig",
+                vocab_size=VOCAB,
+                hidden_size=64,
+                num_hidden_layers=2,
+                context_length=64,
+            ),
+            tokens,
+        ),
+        Entry(
+            "hf_vit",
+            "transformers",
+            _hf(
+                "ViTForImageClassification",
+                "ViTConfig",
+                image_size=32,
+                patch_size=8,
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=128,
+                num_labels=10,
+            ),
+            img32,
+        ),
+        Entry(
+            "hf_swin",
+            "transformers",
+            _hf(
+                "SwinForImageClassification",
+                "SwinConfig",
+                image_size=32,
+                patch_size=4,
+                embed_dim=32,
+                depths=[2, 2],
+                num_heads=[2, 4],
+                window_size=4,
+                num_labels=10,
+            ),
+            img32,
+        ),
+        Entry(
+            "hf_wav2vec2",
+            "transformers",
+            _hf(
+                "Wav2Vec2Model",
+                "Wav2Vec2Config",
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=128,
+                conv_dim=(32, 32),
+                conv_kernel=(10, 3),
+                conv_stride=(5, 2),
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=4,
+            ),
+            features(1600),
+        ),
         # diffusers
-        Entry("df_unet2d", "diffusers", _diffusers(
-            "UNet2DModel", 10, sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
-            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8), images(16)),
+        Entry(
+            "df_unet2d",
+            "diffusers",
+            _diffusers(
+                "UNet2DModel",
+                10,
+                sample_size=16,
+                in_channels=3,
+                out_channels=3,
+                layers_per_block=1,
+                block_out_channels=(32, 64),
+                down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                norm_num_groups=8,
+            ),
+            images(16),
+        ),
         Entry("df_unet2d_condition", "diffusers", _unet_condition_call, latents_and_context),
-        Entry("df_vae", "diffusers", _diffusers(
-            "AutoencoderKL", None, in_channels=3, out_channels=3, block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            latent_channels=4, norm_num_groups=8, sample_size=32), img32),
+        Entry(
+            "df_vae",
+            "diffusers",
+            _diffusers(
+                "AutoencoderKL",
+                None,
+                in_channels=3,
+                out_channels=3,
+                block_out_channels=(32, 64),
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2,
+                latent_channels=4,
+                norm_num_groups=8,
+                sample_size=32,
+            ),
+            img32,
+        ),
         # broken variants: expected to fail to train (labels in train_labels.json)
         Entry("broken_mlp_x10", "torch.nn", scaled(kaiming_mlp, 10.0), features(64), True, "Kaiming MLP, weights x10"),
         Entry("broken_mlp_x0_1", "torch.nn", scaled(kaiming_mlp, 0.1), features(64), True, "Kaiming MLP, weights x0.1"),
-        Entry("broken_relu_plain50", "torch.nn", lambda: mlp(50), features(64), True,
-              "50 Linear+ReLU, PyTorch default init, no normalisation"),
-        Entry("broken_tanh_plain50", "torch.nn", lambda: mlp(50, act=nn.Tanh), features(64), True,
-              "50 Linear+tanh, PyTorch default init, no normalisation"),
+        Entry(
+            "broken_relu_plain50",
+            "torch.nn",
+            lambda: mlp(50),
+            features(64),
+            True,
+            "50 Linear+ReLU, PyTorch default init, no normalisation",
+        ),
+        Entry(
+            "broken_tanh_plain50",
+            "torch.nn",
+            lambda: mlp(50, act=nn.Tanh),
+            features(64),
+            True,
+            "50 Linear+tanh, PyTorch default init, no normalisation",
+        ),
         Entry("broken_zero_mlp", "torch.nn", zeroed(kaiming_mlp), features(64), True, "every parameter zero"),
         Entry("broken_zero_resnet", "torch.nn", zeroed(small_resnet), img32, True, "every parameter zero"),
-        Entry("broken_sigmoid_saturated", "torch.nn", lambda: mlp(
-            10, act=nn.Sigmoid, init=lambda w: nn.init.normal_(w, 0.0, 4.0 / math.sqrt(w.shape[1]))),
-            features(64), True, "10 Linear+sigmoid, std 4/sqrt(fan_in)"),
-        Entry("broken_tanh_saturated", "torch.nn", lambda: mlp(
-            20, act=nn.Tanh, init=lambda w: nn.init.normal_(w, 0.0, 3.0 / math.sqrt(w.shape[1]))),
-            features(64), True, "20 Linear+tanh, std 3/sqrt(fan_in)"),
-        Entry("broken_bn_deep50", "torch.nn", lambda: mlp(50, norm=True), features(64), True,
-              "50 Linear->BatchNorm1d->ReLU, PyTorch default init"),
-        Entry("broken_resnet_x10", "torch.nn", scaled(small_resnet, 10.0), img32, True,
-              "torch.nn ResNet, weights x10 (BatchNorm makes the scale irrelevant but for the head)"),
-        Entry("broken_gpt2_x10", "transformers", scaled(_hf("GPT2LMHeadModel", "GPT2Config", vocab_size=VOCAB,
-                                                            n_positions=64, n_embd=64, n_layer=2, n_head=4), 10.0),
-              tokens, True, "GPT-2, weights x10"),
+        Entry(
+            "broken_sigmoid_saturated",
+            "torch.nn",
+            lambda: mlp(10, act=nn.Sigmoid, init=lambda w: nn.init.normal_(w, 0.0, 4.0 / math.sqrt(w.shape[1]))),
+            features(64),
+            True,
+            "10 Linear+sigmoid, std 4/sqrt(fan_in)",
+        ),
+        Entry(
+            "broken_tanh_saturated",
+            "torch.nn",
+            lambda: mlp(20, act=nn.Tanh, init=lambda w: nn.init.normal_(w, 0.0, 3.0 / math.sqrt(w.shape[1]))),
+            features(64),
+            True,
+            "20 Linear+tanh, std 3/sqrt(fan_in)",
+        ),
+        Entry(
+            "broken_bn_deep50",
+            "torch.nn",
+            lambda: mlp(50, norm=True),
+            features(64),
+            True,
+            "50 Linear->BatchNorm1d->ReLU, PyTorch default init",
+        ),
+        Entry(
+            "broken_resnet_x10",
+            "torch.nn",
+            scaled(small_resnet, 10.0),
+            img32,
+            True,
+            "torch.nn ResNet, weights x10 (BatchNorm makes the scale irrelevant but for the head)",
+        ),
+        Entry(
+            "broken_gpt2_x10",
+            "transformers",
+            scaled(
+                _hf("GPT2LMHeadModel", "GPT2Config", vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4),
+                10.0,
+            ),
+            tokens,
+            True,
+            "GPT-2, weights x10",
+        ),
     ]
     return entries
 
@@ -394,7 +561,9 @@ def check_with_onnxruntime(path: Path, inputs: tuple[torch.Tensor, ...], expecte
     except Exception as error:
         raise ExportedFileInvalid(f"onnxruntime cannot run the exported file ({exporter_reason(error)})") from None
     got = torch.from_numpy(got)
-    if got.shape != expected.shape or not torch.allclose(got, expected.float(), rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
+    if got.shape != expected.shape or not torch.allclose(
+        got, expected.float(), rtol=1e-3, atol=1e-3 * float(expected.abs().max())
+    ):
         raise ExportedFileInvalid("the exported file computes other outputs than the model (onnxruntime)")
 
 

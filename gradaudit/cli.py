@@ -36,7 +36,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _shapes_callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, ...]] | None:
+def _shapes_callback(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[int, ...]] | None:
     return [_parse_shape(v) for v in values] or None
 
 
@@ -159,7 +161,9 @@ def _settings(ctx: click.Context, config_file: str | None) -> dict:
         if source is click.core.ParameterSource.COMMANDLINE:
             typed[_OPTION_OF_PARAMETER.get(name, name.replace("_", "-"))] = value
     settings = resolve(typed, config_file)
-    settings["input-shape"] = [s if isinstance(s, tuple) else _parse_config_shape(s) for s in settings["input-shape"]] or None
+    settings["input-shape"] = [
+        s if isinstance(s, tuple) else _parse_config_shape(s) for s in settings["input-shape"]
+    ] or None
     return settings
 
 
@@ -232,15 +236,29 @@ def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
                 handle = load_static_only(source, settings["input-shape"], batch=settings["batch"],
                                           max_memory=settings.get("max-memory"))
             else:
-                handle = load(source, settings["input-shape"], trust=settings.get("trust", False), batch=settings["batch"],
-                              max_memory=settings.get("max-memory"), static_only=settings["static-only"])
+                handle = load(
+                    source,
+                    settings["input-shape"],
+                    trust=settings.get("trust", False),
+                    batch=settings["batch"],
+                    max_memory=settings.get("max-memory"),
+                    static_only=settings["static-only"],
+                )
             loaded = time.perf_counter()
-            options = AuditOptions(passes=settings["passes"], seed=settings["seed"], static_only=settings["static-only"],
-                                   sharpness=settings.get("sharpness", False), timeout=timeout - (loaded - started),
-                                   rule_config=rule_config(settings), verify=bool(settings.get("verify")),
-                                   lr=settings.get("lr"), optimizer=settings.get("optimizer"),
-                                   loss=settings["loss"], trial_steps=settings["trial-steps"],
-                                   data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None)
+            options = AuditOptions(
+                passes=settings["passes"],
+                seed=settings["seed"],
+                static_only=settings["static-only"],
+                sharpness=settings.get("sharpness", False),
+                timeout=timeout - (loaded - started),
+                rule_config=rule_config(settings),
+                verify=bool(settings.get("verify")),
+                lr=settings.get("lr"),
+                optimizer=settings.get("optimizer"),
+                loss=settings["loss"],
+                trial_steps=settings["trial-steps"],
+                data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None,
+            )
             options.timing["load_s"] = loaded - started
             audits.append(run_audit(handle, options))
     return audits
@@ -250,20 +268,48 @@ def _common_options(command):
     """Options shared by `check` and `baseline`: how to load and analyse the models."""
     decorators = [
         click.argument("sources", nargs=-1, required=True),
-        click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
-                     help="Shape of one model input, batch first (e.g. 8,3,32,32); repeat for several inputs."),
-        click.option("--batch", type=click.IntRange(1), help="Batch size for symbolic batch dimensions of ONNX inputs [8]."),
-        click.option("--passes", type=click.IntRange(1, 100), help="Real forward+backward passes of the dynamic probe [3]."),
+        click.option(
+            "--input-shape",
+            "input_shapes",
+            multiple=True,
+            callback=_shapes_callback,
+            help="Shape of one model input, batch first (e.g. 8,3,32,32); repeat for several inputs.",
+        ),
+        click.option(
+            "--batch", type=click.IntRange(1), help="Batch size for symbolic batch dimensions of ONNX inputs [8]."
+        ),
+        click.option(
+            "--passes", type=click.IntRange(1, 100), help="Real forward+backward passes of the dynamic probe [3]."
+        ),
         click.option("--seed", type=int, help="Seed of the synthetic batches and the default loss [0]."),
-        click.option("--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."),
-        click.option("--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."),
-        click.option("--timeout", type=click.FloatRange(min=1.0),
-                     help="Seconds the audit of each model may take, from load to verification [300]."),
-        click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
-                     help="Memory the audit of each model may take, e.g. 8G or 512M [half of RAM]."),
-        click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                     help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml."),
+        click.option(
+            "--static-only", is_flag=True, default=None, help="Skip the dynamic probe (no forward or backward pass)."
+        ),
+        click.option(
+            "--sharpness", is_flag=True, help="Also estimate the loss sharpness (largest Hessian eigenvalue)."
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=1.0),
+            help="Seconds the audit of each model may take, from load to verification [300].",
+        ),
+        click.option(
+            "--max-memory",
+            callback=_memory_callback,
+            metavar="SIZE",
+            help="Memory the audit of each model may take, e.g. 8G or 512M [half of RAM].",
+        ),
+        click.option(
+            "--trust",
+            is_flag=True,
+            help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety).",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False),
+            help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml.",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Print only one verdict line per model."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -295,8 +341,17 @@ def _run_options(command):
 
 @cli.command()
 @_common_options
-@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), help="Lowest finding severity that fails the gate (exit 1) [error].")
-@click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False), help="Fail only on findings this baseline does not record.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(gate.FAIL_ON_CHOICES),
+    help="Lowest finding severity that fails the gate (exit 1) [error].",
+)
+@click.option(
+    "--baseline",
+    "baseline_file",
+    type=click.Path(dir_okay=False),
+    help="Fail only on findings this baseline does not record.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "sarif", "junit"]), default="text",
               show_default=True, help="Report printed on stdout.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
@@ -306,7 +361,9 @@ def _run_options(command):
 @_language_option
 @_run_options
 @click.pass_context
-def check(ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_) -> None:
+def check(
+    ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_
+) -> None:
     """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
     settings = _settings(ctx, config_file)
     with use_language(settings["lang"]):
@@ -319,8 +376,15 @@ def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: d
     from gradaudit import baseline
     from gradaudit.report import Format, render_all, write_atomic
 
-    _check_output_paths(_expand_sources(sources), files, {"config file": _config_read(config_file),
-                                                          "baseline": settings["baseline"], "--data batch": settings.get("data")})
+    _check_output_paths(
+        _expand_sources(sources),
+        files,
+        {
+            "config file": _config_read(config_file),
+            "baseline": settings["baseline"],
+            "--data batch": settings.get("data"),
+        },
+    )
     known = baseline.load(settings["baseline"], settings.get("max-memory")) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
@@ -363,11 +427,15 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
               help="Fixed ONNX model to write (a new file; never the input). Factories get a printed patch instead.")
 @click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
               help="Shape of one model input, batch first; repeat for several inputs.")
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch size for symbolic dimensions.")
+@click.option(
+    "--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch size for symbolic dimensions."
+)
 @click.option("--passes", type=click.IntRange(1, 100), default=3, show_default=True, help="Probe passes per analysis.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probe batches and re-draws.")
 @click.option("--data", type=click.Path(dir_okay=False), help="A real input batch (.npy, .npz, .pt) to probe with.")
-@click.option("--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety).")
+@click.option(
+    "--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."
+)
 @click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
               help="Lowest finding severity of the fixed model that fails (exit 1).")
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
@@ -380,8 +448,23 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
               help="Also write an HTML report comparing the model before and after the fix (one chart).")
 @_language_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def fix_command(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
-                html_path, lang, **_) -> None:
+def fix_command(
+    source,
+    output,
+    input_shapes,
+    batch,
+    passes,
+    seed,
+    data,
+    trust,
+    fail_on,
+    timeout,
+    max_memory,
+    structural,
+    html_path,
+    lang,
+    **_,
+) -> None:
     """Apply the verified weight-level changes (and, with --structural, an architecture change that
     helped): write a fixed ONNX model, or print a patch for a factory."""
     with use_language(_configured_language(lang)):
@@ -405,7 +488,9 @@ def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on
         raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
     _check_output_paths([source], {"--output": output, "--html": html_path}, {"--data batch": data})
     with model_limits(source, timeout, max_memory or default_max_memory()):
-        options = AuditOptions(passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout)
+        options = AuditOptions(
+            passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout
+        )
         if writes_model:
             result = fixer.fix_onnx(source, output, options, input_shapes, batch, structural)
         else:
@@ -422,7 +507,10 @@ def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on
         say(f"gradaudit: skipped {note}", err=True)
     after = result.after
     written = f", wrote {output}" if writes_model else ""
-    say(f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}", err=True)
+    say(
+        f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}",
+        err=True,
+    )
     raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
 
 

@@ -184,7 +184,9 @@ def _codes_problem(value: list | dict) -> str:
     return ""
 
 
-def resolve(cli_values: Mapping[str, Any], config_file: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    cli_values: Mapping[str, Any], config_file: str | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Merge defaults < pyproject (or --config) < environment < command line; keys kebab-case."""
     options = all_options()
     merged = {key: option.default for key, option in options.items()}

@@ -86,7 +86,9 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
     return Diagnosis("healthy", ())
 
 
-def log10_update_ratio(ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]) -> float | None:
+def log10_update_ratio(
+    ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]
+) -> float | None:
     """The first/last ratio of relative updates per position: the gate's scale-free measure.
 
     `ratio` is log10 of the first weight layer's gradient RMS over the last's; `weight_rms` and

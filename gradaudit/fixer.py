@@ -55,7 +55,9 @@ def _ranked(recommendations: list[Recommendation], structural: bool) -> list[Wei
     return sorted(helped, key=benefit)
 
 
-def choose(handle: ModelHandle, audit: Audit, options: AuditOptions, structural: bool = False) -> list[WeightRecommendation]:
+def choose(
+    handle: ModelHandle, audit: Audit, options: AuditOptions, structural: bool = False
+) -> list[WeightRecommendation]:
     """Greedy combination: add each helpful recommendation (disjoint tensors, at most one
     structural change) while it still helps."""
     ranked = _ranked(audit.recommendations, structural)
@@ -66,7 +68,9 @@ def choose(handle: ModelHandle, audit: Audit, options: AuditOptions, structural:
     for rec in ranked[1:]:
         if best[0].label == HEALTHY:
             break
-        if {e.param for e in _edits(chosen)} & {e.param for e in rec.edits} or (restructured(rec) and _rewrites(chosen)):
+        if {e.param for e in _edits(chosen)} & {e.param for e in rec.edits} or (
+            restructured(rec) and _rewrites(chosen)
+        ):
             continue
         with restructured_handle(handle, _edits(chosen + [rec]), _rewrites(chosen + [rec]), options.seed) as trial:
             result = outcome(*analyse(trial, passes=options.passes, seed=options.seed, data=options.data))

@@ -41,7 +41,9 @@ def restore_folded_batch_norms(model: onnx.ModelProto) -> list[str]:
         return []
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    shown = ", ".join(restored[:NOTE_NAMES]) + (f" and {len(restored) - NOTE_NAMES} more" if len(restored) > NOTE_NAMES else "")
+    shown = ", ".join(restored[:NOTE_NAMES]) + (
+        f" and {len(restored) - NOTE_NAMES} more" if len(restored) > NOTE_NAMES else ""
+    )
     return [(f"{len(restored)} BatchNorm(s) were folded by the exporter into the layer before them (node metadata: "
              f"{shown}); audited with each restored as training-time batch normalisation (unit scale, zero shift). "
              "Export with torch.onnx.export(..., dynamo=True, optimize=False) to keep the file's own")]

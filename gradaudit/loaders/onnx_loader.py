@@ -88,7 +88,9 @@ def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
         if tensor.name not in large:
             light.graph.initializer.append(tensor)
         elif tensor.name not in declared:
-            light.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+            light.graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
     return light
 
 
@@ -122,7 +124,9 @@ def input_specs(model: onnx.ModelProto, input_shapes: list[tuple[int, ...]] | No
     inits = {t.name for t in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits]
     if input_shapes is not None and len(input_shapes) != len(real):
-        raise InputError(f"the model has {len(real)} input(s) ({', '.join(i.name for i in real)}), got {len(input_shapes)} input shape(s)")
+        raise InputError(
+            f"the model has {len(real)} input(s) ({', '.join(i.name for i in real)}), got {len(input_shapes)} input shape(s)"
+        )
     specs = []
     for index, value_info in enumerate(real):
         tensor_type = value_info.type.tensor_type
@@ -138,7 +142,9 @@ def _with_table_size(spec: InputSpec, module: OnnxModule) -> InputSpec:
     return spec if spec.is_float else dataclasses.replace(spec, high=_table_size(module, spec.name))
 
 
-def _resolve_shape(name: str, declared: list[int | None], has_shape: bool, given: Sequence[int] | None, batch: int) -> tuple[int, ...]:
+def _resolve_shape(
+    name: str, declared: list[int | None], has_shape: bool, given: Sequence[int] | None, batch: int
+) -> tuple[int, ...]:
     if given is not None:
         given = tuple(int(d) for d in given)
         if has_shape and len(given) != len(declared):
@@ -215,7 +221,9 @@ def input_dependent(inputs: Sequence[str], nodes: Sequence[onnx.NodeProto]) -> s
     return dependent
 
 
-def trace(module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str]) -> tuple[Shapes, dict[str, torch.Tensor]]:
+def trace(
+    module: OnnxModule, inputs: Sequence[torch.Tensor], dependent: set[str]
+) -> tuple[Shapes, dict[str, torch.Tensor]]:
     """Run once without gradients: every tensor's shape and dtype, input-free tensors' values.
     A sequence (SplitToSequence's tuple of tensors) has no one shape and is not recorded."""
     shapes: Shapes = {name: (tuple(t.shape), t.dtype) for name, t in zip(module.input_names, inputs)}
@@ -255,7 +263,9 @@ def meta_trace(module: OnnxModule, specs: Sequence[InputSpec], dependent: set[st
     for step in module.steps:
         outputs = [n for n in step.outputs if n]
         if outputs and all(n in dependent and n in declared for n in outputs):
-            produced = tuple(torch.empty(declared[n][0], dtype=declared[n][1], device="meta") if n else None for n in step.outputs)
+            produced = tuple(
+                torch.empty(declared[n][0], dtype=declared[n][1], device="meta") if n else None for n in step.outputs
+            )
         else:
             args = [env.get(n) if n else None for n in step.inputs]
             if any(n in dependent for n in outputs):
@@ -348,7 +358,9 @@ class _GraphBuilder:
         self.graph.graph["outputs"] = [self.producer[used[slot]] for slot in kept]
         if len(kept) < len(used):  # integer outputs off the data path (NonMaxSuppression's indices)
             self.graph.graph["output_slots"] = kept
-        cut = [n for n in self.module.output_names if n not in used] + [used[s] for s in range(len(used)) if s not in kept]
+        cut = [n for n in self.module.output_names if n not in used] + [
+            used[s] for s in range(len(used)) if s not in kept
+        ]
         if cut:  # the probe's loss reads the last tensors a gradient flows back from instead
             self.graph.graph["gradient_cut"] = {"used": [used[slot] for slot in kept], "cut": cut}
         return self.graph
@@ -379,9 +391,13 @@ class _GraphBuilder:
         if name in self.producer:
             return Operand(name, source=self.producer[name], shape=shape)
         value = self._constant_value(name)
-        return Operand(name, value=value, param=self.origins.get(name), shape=tuple(value.shape) if value is not None else shape)
+        return Operand(
+            name, value=value, param=self.origins.get(name), shape=tuple(value.shape) if value is not None else shape
+        )
 
-    def _kind(self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None) -> tuple[Kind, list[Operand]]:
+    def _kind(
+        self, step: Step, operands: list[Operand], out_shape: tuple[int, ...] | None
+    ) -> tuple[Kind, list[Operand]]:
         """The node's kind and the operands it reads (a fused LayerNorm reads its source only)."""
         layer = self.fused.get(step.node_id)
         if step.op_type == "Where" and (branch := self._function_branch(operands)) is not None:
@@ -474,9 +490,11 @@ def folded_norm_note(model: onnx.ModelProto) -> list[str]:
               and n.input[1] in initializers and n.input[1].startswith("onnx::Conv_")]
     if not folded:
         return []
-    return [f"{len(folded)} convolution weight(s) were computed by the exporter (onnx::Conv_*): an eval-mode export "
-            "folds a BatchNorm into the convolution before it, so this file may describe the network without that "
-            "normalisation; export with do_constant_folding=False or training=torch.onnx.TrainingMode.TRAINING to keep it"]
+    return [
+        f"{len(folded)} convolution weight(s) were computed by the exporter (onnx::Conv_*): an eval-mode export "
+        "folds a BatchNorm into the convolution before it, so this file may describe the network without that "
+        "normalisation; export with do_constant_folding=False or training=torch.onnx.TrainingMode.TRAINING to keep it"
+    ]
 
 
 def load_onnx(

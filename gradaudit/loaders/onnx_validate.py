@@ -165,7 +165,9 @@ def _tensor_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
             return f"{what} declares a negative dimension {list(tensor.dims)}"
         if not indexable(tensor.dims, HELD_DTYPE[tensor.data_type].itemsize):
             return f"{what} declares shape {list(tensor.dims)}, too large to index even where a zero dimension leaves it empty"
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or (what == f"initializer {tensor.name!r}" and tensor.name in sized):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or (
+            what == f"initializer {tensor.name!r}" and tensor.name in sized
+        ):
             continue  # external data is sized where it is read or mapped
         if not payload_matches(tensor):
             declared = math.prod(tensor.dims)
@@ -214,7 +216,11 @@ def check_memory(model: onnx.ModelProto, shapes: Shapes, cap: int, label: str, *
     (static-only) the `mapped` initializers, views of the file (gradaudit.loaders.onnx_weights),
     take page cache rather than memory and are left out.
     """
-    sizes = {name: tensor_bytes(shape, dtype.itemsize) for name, (shape, dtype) in shapes.items() if backward or name not in mapped}
+    sizes = {
+        name: tensor_bytes(shape, dtype.itemsize)
+        for name, (shape, dtype) in shapes.items()
+        if backward or name not in mapped
+    }
     gradients = 0
     for tensor in model.graph.initializer:
         dtype = HELD_DTYPE.get(tensor.data_type, torch.float32)

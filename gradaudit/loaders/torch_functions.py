@@ -96,7 +96,9 @@ def _conv(transposed: bool) -> FunctionRule:
         groups = call.arg(6, "groups", 1)
         dilation = call.arg(7 if transposed else 5, "dilation", 1)
         attrs = conv_attrs(tuple(weight.shape), call.arg(3, "stride", 1), groups, dilation, transposed)
-        return _with_params(NodeSpec("conv", attrs=attrs), weight=call.param(1, "weight", 0), bias=call.param(2, "bias", 0))
+        return _with_params(
+            NodeSpec("conv", attrs=attrs), weight=call.param(1, "weight", 0), bias=call.param(2, "bias", 0)
+        )
 
     return rule
 
@@ -110,7 +112,9 @@ def _embedding(weight_at: int) -> FunctionRule:
     return rule
 
 
-def _norm(kind: str, weight_at: int, bias_at: int | None, eps_at: int, **attr_args: tuple[int, str, Any]) -> FunctionRule:
+def _norm(
+    kind: str, weight_at: int, bias_at: int | None, eps_at: int, **attr_args: tuple[int, str, Any]
+) -> FunctionRule:
     def rule(call: Call) -> NodeSpec:
         attrs = {key: call.arg(*spec) for key, spec in attr_args.items()}
         attrs["eps"] = call.arg(eps_at, "eps", 1e-5)
@@ -143,10 +147,18 @@ def _adaptive(kind: str) -> FunctionRule:
 
 
 # torch's interpolation modes as ONNX Resize-11 attributes (what the exporter writes)
-_RESIZE_MODES = {"nearest": {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
-                 "nearest-exact": {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
-                 "linear": {"mode": "linear"}, "bilinear": {"mode": "linear"}, "trilinear": {"mode": "linear"},
-                 "bicubic": {"mode": "cubic", "cubic_coeff_a": -0.75}}
+_RESIZE_MODES = {
+    "nearest": {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+    "nearest-exact": {
+        "mode": "nearest",
+        "coordinate_transformation_mode": "half_pixel",
+        "nearest_mode": "round_prefer_ceil",
+    },
+    "linear": {"mode": "linear"},
+    "bilinear": {"mode": "linear"},
+    "trilinear": {"mode": "linear"},
+    "bicubic": {"mode": "cubic", "cubic_coeff_a": -0.75},
+}
 
 
 def _interpolate(call: Call) -> NodeSpec:
@@ -156,7 +168,9 @@ def _interpolate(call: Call) -> NodeSpec:
         return adaptive_pool("avg", call.args[0], tuple(call.out.shape[2:]))
     attrs = dict(_RESIZE_MODES.get(mode, {}))
     if attrs.get("mode") in ("linear", "cubic"):
-        attrs["coordinate_transformation_mode"] = "align_corners" if call.arg(4, "align_corners", False) else "pytorch_half_pixel"
+        attrs["coordinate_transformation_mode"] = (
+            "align_corners" if call.arg(4, "align_corners", False) else "pytorch_half_pixel"
+        )
     pool = resampling_pool(tuple(call.args[0].shape), tuple(call.out.shape), attrs) if attrs else None
     return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
 
@@ -168,7 +182,9 @@ def _upsample(mode: str) -> FunctionRule:
     def rule(call: Call) -> NodeSpec:
         attrs = dict(_RESIZE_MODES[mode])
         if attrs["mode"] in ("linear", "cubic"):
-            attrs["coordinate_transformation_mode"] = "align_corners" if call.arg(2, "align_corners", False) else "pytorch_half_pixel"
+            attrs["coordinate_transformation_mode"] = (
+                "align_corners" if call.arg(2, "align_corners", False) else "pytorch_half_pixel"
+            )
         pool = resampling_pool(tuple(call.args[0].shape), tuple(call.out.shape), attrs)
         return NodeSpec("pool", "avg", pool) if pool else NodeSpec("unknown")
 
@@ -299,7 +315,10 @@ def _add_product(call: Call) -> NodeSpec | list[Stage]:
     if call.is_data[0]:
         steps.append(("sum", NodeSpec("add"), [steps[-1][0], 0]))
     last = len(steps) - 1
-    return [Stage("" if i == last else suffix, spec, inputs, None if i == last else shape) for i, (suffix, spec, inputs) in enumerate(steps)]
+    return [
+        Stage("" if i == last else suffix, spec, inputs, None if i == last else shape)
+        for i, (suffix, spec, inputs) in enumerate(steps)
+    ]
 
 
 def _einsum(call: Call) -> NodeSpec:
@@ -358,7 +377,9 @@ RESHAPES = (
 # Casts and copies keep values; masked_fill sets masked positions to a constant (an attention mask
 # before a softmax) and passes the rest through unchanged.
 CASTS = "to _to_copy type type_as float double half bfloat16 clone lift_fresh_copy masked_fill".split()
-SIMPLE_ACTIVATIONS = ("relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf").split()
+SIMPLE_ACTIVATIONS = (
+    "relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf"
+).split()
 
 FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _activation(name) for name in SIMPLE_ACTIVATIONS},
@@ -413,7 +434,10 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _add_product for name in ("addmm", "baddbmm", "addbmm")},
     "einsum": _einsum,
     "scaled_dot_product_attention": _sdpa,
-    **{name: _dropout for name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")},
+    **{
+        name: _dropout
+        for name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+    },
     **{name: _fixed("reshape") for name in RESHAPES},
     **{name: _fixed("identity") for name in CASTS},
 }

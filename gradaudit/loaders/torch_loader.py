@@ -64,7 +64,9 @@ def load_torch(
         cap = default_max_memory() if max_memory is None else max_memory
         require_fits(f"{source}: the inputs of shape {', '.join(map(str, shapes))}",
                      sum(tensor_bytes(s, torch.int64.itemsize) for s in shapes), cap)  # ids are the widest inputs
-        example = synthesize_inputs(module, shapes) if example is None else resized_examples(example, shapes, batch, source)
+        example = (
+            synthesize_inputs(module, shapes) if example is None else resized_examples(example, shapes, batch, source)
+        )
     return dataclasses.replace(from_module(module, example, source), loss_fn=loss_fn)
 
 
@@ -92,10 +94,17 @@ def from_module(module: torch.nn.Module, example_inputs: tuple, source: str = "<
 
 
 TRACERS = (
-    ("torch.fx", training_forward, lambda module, inputs: trace_concrete(module, inputs, lambda m: module_rule(m) is not None)),
+    (
+        "torch.fx",
+        training_forward,
+        lambda module, inputs: trace_concrete(module, inputs, lambda m: module_rule(m) is not None),
+    ),
     ("torch.export", training_forward, trace_exported),
-    ("torch.export without random choices", deterministic_training_forward,
-     lambda module, inputs: trace_exported(module, inputs, deterministic_training_forward)),
+    (
+        "torch.export without random choices",
+        deterministic_training_forward,
+        lambda module, inputs: trace_exported(module, inputs, deterministic_training_forward),
+    ),
 )
 DETERMINISTIC_NOTE = ("traced without the training forward's random choices (eval mode but for BatchNorm, which "
                       "reads the batch): dropout, LayerDrop and in-model masking are not in the graph")
@@ -116,7 +125,9 @@ def _trace_or_hooks(module: torch.nn.Module, inputs: tuple) -> tuple[Any, Any, l
             failures.append(f"{tracer_name} could not trace the model ({first_line(error)})")
             continue
         if not mismatch:
-            notes = [f"{DETERMINISTIC_NOTE}; {'; '.join(failures)}"] if forward is deterministic_training_forward else []
+            notes = (
+                [f"{DETERMINISTIC_NOTE}; {'; '.join(failures)}"] if forward is deterministic_training_forward else []
+            )
             return graph_from_trace(module, trace), runner, notes
         failures.append(f"the {tracer_name} trace does not reproduce the model ({mismatch})")
     reason = "; ".join(failures) + "; the graph holds only its leaf modules, recorded with forward hooks"
@@ -139,7 +150,9 @@ def _mismatch(work: torch.nn.Module, runner: FxRunner, inputs: tuple) -> str:
         return f"{len(actual)} outputs instead of {len(expected)}"
     for index, (want, got) in enumerate(zip(expected, actual)):
         if isinstance(want, torch.Tensor) and not (
-            isinstance(got, torch.Tensor) and want.shape == got.shape and torch.allclose(want, got, rtol=1e-4, atol=1e-5, equal_nan=True)
+            isinstance(got, torch.Tensor)
+            and want.shape == got.shape
+            and torch.allclose(want, got, rtol=1e-4, atol=1e-5, equal_nan=True)
         ):
             return f"output {index} differs"
     return ""

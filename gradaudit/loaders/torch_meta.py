@@ -131,7 +131,10 @@ class EmptyInit(TorchFunctionMode):
         if record.unreplayable:
             return
         tracked = write.args[write.slot] if isinstance(write.slot, int) else write.kwargs[write.slot]
-        if any(isinstance(a, torch.Tensor) and a.is_meta and a is not tracked for a in (*write.args, *write.kwargs.values())):
+        if any(
+            isinstance(a, torch.Tensor) and a.is_meta and a is not tracked
+            for a in (*write.args, *write.kwargs.values())
+        ):
             record.unreplayable = f"{_name(write.func)} reads another meta tensor"
         elif not record.writes and _name(write.func) not in OVERWRITES:
             record.unreplayable = f"{_name(write.func)} updates a value the replay does not have"

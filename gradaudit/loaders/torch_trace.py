@@ -100,7 +100,12 @@ class ConcreteTracer(fx.Tracer):
             self.values[node] = self._inputs[target] if target in self._inputs else (args[0] if args else None)
         else:
             self.values[node] = self._evaluate(node)
-            if kind != "get_attr" and target is not getattr and _is_plain_number(self.values[node]) and not self.is_data_dependent(node):
+            if (
+                kind != "get_attr"
+                and target is not getattr
+                and _is_plain_number(self.values[node])
+                and not self.is_data_dependent(node)
+            ):
                 # a size taken from a shape (`n = x.shape[-1]`, `x.size(0)`) is a number for these
                 # inputs; as a proxy, `torch.ones(n, n)` fails (the argument parser wants ints)
                 return self.values[node]
@@ -167,7 +172,9 @@ def _is_plain_number(value: Any) -> bool:
     """An int, or a shape (a tuple of ints): what metadata arithmetic yields."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+    return isinstance(value, int) or (
+        isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
 
 
 @contextlib.contextmanager

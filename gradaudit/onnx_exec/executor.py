@@ -45,7 +45,9 @@ NO_GRADIENT_OPS = frozenset({
 })  # fmt: skip
 NO_GRADIENT_SLOTS = {"TopK": {1}, "MaxPool": {1}, "Dropout": {1}}
 SHAPE_READERS = frozenset({"Shape", "Size"})  # their outputs say nothing of the values before them
-FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16})
+FLOAT_TYPES = frozenset(
+    {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+)
 
 
 class OnnxExecutionError(RuntimeError):
@@ -113,8 +115,10 @@ class Subgraph:
         self.output_names = [o.name for o in graph.output]
         self.constants = {t.name: to_torch(t, f"subgraph initializer {t.name!r}") for t in graph.initializer}
         self.steps = [make_step(node, opset, train_mode) for node in graph.node]
-        self.unsupported = sorted({s.op_type for s in self.steps if s.op_type not in OPS}
-                                  | {op for s in self.steps for v in s.attrs.values() if isinstance(v, Subgraph) for op in v.unsupported})
+        self.unsupported = sorted(
+            {s.op_type for s in self.steps if s.op_type not in OPS}
+            | {op for s in self.steps for v in s.attrs.values() if isinstance(v, Subgraph) for op in v.unsupported}
+        )
         defined = set(self.input_names) | set(self.constants) | {o for s in self.steps for o in s.outputs}
         read = [n for s in self.steps for n in (*s.inputs, *s.captures) if n]
         self.captures = tuple(dict.fromkeys(n for n in read if n not in defined))
@@ -125,7 +129,9 @@ class Subgraph:
         env.update(self.constants)
         env.update(zip(self.input_names, inputs))
         for step in self.steps:
-            ctx = OpContext(self.opset, self.train_mode, len(step.outputs), len(step.outputs), {n: env[n] for n in step.captures})
+            ctx = OpContext(
+                self.opset, self.train_mode, len(step.outputs), len(step.outputs), {n: env[n] for n in step.captures}
+            )
             outs = run_step(step, [env.get(n) for n in step.inputs], ctx)  # an empty optional reads None
             env.update((n, t) for n, t in zip(step.outputs, outs) if n and t is not None)
         return [env[n] for n in self.output_names]
@@ -149,7 +155,9 @@ def sanitise(name: str) -> str:
 class OnnxModule(torch.nn.Module):
     """An ONNX graph as a torch module: `forward(*inputs)` returns the graph outputs."""
 
-    def __init__(self, model: onnx.ModelProto, *, train_mode: bool = True, weights: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self, model: onnx.ModelProto, *, train_mode: bool = True, weights: dict[str, torch.Tensor] | None = None
+    ):
         """`weights` holds ready tensors for some initializers (gradaudit.loaders.onnx_weights maps
         them from the file); the others are converted from the protobuf."""
         super().__init__()
@@ -157,7 +165,10 @@ class OnnxModule(torch.nn.Module):
         self.opset = opset_of(model)
         self.train_mode = train_mode
         weights = weights or {}
-        inits = {t.name: weights[t.name] if t.name in weights else to_torch(t, f"initializer {t.name!r}") for t in graph.initializer}
+        inits = {
+            t.name: weights[t.name] if t.name in weights else to_torch(t, f"initializer {t.name!r}")
+            for t in graph.initializer
+        }
         self.input_names = [i.name for i in graph.input if i.name not in inits]
         self.output_names = [o.name for o in graph.output]
         self.param_names: dict[str, str] = {}  # onnx tensor name -> qualified parameter name
@@ -182,7 +193,11 @@ class OnnxModule(torch.nn.Module):
         self._used_outputs = _used_outputs(self.steps, set(self.output_names))
 
     def _fold(
-        self, nodes: list[Step], static: dict[str, torch.Tensor], learnable: dict[str, torch.Tensor], statistics: set[str]
+        self,
+        nodes: list[Step],
+        static: dict[str, torch.Tensor],
+        learnable: dict[str, torch.Tensor],
+        statistics: set[str],
     ) -> list[Step]:
         """Evaluate constant-only nodes now; return the nodes that must run at call time.
 
@@ -251,7 +266,11 @@ class OnnxModule(torch.nn.Module):
         name it lacks fails inside the body, named)."""
         n_outputs = len(step.outputs)
         scope = {n: env.get(n) for n in step.captures}
-        return run_step(step, args, OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs), scope))
+        return run_step(
+            step,
+            args,
+            OpContext(self.opset, self.train_mode, n_outputs, self._used_outputs.get(step.node_id, n_outputs), scope),
+        )
 
     def run(
         self,
@@ -393,7 +412,9 @@ def onnx_to_torch(model: str | os.PathLike | onnx.ModelProto, *, train_mode: boo
     return module
 
 
-def run_onnx(module: OnnxModule, inputs: Sequence[torch.Tensor], capture: Collection[str]) -> tuple[Any, dict[str, torch.Tensor]]:
+def run_onnx(
+    module: OnnxModule, inputs: Sequence[torch.Tensor], capture: Collection[str]
+) -> tuple[Any, dict[str, torch.Tensor]]:
     """The ModelHandle runner of ONNX models: the outputs the loss reads (`loss_outputs`: the
     graph outputs unless some carry no gradient) and the captured node outputs."""
     if module.loss_outputs == tuple(module.output_names):

@@ -75,11 +75,15 @@ WITHOUT_RULE: dict[str, str] = {
     "ArgMax": "non-differentiable: int64 indices, left off the data path",
     "ArgMin": "non-differentiable: int64 indices, left off the data path",
     "Bernoulli": "non-differentiable: a random draw",
-    **dict.fromkeys(("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
-                    "non-differentiable: integer bits, left off the data path"),
+    **dict.fromkeys(
+        ("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
+        "non-differentiable: integer bits, left off the data path",
+    ),
     "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
-    **dict.fromkeys(("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
-                    "a constant of the graph (no data input): folded at build time"),
+    **dict.fromkeys(
+        ("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
+        "a constant of the graph (no data input): folded at build time",
+    ),
     "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
     "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
     "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
@@ -302,7 +306,9 @@ def _layer_norm(view: NodeView) -> Kind:
 @maps("RMSNormalization")
 def _rms_norm(view: NodeView) -> Kind:
     """Like LayerNormalization without centring (the `rms` norm of the vocabulary)."""
-    return Kind("norm", "rms", {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5)}, _affine(view))
+    return Kind(
+        "norm", "rms", {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5)}, _affine(view)
+    )
 
 
 @maps("InstanceNormalization")
@@ -355,7 +361,9 @@ def _resize(view: NodeView) -> Kind:
     return Kind("pool", "avg", pool) if pool else Kind("unknown")
 
 
-def resampling_pool(x_shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, attrs: dict[str, Any]) -> dict | None:
+def resampling_pool(
+    x_shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, attrs: dict[str, Any]
+) -> dict | None:
     """The average pooling (kernel, stride per spatial axis) a resampling of (N, C, *spatial)
     amounts to (`_resize`), for Resize-11 attributes; None when the shapes do not say."""
     if not x_shape or not out_shape or len(x_shape) != len(out_shape) or x_shape[:2] != out_shape[:2]:
@@ -371,7 +379,9 @@ def _reduce(fn: str) -> Callable[[NodeView], Kind]:
     def run(view: NodeView) -> Kind:
         axes = view.const(1)
         axes_list = [int(a) for a in axes.tolist()] if axes is not None else view.attrs.get("axes")
-        return Kind("reduce", fn, {"axes": tuple(axes_list) if axes_list else None, "keepdims": view.attrs.get("keepdims", 1)})
+        return Kind(
+            "reduce", fn, {"axes": tuple(axes_list) if axes_list else None, "keepdims": view.attrs.get("keepdims", 1)}
+        )
 
     return run
 
@@ -471,8 +481,17 @@ def _where(view: NodeView) -> Kind:
 def _gather(view: NodeView) -> Kind:
     """A constant table indexed by data is an embedding; indexing an activation is a reshape."""
     table = view.operand(0)
-    if table.source is None and table.value is not None and table.value.dim() >= 2 and view.operand(1).source is not None:
-        return Kind("embedding", attrs={"num_embeddings": table.value.shape[0], "fan_in": 1.0}, params={"weight": table.stats(0)})
+    if (
+        table.source is None
+        and table.value is not None
+        and table.value.dim() >= 2
+        and view.operand(1).source is not None
+    ):
+        return Kind(
+            "embedding",
+            attrs={"num_embeddings": table.value.shape[0], "fan_in": 1.0},
+            params={"weight": table.stats(0)},
+        )
     return Kind("reshape")
 
 
@@ -524,7 +543,9 @@ def _gate_bias_means(op_type: str, bias: torch.Tensor, hidden: int) -> list[floa
 # --- quantised layers ------------------------------------------------------------------------
 # Ops whose integer output is the data in quantised form (not an index or a shape): the loader
 # keeps them on the data path, so a QDQ or QOperator model stays one connected graph.
-QUANTISED_DATA_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger"})
+QUANTISED_DATA_OPS = frozenset(
+    {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger"}
+)
 
 # A fake-quant step changes values by at most half a quantisation step: gain 1 both ways.
 maps("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")(lambda view: Kind("identity"))
@@ -568,7 +589,13 @@ maps("ConvInteger")(_quantised_linear(1, None, 3))
 def _fused_matmul(view: NodeView) -> Kind:
     """alpha * x @ op(W): transB stores W as (out, in)."""
     a, b = view.operand(0), view.operand(1)
-    if a.source is not None and b.source is None and b.value is not None and b.value.dim() == 2 and not view.attrs.get("transA", 0):
+    if (
+        a.source is not None
+        and b.source is None
+        and b.value is not None
+        and b.value.dim() == 2
+        and not view.attrs.get("transA", 0)
+    ):
         alpha = view.attrs.get("alpha", 1.0)
         return _linear(b, b.value if alpha == 1.0 else alpha * b.value, 0 if view.attrs.get("transB", 0) else 1, None)
     return Kind("matmul", attrs={"contraction": a.shape[0 if view.attrs.get("transA", 0) else -1] if a.shape else None})
@@ -576,7 +603,9 @@ def _fused_matmul(view: NodeView) -> Kind:
 
 maps("com.microsoft:Gelu", "com.microsoft:BiasGelu")(lambda view: Kind("activation", "gelu", {"approximate": "none"}))
 maps("com.microsoft:FastGelu")(lambda view: Kind("activation", "gelu", {"approximate": "tanh"}))
-maps("com.microsoft:QuickGelu")(lambda view: Kind("activation", "silu") if view.attrs.get("alpha", 1.702) == 1.0 else Kind("unknown"))
+maps("com.microsoft:QuickGelu")(
+    lambda view: Kind("activation", "silu") if view.attrs.get("alpha", 1.702) == 1.0 else Kind("unknown")
+)
 
 
 def _contrib_norm(fn: str, summed: int, scale_slot: int, bias_slot: int | None) -> Callable[[NodeView], Kind]:
@@ -588,7 +617,11 @@ def _contrib_norm(fn: str, summed: int, scale_slot: int, bias_slot: int | None) 
             operand = view.operand(slot) if slot is not None else Operand("")
             if operand.value is not None and operand.source is None:
                 params[role] = operand.stats()
-        attrs: dict[str, Any] = {"axis": view.attrs.get("axis", -1), "eps": view.attrs.get("epsilon", 1e-5), "summed_inputs": summed}
+        attrs: dict[str, Any] = {
+            "axis": view.attrs.get("axis", -1),
+            "eps": view.attrs.get("epsilon", 1e-5),
+            "summed_inputs": summed,
+        }
         if view.out_shape:
             attrs["normalized_shape"] = tuple(view.out_shape[attrs["axis"] % len(view.out_shape) :])
         return Kind("norm", fn, attrs, params)
@@ -622,9 +655,9 @@ maps("DeformConv")(lambda view: _conv(view, False))
 
 # Selections and re-arrangements of elements (a cropped or padded centre, top-k values, unique
 # values, sums of overlapping blocks back into an image, a cache write).
-maps("CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement")(
-    lambda view: Kind("reshape")
-)
+maps(
+    "CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement"
+)(lambda view: Kind("reshape"))
 
 
 @maps("com.microsoft:QuickGelu")

@@ -28,7 +28,9 @@ def _allowed_bias(allowed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed, torch.zeros((), dtype=like.dtype), torch.full((), -math.inf, dtype=like.dtype))
 
 
-def _window_bias(q_len: int, kv_len: int, offset: torch.Tensor | int, attrs: dict[str, Any], like: torch.Tensor) -> torch.Tensor | None:
+def _window_bias(
+    q_len: int, kv_len: int, offset: torch.Tensor | int, attrs: dict[str, Any], like: torch.Tensor
+) -> torch.Tensor | None:
     """The causal and sliding-window biases, aligned bottom-right by `offset` (past length, or
     per batch the unpadded kv length minus the query length)."""
     left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
@@ -106,7 +108,9 @@ def rotary_embedding(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
     x, cos, sin = inputs[:3]
     positions = inputs[3] if len(inputs) > 3 else None
     shape = x.shape
-    x = x.transpose(1, 2) if x.dim() == 4 else x.reshape(shape[0], shape[1], attrs["num_heads"], -1)  # (batch, seq, heads, size)
+    x = (
+        x.transpose(1, 2) if x.dim() == 4 else x.reshape(shape[0], shape[1], attrs["num_heads"], -1)
+    )  # (batch, seq, heads, size)
     dim = attrs.get("rotary_embedding_dim", 0) or x.shape[-1]
     if positions is not None:
         cos, sin = cos[positions.long()], sin[positions.long()]

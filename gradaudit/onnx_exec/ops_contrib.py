@@ -77,13 +77,17 @@ def skip_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
 
 
 @register("SimplifiedLayerNormalization", MS + "SimplifiedLayerNormalization", weight_slots=(1,))
-def simplified_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
+def simplified_layer_norm(
+    inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm: outputs y and the inverse rms."""
     return rms_norm(inputs[0], inputs[1], attrs.get("epsilon", 1e-5), attrs.get("axis", -1))
 
 
 @register(MS + "SkipSimplifiedLayerNormalization", weight_slots=(2, 3))
-def skip_simplified_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
+def skip_simplified_layer_norm(
+    inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
+) -> tuple[torch.Tensor, ...]:
     """RMSNorm(input + skip + bias) * gamma; outputs y, mean (unused: empty), inverse rms, sum."""
     total = _skip_sum(inputs, 3)
     y, inv = rms_norm(total, inputs[2], attrs.get("epsilon", 1e-12))
@@ -167,7 +171,9 @@ def _additive(allowed: torch.Tensor, fill: float, dtype: torch.dtype) -> torch.T
     return torch.where(allowed, torch.zeros((), dtype=dtype), torch.full((), fill, dtype=dtype))
 
 
-def _mask_index_bias(mask: torch.Tensor, batch: int, query_len: int, key_len: int, fill: float, dtype: torch.dtype) -> torch.Tensor:
+def _mask_index_bias(
+    mask: torch.Tensor, batch: int, query_len: int, key_len: int, fill: float, dtype: torch.dtype
+) -> torch.Tensor:
     """Attention's mask_index as an additive (B, 1, S, T) bias: key lengths (B), end and start
     positions (2B), a raw 0/1 mask (B, T) or (B, S, T)."""
     keys = torch.arange(key_len)
@@ -198,7 +204,12 @@ def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     """Self-attention with packed QKV weights (in, q + k + v hidden); outputs y (B, S, v hidden)
     and present (2, B, N, P + S, H)."""
     x, weights = inputs[0], inputs[1]
-    bias, mask, past, attention_bias = optional_input(inputs, 2), optional_input(inputs, 3), optional_input(inputs, 4), optional_input(inputs, 5)
+    bias, mask, past, attention_bias = (
+        optional_input(inputs, 2),
+        optional_input(inputs, 3),
+        optional_input(inputs, 4),
+        optional_input(inputs, 5),
+    )
     num_heads = attrs["num_heads"]
     sizes = attrs.get("qkv_hidden_sizes") or [weights.shape[1] // 3] * 3
     qkv = torch.matmul(x, weights) if bias is None else torch.matmul(x, weights) + bias
@@ -226,7 +237,9 @@ def multi_head_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpCo
     past_key, past_value = optional_input(inputs, 6), optional_input(inputs, 7)
     num_heads = attrs["num_heads"]
     if bias is not None:
-        q_bias, k_bias, v_bias = torch.split(bias, [query.shape[-1], query.shape[-1], bias.shape[0] - 2 * query.shape[-1]])
+        q_bias, k_bias, v_bias = torch.split(
+            bias, [query.shape[-1], query.shape[-1], bias.shape[0] - 2 * query.shape[-1]]
+        )
         query = query + q_bias
         if key.dim() == 3:
             key, value = key + k_bias, value + v_bias
@@ -260,7 +273,9 @@ def group_query_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpC
     num_heads, kv_heads = attrs["num_heads"], attrs["kv_num_heads"]
     if key is None:
         head_size = query.shape[-1] // (num_heads + 2 * kv_heads)
-        query, key, value = torch.split(query, [num_heads * head_size, kv_heads * head_size, kv_heads * head_size], dim=-1)
+        query, key, value = torch.split(
+            query, [num_heads * head_size, kv_heads * head_size, kv_heads * head_size], dim=-1
+        )
     q, k, v = split_heads(query, num_heads), split_heads(key, kv_heads), split_heads(value, kv_heads)
     batch, query_len = q.shape[0], q.shape[2]
     past_len = total_length - query_len
@@ -276,7 +291,9 @@ def group_query_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpC
     allowed = _causal(query_len, key_len, past_len).unsqueeze(0)
     window = attrs.get("local_window_size", -1)
     if window >= 0:
-        allowed = allowed & (torch.arange(key_len).unsqueeze(0) > (past_len + torch.arange(query_len)).unsqueeze(1) - window)
+        allowed = allowed & (
+            torch.arange(key_len).unsqueeze(0) > (past_len + torch.arange(query_len)).unsqueeze(1) - window
+        )
     allowed = allowed & (torch.arange(key_len) <= seqlens_k.long().reshape(-1, 1, 1))
     fill = torch.finfo(q.dtype).min
     bias = _combine(_additive(allowed.unsqueeze(1), fill, q.dtype), attention_bias)

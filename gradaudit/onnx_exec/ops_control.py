@@ -59,7 +59,15 @@ def scan(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResu
     items = []
     for b in range(rest[-1].shape[0]):
         length = int(lengths[b]) if lengths is not None else None
-        items.append(_scan([x[b] for x in rest], {**attrs, "scan_input_directions": attrs.get("directions", [0] * n_scan)}, n_scan, length, ctx))
+        items.append(
+            _scan(
+                [x[b] for x in rest],
+                {**attrs, "scan_input_directions": attrs.get("directions", [0] * n_scan)},
+                n_scan,
+                length,
+                ctx,
+            )
+        )
     return tuple(torch.stack(values) for values in zip(*items))
 
 
@@ -74,7 +82,10 @@ def _scan(inputs: list[Any], attrs: dict[str, Any], n_scan: int, length: int | N
     length = sequences[0].shape[in_axes[0]] if length is None else length
     scanned: list[list[torch.Tensor]] = [[] for _ in range(n_out)]
     for step in range(length):
-        slices = [x.select(axis, length - 1 - step if reverse else step) for x, axis, reverse in zip(sequences, in_axes, in_dirs)]
+        slices = [
+            x.select(axis, length - 1 - step if reverse else step)
+            for x, axis, reverse in zip(sequences, in_axes, in_dirs)
+        ]
         outs = body(states + slices, ctx.scope)
         states = list(outs[: len(states)])
         for store, value in zip(scanned, outs[len(states) :]):

@@ -93,7 +93,9 @@ _BINARY = {
     "Xor": torch.logical_xor,
 }
 for _op, _fn in _BINARY.items():
-    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"), setting_slots=(1,) if _op == "Pow" else ())(_binary(_fn))
+    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"), setting_slots=(1,) if _op == "Pow" else ())(
+        _binary(_fn)
+    )
 
 
 @register("Mod")

@@ -31,7 +31,9 @@ def negative_log_likelihood_loss(inputs: Sequence[Any], attrs: dict[str, Any], c
 
 
 @register("SoftmaxCrossEntropyLoss", setting_slots=(2,))
-def softmax_cross_entropy_loss(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
+def softmax_cross_entropy_loss(
+    inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs the loss and the log-probabilities (softmax over the class axis 1)."""
     log_prob = F.log_softmax(inputs[0], dim=1)
     return _nll(log_prob, inputs, attrs), log_prob

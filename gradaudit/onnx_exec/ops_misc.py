@@ -72,7 +72,9 @@ def unique(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tupl
     values, inverse, counts = torch.unique(flat, sorted=True, return_inverse=True, return_counts=True, dim=dim)
     length = flat.shape[0 if dim is None else dim]
     positions = torch.arange(length)
-    first = torch.full((values.shape[0 if dim is None else dim],), length, dtype=torch.int64).scatter_reduce(0, inverse, positions, "amin")
+    first = torch.full((values.shape[0 if dim is None else dim],), length, dtype=torch.int64).scatter_reduce(
+        0, inverse, positions, "amin"
+    )
     if not attrs.get("sorted", 1):
         order = torch.argsort(first)
         rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))

@@ -169,7 +169,13 @@ def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     eps = attrs.get("epsilon", 1e-5)
     wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) and attrs.get("stash_type", 1) == 1 else x
     if ctx.used_outputs == 1:
-        y = F.layer_norm(wide, shape, scale.expand(shape).to(wide.dtype), None if bias is None else bias.expand(shape).to(wide.dtype), eps)
+        y = F.layer_norm(
+            wide,
+            shape,
+            scale.expand(shape).to(wide.dtype),
+            None if bias is None else bias.expand(shape).to(wide.dtype),
+            eps,
+        )
         return y.to(x.dtype)
     dims = tuple(range(axis, x.dim()))
     var, mean = torch.var_mean(wide, dim=dims, keepdim=True, correction=0)
@@ -179,7 +185,9 @@ def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     return y.to(x.dtype), mean, inv_std
 
 
-def rms_normalized(x: torch.Tensor, eps: float, axis: int = -1, widen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_normalized(
+    x: torch.Tensor, eps: float, axis: int = -1, widen: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x / sqrt(mean(x^2) + eps), the inverse rms) over the dims from `axis` on, in float32 for
     half types when `widen`; RMSNormalization and onnxruntime's RMS norms share it."""
     wide = x.float() if widen and x.dtype in (torch.float16, torch.bfloat16) else x
@@ -210,15 +218,23 @@ def group_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
 
 @register("LRN")
 def lrn(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
-    return F.local_response_norm(inputs[0], attrs["size"], attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0))
+    return F.local_response_norm(
+        inputs[0], attrs["size"], attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0)
+    )
 
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-def _pooled_sizes(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
-                  ceil: bool) -> list[int]:
+def _pooled_sizes(
+    x: torch.Tensor,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pads: Sequence[int],
+    ceil: bool,
+) -> list[int]:
     """ONNX pool output sizes; in ceil mode a last window that would start in the end padding
     is dropped."""
     dims, sizes = len(kernel), []
@@ -231,8 +247,15 @@ def _pooled_sizes(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int]
     return sizes
 
 
-def _window_sums(x: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int],
-                 sizes: Sequence[int], fill: float = 0.0) -> torch.Tensor:
+def _window_sums(
+    x: torch.Tensor,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pads: Sequence[int],
+    sizes: Sequence[int],
+    fill: float = 0.0,
+) -> torch.Tensor:
     """Per-channel sums over every (dilated) window, by a grouped convolution with a kernel of
     ones: torch's avg/lp pools take no dilations. `fill` pads the declared pads; the ceil-mode
     overhang is always zero."""
@@ -286,7 +309,9 @@ def avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
         sizes = _pooled_sizes(x, kernel, strides, dilations, pads, ceil)
         summed = _window_sums(x, kernel, strides, dilations, pads, sizes)
         ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
-        counted = _window_sums(ones, kernel, strides, dilations, pads, sizes, fill=float(attrs.get("count_include_pad", 0)))
+        counted = _window_sums(
+            ones, kernel, strides, dilations, pads, sizes, fill=float(attrs.get("count_include_pad", 0))
+        )
         return summed / counted
     if not any(pads):
         return pool(x, kernel, strides, 0)
@@ -469,7 +494,9 @@ def _cubic(distance: torch.Tensor, a: float) -> torch.Tensor:
     return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
 
 
-def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any], roi: Sequence[float] = (0.0, 1.0)) -> torch.Tensor:
+def axis_weights(
+    n_in: int, n_out: int, scale: float, attrs: dict[str, Any], roi: Sequence[float] = (0.0, 1.0)
+) -> torch.Tensor:
     """The (n_out, n_in) float64 weights one resized axis applies: row i mixes the inputs of
     output i, for every ONNX mode, coordinate transformation and nearest rounding. With
     `antialias` a downsampling kernel widens by 1/scale (its weights renormalised), as in onnx's
@@ -480,7 +507,9 @@ def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any], roi
     out = torch.arange(n_out, dtype=torch.float64)
     if coord == "tf_crop_and_resize":
         start, end = roi
-        source = out * (end - start) * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 * out + (end - start) * (n_in - 1) / 2
+        source = (
+            out * (end - start) * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 * out + (end - start) * (n_in - 1) / 2
+        )
         source = source + start * (n_in - 1)
     else:
         source = _COORDINATES[coord](out, scale, n_in, n_out)
@@ -502,7 +531,9 @@ def axis_weights(n_in: int, n_out: int, scale: float, attrs: dict[str, Any], roi
             weights = weights * ((neighbours >= 0) & (neighbours <= n_in - 1))
         if antialias or attrs.get("exclude_outside", 0):
             weights = weights / weights.sum(1, keepdim=True)
-        matrix = torch.zeros(n_out, n_in, dtype=torch.float64).scatter_add_(1, neighbours.clamp(0, n_in - 1).long(), weights)
+        matrix = torch.zeros(n_out, n_in, dtype=torch.float64).scatter_add_(
+            1, neighbours.clamp(0, n_in - 1).long(), weights
+        )
     if coord == "tf_crop_and_resize":
         matrix[(source < 0) | (source > n_in - 1)] = 0.0
     return matrix
@@ -529,11 +560,22 @@ def _interpolate(x: torch.Tensor, scales: Sequence[float] | None, sizes: Sequenc
     mode = attrs.get("mode", "nearest")
     coord = attrs.get("coordinate_transformation_mode", "half_pixel")
     torch_mode = {"linear": _LINEAR.get(x.dim()), "cubic": "bicubic" if x.dim() == 4 else None}.get(mode)
-    plain = attrs.get("cubic_coeff_a", -0.75) == -0.75 and not attrs.get("exclude_outside", 0) and not attrs.get("antialias", 0)
+    plain = (
+        attrs.get("cubic_coeff_a", -0.75) == -0.75
+        and not attrs.get("exclude_outside", 0)
+        and not attrs.get("antialias", 0)
+    )
     spatial_only = list(sizes[:2]) == list(x.shape[:2]) and list(scales[:2]) == [1, 1]
     # torch's align_corners divides by the rounded output size, ONNX's by n * scale
     exact = coord == "half_pixel" or (coord == "align_corners" and "size" in (extent or {}))
-    if extent is not None and spatial_only and torch_mode and exact and (mode == "linear" or plain) and not attrs.get("antialias", 0):
+    if (
+        extent is not None
+        and spatial_only
+        and torch_mode
+        and exact
+        and (mode == "linear" or plain)
+        and not attrs.get("antialias", 0)
+    ):
         return F.interpolate(x, mode=torch_mode, align_corners=coord == "align_corners", **extent)
     cropping = coord == "tf_crop_and_resize"
     if cropping:
@@ -591,7 +633,9 @@ def resize(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     # one scale for all given axes, the largest that fits inside (or the smallest around) the sizes
     scale = (min if policy == "not_larger" else max)(m / x.shape[a] for a, m in zip(axes, sizes))
     sizes = [int(scale * x.shape[a] + 0.5) for a in axes]
-    return _interpolate(x, _on_axes([scale] * len(axes), axes, [1.0] * x.dim()), _on_axes(sizes, axes, list(x.shape)), attrs)
+    return _interpolate(
+        x, _on_axes([scale] * len(axes), axes, [1.0] * x.dim()), _on_axes(sizes, axes, list(x.shape)), attrs
+    )
 
 
 def _on_axes(values: Sequence[Any], axes: Sequence[int], full: list[Any]) -> list[Any]:

@@ -63,7 +63,9 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | No
     return quantised.to(x.dtype if _needs_gradient(x) else out_dtype)
 
 
-def _shifted(q: torch.Tensor, zero_point: torch.Tensor | None, like: torch.Tensor, axis: int, block_size: int = 0) -> torch.Tensor:
+def _shifted(
+    q: torch.Tensor, zero_point: torch.Tensor | None, like: torch.Tensor, axis: int, block_size: int = 0
+) -> torch.Tensor:
     """q - zero_point in float64, the zero point broadcast against `like` (`_along`)."""
     values = q.to(torch.float64)
     return values if zero_point is None else values - _along(zero_point, like, axis, block_size).to(torch.float64)
@@ -86,7 +88,9 @@ def _out_dtype(zero_point: torch.Tensor | None, attrs: dict[str, Any]) -> torch.
 @register("QuantizeLinear", weight_slots=(0,), setting_slots=(1, 2))
 def quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, scale, zero_point = inputs[0], inputs[1], optional_input(inputs, 2)
-    return quantize(x, scale, zero_point, _out_dtype(zero_point, attrs), attrs.get("axis", 1), attrs.get("block_size", 0))
+    return quantize(
+        x, scale, zero_point, _out_dtype(zero_point, attrs), attrs.get("axis", 1), attrs.get("block_size", 0)
+    )
 
 
 @register("DequantizeLinear", setting_slots=(1, 2))

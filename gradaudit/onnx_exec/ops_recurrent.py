@@ -33,11 +33,15 @@ def _activations(op_type: str, attrs: dict[str, Any], direction: int) -> list:
     return [_ACTIVATIONS[n.lower()] for n in chosen]
 
 
-def _rnn_step(xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list) -> tuple:
+def _rnn_step(
+    xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list
+) -> tuple:
     return act[0](xw + h @ r.t() + rb), None
 
 
-def _gru_step(xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list) -> tuple:
+def _gru_step(
+    xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list
+) -> tuple:
     hidden = h.shape[-1]
     xz, xr, xh = xw.split(hidden, -1)
     rz, rr, rh = r.split(hidden, 0)
@@ -52,7 +56,13 @@ def _gru_step(xw: torch.Tensor, h: torch.Tensor, c: Any, r: torch.Tensor, rb: to
 
 
 def _lstm_step(
-    xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, r: torch.Tensor, rb: torch.Tensor, attrs: dict[str, Any], act: list,
+    xw: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    r: torch.Tensor,
+    rb: torch.Tensor,
+    attrs: dict[str, Any],
+    act: list,
     peephole: torch.Tensor | None = None,
 ) -> tuple:
     gates = xw + h @ r.t() + rb
@@ -75,12 +85,18 @@ def _initial(state: torch.Tensor | None, direction: int, batch: int, hidden: int
     return state[direction]
 
 
-def _run_direction(op_type: str, x: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any], direction: int, reverse: bool) -> tuple:
+def _run_direction(
+    op_type: str, x: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any], direction: int, reverse: bool
+) -> tuple:
     """One direction over time; x is (seq, batch, input). Returns (Y (seq, batch, H), h, c)."""
     w, r = inputs[1][direction], inputs[2][direction]
     hidden = r.shape[-1]
     gates = GATES[op_type] * hidden
-    b = inputs[3][direction] if len(inputs) > 3 and inputs[3] is not None else torch.zeros(2 * gates, dtype=x.dtype, device=x.device)
+    b = (
+        inputs[3][direction]
+        if len(inputs) > 3 and inputs[3] is not None
+        else torch.zeros(2 * gates, dtype=x.dtype, device=x.device)
+    )
     wb, rb = b[:gates], b[gates:]
     xw = x @ w.t() + wb
     h_init = inputs[5] if len(inputs) > 5 else None

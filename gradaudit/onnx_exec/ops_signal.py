@@ -113,7 +113,9 @@ def mel_weight_matrix(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpConte
         if centre == left:
             weights[centre, i] = 1.0
         else:
-            weights[left : centre + 1, i] = (torch.arange(left, centre + 1, dtype=torch.float64) - left) / (centre - left)
+            weights[left : centre + 1, i] = (torch.arange(left, centre + 1, dtype=torch.float64) - left) / (
+                centre - left
+            )
         if right > centre:
             weights[centre:right, i] = (right - torch.arange(centre, right, dtype=torch.float64)) / (right - centre)
     return weights.to(torch_dtype(attrs.get("output_datatype", 1)))

@@ -18,7 +18,9 @@ from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 @register("CausalConvWithState", weight_slots=(1, 2))
-def causal_conv_with_state(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_conv_with_state(
+    inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Depthwise conv1d over (past_state | input) (zeros without a state), optional SiLU;
     present_state is the last k - 1 positions of that padded input."""
     x, weight = inputs[0], inputs[1]
@@ -47,7 +49,9 @@ def linear_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
     scale = attrs.get("scale", 0.0) or 1.0 / math.sqrt(d_k)
     if rule in ("gated", "gated_delta"):
         per_key = decay.shape[-1] != kv_heads
-        decay = split_heads(decay.float(), kv_heads) if per_key else decay.float().transpose(1, 2).unsqueeze(-1)  # (B, H, T, d_k | 1)
+        decay = (
+            split_heads(decay.float(), kv_heads) if per_key else decay.float().transpose(1, 2).unsqueeze(-1)
+        )  # (B, H, T, d_k | 1)
     if rule in ("delta", "gated_delta"):
         beta = beta.float().transpose(1, 2).unsqueeze(-1)  # (B, H | 1, T, 1)
     state = past.float() if past is not None else q.new_zeros((batch, kv_heads, d_k, d_v))

@@ -20,7 +20,13 @@ from gradaudit.onnx_exec.ops_nn import torch_pad_order
 from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 # opset 16 names the modes after torch; opset 20 renamed them
-_GRID_MODES = {"linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest", "cubic": "bicubic", "bicubic": "bicubic"}
+_GRID_MODES = {
+    "linear": "bilinear",
+    "bilinear": "bilinear",
+    "nearest": "nearest",
+    "cubic": "bicubic",
+    "bicubic": "bicubic",
+}
 
 
 def _reflect(v: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -79,7 +85,12 @@ def _roi_corners(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> list[
     y1, x1 = (y0 + 1).clamp(max=height - 1), (x0 + 1).clamp(max=width - 1)
     flat = image.reshape(image.shape[0], -1)
     corners = []
-    for yi, xi, weight in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x1, (1 - ly) * lx), (y1, x0, ly * (1 - lx)), (y1, x1, ly * lx)):
+    for yi, xi, weight in (
+        (y0, x0, (1 - ly) * (1 - lx)),
+        (y0, x1, (1 - ly) * lx),
+        (y1, x0, ly * (1 - lx)),
+        (y1, x1, ly * lx),
+    ):
         values = flat[:, (yi * width + xi).long().reshape(-1)].reshape(image.shape[0], *y.shape)
         corners.append(values * (weight * valid))
     return corners
@@ -92,7 +103,10 @@ def roi_align(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     x, rois, batch_indices = inputs
     out_h, out_w = attrs.get("output_height", 1), attrs.get("output_width", 1)
     ratio, spatial_scale = attrs.get("sampling_ratio", 0), attrs.get("spatial_scale", 1.0)
-    half_pixel = attrs.get("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel") == "half_pixel"
+    half_pixel = (
+        attrs.get("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
+        == "half_pixel"
+    )
     offset = 0.5 if half_pixel else 0.0
     pooled = []
     for roi, batch in zip(rois.tolist(), batch_indices.tolist()):
@@ -103,8 +117,14 @@ def roi_align(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
         bin_h, bin_w = roi_h / out_h, roi_w / out_w
         grid_h = ratio if ratio > 0 else math.ceil(roi_h / out_h)
         grid_w = ratio if ratio > 0 else math.ceil(roi_w / out_w)
-        ys = start_h + (torch.arange(out_h, dtype=torch.float64).unsqueeze(1) + (torch.arange(grid_h) + 0.5) / grid_h) * bin_h
-        xs = start_w + (torch.arange(out_w, dtype=torch.float64).unsqueeze(1) + (torch.arange(grid_w) + 0.5) / grid_w) * bin_w
+        ys = (
+            start_h
+            + (torch.arange(out_h, dtype=torch.float64).unsqueeze(1) + (torch.arange(grid_h) + 0.5) / grid_h) * bin_h
+        )
+        xs = (
+            start_w
+            + (torch.arange(out_w, dtype=torch.float64).unsqueeze(1) + (torch.arange(grid_w) + 0.5) / grid_w) * bin_w
+        )
         y = ys.reshape(out_h, 1, grid_h, 1).expand(out_h, out_w, grid_h, grid_w)
         xx = xs.reshape(1, out_w, 1, grid_w).expand(out_h, out_w, grid_h, grid_w)
         corners = _roi_corners(x[int(batch)], y.to(x.dtype), xx.to(x.dtype))
@@ -133,8 +153,12 @@ def deform_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) ->
     out_h, out_w = offset.shape[2:]
     taps = k_h * k_w
     offset = offset.reshape(batch, offset_groups, taps, 2, out_h, out_w)
-    base_y = (torch.arange(out_h) * s_h - pad_top).reshape(1, out_h, 1) + (torch.arange(k_h) * d_h).repeat_interleave(k_w).reshape(taps, 1, 1)
-    base_x = (torch.arange(out_w) * s_w - pad_left).reshape(1, 1, out_w) + (torch.arange(k_w) * d_w).repeat(k_h).reshape(taps, 1, 1)
+    base_y = (torch.arange(out_h) * s_h - pad_top).reshape(1, out_h, 1) + (torch.arange(k_h) * d_h).repeat_interleave(
+        k_w
+    ).reshape(taps, 1, 1)
+    base_x = (torch.arange(out_w) * s_w - pad_left).reshape(1, 1, out_w) + (torch.arange(k_w) * d_w).repeat(
+        k_h
+    ).reshape(taps, 1, 1)
     y = base_y.to(x.dtype) + offset[:, :, :, 0]  # (N, G, taps, out_h, out_w)
     xx = base_x.to(x.dtype) + offset[:, :, :, 1]
     grid = torch.stack((xx / (width - 1) * 2 - 1, y / (height - 1) * 2 - 1), dim=-1)
@@ -199,7 +223,9 @@ def _corner_boxes(boxes: torch.Tensor, center_point_box: int) -> torch.Tensor:
         x_c, y_c, w, h = boxes.unbind(-1)
         return torch.stack((y_c - h / 2, x_c - w / 2, y_c + h / 2, x_c + w / 2), dim=-1)
     y1, x1, y2, x2 = boxes.unbind(-1)
-    return torch.stack((torch.minimum(y1, y2), torch.minimum(x1, x2), torch.maximum(y1, y2), torch.maximum(x1, x2)), dim=-1)
+    return torch.stack(
+        (torch.minimum(y1, y2), torch.minimum(x1, x2), torch.maximum(y1, y2), torch.maximum(x1, x2)), dim=-1
+    )
 
 
 def _iou(box: torch.Tensor, others: torch.Tensor) -> torch.Tensor:

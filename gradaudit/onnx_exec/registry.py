@@ -78,13 +78,20 @@ def optional_input(inputs: Sequence[Any], slot: int) -> torch.Tensor | None:
     return value if value is not None and value.numel() else None
 
 
-def register(*op_types: str, weight_slots: Sequence[int] = (), stat_slots: Sequence[int] = (), affine_operands: bool = False,
-             setting_slots: Sequence[int] = ()):
+def register(
+    *op_types: str,
+    weight_slots: Sequence[int] = (),
+    stat_slots: Sequence[int] = (),
+    affine_operands: bool = False,
+    setting_slots: Sequence[int] = (),
+):
     """Register one function for the given ONNX op types."""
 
     def wrap(fn: OpFunction) -> OpFunction:
         for op_type in op_types:
-            OPS[op_type] = OpSpec(fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands, frozenset(setting_slots))
+            OPS[op_type] = OpSpec(
+                fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands, frozenset(setting_slots)
+            )
         return fn
 
     return wrap

@@ -60,11 +60,15 @@ class Objective:
     seeded_targets: bool = True
 
 
-def objective_for(graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None, loss: str = "auto") -> Objective:
+def objective_for(
+    graph: nx.DiGraph, loss_fn: Callable[[Any, Sequence[Any]], Any] | None, loss: str = "auto"
+) -> Objective:
     """The model's own loss when the loader found one (it wins over `loss`), else the loss `loss`
     (gradaudit.config.LOSSES) on the graph's outputs."""
     if loss_fn is not None:
-        return Objective(lambda outputs, inputs, seed, teacher=None: loss_fn(outputs, inputs), "model's own loss", False)
+        return Objective(
+            lambda outputs, inputs, seed, teacher=None: loss_fn(outputs, inputs), "model's own loss", False
+        )
     kinds = [_output_kind(graph, node) for node in graph.graph.get("outputs", [])]
     slots = graph.graph.get("output_slots") or list(range(len(kinds)))  # graph output i is model output slots[i]
 

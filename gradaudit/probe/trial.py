@@ -211,7 +211,9 @@ def trial_run(
             for group in optim.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
             optim.step()
-    return TrialRun(lr, optimizer, steps, warmup, tuple(losses), tuple(norms), diverged_at, time.perf_counter() - started)
+    return TrialRun(
+        lr, optimizer, steps, warmup, tuple(losses), tuple(norms), diverged_at, time.perf_counter() - started
+    )
 
 
 @dataclass(frozen=True)

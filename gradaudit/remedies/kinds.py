@@ -245,9 +245,12 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
     search = trials.search() if trials is not None else None
     if search is not None and search.best is None:
         return _no_rate_trained(search, plan, layers)
-    new_lr, warmup = (search.recommended, search.best.warmup) if search is not None else (plan.new_lr, snippets.WARMUP_STEPS)
-    action = _("At lr {lr:g} ({optimizer}) the layers' update/weight ratios per step span {low:.2g} to {high:.2g}").format(
-        lr=plan.lr, optimizer=plan.optimizer, low=plan.low, high=plan.high)
+    new_lr, warmup = (
+        (search.recommended, search.best.warmup) if search is not None else (plan.new_lr, snippets.WARMUP_STEPS)
+    )
+    action = _(
+        "At lr {lr:g} ({optimizer}) the layers' update/weight ratios per step span {low:.2g} to {high:.2g}"
+    ).format(lr=plan.lr, optimizer=plan.optimizer, low=plan.low, high=plan.high)
     if search is not None:
         best = search.best
         action += _("; of {runs} trial runs, lr {best:.3g} lowered the loss most "
@@ -261,7 +264,9 @@ def _planned_run_lr(finding: Finding, ctx: Context) -> Recommendation | None:
         if plan.limit is not None:
             action += _("; the largest stable step is {limit:.3g} (from the sharpness under {loss})").format(
                 limit=plan.limit, loss=ctx.probe.loss)
-        reason = _("half the stability limit") if plan.capped else _("the median layer updating 1e-3 of its weight per step")
+        reason = (
+            _("half the stability limit") if plan.capped else _("the median layer updating 1e-3 of its weight per step")
+        )
         action += _("; use a peak learning rate of {lr:.3g} ({reason}), warmed up over {steps} steps").format(
             lr=new_lr, reason=reason, steps=warmup)
     if plan.multipliers:
@@ -304,8 +309,9 @@ def gradient_clipping(finding: Finding, ctx: Context) -> Recommendation | None:
     if threshold is None:
         return None
     layers = [ctx.graph.nodes[n]["name"] for n in weight_nodes(ctx.graph)]  # the clip is global
-    action = _("Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {loss})").format(
-        threshold=threshold, loss=ctx.probe.loss)
+    action = _(
+        "Clip the global gradient norm at {threshold:.3g} (the norm measured at initialisation under {loss})"
+    ).format(threshold=threshold, loss=ctx.probe.loss)
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 

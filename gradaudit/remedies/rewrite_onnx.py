@@ -30,7 +30,9 @@ ONNX_ACTIVATIONS = {"relu": "Relu"}
 NORM_EPS = 1e-5
 
 
-def edited_onnx(source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed: int) -> tuple[onnx.ModelProto, list[str]]:
+def edited_onnx(
+    source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed: int
+) -> tuple[onnx.ModelProto, list[str]]:
     """The ONNX model with the edited executor parameters written into its initializers; its
     external data is read as the loader reads it, from inside the model's folder only."""
     from gradaudit.onnx_exec.external_data import load_confined
@@ -49,7 +51,9 @@ def edited_onnx(source: str, handle: ModelHandle, edits: tuple[Edit, ...], seed:
         old = initializers[name]
         value = params[param].detach().cpu()
         value = value.float() if value.dtype == torch.bfloat16 else value  # numpy has no bfloat16; exact in float32
-        array = value.numpy().astype(numpy_helper.to_array(old).dtype)  # back to the stored type (ml_dtypes for bf16/float8)
+        array = value.numpy().astype(
+            numpy_helper.to_array(old).dtype
+        )  # back to the stored type (ml_dtypes for bf16/float8)
         old.CopyFrom(numpy_helper.from_array(array, name))
     onnx.checker.check_model(model)
     return model, skipped

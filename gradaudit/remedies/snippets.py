@@ -74,7 +74,9 @@ def insert_norms(norms: dict[str, str]) -> str:
     )
 
 
-def layerwise_lr(multipliers: dict[str, float], max_lr: float | None, meaning: str = "2 / sharpness: the stability limit") -> str:
+def layerwise_lr(
+    multipliers: dict[str, float], max_lr: float | None, meaning: str = "2 / sharpness: the stability limit"
+) -> str:
     lr = f"{float(max_lr)!r}  # {meaning}" if max_lr else "1e-3  # your learning rate"
     return (
         "import torch\n" + PARAMS

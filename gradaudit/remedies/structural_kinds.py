@@ -28,7 +28,9 @@ EXPLODING_FLOW_CODES = {"GA101", "GA103"}
 VANISHING_CODES = {"GA102", "GA104", "GA402"}
 
 
-def inserted_norms(layers: list[str], norms: dict[str, tuple[str, str]], ctx: Context) -> StructuralRecommendation | None:
+def inserted_norms(
+    layers: list[str], norms: dict[str, tuple[str, str]], ctx: Context
+) -> StructuralRecommendation | None:
     """A norm after each listed layer but the output's; `norms` maps a layer to its (module path,
     norm constructor)."""
     ids = node_by_name(ctx.graph)

@@ -58,7 +58,9 @@ def _out_axis(stats: ParamStats, tensor: torch.Tensor) -> int:
     return 0
 
 
-def refreshed_graph(graph: nx.DiGraph, before: torch.nn.Module, after: torch.nn.Module, changed: set[str]) -> nx.DiGraph:
+def refreshed_graph(
+    graph: nx.DiGraph, before: torch.nn.Module, after: torch.nn.Module, changed: set[str]
+) -> nx.DiGraph:
     """A copy of the LayerGraph whose statistics of the `changed` parameters describe `after`."""
     new = graph.copy()
     old_params = dict(before.named_parameters(remove_duplicate=False))

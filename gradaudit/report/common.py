@@ -155,7 +155,9 @@ def _disambiguated(rows: list[LayerRow]) -> list[LayerRow]:
     for row in rows:
         counts[row.name] = counts.get(row.name, 0) + 1
     return [
-        dataclasses.replace(row, name=f"{row.name} · {row.role or row.param.rsplit('.', 1)[-1]}") if counts[row.name] > 1 else row
+        dataclasses.replace(row, name=f"{row.name} · {row.role or row.param.rsplit('.', 1)[-1]}")
+        if counts[row.name] > 1
+        else row
         for row in rows
     ]
 

@@ -118,7 +118,9 @@ def _table_rows(rows: list[LayerRow], report: dict[str, Any]) -> list[dict[str, 
     """Layer rows (predicted vs measured) with the probe's activation statistics joined in."""
     dynamic = report["gradient_flow"]["dynamic"] or {"layers": []}
     probed = {layer["param"]: layer for layer in dynamic["layers"]}
-    return [dataclasses.asdict(row) | {key: probed.get(row.param, {}).get(key) for key in PROBE_COLUMNS} for row in rows]
+    return [
+        dataclasses.asdict(row) | {key: probed.get(row.param, {}).get(key) for key in PROBE_COLUMNS} for row in rows
+    ]
 
 
 def headline(text: str) -> str:

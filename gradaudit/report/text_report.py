@@ -153,7 +153,9 @@ def _recommendation_line(rec: Recommendation) -> str:
 def _trial_line(trial: dict) -> str:
     """The trial training of the original and of the changed copy, as loss first -> last and outcome."""
     def run(record: dict) -> str:
-        return f"{_fmt_loss(record.get('first_loss'))} → {_fmt_loss(record.get('last_loss'))} ({clean(record['outcome'])})"
+        return (
+            f"{_fmt_loss(record.get('first_loss'))} → {_fmt_loss(record.get('last_loss'))} ({clean(record['outcome'])})"
+        )
 
     return _("trial training ({optimizer}, lr {lr}, {steps} steps): loss {before} before, {after} after").format(
         optimizer=clean(trial["optimizer"]), lr=f"{trial['lr']:.3g}", steps=trial["steps"],

@@ -127,7 +127,9 @@ def _ratio_text(ratio: float) -> str:
 
 
 def _static_scale(ctx: Context) -> Diagnosis:
-    grads = [10.0**w.log10_grad_rms for w in flow_ends(ctx.graph, ctx.static.weights) if math.isfinite(w.log10_grad_rms)]
+    grads = [
+        10.0**w.log10_grad_rms for w in flow_ends(ctx.graph, ctx.static.weights) if math.isfinite(w.log10_grad_rms)
+    ]
     return diagnose(FlowSummary(None, grads, ctx.static.output_rms))
 
 

@@ -58,11 +58,14 @@ class RuleConfig:
     init_fail_decades: float = field(
         default=2.0, metadata={"doc": "compounded init mismatch (GA201): error beyond this many decades"})
     recurrent_warn_decades: float = field(
-        default=1.0, metadata={"doc": "recurrent first/last time-step gradient ratio: warning beyond this many decades"})
+        default=1.0, metadata={"doc": "recurrent first/last time-step gradient ratio: warning beyond this many decades"}
+    )
     recurrent_fail_decades: float = field(
         default=2.0, metadata={"doc": "recurrent first/last time-step gradient ratio: error beyond this many decades"})
     recurrent_vanishing_fail_decades: float = field(
-        default=6.0, metadata={"doc": "recurrent first/last time-step gradient ratio: error below minus this many decades"})
+        default=6.0,
+        metadata={"doc": "recurrent first/last time-step gradient ratio: error below minus this many decades"},
+    )
     ignore: list[str] = field(default_factory=list, metadata={"doc": "rule codes never reported, e.g. [\"GA301\"]"})
     per_layer_ignores: dict[str, list[str]] = field(
         default_factory=dict,

@@ -260,12 +260,22 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> 
     unknown: list[str] = []
     for node in forward_order(graph):
         transfer, data = state.transfers[node], graph.nodes[node]
-        nodes[node] = NodeEstimate(moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known)
+        nodes[node] = NodeEstimate(
+            moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known
+        )
         if not transfer.known and data["source"] not in unknown:
             unknown.append(data["source"])
     uses = _weight_uses(graph)
     weights = [
-        WeightEstimate(w.node, w.layer, w.param, w.op, nodes[w.node].log10_gain, _log10_sqrt(_shared_weight_grad_sq(state, uses[w.param], grads)), w.role)
+        WeightEstimate(
+            w.node,
+            w.layer,
+            w.param,
+            w.op,
+            nodes[w.node].log10_gain,
+            _log10_sqrt(_shared_weight_grad_sq(state, uses[w.param], grads)),
+            w.role,
+        )
         for w in weight_layers(graph)
     ]
     ends = flow_ends(graph, weights)
@@ -287,5 +297,8 @@ def _log10_update_ratio(graph: nx.DiGraph, ends: list[WeightEstimate], ratio: fl
     if not ends:
         return None
     first, last = ends[0], ends[-1]
-    return log10_update_ratio(ratio, (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
-                              (weight_positions(graph, first.node), weight_positions(graph, last.node)))
+    return log10_update_ratio(
+        ratio,
+        (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
+        (weight_positions(graph, first.node), weight_positions(graph, last.node)),
+    )

@@ -75,7 +75,9 @@ def activation(ctx: Context) -> Transfer:
         return _pass_through(ctx, known=False)
     stats = activation_stats(ctx.fn, ctx.attrs, ctx.x)
     spectrum = Spectrum(stats.homogeneity, stats.slope_spread)
-    return Transfer(stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs), stats.dphi_unit_sq, spectrum))
+    return Transfer(
+        stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs), stats.dphi_unit_sq, spectrum)
+    )
 
 
 @rule("scale")
@@ -90,7 +92,9 @@ def scale(ctx: Context) -> Transfer:
     value = float(ctx.attrs.get("value", 1.0))
     mean = float(ctx.attrs.get("mean", value))
     constant = Moments(mean, 0.0, max(value * value - mean * mean, 0.0))
-    return Transfer(product_moments(ctx.x, constant), elementwise(value * value, mean, len(ctx.inputs), spectrum=IDENTITY))
+    return Transfer(
+        product_moments(ctx.x, constant), elementwise(value * value, mean, len(ctx.inputs), spectrum=IDENTITY)
+    )
 
 
 @rule("add")
@@ -110,7 +114,9 @@ def add(ctx: Context) -> Transfer:
     out = Moments(mu, v, s)
     shares = [counts[p] ** 2 * m.q / out.q if out.q > 0 else 0.0 for p, m in zip(ctx.producers, ctx.inputs)]
     copies = broadcast_copies(ctx)
-    return Transfer(out, lambda g: [g.scaled(1.0, 1.0, spectrum=Spectrum(share)).summed_over(k) for share, k in zip(shares, copies)])
+    return Transfer(
+        out, lambda g: [g.scaled(1.0, 1.0, spectrum=Spectrum(share)).summed_over(k) for share, k in zip(shares, copies)]
+    )
 
 
 def broadcast_copies(ctx: Context) -> list[float]:
@@ -142,7 +148,13 @@ def mul(ctx: Context) -> Transfer:
     a, b = ctx.inputs
     out = _square(a) if ctx.producers[0] == ctx.producers[1] else product_moments(a, b)
     copies = broadcast_copies(ctx)
-    return Transfer(out, lambda g: [Grad(g.sq * b.q, g.mean * b.mu).summed_over(copies[0]), Grad(g.sq * a.q, g.mean * a.mu).summed_over(copies[1])])
+    return Transfer(
+        out,
+        lambda g: [
+            Grad(g.sq * b.q, g.mean * b.mu).summed_over(copies[0]),
+            Grad(g.sq * a.q, g.mean * a.mu).summed_over(copies[1]),
+        ],
+    )
 
 
 @rule("divide")
@@ -160,7 +172,9 @@ def divide(ctx: Context) -> Transfer:
     if b.q <= 0.0:
         return _pass_through(ctx, known=False)
     out = Moments(a.mu * b.mu / b.q, a.v / b.q, a.s / b.q)
-    return Transfer(out, lambda g: [Grad(g.sq / b.q, g.mean * b.mu / b.q), Grad(g.sq * a.q / b.q**2, -g.mean * a.mu / b.q)])
+    return Transfer(
+        out, lambda g: [Grad(g.sq / b.q, g.mean * b.mu / b.q), Grad(g.sq * a.q / b.q**2, -g.mean * a.mu / b.q)]
+    )
 
 
 def _normal_cdf(x: float) -> float:
@@ -216,7 +230,9 @@ def exp_gap(ctx: Context) -> Transfer:
     if var == 0.0:
         w = math.exp(min(mu, 0.0))
         slope = w if mu < 0.0 else 0.0
-        return Transfer(Moments(w, 0.0, 0.0), lambda g: [g.scaled(slope * slope, slope), g.scaled(slope * slope, -slope)])
+        return Transfer(
+            Moments(w, 0.0, 0.0), lambda g: [g.scaled(slope * slope, slope), g.scaled(slope * slope, -slope)]
+        )
     sd = math.sqrt(var)
     above = _normal_cdf(mu / sd)
     mean_slope, slope_sq = _truncated_exp_moment(1.0, mu, sd), _truncated_exp_moment(2.0, mu, sd)

@@ -118,7 +118,9 @@ def norm(ctx: Context) -> Transfer:
     gamma_sq = gamma.rms**2 if gamma else 1.0
     gain_sq = gamma_sq / divisor * finite_set_correction(normalised_count(ctx), CENTRING[ctx.fn])
     slots = len(ctx.inputs)
-    return Transfer(_affine(ctx, _normalised(ctx, divisor)), lambda g: [_norm_backward(ctx, g, gain_sq)] + [Grad()] * (slots - 1))
+    return Transfer(
+        _affine(ctx, _normalised(ctx, divisor)), lambda g: [_norm_backward(ctx, g, gain_sq)] + [Grad()] * (slots - 1)
+    )
 
 
 def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
@@ -133,10 +135,19 @@ def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
 
 def _summed_norm(ctx: Context, summed: int) -> Transfer:
     """A norm of the sum of its first `summed` inputs: the add rule, then the norm's."""
-    total = add(replace(ctx, inputs=ctx.inputs[:summed], in_shapes=ctx.in_shapes[:summed], producers=ctx.producers[:summed]))
+    total = add(
+        replace(ctx, inputs=ctx.inputs[:summed], in_shapes=ctx.in_shapes[:summed], producers=ctx.producers[:summed])
+    )
     attrs = {k: v for k, v in ctx.attrs.items() if k != "summed_inputs"}
-    inner = norm(replace(ctx, attrs=attrs, inputs=[total.out] + ctx.inputs[summed:], in_shapes=[ctx.out_shape] + ctx.in_shapes[summed:],
-                         producers=[ctx.node] + ctx.producers[summed:]))
+    inner = norm(
+        replace(
+            ctx,
+            attrs=attrs,
+            inputs=[total.out] + ctx.inputs[summed:],
+            in_shapes=[ctx.out_shape] + ctx.in_shapes[summed:],
+            producers=[ctx.node] + ctx.producers[summed:],
+        )
+    )
 
     def backward(g: Grad) -> list[Grad]:
         grads = inner.backward(g)

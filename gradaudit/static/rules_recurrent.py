@@ -124,7 +124,9 @@ def lstm_step(w: Weights, x: Moments, h: Moments, c: Moments) -> Step:
 
     # E[d pre / d c_total] per gate (i, f, g) and E[d c_total / d h] = E[o tanh'(c)]: the cell's
     # loop through W_hh that stays the same from step to step (`coherent`)
-    loop_mean_sq = (o.out.mu * tc.dphi_mean) ** 2 * ((g.out.mu * i.dphi_mean) ** 2 + (c.mu * f.dphi_mean) ** 2 + (i.out.mu * g.dphi_mean) ** 2)
+    loop_mean_sq = (o.out.mu * tc.dphi_mean) ** 2 * (
+        (g.out.mu * i.dphi_mean) ** 2 + (c.mu * f.dphi_mean) ** 2 + (i.out.mu * g.dphi_mean) ** 2
+    )
 
     def backward(gh: float, gc: float) -> tuple[float, float, float]:
         """The hidden gradient reaches the previous step only through the cell's aligned loop (`coherent`)."""
@@ -146,11 +148,17 @@ def gru_step(w: Weights, x: Moments, h: Moments, c: Moments) -> Step:
     update = Moments(1.0 - z.out.mu, z.out.v, z.out.s)  # 1 - z
     h_new = _plus(product_moments(update, n.out), product_moments(z.out, h))
     # E[d pre / d h] through W_hh per gate (n, z, r): the loop that stays the same from step to step (`coherent`)
-    loop_mean_sq = (update.mu * n.dphi_mean) ** 2 * (r.out.mu**2 + (hidden.mu * r.dphi_mean) ** 2) + ((h.mu - n.out.mu) * z.dphi_mean) ** 2
+    loop_mean_sq = (update.mu * n.dphi_mean) ** 2 * (r.out.mu**2 + (hidden.mu * r.dphi_mean) ** 2) + (
+        (h.mu - n.out.mu) * z.dphi_mean
+    ) ** 2
 
     def backward(gh: float, gc: float) -> tuple[float, float, float]:
         pre_sq = gh * (update.q * n.dphi_sq * (r.out.q + r.dphi_sq * hidden.q) + (h.q + n.out.q) * z.dphi_sq)
-        return coherent(_fixed_sq(z.out) * gh, min(w.rec_sq * loop_mean_sq, w.rec_sq * pre_sq / max(gh, TINY)) * gh), 0.0, pre_sq
+        return (
+            coherent(_fixed_sq(z.out) * gh, min(w.rec_sq * loop_mean_sq, w.rec_sq * pre_sq / max(gh, TINY)) * gh),
+            0.0,
+            pre_sq,
+        )
 
     return Step(h_new, Moments(), backward)
 
@@ -247,7 +255,9 @@ def _weights(ctx: Context, layer: int, hidden: int, fan_in: float) -> Weights:
     w_ih, w_hh = _layer_param(ctx, "weight_ih", layer), _layer_param(ctx, "weight_hh", layer)
     biases = [b for b in (b_ih, b_hh) if b is not None]
     gate_means = tuple(float(m) for m in ctx.attrs.get("gate_bias_means") or ()) or None
-    between_gates = sum((m - sum(gate_means) / len(gate_means)) ** 2 for m in gate_means) / len(gate_means) if gate_means else 0.0
+    between_gates = (
+        sum((m - sum(gate_means) / len(gate_means)) ** 2 for m in gate_means) / len(gate_means) if gate_means else 0.0
+    )
     return Weights(
         hidden,
         fan_in,

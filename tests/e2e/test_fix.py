@@ -33,7 +33,11 @@ def test_fix_writes_a_healthy_model_from_a_verified_cure(sample, tmp_path):
     cures = [r for r in result.before.recommendations
              if r.verified and r.verified["helped"] and r.verified["diagnosis_after"] == "healthy"]
     assert cures, [r.verified for r in result.before.recommendations]
-    assert any(restructured(r) for r in cures) if sample.stem in NEEDS_STRUCTURE else any(not restructured(r) for r in cures)
+    assert (
+        any(restructured(r) for r in cures)
+        if sample.stem in NEEDS_STRUCTURE
+        else any(not restructured(r) for r in cures)
+    )
     assert result.applied and all(r.verified["helped"] for r in result.applied)
     written = onnx.load(str(output))
     onnx.checker.check_model(written)
@@ -61,11 +65,15 @@ def test_check_verify_reports_before_after_in_json(tmp_path, capsys):
     main(["check", str(sample), "--verify", "--json", str(report), "-q", "--timeout", "3000"])  # a loaded CI machine
     recs = json.loads(report.read_text())["recommendations"]
     verified = [r["verified"] for r in recs if r["verified"]]
-    assert {"log10_ratio_before", "log10_ratio_after", "diagnosis_before", "diagnosis_after", "helped"} <= set(verified[0])
+    assert {"log10_ratio_before", "log10_ratio_after", "diagnosis_before", "diagnosis_after", "helped"} <= set(
+        verified[0]
+    )
     assert any(v["helped"] for v in verified) and any(not v["helped"] for v in verified)  # failures stay failures
     (trial,) = [v["trial"] for v in verified if "trial" in v]  # the best change only
     assert trial["before"]["outcome"].startswith("diverges") and trial["after"]["outcome"] == "trains"
-    assert len(trial["after"]["losses"]) == trial["steps"] and trial["after"]["losses"][-1] < trial["after"]["losses"][0]
+    assert (
+        len(trial["after"]["losses"]) == trial["steps"] and trial["after"]["losses"][-1] < trial["after"]["losses"][0]
+    )
 
 
 def test_fix_structural_prints_a_definition_patch_for_a_factory(capsys):

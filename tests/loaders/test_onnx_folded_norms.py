@@ -25,7 +25,7 @@ DEPTH = 24
 FUSED_NODE_METADATA = {
     "pkg.onnxscript.rewriter.rule_name": "RemoveOptionalBiasFromConv, FuseBatchNormIntoConv",  # every rule applied
     "pkg.torch.onnx.class_hierarchy": "['torch.nn.modules.container.Sequential', 'torch.nn.modules.batchnorm.BatchNorm2d', "
-                                      "'aten._native_batch_norm_legit_no_training.default']",
+    "'aten._native_batch_norm_legit_no_training.default']",
 }
 
 
@@ -34,7 +34,9 @@ def _conv_bn_stack() -> nn.Module:
     layers: list[nn.Module] = []
     for _ in range(DEPTH):
         layers += [nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()]
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    ).eval()
 
 
 def _export(path, folded: bool, metadata: dict[str, str] | None = None) -> str:

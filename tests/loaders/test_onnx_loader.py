@@ -62,7 +62,10 @@ def test_unusable_file_raises_input_error(kind: str, tmp_path, mlp_file: str) ->
 def _single_node_model(op_type: str, opset: int, out_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op_type, ["r"], ["y"])]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])], [helper.make_tensor_value_info("y", out_type, ["n", 4])]
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", out_type, ["n", 4])],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -152,7 +155,9 @@ def test_integer_input_indexes_embedding(tmp_path) -> None:
     assert handle.inputs[0].dtype == "int64" and handle.inputs[0].high == 37 and handle.inputs[0].shape == (4, 5)
     (embedding,) = [d for _, d in handle.graph.nodes(data=True) if d["op"] == "embedding"]
     assert embedding["attrs"]["num_embeddings"] == 37 and embedding["params"]["weight"].shape == (37, 8)
-    assert list(handle.graph.predecessors(next(n for n, d in handle.graph.nodes(data=True) if d["op"] == "embedding"))) == ["x"]
+    assert list(
+        handle.graph.predecessors(next(n for n, d in handle.graph.nodes(data=True) if d["op"] == "embedding"))
+    ) == ["x"]
 
 
 # --- LayerGraph vocabulary ------------------------------------------------------------------
@@ -171,11 +176,18 @@ def test_mlp_graph(mlp_file: str) -> None:
 def test_transformer_graph_holds_the_data_path(tmp_path) -> None:
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=True)
-    path = _export(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), (torch.randn(2, 5, 16),), tmp_path / "t.onnx", {"x": {0: "batch"}})
+    path = _export(
+        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+        (torch.randn(2, 5, 16),),
+        tmp_path / "t.onnx",
+        {"x": {0: "batch"}},
+    )
     handle = load_onnx(path, batch=3)
     graph = handle.graph
     ops = Counter(d["op"] for _, d in graph.nodes(data=True))
-    assert ops["linear"] == 8 and ops["matmul"] == 4 and ops["softmax"] == 2 and ops["norm"] == 4 and ops["unknown"] == 0
+    assert (
+        ops["linear"] == 8 and ops["matmul"] == 4 and ops["softmax"] == 2 and ops["norm"] == 4 and ops["unknown"] == 0
+    )
     assert all(d["out_shape"] is not None for _, d in graph.nodes(data=True))
     sources = {d["source"] for _, d in graph.nodes(data=True)}
     assert not sources & {"Shape", "Range", "Equal", "ConstantOfShape"}  # shape arithmetic is not a node
@@ -208,7 +220,11 @@ def test_recurrent_node(kind: str, fn: str, gates: int, tmp_path) -> None:
     assert attrs == {"hidden": 7, "seq_len": 9, "time_axis": 0, "num_layers": 1, "bidirectional": False, "fan_in": 5}
     expected = (net.rnn.bias_ih_l0 + net.rnn.bias_hh_l0).detach().reshape(gates, 7).mean(dim=1).tolist()
     assert gate_means == pytest.approx(expected, abs=1e-6)
-    assert node["params"]["weight_ih"].shape == (1, gates * 7, 5) and node["params"]["weight_hh"].shape == (1, gates * 7, 7)
+    assert node["params"]["weight_ih"].shape == (1, gates * 7, 5) and node["params"]["weight_hh"].shape == (
+        1,
+        gates * 7,
+        7,
+    )
     assert node["params"]["bias_ih"].shape == (1, gates * 7)
 
 
@@ -222,7 +238,11 @@ def test_cnn_graph_vocabulary(tmp_path) -> None:
     handle = load_onnx(_export(model, (torch.randn(2, 3, 16, 16),), tmp_path / "c.onnx", {"x": {0: "batch"}}), batch=2)
     nodes = [handle.graph.nodes[n] for n in sorted(handle.graph.nodes, key=lambda n: handle.graph.nodes[n]["order"])]
     convs = [d for d in nodes if d["op"] == "conv"]
-    assert convs[0]["attrs"]["stride"] == (2, 2) and convs[0]["attrs"]["fan_in"] == 27.0 and convs[0]["attrs"]["fan_out"] == 8 * 9 / 4  # exact: fan-in/out are shape arithmetic
+    assert (
+        convs[0]["attrs"]["stride"] == (2, 2)
+        and convs[0]["attrs"]["fan_in"] == 27.0
+        and convs[0]["attrs"]["fan_out"] == 8 * 9 / 4
+    )  # exact: fan-in/out are shape arithmetic
     assert convs[1]["attrs"]["groups"] == 8 and convs[1]["attrs"]["fan_in"] == 9.0  # exact: shape arithmetic
     (norm,) = [d for d in nodes if d["op"] == "norm"]  # the BN after a conv is folded into it by the exporter
     assert norm["fn"] == "batch" and set(norm["params"]) == {"scale", "bias"}
@@ -244,7 +264,11 @@ def test_decomposed_layer_norm_is_one_norm_node(tmp_path) -> None:
     graph = handle.graph
     ops = [graph.nodes[n] for n in sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])]
     (norm,) = [d for d in ops if d["op"] == "norm"]
-    assert norm["fn"] == "layer" and norm["attrs"]["normalized_shape"] == (10,) and norm["attrs"]["eps"] == pytest.approx(1e-5)
+    assert (
+        norm["fn"] == "layer"
+        and norm["attrs"]["normalized_shape"] == (10,)
+        and norm["attrs"]["eps"] == pytest.approx(1e-5)
+    )
     assert not [d for d in ops if d["op"] == "unknown"]
     assert [d["op"] for d in ops][:3] == ["input", "linear", "norm"]
     x = torch.randn(2, 6)
@@ -303,8 +327,17 @@ def test_exported_group_norm_and_silu_are_one_node_each(tmp_path) -> None:
     from gradaudit.static import estimate
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1),
-                          nn.GroupNorm(4, 16), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.GroupNorm(4, 16),
+        nn.SiLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.GroupNorm(4, 16),
+        nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    ).eval()
     x = torch.randn(4, 3, 8, 8)
     path = tmp_path / "gn.onnx"
     with warnings.catch_warnings():

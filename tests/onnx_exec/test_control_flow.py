@@ -38,8 +38,12 @@ def _scan_rnn() -> onnx.ModelProto:
         "body", [_value("h", [2, 4]), _value("x_t", [2, 4])], [_value("h_next", [2, 4]), _value("y_t", [2, 4])],
     )  # fmt: skip
     node = helper.make_node("Scan", ["h0", "x"], ["h_last", "ys"], body=body, num_scan_inputs=1)
-    return _model([node], [_value("h0", [2, 4]), _value("x", [5, 2, 4])], [_value("h_last", [2, 4]), _value("ys", [5, 2, 4])],
-                  [numpy_helper.from_array(W, "W")])
+    return _model(
+        [node],
+        [_value("h0", [2, 4]), _value("x", [5, 2, 4])],
+        [_value("h_last", [2, 4]), _value("ys", [5, 2, 4])],
+        [numpy_helper.from_array(W, "W")],
+    )
 
 
 def _loop_power() -> onnx.ModelProto:
@@ -51,7 +55,10 @@ def _loop_power() -> onnx.ModelProto:
                  _value("v", [2, 4])],
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), _value("v_next", [2, 4]), _value("v_seen", [2, 4])],
     )  # fmt: skip
-    trips, keep = numpy_helper.from_array(np.array(3, np.int64), "trips"), numpy_helper.from_array(np.array(True), "keep")
+    trips, keep = (
+        numpy_helper.from_array(np.array(3, np.int64), "trips"),
+        numpy_helper.from_array(np.array(True), "keep"),
+    )
     node = helper.make_node("Loop", ["trips", "keep", "v0"], ["v_last", "vs"], body=body)
     return _model([node], [_value("v0", [2, 4])], [_value("v_last", [2, 4]), _value("vs", [3, 2, 4])],
                   [numpy_helper.from_array(W, "W"), trips, keep])
@@ -63,7 +70,9 @@ def _branch(name: str, op: str) -> onnx.GraphProto:
 
 def _if_model() -> onnx.ModelProto:
     node = helper.make_node("If", ["c"], ["y"], then_branch=_branch("t", "Relu"), else_branch=_branch("e", "Neg"))
-    return _model([node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []), _value("x", [2, 4])], [_value("y", [2, 4])])
+    return _model(
+        [node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []), _value("x", [2, 4])], [_value("y", [2, 4])]
+    )
 
 
 def _run_both(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[list, list]:
@@ -117,9 +126,17 @@ def test_control_flow_ops_declare_why_they_have_no_gain_rule() -> None:
 
 def _argmax_head() -> onnx.ModelProto:
     """A classifier whose only output is the ArgMax of its logits: no gradient flows from it."""
-    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1), helper.make_node("ArgMax", ["logits"], ["label"], axis=1)]
-    inits = [numpy_helper.from_array((RNG.standard_normal((3, 4)) / 2).astype(np.float32), "w"), numpy_helper.from_array(np.zeros(3, np.float32), "b")]
-    return _model(nodes, [_value("x", ["n", 4])], [helper.make_tensor_value_info("label", TensorProto.INT64, ["n"])], inits)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1),
+        helper.make_node("ArgMax", ["logits"], ["label"], axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array((RNG.standard_normal((3, 4)) / 2).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b"),
+    ]
+    return _model(
+        nodes, [_value("x", ["n", 4])], [helper.make_tensor_value_info("label", TensorProto.INT64, ["n"])], inits
+    )
 
 
 def test_a_non_differentiable_tail_is_cut_and_the_loss_reads_the_last_differentiable_tensor(tmp_path: Path) -> None:
@@ -141,7 +158,9 @@ def test_a_branch_reading_the_input_from_the_outer_scope_stays_on_the_data_path(
     gemm = helper.make_node("Gemm", ["x0", "w", "b"], ["x"], transB=1)
     model.graph.node.insert(0, gemm)
     model.graph.input[1].name = "x0"
-    model.graph.initializer.extend([numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.zeros(4, np.float32), "b")])
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.zeros(4, np.float32), "b")]
+    )
     model.graph.input[0].CopyFrom(helper.make_tensor_value_info("c", TensorProto.BOOL, []))
     onnx.save(model, str(path))
     assert main(["check", str(path), "--json", str(report), "--quiet"]) in (0, 1)
@@ -150,8 +169,11 @@ def test_a_branch_reading_the_input_from_the_outer_scope_stays_on_the_data_path(
 
 
 def test_outputs_through_top_k_indices_cut_to_its_input_and_shapes_add_nothing() -> None:
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("TopK", ["r", "k"], ["values", "indices"], axis=1),
-             helper.make_node("Shape", ["r"], ["shape"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("TopK", ["r", "k"], ["values", "indices"], axis=1),
+        helper.make_node("Shape", ["r"], ["shape"]),
+    ]
     outputs = [_value("values", ["n", 2]), helper.make_tensor_value_info("indices", TensorProto.INT64, ["n", 2]),
                helper.make_tensor_value_info("shape", TensorProto.INT64, [2])]
     model = _model(nodes, [_value("x", ["n", 4])], outputs, [numpy_helper.from_array(np.array([2], np.int64), "k")])

@@ -47,7 +47,9 @@ def test_constant_of_shape_weights_become_parameters() -> None:
     weight = dict(module.named_parameters())["fc_w"]
     assert weight.shape == (3, 4) and torch.all(weight == 0.02)  # exact: the fill value itself
     module(torch.ones(2, 4)).sum().backward()
-    assert weight.grad is not None and torch.all(weight.grad == 2.0)  # each row sees two ones-rows; exact: small integers
+    assert weight.grad is not None and torch.all(
+        weight.grad == 2.0
+    )  # each row sees two ones-rows; exact: small integers
 
 
 def test_parameter_names_are_sanitised_and_mapped(tmp_path) -> None:
@@ -89,7 +91,10 @@ def test_runner_captures_node_outputs_with_gradients(tmp_path) -> None:
 def test_unsupported_operator_is_named() -> None:
     node = helper.make_node("ImageDecoder", ["x"], ["y"])
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4])], [helper.make_tensor_value_info("y", TensorProto.INT64, None)]
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
     )
     with pytest.raises(UnsupportedOperatorError, match="ImageDecoder"):
         onnx_to_torch(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))

@@ -27,7 +27,9 @@ def _f32(*shape: int) -> np.ndarray:
 
 def _model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], n_out: int = 1):
     """One node; `inputs` become graph inputs, `consts` initializers."""
-    value_info = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in inputs.items()]
+    value_info = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in inputs.items()
+    ]
     outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in node.output[:n_out]]
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     graph = helper.make_graph([node], "g", value_info, outputs, inits)
@@ -35,15 +37,18 @@ def _model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], n
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
 
-def assert_matches_onnxruntime(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray] | None = None, n_out: int = 1,
-                               atol: float = 1e-5) -> None:
+def assert_matches_onnxruntime(
+    node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray] | None = None, n_out: int = 1, atol: float = 1e-5
+) -> None:
     model = _model(node, inputs, consts or {}, n_out)
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
     module = onnx_to_torch(model, train_mode=False)
     got = module(*(torch.from_numpy(v) for v in inputs.values()))
     got = got if isinstance(got, tuple) else (got,)
     for index in range(n_out):
-        np.testing.assert_allclose(got[index].detach().numpy(), expected[index], rtol=1e-4, atol=atol, err_msg=f"output {index}")
+        np.testing.assert_allclose(
+            got[index].detach().numpy(), expected[index], rtol=1e-4, atol=atol, err_msg=f"output {index}"
+        )
 
 
 def _ms(op: str, inputs: list[str], outputs: list[str], **attrs):
@@ -96,13 +101,30 @@ def test_attention_packed_weights(mask: str, unidirectional: int) -> None:
 
 def test_multi_head_attention_bias_and_key_padding_mask() -> None:
     node = _ms("MultiHeadAttention", ["q", "k", "v", "b", "m"], ["y"], num_heads=2)
-    inputs = {"q": _f32(2, 3, 8), "k": _f32(2, 5, 8), "v": _f32(2, 5, 8), "m": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)}
+    inputs = {
+        "q": _f32(2, 3, 8),
+        "k": _f32(2, 5, 8),
+        "v": _f32(2, 5, 8),
+        "m": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32),
+    }
     assert_matches_onnxruntime(node, inputs, {"b": _f32(24)})
 
 
 def test_multi_head_attention_past_state_and_presents() -> None:
-    node = _ms("MultiHeadAttention", ["q", "k", "v", "", "", "", "pk", "pv"], ["y", "present_k", "present_v"], num_heads=2, unidirectional=1)
-    inputs = {"q": _f32(1, 2, 8), "k": _f32(1, 2, 8), "v": _f32(1, 2, 8), "pk": _f32(1, 2, 3, 4), "pv": _f32(1, 2, 3, 4)}
+    node = _ms(
+        "MultiHeadAttention",
+        ["q", "k", "v", "", "", "", "pk", "pv"],
+        ["y", "present_k", "present_v"],
+        num_heads=2,
+        unidirectional=1,
+    )
+    inputs = {
+        "q": _f32(1, 2, 8),
+        "k": _f32(1, 2, 8),
+        "v": _f32(1, 2, 8),
+        "pk": _f32(1, 2, 3, 4),
+        "pv": _f32(1, 2, 3, 4),
+    }
     assert_matches_onnxruntime(node, inputs, n_out=3)
 
 
@@ -120,7 +142,11 @@ def test_rotary_embedding(interleaved: int) -> None:
 
 
 def _gqa_inputs(batch: int, seq: int, past: int, num_heads: int, kv_heads: int, head: int) -> dict[str, np.ndarray]:
-    inputs = {"q": _f32(batch, seq, num_heads * head), "k": _f32(batch, seq, kv_heads * head), "v": _f32(batch, seq, kv_heads * head)}
+    inputs = {
+        "q": _f32(batch, seq, num_heads * head),
+        "k": _f32(batch, seq, kv_heads * head),
+        "v": _f32(batch, seq, kv_heads * head),
+    }
     if past:
         inputs.update(pk=_f32(batch, kv_heads, past, head), pv=_f32(batch, kv_heads, past, head))
     inputs.update(seqlens=np.full((batch,), past + seq - 1, np.int32), total=np.array(past + seq, np.int32))
@@ -137,7 +163,9 @@ def test_group_query_attention_prompt_and_decode(seq: int, past: int, rotary: in
     if rotary:
         consts["cos"], consts["sin"] = _cos_sin(16, head // 2)
         names += ["cos", "sin"]
-    node = _ms("GroupQueryAttention", names, ["y", "present_k", "present_v"], num_heads=4, kv_num_heads=2, do_rotary=rotary)
+    node = _ms(
+        "GroupQueryAttention", names, ["y", "present_k", "present_v"], num_heads=4, kv_num_heads=2, do_rotary=rotary
+    )
     assert_matches_onnxruntime(node, inputs, consts, n_out=3 if past else 1)
 
 
@@ -168,15 +196,25 @@ def test_optimised_transformer_block_has_a_full_static_estimate(tmp_path) -> Non
     """FusedMatMul -> FastGelu -> FusedMatMul -> SkipLayerNormalization(residual): every node has
     a gain rule, and the skip sum hands the gradient to both the branch and the residual."""
     nodes = [
-        _ms("FusedMatMul", ["x", "w1"], ["h"], transB=1), _ms("FastGelu", ["h", "b1"], ["a"]),
-        _ms("FusedMatMul", ["a", "w2"], ["o"], alpha=0.5), _ms("SkipLayerNormalization", ["o", "x", "g", "beta"], ["y"]),
+        _ms("FusedMatMul", ["x", "w1"], ["h"], transB=1),
+        _ms("FastGelu", ["h", "b1"], ["a"]),
+        _ms("FusedMatMul", ["a", "w2"], ["o"], alpha=0.5),
+        _ms("SkipLayerNormalization", ["o", "x", "g", "beta"], ["y"]),
     ]
-    consts = {"w1": _f32(16, 8) / 3, "b1": _f32(16) / 10, "w2": _f32(16, 8) / 4, "g": np.ones(8, np.float32), "beta": np.zeros(8, np.float32)}
+    consts = {
+        "w1": _f32(16, 8) / 3,
+        "b1": _f32(16) / 10,
+        "w2": _f32(16, 8) / 4,
+        "g": np.ones(8, np.float32),
+        "beta": np.zeros(8, np.float32),
+    }
     graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5, 8])],
                               [numpy_helper.from_array(v, k) for k, v in consts.items()])
     path = tmp_path / "block.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]), str(path)
+    )
     handle = load_onnx(str(path))
     ops = {data["source"]: data["op"] for _, data in handle.graph.nodes(data=True)}
     assert ops[MS + ":FusedMatMul"] == "linear" and ops[MS + ":FastGelu"] == "activation"
@@ -189,8 +227,18 @@ def test_optimised_transformer_block_has_a_full_static_estimate(tmp_path) -> Non
 def test_group_query_attention_packed_qkv() -> None:
     """genai's packed form: one (B, S, (N + 2 kvN) H) input, key and value omitted."""
     heads, kv_heads, head = 4, 2, 16
-    inputs = {"qkv": _f32(2, 3, (heads + 2 * kv_heads) * head), "seqlens": np.full((2,), 2, np.int32), "total": np.array(3, np.int32)}
-    node = _ms("GroupQueryAttention", ["qkv", "", "", "", "", "seqlens", "total"], ["y"], num_heads=heads, kv_num_heads=kv_heads)
+    inputs = {
+        "qkv": _f32(2, 3, (heads + 2 * kv_heads) * head),
+        "seqlens": np.full((2,), 2, np.int32),
+        "total": np.array(3, np.int32),
+    }
+    node = _ms(
+        "GroupQueryAttention",
+        ["qkv", "", "", "", "", "seqlens", "total"],
+        ["y"],
+        num_heads=heads,
+        kv_num_heads=kv_heads,
+    )
     assert_matches_onnxruntime(node, inputs)
 
 

@@ -53,7 +53,10 @@ def _block(opset: int = 23) -> onnx.ModelProto:
              numpy_helper.from_array(np.cos(angles).astype(np.float32), "cos"),
              numpy_helper.from_array(np.sin(angles).astype(np.float32), "sin"),
              numpy_helper.from_array(np.tile(np.arange(seq, dtype=np.int64), (4, 1)), "pos")]
-    inits += [numpy_helper.from_array((RNG.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{p}") for p in "qkvo"]
+    inits += [
+        numpy_helper.from_array((RNG.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{p}")
+        for p in "qkvo"
+    ]
     graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, seq, width])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, seq, width])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

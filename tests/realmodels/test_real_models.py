@@ -98,4 +98,6 @@ def test_dynamo_export_with_folded_batch_norms_passes_and_agrees_with_the_factor
     factory_report = audit(model, inputs)
     assert gate.exit_code(onnx_report.findings) == gate.EXIT_PASS, _errors(onnx_report)
     assert onnx_report.diagnosis.label == factory_report.diagnosis.label
-    assert onnx_report.probe.log10_ratio_first_last == pytest.approx(factory_report.probe.log10_ratio_first_last, abs=0.25)
+    assert onnx_report.probe.log10_ratio_first_last == pytest.approx(
+        factory_report.probe.log10_ratio_first_last, abs=0.25
+    )

@@ -148,7 +148,9 @@ def test_lstm_memory_gate_and_clipping_and_lr_snippets_run():
     module = nn.Module()
     module.rnn = nn.LSTM(8, 16, batch_first=True)
     exec(rec.snippet, {"model": module})
-    assert torch.all(module.rnn.bias_hh_l0[16:32] == 1.0) and not torch.all(module.rnn.bias_hh_l0[:16] == 1.0)  # exact: the snippet fills 1.0
+    assert torch.all(module.rnn.bias_hh_l0[16:32] == 1.0) and not torch.all(
+        module.rnn.bias_hh_l0[:16] == 1.0
+    )  # exact: the snippet fills 1.0
 
     small = sequential_handle(mlp(16, 4))
     probe = probe_result(small, [1e4, 1.0, 0.5, 0.01], grad_norm=3.0, sharpness=40.0)
@@ -220,7 +222,9 @@ def test_dead_units_are_shifted_by_the_pre_activation_mean():
     probe = probe_result(handle, **{"2": {"dead_frac": 1.0, "act_mean": -3.0, "act_std": 5.0}})
     (finding,) = [f for f in run_rules(handle, None, probe) if f.code == "GA401"]  # mean within a std: no GA403
     (rec,) = [r for r in recommend([finding], handle, None, probe) if r.remedy == "batch_shift"]
-    assert rec.change == "bias_shift" and "+3" in rec.action and [e.value for e in rec.edits] == [3.0]  # exact: minus the literal
+    assert (
+        rec.change == "bias_shift" and "+3" in rec.action and [e.value for e in rec.edits] == [3.0]
+    )  # exact: minus the literal
     exec(rec.snippet, {"model": model})
     assert torch.allclose(model[2].bias, torch.full((16,), 3.0))
 

@@ -31,7 +31,12 @@ def _plain_stack() -> onnx.ModelProto:
         helper.make_node("Sigmoid", ["h2"], ["h3"], name="act"),
         helper.make_node("Gemm", ["h3", "w2"], ["out"], name="g2", transB=1),
     ]
-    stats = {"bn_s": BN_SCALE, "bn_b": BN_SHIFT, "bn_m": np.zeros(WIDTH, np.float32), "bn_v": np.ones(WIDTH, np.float32)}
+    stats = {
+        "bn_s": BN_SCALE,
+        "bn_b": BN_SHIFT,
+        "bn_m": np.zeros(WIDTH, np.float32),
+        "bn_v": np.ones(WIDTH, np.float32),
+    }
     initializers = [numpy_helper.from_array(v, k) for k, v in {**WEIGHTS, **stats}.items()]
     graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH, WIDTH])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [BATCH, WIDTH])], initializers)
@@ -101,7 +106,11 @@ def test_torch_surgery_on_a_deep_copy():
     rewrites = (Rewrite("add_skip", "0", "3", scale=0.5), Rewrite("swap_activation", "5", "relu"),
                 Rewrite("remove_norm", "4"))
     changed = restructured_module(model, (), rewrites, seed=0, ranks={}).eval()
-    assert isinstance(changed[0], ScaledSkip) and isinstance(changed[1], nn.Identity) and isinstance(changed[2], nn.Identity)
+    assert (
+        isinstance(changed[0], ScaledSkip)
+        and isinstance(changed[1], nn.Identity)
+        and isinstance(changed[2], nn.Identity)
+    )
     with torch.no_grad():
         h = x + 0.5 * model[2](model[1](model[0](x)))
         expected = model[6](torch.relu(model[3](h)))

@@ -70,11 +70,21 @@ def test_csp_blocks_everything_but_our_inline_style_and_script():
 
 def test_contents_a_reader_needs():
     html = render(fixtures.unhealthy_audit(), Format.HTML)
-    for needle in ('class="banner verdict-fail"', 'class="flow-chart" data-report="0"', 'class="layer-table"',
-                   "measured-vanishing-gradients",
-                   "Real backward passes show gradients shrinking toward the input.", "<pre><code>for m in model.modules():",
-                   "<strong>10^-4.8</strong> before, <strong>10^-0.8</strong> after", "Pruning / weight cutting",
-                   "Normalization", "Learning-rate adaptation", "Batch shift", "chain rule", "Why gradients explode or vanish"):
+    for needle in (
+        'class="banner verdict-fail"',
+        'class="flow-chart" data-report="0"',
+        'class="layer-table"',
+        "measured-vanishing-gradients",
+        "Real backward passes show gradients shrinking toward the input.",
+        "<pre><code>for m in model.modules():",
+        "<strong>10^-4.8</strong> before, <strong>10^-0.8</strong> after",
+        "Pruning / weight cutting",
+        "Normalization",
+        "Learning-rate adaptation",
+        "Batch shift",
+        "chain rule",
+        "Why gradients explode or vanish",
+    ):
         assert needle in html, needle
     assert html.index("severity-error") < html.index("severity-warning") < html.index("severity-info")
 
@@ -102,7 +112,10 @@ def test_recommendations_in_order_of_verified_benefit():
     ]
     assert recommendation_order(recs) == [3, 2, 1, 0]
     html = render(dataclasses.replace(audit, recommendations=recs), Format.HTML)
-    shown = [html.index(f'<div class="action">{action}') for action in ("big fix", "small fix", "unverified fix", "failed fix")]
+    shown = [
+        html.index(f'<div class="action">{action}')
+        for action in ("big fix", "small fix", "unverified fix", "failed fix")
+    ]
     assert shown == sorted(shown)
     assert html.index("verified: helps") < html.index("not verified") < html.index("did not help")
     text = render(dataclasses.replace(audit, recommendations=recs), Format.TEXT)
@@ -122,8 +135,10 @@ def test_long_layer_lists_show_the_first_names_and_fold_the_rest():
 def test_long_actions_show_their_start_and_fold_the_whole():
     audit = fixtures.unhealthy_audit()
     action = "scale " + ", ".join(f"layers.{i} x0.5" for i in range(60))
-    html = render(dataclasses.replace(audit, recommendations=[dataclasses.replace(audit.recommendations[0], action=action)]),
-                  Format.HTML)
+    html = render(
+        dataclasses.replace(audit, recommendations=[dataclasses.replace(audit.recommendations[0], action=action)]),
+        Format.HTML,
+    )
     shown = html.split('<div class="action">', 1)[1].split(" <details", 1)[0]
     assert shown.endswith(" …") and len(shown) <= HEADLINE_CHARS + 2 and action.startswith(shown[:-2])
     assert f"<summary>full text</summary><p>{action}</p>" in html

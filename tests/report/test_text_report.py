@@ -91,9 +91,13 @@ def test_long_layer_names_keep_their_distinguishing_end():
     assert "layers.46/Gemm" in text and "layers.44/Gemm" in text
 
 
-TRIAL = {"lr": 0.01, "optimizer": "momentum", "steps": 50,
-         "before": {"outcome": "diverges at step 3", "first_loss": 2.5e9, "last_loss": None, "losses": [2.5e9, 1e12, None]},
-         "after": {"outcome": "trains", "first_loss": 1.7, "last_loss": 1.1, "losses": [1.7, 1.1]}}
+TRIAL = {
+    "lr": 0.01,
+    "optimizer": "momentum",
+    "steps": 50,
+    "before": {"outcome": "diverges at step 3", "first_loss": 2.5e9, "last_loss": None, "losses": [2.5e9, 1e12, None]},
+    "after": {"outcome": "trains", "first_loss": 1.7, "last_loss": 1.1, "losses": [1.7, 1.1]},
+}
 
 
 def test_the_best_change_shows_its_trial_training_before_and_after():

@@ -12,7 +12,15 @@ from torch import nn
 from gradaudit.graph import add_node, conv_fans, dense_fans, new_graph
 from gradaudit.weight_stats import param_stats
 
-ACTIVATION_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.GELU: "gelu", nn.SiLU: "silu", nn.ELU: "elu", nn.SELU: "selu", nn.Sigmoid: "sigmoid"}
+ACTIVATION_NAMES = {
+    nn.ReLU: "relu",
+    nn.Tanh: "tanh",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.ELU: "elu",
+    nn.SELU: "selu",
+    nn.Sigmoid: "sigmoid",
+}
 
 
 class Residual(nn.Module):
@@ -51,12 +59,24 @@ def _node(module: nn.Module, prefix: str, x: torch.Tensor) -> dict:
         return dict(op="norm", fn="layer", attrs={"normalized_shape": module.normalized_shape}, params=renamed)
     if isinstance(module, SelfAttention):
         attn = module.attn
-        params = {role: param_stats(f"{prefix}.attn.{role}", p) for role, p in attn.named_parameters() if "." not in role}
+        params = {
+            role: param_stats(f"{prefix}.attn.{role}", p) for role, p in attn.named_parameters() if "." not in role
+        }
         params |= {"out_proj_weight": param_stats(f"{prefix}.attn.out_proj.weight", attn.out_proj.weight)}
         params |= {"out_proj_bias": param_stats(f"{prefix}.attn.out_proj.bias", attn.out_proj.bias)}
-        return dict(op="attention", attrs={"embed_dim": attn.embed_dim, "num_heads": attn.num_heads, "batch_first": True}, params=params)
+        return dict(
+            op="attention",
+            attrs={"embed_dim": attn.embed_dim, "num_heads": attn.num_heads, "batch_first": True},
+            params=params,
+        )
     if isinstance(module, nn.RNNBase):
-        attrs = {"hidden": module.hidden_size, "seq_len": x.shape[1], "time_axis": 1, "num_layers": module.num_layers, "fan_in": module.input_size}
+        attrs = {
+            "hidden": module.hidden_size,
+            "seq_len": x.shape[1],
+            "time_axis": 1,
+            "num_layers": module.num_layers,
+            "fan_in": module.input_size,
+        }
         renamed = {r.removesuffix("_l0"): param_stats(f"{prefix}.{r}", p) for r, p in module.named_parameters()}
         cell = "rnn_" + module.nonlinearity if isinstance(module, nn.RNN) else module.mode.lower()
         gates = (module.bias_ih_l0 + module.bias_hh_l0).reshape(-1, module.hidden_size).mean(dim=1)
@@ -78,7 +98,9 @@ def _add_layers(graph, layers, x: torch.Tensor, src: str, prefix: str) -> tuple[
             if isinstance(x, tuple):
                 x = x[0]
             sources = [src] * (3 if isinstance(module, SelfAttention) else 1)
-            add_node(graph, name, name=name, source=type(module).__name__, out_shape=tuple(x.shape), inputs=sources, **spec)
+            add_node(
+                graph, name, name=name, source=type(module).__name__, out_shape=tuple(x.shape), inputs=sources, **spec
+            )
         src = name
     return src, x
 
@@ -101,7 +123,16 @@ def sequential_graph(layers, input_shape: tuple[int, ...], independent_output_gr
         shape = graph.nodes[node]["out_shape"]
         graph.nodes[node]["out_shape"] = (input_shape[0],) + tuple(shape[1:])
     if independent_output_gradient:
-        add_node(graph, "probs", name="probs", op="softmax", source="Softmax", attrs={"axis": -1}, out_shape=graph.nodes[last]["out_shape"], inputs=[last])
+        add_node(
+            graph,
+            "probs",
+            name="probs",
+            op="softmax",
+            source="Softmax",
+            attrs={"axis": -1},
+            out_shape=graph.nodes[last]["out_shape"],
+            inputs=[last],
+        )
         last = "probs"
     graph.graph["outputs"] = [last]
     return graph

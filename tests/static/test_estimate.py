@@ -36,15 +36,26 @@ def test_weight_gradients_match_autograd_mlp_and_convnet():
     torch.manual_seed(0)
     cases = [
         ([nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 64)], (32, 256)),
-        ([nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.GELU(),
-          nn.Conv2d(32, 16, 3, padding=1)], (8, 3, 16, 16)),
+        (
+            [
+                nn.Conv2d(3, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, 32, 3, stride=2, padding=1),
+                nn.BatchNorm2d(32),
+                nn.GELU(),
+                nn.Conv2d(32, 16, 3, padding=1),
+            ],
+            (8, 3, 16, 16),
+        ),
     ]
     for layers, shape in cases:
         graph, result = run(layers, shape)
         assert [w.param for w in result.weights] == [w.param for w in weight_layers(graph)]
         for predicted, measured in zip([w.log10_grad_rms for w in result.weights], measured_grad_rms(layers, shape)):
             assert predicted == pytest.approx(measured, abs=0.3)
-        assert result.log10_ratio_first_last == pytest.approx(result.weights[0].log10_grad_rms - result.weights[-1].log10_grad_rms)
+        assert result.log10_ratio_first_last == pytest.approx(
+            result.weights[0].log10_grad_rms - result.weights[-1].log10_grad_rms
+        )
 
 
 def test_diagnosis_of_deep_default_relu_is_vanishing_and_he_is_healthy():
@@ -87,7 +98,16 @@ def test_unknown_op_makes_estimate_partial_and_fork_gradients_add():
     add_node(graph, "odd", name="odd", op="unknown", source="FancyOp", out_shape=(4, 16), inputs=["b"])
     add_node(graph, "sum", name="sum", op="add", source="Add", out_shape=(4, 16), inputs=["a", "odd"])
     # a softmax output hands back p - onehot, which holds no part of the output itself
-    add_node(graph, "probs", name="probs", op="softmax", source="Softmax", attrs={"axis": -1}, out_shape=(4, 16), inputs=["sum"])
+    add_node(
+        graph,
+        "probs",
+        name="probs",
+        op="softmax",
+        source="Softmax",
+        attrs={"axis": -1},
+        out_shape=(4, 16),
+        inputs=["sum"],
+    )
     graph.graph.update(inputs=["x"], outputs=["probs"])
     result = estimate(graph, [InputSpec("x", (4, 16))])
     assert result.partial and result.unknown_ops == ["FancyOp"]
@@ -139,8 +159,19 @@ def test_thousand_node_graph_under_one_second():
         _linear_node(graph, f"l{block}", src, width=64, seed=block % 7)
         add_node(graph, f"n{block}", name=f"n{block}", op="norm", fn="layer", source="LayerNormalization",
                  params={"scale": gamma}, out_shape=(4, 64), inputs=[f"l{block}"])
-        add_node(graph, f"g{block}", name=f"g{block}", op="activation", fn="gelu", source="Gelu", out_shape=(4, 64), inputs=[f"n{block}"])
-        add_node(graph, f"r{block}", name=f"r{block}", op="add", source="Add", out_shape=(4, 64), inputs=[src, f"g{block}"])
+        add_node(
+            graph,
+            f"g{block}",
+            name=f"g{block}",
+            op="activation",
+            fn="gelu",
+            source="Gelu",
+            out_shape=(4, 64),
+            inputs=[f"n{block}"],
+        )
+        add_node(
+            graph, f"r{block}", name=f"r{block}", op="add", source="Add", out_shape=(4, 64), inputs=[src, f"g{block}"]
+        )
         src = f"r{block}"
     graph.graph.update(inputs=["x"], outputs=[src])
     start = time.process_time()
@@ -152,7 +183,17 @@ def test_thousand_node_graph_under_one_second():
 def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown():
     graph = new_graph("onnx")
     add_node(graph, "x", name="x", op="input", source="input", out_shape=(4, 16))
-    add_node(graph, "pool", name="pool", op="pool", fn="avg", source="AveragePool", attrs={"kernel": "three"}, out_shape=(4, 16), inputs=["x"])
+    add_node(
+        graph,
+        "pool",
+        name="pool",
+        op="pool",
+        fn="avg",
+        source="AveragePool",
+        attrs={"kernel": "three"},
+        out_shape=(4, 16),
+        inputs=["x"],
+    )
     graph.graph.update(inputs=["x"], outputs=["pool"])
     result = estimate(graph, [InputSpec("x", (4, 16))])
     assert result.partial and result.unknown_ops == ["AveragePool"]

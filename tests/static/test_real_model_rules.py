@@ -49,11 +49,15 @@ def test_a_negative_constant_keeps_its_sign_before_exp():
     result = estimate(handle.graph, handle.inputs)
     exp_node = next(n for n, d in handle.graph.nodes(data=True) if d["fn"] == "exp")
     (rate_node,) = handle.graph.predecessors(exp_node)
-    assert result.nodes[rate_node].mean == pytest.approx(float((delta * -torch.arange(1.0, WIDTH + 1.0)).mean()), rel=0.3)
+    assert result.nodes[rate_node].mean == pytest.approx(
+        float((delta * -torch.arange(1.0, WIDTH + 1.0)).mean()), rel=0.3
+    )
     rate = (delta * -torch.arange(1.0, WIDTH + 1.0)).requires_grad_()
     decay = torch.exp(rate)
     (grad,) = torch.autograd.grad(decay, rate, torch.ones_like(decay))
-    assert 0.5 * math.log10(result.nodes[exp_node].q) == pytest.approx(math.log10(decay.pow(2).mean().sqrt().item()), abs=0.3)
+    assert 0.5 * math.log10(result.nodes[exp_node].q) == pytest.approx(
+        math.log10(decay.pow(2).mean().sqrt().item()), abs=0.3
+    )
     assert result.nodes[exp_node].log10_gain == pytest.approx(math.log10(grad.pow(2).mean().sqrt().item()), abs=0.3)
 
 
@@ -86,9 +90,13 @@ def _scan_step_onnx(path) -> str:
         helper.make_node("Mul", ["decay", "x"], ["kept"]),
         helper.make_node("MatMul", ["kept", "head"], ["y"]),
     ]
-    initializers = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "bias"), numpy_helper.from_array(head, "head"),
-                    numpy_helper.from_array(np.array(20.0, dtype=np.float32), "threshold"),
-                    numpy_helper.from_array(-np.arange(1.0, WIDTH + 1.0, dtype=np.float32), "decay_rate")]
+    initializers = [
+        numpy_helper.from_array(weight, "w"),
+        numpy_helper.from_array(bias, "bias"),
+        numpy_helper.from_array(head, "head"),
+        numpy_helper.from_array(np.array(20.0, dtype=np.float32), "threshold"),
+        numpy_helper.from_array(-np.arange(1.0, WIDTH + 1.0, dtype=np.float32), "decay_rate"),
+    ]
     graph = helper.make_graph(nodes, "scan_step", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, WIDTH])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, WIDTH])], initializers)
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -155,8 +163,13 @@ def _stable_exp_onnx(path, spread: float) -> tuple[str, np.ndarray, np.ndarray]:
     ]
     initializers = [numpy_helper.from_array(wa, "wa"), numpy_helper.from_array(wb, "wb"),
                     numpy_helper.from_array(np.zeros(WIDTH, dtype=np.float32), "zero")]
-    graph = helper.make_graph(nodes, "stable_exp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096, WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096, WIDTH])], initializers)
+    graph = helper.make_graph(
+        nodes,
+        "stable_exp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4096, WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4096, WIDTH])],
+        initializers,
+    )
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path), wa, wb
 

@@ -15,11 +15,32 @@ from gradaudit.weight_stats import param_stats
 UNIT = Moments(0.0, 1.0, 0.0)
 
 
-def make_ctx(op, *, fn=None, attrs=None, params=None, inputs=(UNIT,), in_shapes=None, out_shape=(8, 16), producers=None, batch=8, spec=None):
+def make_ctx(
+    op,
+    *,
+    fn=None,
+    attrs=None,
+    params=None,
+    inputs=(UNIT,),
+    in_shapes=None,
+    out_shape=(8, 16),
+    producers=None,
+    batch=8,
+    spec=None,
+):
     inputs = list(inputs)
     return Context(
-        "n", op, fn, dict(attrs or {}), dict(params or {}), out_shape, inputs,
-        list(in_shapes or [out_shape] * len(inputs)), list(producers or [f"p{i}" for i in range(len(inputs))]), batch, spec,
+        "n",
+        op,
+        fn,
+        dict(attrs or {}),
+        dict(params or {}),
+        out_shape,
+        inputs,
+        list(in_shapes or [out_shape] * len(inputs)),
+        list(producers or [f"p{i}" for i in range(len(inputs))]),
+        batch,
+        spec,
     )
 
 
@@ -45,7 +66,9 @@ def test_linear_input_mean_becomes_per_unit_offset_and_bias_adds():
     w = weight((256, 256), std=1 / 16)
     b = param_stats("b", torch.full((256,), 0.5))
     x = Moments(1.0, 1.0, 0.0)
-    out = RULES["linear"](make_ctx("linear", attrs={"fan_in": 256, "fan_out": 256}, params={"weight": w, "bias": b}, inputs=[x])).out
+    out = RULES["linear"](
+        make_ctx("linear", attrs={"fan_in": 256, "fan_out": 256}, params={"weight": w, "bias": b}, inputs=[x])
+    ).out
     assert out.v == pytest.approx(256 * w.rms**2)  # within-unit: only the input's fluctuation
     assert out.q == pytest.approx(256 * w.rms**2 * x.q + 0.25, rel=0.05)  # THEORY: fan_in E[w^2] E[x^2] + E[b^2]
     assert out.s > 0.5 * out.v  # the mean's fixed offsets, which BatchNorm would remove
@@ -62,14 +85,20 @@ def test_linear_constant_weights_grow_coherently():
 def test_conv_weight_gradient_sums_over_positions():
     w = weight((16, 8, 3, 3), std=0.1)
     attrs = conv_fans((16, 8, 3, 3), 1, (2, 2))
-    transfer, (back,) = run(make_ctx("conv", attrs=attrs, params={"weight": w}, out_shape=(4, 16, 5, 5), in_shapes=[(4, 8, 10, 10)], batch=4))
+    transfer, (back,) = run(
+        make_ctx(
+            "conv", attrs=attrs, params={"weight": w}, out_shape=(4, 16, 5, 5), in_shapes=[(4, 8, 10, 10)], batch=4
+        )
+    )
     assert back.sq == pytest.approx(16 * 9 / 4 * w.rms**2)
     assert transfer.weight_grads(Grad(2.0, 0.0))["weight"] == pytest.approx(4 * 25 * 2.0 * 1.0)
 
 
 def test_embedding_takes_table_moments_and_passes_no_gradient():
     table = weight((100, 32), std=0.5)
-    ctx = make_ctx("embedding", attrs={"num_embeddings": 100}, params={"weight": table}, out_shape=(8, 10, 32), inputs=[Moments()])
+    ctx = make_ctx(
+        "embedding", attrs={"num_embeddings": 100}, params={"weight": table}, out_shape=(8, 10, 32), inputs=[Moments()]
+    )
     transfer, (back,) = run(ctx)
     assert transfer.out.q == pytest.approx(table.rms**2, rel=1e-6)
     assert back.sq == 0.0  # exact: no gradient flows into an index
@@ -111,7 +140,9 @@ def test_mul_gates_and_square():
 
 
 def test_concat_weights_by_size():
-    ctx = make_ctx("concat", attrs={"axis": 1}, inputs=[Moments(0.0, 1.0, 0.0), Moments(0.0, 4.0, 0.0)], in_shapes=[(8, 3), (8, 1)])
+    ctx = make_ctx(
+        "concat", attrs={"axis": 1}, inputs=[Moments(0.0, 1.0, 0.0), Moments(0.0, 4.0, 0.0)], in_shapes=[(8, 3), (8, 1)]
+    )
     assert RULES["concat"](ctx).out.q == pytest.approx(0.75 * 1 + 0.25 * 4)
 
 
@@ -142,7 +173,9 @@ def test_softmax_uniform_and_log_softmax():
 def test_batch_norm_divides_by_within_unit_variance_only():
     x = Moments(3.0, 4.0, 5.0)
     transfer, (back,) = run(make_ctx("norm", fn="batch", inputs=[x], out_shape=(1_000_000, 16), batch=1_000_000))
-    assert transfer.out.q == pytest.approx(1.0) and back.sq == pytest.approx(1 / 4, rel=1e-4) and back.mean == 0.0  # exact: a zero-mean rule
+    assert (
+        transfer.out.q == pytest.approx(1.0) and back.sq == pytest.approx(1 / 4, rel=1e-4) and back.mean == 0.0
+    )  # exact: a zero-mean rule
 
 
 def test_finite_batch_correction():
@@ -190,8 +223,15 @@ def test_lrn_near_identity_for_tiny_alpha():
 def test_attention_without_projections_is_unknown_and_with_them_scales():
     assert not RULES["attention"](make_ctx("attention", inputs=[UNIT] * 3)).known
     w_in, w_out = weight((96, 32), std=32**-0.5), weight((32, 32), std=32**-0.5, seed=1)
-    ctx = make_ctx("attention", attrs={"embed_dim": 32, "num_heads": 4}, params={"in_proj_weight": w_in, "out_proj_weight": w_out},
-                   inputs=[Moments(0.0, 0.01, 0.0)] * 3, producers=["x"] * 3, out_shape=(8, 20, 32), in_shapes=[(8, 20, 32)] * 3)
+    ctx = make_ctx(
+        "attention",
+        attrs={"embed_dim": 32, "num_heads": 4},
+        params={"in_proj_weight": w_in, "out_proj_weight": w_out},
+        inputs=[Moments(0.0, 0.01, 0.0)] * 3,
+        producers=["x"] * 3,
+        out_shape=(8, 20, 32),
+        in_shapes=[(8, 20, 32)] * 3,
+    )
     transfer, backs = run(ctx)
     # small logits: a near-uniform average of 20 values divides their variance by 20
     assert transfer.out.q == pytest.approx(0.01 * w_in.rms**2 * 32 * w_out.rms**2 * 32 / 20, rel=0.02)
@@ -211,10 +251,15 @@ def test_recurrent_rnn_gain_per_step():
 
 def test_lstm_forget_bias_slows_decay():
     hidden, steps = 32, 30
-    params = {"weight_ih": weight((4 * hidden, hidden), std=0.1), "weight_hh": weight((4 * hidden, hidden), std=0.1, seed=1)}
+    params = {
+        "weight_ih": weight((4 * hidden, hidden), std=0.1),
+        "weight_hh": weight((4 * hidden, hidden), std=0.1, seed=1),
+    }
     attrs = {"hidden": hidden, "seq_len": steps, "fan_in": hidden}
     zero = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params)).time_ratio
-    biased = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs | {"gate_bias_means": [0, 3, 0, 0]}, params=params)).time_ratio
+    biased = RULES["recurrent"](
+        make_ctx("recurrent", fn="lstm", attrs=attrs | {"gate_bias_means": [0, 3, 0, 0]}, params=params)
+    ).time_ratio
     # an autograd pass through this LSTM measures 10^-6.6 and 10^-0.17 (the biased cell's
     # asymptotic rate is slightly above 1 per step, its first steps lose while c builds up)
     assert zero == pytest.approx(-6.6, abs=0.5)
@@ -224,15 +269,21 @@ def test_lstm_forget_bias_slows_decay():
 def test_gru_runs():
     hidden = 16
     params = {"weight_ih": weight((3 * hidden, 8), std=0.2), "weight_hh": weight((3 * hidden, hidden), std=0.2, seed=1)}
-    transfer, (back,) = run(make_ctx("recurrent", fn="gru", attrs={"hidden": hidden, "seq_len": 5, "fan_in": 8}, params=params))
+    transfer, (back,) = run(
+        make_ctx("recurrent", fn="gru", attrs={"hidden": hidden, "seq_len": 5, "fan_in": 8}, params=params)
+    )
     assert 0 < transfer.out.q < 1 and back.sq > 0
 
 
 def test_sources_and_constants():
-    assert RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0  # exact: unit input by definition
+    assert (
+        RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0
+    )  # exact: unit input by definition
     ids = RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out
     assert ids.mu == pytest.approx(4.5) and ids.v == pytest.approx(8.25)  # uniform on 0..9, as the probe draws them
-    const = RULES["constant"](make_ctx("constant", inputs=[], params={"value": param_stats("c", torch.tensor([1.0, 3.0]))})).out
+    const = RULES["constant"](
+        make_ctx("constant", inputs=[], params={"value": param_stats("c", torch.tensor([1.0, 3.0]))})
+    ).out
     assert const.mu == 2.0 and const.s == pytest.approx(1.0) and const.v == 0.0  # exact: a constant's stated value
     from_attrs = RULES["constant"](make_ctx("constant", inputs=[], attrs={"mean": 1.0, "rms": 2.0})).out
     assert from_attrs.q == pytest.approx(4.0) and from_attrs.v == 0.0  # exact: a constant has no fluctuation
@@ -248,13 +299,24 @@ def test_pass_through(op):
 def test_stacked_bidirectional_recurrent_predicts_every_weight_role():
     hidden = 16
     params = {
-        "weight_ih": weight((4 * hidden, 8), std=0.2), "weight_hh": weight((4 * hidden, hidden), std=0.2, seed=1),
-        "weight_ih_l1": weight((4 * hidden, 2 * hidden), std=0.2, seed=2), "weight_hh_l1": weight((4 * hidden, hidden), std=0.2, seed=3),
+        "weight_ih": weight((4 * hidden, 8), std=0.2),
+        "weight_hh": weight((4 * hidden, hidden), std=0.2, seed=1),
+        "weight_ih_l1": weight((4 * hidden, 2 * hidden), std=0.2, seed=2),
+        "weight_hh_l1": weight((4 * hidden, hidden), std=0.2, seed=3),
     }
     attrs = {"hidden": hidden, "seq_len": 6, "fan_in": 8, "num_layers": 2, "bidirectional": True}
     transfer = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params))
     grads = transfer.weight_grads(Grad(1.0))
-    expected = {"weight_ih", "weight_hh", "weight_ih_l0_reverse", "weight_hh_l0_reverse", "weight_ih_l1", "weight_hh_l1", "weight_ih_l1_reverse", "weight_hh_l1_reverse"}
+    expected = {
+        "weight_ih",
+        "weight_hh",
+        "weight_ih_l0_reverse",
+        "weight_hh_l0_reverse",
+        "weight_ih_l1",
+        "weight_hh_l1",
+        "weight_ih_l1_reverse",
+        "weight_hh_l1_reverse",
+    }
     assert set(grads) == expected and all(v > 0 for v in grads.values())
 
 
@@ -267,7 +329,13 @@ def test_linear_own_output_gradient_grows_by_marchenko_pastur(n_in, n_out):
     x = torch.randn(512, n_in)
     y = x @ w.T
     measured = (y @ w).pow(2).mean().item()
-    ctx = make_ctx("linear", attrs={"fan_in": n_in, "fan_out": n_out}, params={"weight": param_stats("w", w)}, out_shape=(512, n_out), batch=512)
+    ctx = make_ctx(
+        "linear",
+        attrs={"fan_in": n_in, "fan_out": n_out},
+        params={"weight": param_stats("w", w)},
+        out_shape=(512, n_out),
+        batch=512,
+    )
     q_y = y.pow(2).mean().item()
     _, (grad,) = run(ctx, Grad(q_y, 0.0, aligned=q_y))
     assert grad.sq == pytest.approx(measured, rel=0.05)

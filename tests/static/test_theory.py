@@ -91,7 +91,10 @@ def test_deep_mlp_delta_ratio(name, act, init, theory, simulated):
 
 
 def test_xavier_halves_and_kaiming_keeps_relu_forward_variance():
-    for init, per_layer in ((nn.init.xavier_normal_, 0.5), (lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"), 1.0)):
+    for init, per_layer in (
+        (nn.init.xavier_normal_, 0.5),
+        (lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"), 1.0),
+    ):
         graph, result = predict(mlp(10, nn.ReLU, init), (32, WIDTH))
         pre = nodes_of(graph, "linear")
         ratios = [result.nodes[b].q / result.nodes[a].q for a, b in zip(pre, pre[1:])]
@@ -123,7 +126,14 @@ def test_tanh_chi1_at_depth(weight_var):
 
 
 # THEORY.md: tanh, L = 50, (sigma_w^2, sigma_b^2) -> delta-ratio predicted
-MEAN_FIELD_TABLE = [((1.5, 0.0), 0.29), ((1.0, 0.0), -1.84), ((0.8, 0.0), -5.58), ((4.0, 0.0), 6.41), ((1.76, 0.05), -0.34), ((2.0, 0.05), 0.69)]
+MEAN_FIELD_TABLE = [
+    ((1.5, 0.0), 0.29),
+    ((1.0, 0.0), -1.84),
+    ((0.8, 0.0), -5.58),
+    ((4.0, 0.0), 6.41),
+    ((1.76, 0.05), -0.34),
+    ((2.0, 0.05), 0.69),
+]
 
 
 @pytest.mark.parametrize("variances, theory", MEAN_FIELD_TABLE, ids=[str(v) for v, _ in MEAN_FIELD_TABLE])
@@ -154,7 +164,10 @@ def bn_stack(depth, act, seed=0):
     return layers
 
 
-@pytest.mark.parametrize("act, batch, theory", [(nn.ReLU, 16, 1.576), (nn.ReLU, 64, 1.487), (nn.ReLU, 1 << 20, math.pi / (math.pi - 1)), (nn.Tanh, 1 << 20, 1.20)])
+@pytest.mark.parametrize(
+    "act, batch, theory",
+    [(nn.ReLU, 16, 1.576), (nn.ReLU, 64, 1.487), (nn.ReLU, 1 << 20, math.pi / (math.pi - 1)), (nn.Tanh, 1 << 20, 1.20)],
+)
 def test_batchnorm_gradient_growth_per_layer(act, batch, theory):
     graph, result = predict(bn_stack(12, act), (batch, WIDTH))
     pre = nodes_of(graph, "linear")
@@ -245,8 +258,10 @@ def test_tanh_rnn_orthogonal_gain_over_64_steps(gain):
     assert result.diagnosis.label == expected
 
 
-@pytest.mark.parametrize("kind, layers, gate_bias", [("LSTM", 1, 0.0), ("LSTM", 2, 0.0), ("GRU", 1, 0.0), ("GRU", 2, 0.0),
-                                                    ("LSTM", 2, 1.0), ("GRU", 1, 2.0)])
+@pytest.mark.parametrize(
+    "kind, layers, gate_bias",
+    [("LSTM", 1, 0.0), ("LSTM", 2, 0.0), ("GRU", 1, 0.0), ("GRU", 2, 0.0), ("LSTM", 2, 1.0), ("GRU", 1, 2.0)],
+)
 def test_gated_rnn_time_ratio_matches_autograd(kind, layers, gate_bias):
     """PyTorch's default LSTM/GRU (hidden 32, 24 steps), stacked and with a forget (LSTM) or
     update (GRU) gate bias. W_hh is the same at every step, so the carried gradient and the one
@@ -270,7 +285,9 @@ def test_squared_error_gradient_holds_the_output_in_deep_relu_nets():
     normalised second moment) lifts the first layer's gradient ~1 decade (squared) above the
     mean-field value for an independent output gradient. Predicted and measured with autograd."""
     torch.manual_seed(0)
-    layers = mlp(16, nn.ReLU, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")) + [nn.Linear(WIDTH, WIDTH).double()]
+    layers = mlp(16, nn.ReLU, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")) + [
+        nn.Linear(WIDTH, WIDTH).double()
+    ]
     graph, result = predict(layers, (16, WIDTH))
     independent = predict(layers, (16, WIDTH), independent_output_gradient=True)[1]
     first, last = nodes_of(graph, "linear")[0], graph.graph["outputs"][0]
