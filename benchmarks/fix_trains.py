@@ -2,8 +2,9 @@
 
 For every unhealthy sample (samples/exploding_*.onnx, samples/vanishing_*.onnx) the fixer writes
 a fixed copy (`gradaudit fix --structural`: an architecture change competes with the weight-level
-ones, and the best verified combination is written); both are executed with gradaudit's ONNX executor (initializers as parameters) and
-trained with the same SGD+momentum settings on a synthetic learnable task: a random linear
+ones, and the best verified combination is written); both are executed with gradaudit's ONNX
+executor (initializers as parameters) and trained with the same SGD+momentum settings on a
+synthetic learnable task: a random linear
 teacher maps the last TEACHER_INPUTS coordinates of the flattened input (a sequence's last
 step) to the output size (targets of unit variance), a fresh batch
 every step (so memorising one batch does not count), MSE loss; the score is the loss on a

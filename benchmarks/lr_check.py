@@ -287,8 +287,10 @@ def main() -> None:
     print(f"sharpness bound alone:        {_rates(bound_pairs)}")
     share = sum(recommended_trains) / len(recommended_trains) if recommended_trains else float("nan")
     print(
-        f"recommended rate trains on {sum(recommended_trains)}/{len(recommended_trains)} healthy models ({share:.0%}); "
-        f"'not the fix until the init is' on {len(not_the_fix)} {not_the_fix}; no rate found on {len(no_rate)} {no_rate}"
+        f"recommended rate trains on {sum(recommended_trains)}/{len(recommended_trains)} healthy models "
+        f"({share:.0%}); "
+        f"'not the fix until the init is' on {len(not_the_fix)} {not_the_fix}; "
+        f"no rate found on {len(no_rate)} {no_rate}"
     )
     print(f"trial run ({TRIAL_STEPS} steps) cost / one probe pass: median {statistics.median(cost_ratios):.1f}x, "
           f"max {max(cost_ratios):.1f}x (a run that diverges stops early)")

@@ -8,8 +8,8 @@ TensorProto-only types are left out). A case passes when the model passes gradau
 validation (the opset range included), builds, and reproduces every reference output in shape and
 values within the case's own tolerances, floored at rtol 1e-3 / atol 1e-5, and for a float16 or
 bfloat16 output at that type's epsilon (the reference rounds every intermediate to the half
-type, torch keeps some in float32: they differ by an ulp); NaN where the reference has NaN. Every case runs in this process, in eval semantics (the reference has no
-training mode).
+type, torch keeps some in float32: they differ by an ulp); NaN where the reference has NaN. Every
+case runs in this process, in eval semantics (the reference has no training mode).
 
     python -m benchmarks.onnx_conformance            # the pass table by operator, then every failure
     python -m benchmarks.onnx_conformance --write-known tests/conformance/node_known_failures.txt

@@ -125,7 +125,8 @@ def input_specs(model: onnx.ModelProto, input_shapes: list[tuple[int, ...]] | No
     real = [i for i in model.graph.input if i.name not in inits]
     if input_shapes is not None and len(input_shapes) != len(real):
         raise InputError(
-            f"the model has {len(real)} input(s) ({', '.join(i.name for i in real)}), got {len(input_shapes)} input shape(s)"
+            f"the model has {len(real)} input(s) ({', '.join(i.name for i in real)}), "
+            f"got {len(input_shapes)} input shape(s)"
         )
     specs = []
     for index, value_info in enumerate(real):

@@ -135,7 +135,10 @@ def _reads_defined_tensors(graph: onnx.GraphProto, opset: int) -> str:
                 cycle = _cycle(graph)
                 if cycle:
                     return "the graph has a cycle: " + " -> ".join(cycle)
-                return f"{_node_label(node)} reads {name!r} before the node producing it (nodes are not topologically sorted)"
+                return (
+                    f"{_node_label(node)} reads {name!r} before the node producing it "
+                    "(nodes are not topologically sorted)"
+                )
         defined.update(name for name in node.output if name)
     return ""
 
@@ -164,7 +167,10 @@ def _tensor_sizes_match(graph: onnx.GraphProto, sized: Collection[str]) -> str:
         if any(d < 0 for d in tensor.dims):
             return f"{what} declares a negative dimension {list(tensor.dims)}"
         if not indexable(tensor.dims, HELD_DTYPE[tensor.data_type].itemsize):
-            return f"{what} declares shape {list(tensor.dims)}, too large to index even where a zero dimension leaves it empty"
+            return (
+                f"{what} declares shape {list(tensor.dims)}, "
+                "too large to index even where a zero dimension leaves it empty"
+            )
         if tensor.data_location == onnx.TensorProto.EXTERNAL or (
             what == f"initializer {tensor.name!r}" and tensor.name in sized
         ):
@@ -187,7 +193,10 @@ def _size_attributes_positive(graph: onnx.GraphProto, opset: int) -> str:
             if attr.name in POSITIVE_ATTRIBUTES:
                 values = list(attr.ints) if attr.type == onnx.AttributeProto.INTS else [attr.i]
                 if any(v < 1 for v in values):
-                    return f"{_node_label(node)} has {attr.name} = {values if len(values) > 1 else values[0]}; it must be positive"
+                    return (
+                        f"{_node_label(node)} has {attr.name} = {values if len(values) > 1 else values[0]}; "
+                        "it must be positive"
+                    )
     return ""
 
 

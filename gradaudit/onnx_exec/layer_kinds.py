@@ -65,7 +65,9 @@ NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
 # them (GA501 names them) and the probe measures them. docs/onnx_ops.md shows each reason.
 WITHOUT_RULE: dict[str, str] = {
     "Attention": "no projection weights inside the op; its softmax and value mixing depend on Q and K together",
-    "ai.onnx.preview:FlexAttention": "no projection weights inside the op; its score and probability mods are subgraphs",
+    "ai.onnx.preview:FlexAttention": (
+        "no projection weights inside the op; its score and probability mods are subgraphs"
+    ),
     "LinearAttention": "a recurrent state built from keys and values; no weights inside the op",
     "SwiGLU": "a product of two activations (Swish of one times the other)",
     "If": "control flow: the branch taken depends on data; its body is not in the LayerGraph",
@@ -93,9 +95,13 @@ WITHOUT_RULE: dict[str, str] = {
     "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
     "DFT": "a linear transform into the complex layout: the estimate is partial there",
     "STFT": "a windowed DFT of frames: the estimate is partial there",
-    "com.microsoft:Attention": "packed QKV weights without the output projection the attention rule reads: partial there",
+    "com.microsoft:Attention": (
+        "packed QKV weights without the output projection the attention rule reads: partial there"
+    ),
     "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
-    "com.microsoft:GroupQueryAttention": "attention over activations and a KV cache (no weights): partial there, the probe measures it",
+    "com.microsoft:GroupQueryAttention": (
+        "attention over activations and a KV cache (no weights): partial there, the probe measures it"
+    ),
     "SoftmaxCrossEntropyLoss": "a loss, where the gradient path ends: the estimate is partial there",
     "NegativeLogLikelihoodLoss": "a loss, where the gradient path ends: the estimate is partial there",
 }

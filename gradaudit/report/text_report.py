@@ -195,7 +195,10 @@ def _table_row(index: int, row: LayerRow, low: float, high: float, paint: Painte
     shown = row.measured_log10 if row.measured_log10 is not None else row.predicted_log10
     bar = paint(_("non-finite"), "red") if row.nonfinite else _bar(shown, low, high)
     predicted, measured = _fmt_log(row.predicted_log10), _fmt_log(row.measured_log10)
-    return f"  {index:>4}  {_short(row.name):<{NAME_WIDTH}}  {_short(row.op, 10):<10}  {predicted:>9}  {measured:>9}  {bar}"
+    return (
+        f"  {index:>4}  {_short(row.name):<{NAME_WIDTH}}  {_short(row.op, 10):<10}  "
+        f"{predicted:>9}  {measured:>9}  {bar}"
+    )
 
 
 def _elided(rows: list[LayerRow]) -> list[tuple[int, LayerRow] | int]:

@@ -39,10 +39,10 @@ class RuleConfig:
     benchmarks/real_models.py: standard architectures at default init measure between -2.0 and
     +2.3, broken variants that fail to train by their flow -11.6 and below or +10.8 (README,
     "What the numbers mean"). Recurrent through-time ratios have their own levels, the error on
-    the vanishing side further out: nn.LSTM and nn.GRU at PyTorch's default init measure 10^-3.9 and 10^-4.9 over 24 steps and
-    train (benchmarks/train_labels.py), so that reach is worth a warning (the forget-gate bias),
-    an error only below -recurrent_vanishing_fail_decades. The compounded init mismatch (GA201)
-    has its own levels, without the head offset.
+    the vanishing side further out: nn.LSTM and nn.GRU at PyTorch's default init measure 10^-3.9
+    and 10^-4.9 over 24 steps and train (benchmarks/train_labels.py), so that reach is worth a
+    warning (the forget-gate bias), an error only below -recurrent_vanishing_fail_decades. The
+    compounded init mismatch (GA201) has its own levels, without the head offset.
     """
 
     predicted_warn_decades: float = field(

@@ -6,11 +6,12 @@ Backward: per step, the hidden gradient passes W_hh^T diag(phi') — H E[w_hh^2]
 of W_hh's spectrum) times the derivatives' mean squares — and, for LSTM, the cell gradient is
 carried by the forget gate f (bias 0 puts f near 0.5, Pascanu et al. / Jozefowicz et al.). In the
 gated cells the carried gradient and the W_hh loop align, since W_hh is the same at every step
-(`coherent`), and a stack's layers add their paths (`time_ratio`). A forget-gate bias lives in one slice of the stacked bias, which ParamStats
-cannot show; when the loader sets attrs `gate_bias_means` (bias_ih + bias_hh mean per gate, torch
-order) each gate gets its own offset, otherwise all share the stacked mean. `Step.backward` maps the gradients (of h_t, of c_t) to those of step t - 1
-and returns the gradient reaching the step's gate pre-activations, from which the input and
-weight gradients follow.
+(`coherent`), and a stack's layers add their paths (`time_ratio`). A forget-gate bias lives in
+one slice of the stacked bias, which ParamStats cannot show; when the loader sets attrs
+`gate_bias_means` (bias_ih + bias_hh mean per gate, torch order) each gate gets its own offset,
+otherwise all share the stacked mean. `Step.backward` maps the gradients (of h_t, of c_t) to
+those of step t - 1 and returns the gradient reaching the step's gate pre-activations, from which
+the input and weight gradients follow.
 """
 
 from __future__ import annotations

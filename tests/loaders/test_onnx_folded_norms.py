@@ -24,7 +24,8 @@ from gradaudit.loaders.onnx_loader import load_onnx
 DEPTH = 24
 FUSED_NODE_METADATA = {
     "pkg.onnxscript.rewriter.rule_name": "RemoveOptionalBiasFromConv, FuseBatchNormIntoConv",  # every rule applied
-    "pkg.torch.onnx.class_hierarchy": "['torch.nn.modules.container.Sequential', 'torch.nn.modules.batchnorm.BatchNorm2d', "
+    "pkg.torch.onnx.class_hierarchy": "['torch.nn.modules.container.Sequential', "
+    "'torch.nn.modules.batchnorm.BatchNorm2d', "
     "'aten._native_batch_norm_legit_no_training.default']",
 }
 

@@ -130,7 +130,8 @@ def test_initializer_inputs_are_not_model_inputs(tmp_path) -> None:
     weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]), helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [weight],
     )  # fmt: skip
     path = tmp_path / "old_ir.onnx"

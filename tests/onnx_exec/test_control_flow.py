@@ -51,9 +51,11 @@ def _loop_power() -> onnx.ModelProto:
     body = helper.make_graph(
         [helper.make_node("MatMul", ["v", "W"], ["v_next"]), helper.make_node("Identity", ["cond"], ["cond_out"]),
          helper.make_node("Identity", ["v_next"], ["v_seen"])],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
                  _value("v", [2, 4])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), _value("v_next", [2, 4]), _value("v_seen", [2, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), _value("v_next", [2, 4]),
+         _value("v_seen", [2, 4])],
     )  # fmt: skip
     trips, keep = (
         numpy_helper.from_array(np.array(3, np.int64), "trips"),

@@ -103,7 +103,8 @@ def test_unsupported_operator_is_named() -> None:
 def test_failing_node_is_named() -> None:
     node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="bad_reshape")
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(np.array([4, 4], np.int64), "shape")],
     )  # fmt: skip
     module = onnx_to_torch(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))

@@ -128,7 +128,10 @@ def test_long_layer_lists_show_the_first_names_and_fold_the_rest():
     audit = fixtures.unhealthy_audit()
     html = render(audit, Format.HTML)
     names = [clean(name) for name in audit.recommendations[0].layers]
-    folded = f'layers: {", ".join(names[:3])} <details class="more"><summary>and {len(names) - 3} more</summary><p>{", ".join(names[3:])}</p></details>'
+    folded = (
+        f'layers: {", ".join(names[:3])} <details class="more"><summary>and {len(names) - 3} more</summary>'
+        f'<p>{", ".join(names[3:])}</p></details>'
+    )
     assert folded in html
 
 
