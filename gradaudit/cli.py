@@ -30,7 +30,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(part) for part in text.replace("x", ",").split(","))  # an empty part is an error
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers (e.g. 8,3,32,32)")
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers (e.g. 8,3,32,32)") from None
     if not dims or any(d <= 0 for d in dims):
         raise click.BadParameter(f"{text!r}: every dimension must be a positive integer")
     return dims
@@ -537,7 +537,7 @@ def explain(code: str, lang: str | None) -> None:
         try:
             text = explain_rule(code.upper())
         except KeyError:
-            raise InputError(f"unknown rule code {code!r} (see `gradaudit rules`)")
+            raise InputError(f"unknown rule code {code!r} (see `gradaudit rules`)") from None
     click.echo(text)
 
 

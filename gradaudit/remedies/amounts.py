@@ -201,7 +201,7 @@ def lr_multipliers(ctx: Context) -> dict[str, float]:
     Measured gradient RMS when the probe ran, else the static prediction (same default loss).
     """
     if ctx.probe is not None:
-        pairs = {l.param: (l.weight_rms, l.grad_rms) for l in ctx.probe.layers}
+        pairs = {layer.param: (layer.weight_rms, layer.grad_rms) for layer in ctx.probe.layers}
     elif ctx.static is not None:
         weights = {wl.param: stats.rms for wl, stats in _weight_stats(ctx)}
         pairs = {w.param: (weights.get(w.param, 0.0), 10.0**w.log10_grad_rms) for w in ctx.static.weights}

@@ -81,7 +81,10 @@ def _offer(kind: str, finding: Finding, ctx: Context) -> list[Recommendation]:
     except Exception as error:  # noqa: BLE001 - one remedy must not cost the whole audit
         if out_of_memory(error):
             raise
-        warnings.warn(f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning)
+        # stacklevel 1: the warning is attributed to gradaudit's own file, which the CLI reports
+        warnings.warn(
+            f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=1
+        )
         return []
     return [r for r in (answer if isinstance(answer, list) else [answer]) if r is not None]
 

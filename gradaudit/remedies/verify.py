@@ -65,7 +65,7 @@ def refreshed_graph(
     new = graph.copy()
     old_params = dict(before.named_parameters(remove_duplicate=False))
     new_params = dict(after.named_parameters(remove_duplicate=False))
-    for _, data in new.nodes(data=True):
+    for _node, data in new.nodes(data=True):
         if not any(stats.name in changed for stats in data["params"].values()):
             continue
         data["params"] = {
@@ -173,7 +173,8 @@ def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before
         with restructured_handle(handle, rec.edits, rec.rewrites, analysis["seed"]) as changed:
             after = outcome(*analyse(changed, **analysis))
     except (GradauditError, onnx.checker.ValidationError) as problem:
-        warnings.warn(f"{rec.change} could not be verified: {problem}", RuntimeWarning)
+        # stacklevel 1: the warning is attributed to gradaudit's own file, which the CLI reports
+        warnings.warn(f"{rec.change} could not be verified: {problem}", RuntimeWarning, stacklevel=1)
         return None
     return verification(before, after)
 

@@ -81,8 +81,8 @@ def measured_contributions(ctx: Context, forward: bool) -> dict[str, float]:
 
     Credited to the later layer; a forward step of the first layer is taken from the input's std.
     """
-    value = (lambda l: l.act_std) if forward else (lambda l: l.grad_rms)
-    layers = [(l.layer, value(l)) for l in ctx.probe.layers if _positive(value(l))]
+    value = (lambda measured: measured.act_std) if forward else (lambda measured: measured.grad_rms)
+    layers = [(measured.layer, value(measured)) for measured in ctx.probe.layers if _positive(value(measured))]
     if forward and _positive(ctx.probe.input_std) and layers:
         layers.insert(0, ("", ctx.probe.input_std))
     sign = 1.0 if forward else -1.0

@@ -190,7 +190,10 @@ def test_a_stabilised_exp_and_a_maximum_match_autograd(tmp_path, spread):
     m = torch.maximum(a, b)
     w = torch.exp(a - m)
     grad_a, grad_b = torch.autograd.grad(w, (a, b), torch.ones_like(w))
-    rms = lambda t: math.log10(t.pow(2).mean().sqrt().item())
+
+    def rms(t):
+        return math.log10(t.pow(2).mean().sqrt().item())
+
     assert 0.5 * math.log10(result.nodes[kinds["Exp"]].q) == pytest.approx(rms(w), abs=0.2)
     assert 0.5 * math.log10(result.nodes[kinds["Max"]].q) == pytest.approx(rms(m), abs=0.2)
     assert result.nodes[kinds["Exp"]].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_b)), abs=0.3)

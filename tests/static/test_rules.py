@@ -13,6 +13,7 @@ from gradaudit.static.rules_norm import finite_set_correction
 from gradaudit.weight_stats import param_stats
 
 UNIT = Moments(0.0, 1.0, 0.0)
+UNIT_GRAD = Grad(1.0, 0.0)
 
 
 def make_ctx(
@@ -44,7 +45,7 @@ def make_ctx(
     )
 
 
-def run(ctx, grad=Grad(1.0, 0.0)):
+def run(ctx, grad=UNIT_GRAD):
     transfer = RULES[ctx.op](ctx)
     return transfer, transfer.backward(grad)
 
