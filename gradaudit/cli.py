@@ -22,6 +22,7 @@ from gradaudit import gate
 from gradaudit.config import LOSSES
 from gradaudit.errors import GradauditError, InputError
 from gradaudit.i18n import LANGUAGES, checked_language, use_language
+from gradaudit.optimizers import OPTIMIZERS
 from gradaudit.terminal import library_output_captured, say
 from gradaudit.version import __version__
 
@@ -324,7 +325,7 @@ def _run_options(command):
         click.option("--verify", is_flag=True,
                      help="Re-probe a copy with each change applied (before/after); trial-train the best one."),
         click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the planned run."),
-        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS),
                      help="Optimizer of the planned run [sgd]."),
         click.option("--loss", type=click.Choice(LOSSES),
                      help="Loss of the probe and the planned run [auto]; your own wins: a factory returning "

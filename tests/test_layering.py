@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gradaudit"
 
 # Lowest first. A unit is a subpackage of gradaudit or one of its top-level modules.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"version", "errors", "i18n", "activations", "diagnosis", "schema"}),
+    frozenset({"version", "errors", "i18n", "optimizers", "activations", "diagnosis", "schema"}),
     frozenset({"limits", "graph", "weight_stats", "model", "loss", "results", "gate"}),
     frozenset({"onnx_exec"}),
     frozenset({"loaders"}),

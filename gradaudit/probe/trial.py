@@ -33,12 +33,12 @@ from typing import Any, Callable
 import torch
 
 from gradaudit.model import ModelHandle
+from gradaudit.optimizers import MOMENTUM
 from gradaudit.probe.batches import BatchSource, as_batch
 from gradaudit.probe.objective import objective_for, output_tensors
 from gradaudit.probe.run import seeded_rng, training_copy
 from gradaudit.probe.units import l2_norm
 
-MOMENTUM = 0.9  # the heavy-ball coefficient `momentum` stands for (torch.optim.SGD's usual 0.9)
 DIVERGENCE_FACTOR = 10.0  # the definition: loss above 10x its first value
 DECREASE_WINDOW = 10  # steps averaged at each end of a trial to say whether the loss went down
 TRIAL_SEED_OFFSET = 104_729  # keeps trial batches apart from the probe's (seed + pass index)

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradaudit.i18n import _
-from gradaudit.probe.trial import MOMENTUM
+from gradaudit.optimizers import MOMENTUM
 from gradaudit.results import LayerProbe
 from gradaudit.rules.registry import Context, Hit, RuleConfig, rule
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 # ||update|| / ||w|| per step of about 1e-3 is the usual healthy scale (THEORY.md, LARS);
 # a decade either side is still workable, a layer updated by 10% of itself per step is not.
 TARGET_UPDATE_RATIO = 1e-3
