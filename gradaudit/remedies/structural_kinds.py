@@ -8,6 +8,7 @@ ones that helped.
 
 from __future__ import annotations
 
+from gradaudit.i18n import _
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit
@@ -39,8 +40,10 @@ def inserted_norms(
     norms = {layer: norms[layer] for layer in layers}
     if not rewrites:
         return None
-    listing = ", ".join(f"{norm} after {layer}" for layer, (_, norm) in norms.items())
-    action = f"Insert normalisation ({len(norms)} layer(s), scale 1 and shift 0 at init): {listing}"
+    after = _("{norm} after {layer}")
+    listing = ", ".join(after.format(norm=norm, layer=layer) for layer, (_path, norm) in norms.items())
+    action = _("Insert normalisation ({count} layer(s), scale 1 and shift 0 at init): {listing}").format(
+        count=len(norms), listing=listing)
     return StructuralRecommendation("normalization", layers, action, snippets.insert_norms(dict(norms.values())),
                                     change="insert_norm", rewrites=rewrites)
 
@@ -51,9 +54,10 @@ def skips(finding: Finding, ctx: Context) -> StructuralRecommendation | None:
     if not rewrites:
         return None
     scale = rewrites[0].scale
-    action = (f"Add an identity skip around each of the {len(rewrites)} runs of layers from {rewrites[0].node} to "
-              f"{rewrites[-1].to} (x + {scale:.3g} * run(x), 1/sqrt({len(rewrites)}) per branch): a residual "
-              "stack keeps gradients within a bounded factor of each other")
+    action = _("Add an identity skip around each of the {runs} runs of layers from {first} to {last} "
+               "(x + {scale:.3g} * run(x), 1/sqrt({runs}) per branch): a residual stack keeps gradients within "
+               "a bounded factor of each other").format(runs=len(rewrites), first=rewrites[0].node,
+                                                          last=rewrites[-1].to, scale=scale)
     runs = [(r.node, r.to) for r in rewrites]
     return StructuralRecommendation("normalization", [r.node for r in rewrites], action,
                                     snippets.add_skips(runs, scale), change="add_skip", rewrites=rewrites)
@@ -75,9 +79,10 @@ def removed_norms(finding: Finding, ctx: Context) -> StructuralRecommendation | 
         stats, std = layer_param(ctx, layer), amounts.critical_std(ctx, layer, activation)
         if stats is not None and std is not None:
             targets.append(Target(layer, stats.name, std))
-    action = (f"Remove the {len(rewrites)} normalisation layer(s) ({rewrites[0].node}, ...) of this plain stack, "
-              "where batch statistics make the gradient grow toward the input (Yang et al. 2019), and re-draw "
-              f"the {len(targets)} layer(s) in front of them at the critical scale")
+    action = _("Remove the {count} normalisation layer(s) ({first}, ...) of this plain stack, where batch "
+               "statistics make the gradient grow toward the input (Yang et al. 2019), and re-draw the {redrawn} "
+               "layer(s) in front of them at the critical scale").format(
+        count=len(rewrites), first=rewrites[0].node, redrawn=len(targets))
     paths = {r.node: "nn.Identity()" for r in rewrites}
     return StructuralRecommendation("normalization", [r.node for r in rewrites], action,
                                     snippets.reinit_then(snippets.replace_modules(paths), targets),
@@ -97,9 +102,9 @@ def swapped_activations(finding: Finding, ctx: Context) -> StructuralRecommendat
         if stats is not None and std is not None and stats.std > 0:
             targets.append(Target(layer, stats.name, std / stats.std))
     rewrites = tuple(rewrite for rewrite, _ in swaps)
-    action = (f"Swap the {len(rewrites)} saturating activation(s) ({rewrites[0].node}, ...) for ReLU, which does "
-              f"not saturate, and rescale the layer in front of each to ReLU's critical scale: "
-              + ", ".join(f"{t.layer} x{t.value:.3g}" for t in targets))
+    action = _("Swap the {count} saturating activation(s) ({first}, ...) for ReLU, which does not saturate, "
+               "and rescale the layer in front of each to ReLU's critical scale: {listing}").format(
+        count=len(rewrites), first=rewrites[0].node, listing=", ".join(f"{t.layer} x{t.value:.3g}" for t in targets))
     return StructuralRecommendation("normalization", [r.node for r in rewrites], action,
                                     snippets.replace_modules({r.node: "nn.ReLU()" for r in rewrites}, targets),
                                     change="swap_activation", rewrites=rewrites,
