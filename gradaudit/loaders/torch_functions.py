@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from gradaudit.activations import DECLARED, Activation
 from gradaudit.graph import dense_fans
 from gradaudit.loaders.torch_ops import Call, NodeSpec, adaptive_pool, conv_attrs, per_dim, softmax_axis
 from gradaudit.onnx_exec.layer_kinds import resampling_pool
@@ -47,17 +48,14 @@ def constant_mean(value: Any) -> float:
     return float(value)
 
 
-def _activation(fn: str, **attr_args: tuple[int, str, Any]) -> FunctionRule:
-    """An activation; attr_args maps an attr to (position, keyword, default) of the call."""
+def _activation(declared: Activation) -> FunctionRule:
+    """A declared activation, its parameters read from the call's arguments where it passes them."""
 
     def rule(call: Call) -> NodeSpec:
-        return NodeSpec("activation", fn, {key: call.arg(*spec) for key, spec in attr_args.items()})
+        return NodeSpec("activation", declared.name, {key: call.arg(position, keyword, declared.params[key])
+                                                      for key, (position, keyword) in declared.call_args.items()})
 
     return rule
-
-
-def _gelu(call: Call) -> NodeSpec:
-    return NodeSpec("activation", "gelu", {"approximate": call.arg(1, "approximate", "none")})
 
 
 def _clamp(call: Call) -> NodeSpec:
@@ -377,18 +375,9 @@ RESHAPES = (
 # Casts and copies keep values; masked_fill sets masked positions to a constant (an attention mask
 # before a softmax) and passes the rest through unchanged.
 CASTS = "to _to_copy type type_as float double half bfloat16 clone lift_fresh_copy masked_fill".split()
-SIMPLE_ACTIVATIONS = (
-    "relu silu mish tanh sigmoid softsign selu hardswish hardsigmoid relu6 abs exp sin cos erf"
-).split()
 
 FUNCTION_RULES: dict[str, FunctionRule] = {
-    **{name: _activation(name) for name in SIMPLE_ACTIVATIONS},
-    "gelu": _gelu,
-    "leaky_relu": _activation("leaky_relu", alpha=(1, "negative_slope", 0.01)),
-    "elu": _activation("elu", alpha=(1, "alpha", 1.0)),
-    "celu": _activation("celu", alpha=(1, "alpha", 1.0)),
-    "softplus": _activation("softplus", beta=(1, "beta", 1.0)),
-    "hardtanh": _activation("hardtanh", min=(1, "min_val", -1.0), max=(2, "max_val", 1.0)),
+    **{name: _activation(declared) for declared in DECLARED for name in declared.torch_functions},
     "clamp": _clamp,
     "clamp_min": _clamp,
     "clip": _clamp,

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from gradaudit.activations import DECLARED, Activation
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 
 
@@ -105,9 +106,10 @@ def _norm_module(kind: str) -> Callable[[nn.Module, Call], NodeSpec]:
     return rule
 
 
-def _activation_module(fn: str, **attr_of: str) -> Callable[[nn.Module, Call], NodeSpec]:
+def _activation_module(declared: Activation) -> Callable[[nn.Module, Call], NodeSpec]:
     def rule(m: nn.Module, call: Call) -> NodeSpec:
-        return NodeSpec("activation", fn, {key: getattr(m, attr) for key, attr in attr_of.items()})
+        attrs = {key: getattr(m, attr) for key, attr in declared.module_attrs.items()}
+        return NodeSpec("activation", declared.name, attrs)
 
     return rule
 
@@ -194,8 +196,13 @@ def _dropout_module(m: nn.Module, call: Call) -> NodeSpec:
     return NodeSpec("dropout", attrs={"p": float(m.p)})
 
 
-# Checked in order: subclasses first (ReLU6 is a Hardtanh).
-MODULE_RULES: list[tuple[type, Callable[[Any, Call], NodeSpec]]] = [
+# The declared activations' modules, subclasses first (ReLU6 is a Hardtanh): rules are checked in order.
+_ACTIVATION_MODULES = sorted(
+    ((getattr(nn, name), _activation_module(declared)) for declared in DECLARED for name in declared.torch_modules),
+    key=lambda entry: -len(entry[0].__mro__),
+)
+MODULE_RULES: list[tuple[type | tuple[type, ...], Callable[[Any, Call], NodeSpec]]] = [
+    *_ACTIVATION_MODULES,
     (nn.Linear, _linear_module),
     (nn.modules.conv._ConvNd, _conv_module),
     ((nn.Embedding, nn.EmbeddingBag), _embedding_module),
@@ -205,23 +212,7 @@ MODULE_RULES: list[tuple[type, Callable[[Any, Call], NodeSpec]]] = [
     (nn.modules.instancenorm._InstanceNorm, _norm_module("instance")),
     (nn.RMSNorm, _norm_module("rms")),
     (nn.LocalResponseNorm, _norm_module("lrn")),
-    (nn.ReLU6, _activation_module("relu6")),
-    (nn.Hardtanh, _activation_module("hardtanh", min="min_val", max="max_val")),
-    (nn.ReLU, _activation_module("relu")),
-    (nn.GELU, _activation_module("gelu", approximate="approximate")),
-    (nn.Tanh, _activation_module("tanh")),
-    (nn.Sigmoid, _activation_module("sigmoid")),
-    (nn.SiLU, _activation_module("silu")),
-    (nn.ELU, _activation_module("elu", alpha="alpha")),
-    (nn.CELU, _activation_module("celu", alpha="alpha")),
-    (nn.SELU, _activation_module("selu")),
-    (nn.LeakyReLU, _activation_module("leaky_relu", alpha="negative_slope")),
     (nn.PReLU, _prelu_module),
-    (nn.Softplus, _activation_module("softplus", beta="beta")),
-    (nn.Mish, _activation_module("mish")),
-    (nn.Hardswish, _activation_module("hardswish")),
-    (nn.Hardsigmoid, _activation_module("hardsigmoid")),
-    (nn.Softsign, _activation_module("softsign")),
     (nn.modules.dropout._DropoutNd, _dropout_module),
     (nn.modules.pooling._MaxPoolNd, _pool_module("max")),
     (nn.modules.pooling._AvgPoolNd, _pool_module("avg")),

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from gradaudit.activations import ONNX_ACTIVATIONS
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
 from gradaudit.weight_stats import param_stats
@@ -139,38 +140,11 @@ def _rms(t: torch.Tensor) -> float:
 
 
 # --- activations ---------------------------------------------------------------------------
-_ACTIVATION_NAMES = {
-    "Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Selu": "selu", "Softsign": "softsign",
-    "HardSwish": "hardswish", "Mish": "mish", "Abs": "abs", "Exp": "exp", "Sin": "sin", "Cos": "cos",
-    "Erf": "erf",
-}  # fmt: skip
-# ONNX attribute defaults of parameterised activations, by vocabulary name and attribute.
-_ACTIVATION_ATTRS = {
-    "LeakyRelu": ("leaky_relu", {"alpha": 0.01}),
-    "Elu": ("elu", {"alpha": 1.0}),
-    "Celu": ("celu", {"alpha": 1.0}),
-    "ThresholdedRelu": ("thresholded_relu", {"alpha": 1.0}),
-    "HardSigmoid": ("hardsigmoid", {"alpha": 0.2, "beta": 0.5}),
-    "Gelu": ("gelu", {"approximate": "none"}),
-    "Softplus": ("softplus", {"beta": 1.0}),
-}
-
-
-@maps(*_ACTIVATION_NAMES)
-def _plain_activation(view: NodeView) -> Kind:
-    return Kind("activation", _ACTIVATION_NAMES[view.op_type])
-
-
-@maps("Swish")
-def _swish(view: NodeView) -> Kind:
-    """x * sigmoid(alpha x) is SiLU at alpha 1 (the only alpha exporters write)."""
-    return Kind("activation", "silu") if view.attrs.get("alpha", 1.0) == 1.0 else Kind("unknown")
-
-
-@maps(*_ACTIVATION_ATTRS)
-def _param_activation(view: NodeView) -> Kind:
-    fn, defaults = _ACTIVATION_ATTRS[view.op_type]
-    return Kind("activation", fn, {k: view.attrs.get(k, v) for k, v in defaults.items()})
+@maps(*ONNX_ACTIVATIONS)
+def _activation(view: NodeView) -> Kind:
+    """A declared activation (gradaudit.activations), every parameter resolved to ONNX's defaults."""
+    declared = ONNX_ACTIVATIONS[view.op_type]
+    return Kind("activation", declared.name, declared.resolved(view.attrs, onnx=True))
 
 
 @maps("PRelu")

@@ -6,43 +6,23 @@ import math
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from onnx import TensorProto, helper
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.activations import ONNX_ACTIVATIONS, Activation
+from gradaudit.onnx_exec.registry import OpContext, OpFunction, register
 
 
 def _unary(fn):
     return lambda inputs, attrs, ctx: fn(inputs[0], attrs)
 
 
-# Unary ops: one tensor in, parameters from attributes (ONNX's defaults where absent).
+# Unary ops that are not activations: one tensor in, parameters from attributes (ONNX's defaults
+# where absent). The activations run from their declarations (gradaudit.activations).
 _UNARY = {
-    "Relu": lambda x, a: torch.relu(x),
-    "Tanh": lambda x, a: torch.tanh(x),
-    "Sigmoid": lambda x, a: torch.sigmoid(x),
-    "LeakyRelu": lambda x, a: F.leaky_relu(x, a.get("alpha", 0.01)),
-    "Elu": lambda x, a: F.elu(x, a.get("alpha", 1.0)),
-    "Celu": lambda x, a: F.celu(x, a.get("alpha", 1.0)),
-    "Selu": lambda x, a: a.get("gamma", 1.05070102214813232421875)
-    * torch.where(x > 0, x, a.get("alpha", 1.67326319217681884765625) * torch.expm1(x)),
-    "Gelu": lambda x, a: F.gelu(x, approximate=a.get("approximate", "none")),
-    "Softplus": lambda x, a: F.softplus(x),
-    "Softsign": lambda x, a: F.softsign(x),
-    "HardSigmoid": lambda x, a: torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0),
-    "HardSwish": lambda x, a: F.hardswish(x),
-    "Mish": lambda x, a: F.mish(x),
-    "Swish": lambda x, a: x * torch.sigmoid(a.get("alpha", 1.0) * x),
-    "ThresholdedRelu": lambda x, a: torch.where(x > a.get("alpha", 1.0), x, torch.zeros_like(x)),
-    "Erf": lambda x, a: torch.erf(x),
-    "Abs": lambda x, a: torch.abs(x),
     "Neg": lambda x, a: torch.neg(x),
-    "Exp": lambda x, a: torch.exp(x),
     "Log": lambda x, a: torch.log(x),
     "Sqrt": lambda x, a: torch.sqrt(x),
     "Reciprocal": lambda x, a: torch.reciprocal(x),
-    "Sin": lambda x, a: torch.sin(x),
-    "Cos": lambda x, a: torch.cos(x),
     "Tan": lambda x, a: torch.tan(x),
     "Asin": lambda x, a: torch.asin(x),
     "Acos": lambda x, a: torch.acos(x),
@@ -64,6 +44,17 @@ _UNARY = {
 }
 for _op, _fn in _UNARY.items():
     register(_op)(_unary(_fn))
+
+
+def _declared_activation(declared: Activation) -> OpFunction:
+    def run(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
+        return declared.formula(inputs[0], **declared.resolved(attrs, onnx=True))
+
+    return run
+
+
+for _op, _declared in ONNX_ACTIVATIONS.items():
+    register(_op)(_declared_activation(_declared))
 
 
 def _binary(fn):
