@@ -1,9 +1,11 @@
-"""How each ONNX op type appears in the LayerGraph: one small mapping function per op family.
+"""How ONNX nodes appear in the LayerGraph: one small mapping function per LayerGraph form.
 
-A mapping reads a `NodeView` (the node, its operands resolved to graph producers or constant
-values, shapes) and returns a `Kind`: the normalised op, fn, attrs and parameter statistics the
-static estimator understands (vocabulary in gradaudit/graph.py). Op types without a mapping
-become op "unknown", so the static estimate can say it is partial instead of guessing.
+Each op's registration in the executor (gradaudit.onnx_exec.registry) names its mapping here
+(`layer="gemm"`), or says why it has none; the name is data, so the executor imports nothing from
+the loaders. A mapping reads a `NodeView` (the node, its operands resolved to graph producers or
+constant values, shapes) and returns a `Kind`: the normalised op, fn, attrs and parameter
+statistics the static estimator understands (vocabulary in gradaudit/graph.py). Op types without
+a mapping become op "unknown", so the static estimate can say it is partial instead of guessing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from gradaudit.activations import ONNX_ACTIVATIONS
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
+from gradaudit.onnx_exec.registry import OPS
 from gradaudit.weight_stats import param_stats
 
 
@@ -60,73 +63,28 @@ class Kind(NodeSpec):
     constant_slots: tuple[int, ...] = ()
 
 
-NODE_KINDS: dict[str, Callable[[NodeView], Kind]] = {}
-
-# Ops the executor runs that deliberately have no gain rule: the static estimate passes through
-# them (GA501 names them) and the probe measures them. docs/onnx_ops.md shows each reason.
-WITHOUT_RULE: dict[str, str] = {
-    "Attention": "no projection weights inside the op; its softmax and value mixing depend on Q and K together",
-    "ai.onnx.preview:FlexAttention": (
-        "no projection weights inside the op; its score and probability mods are subgraphs"
-    ),
-    "LinearAttention": "a recurrent state built from keys and values; no weights inside the op",
-    "SwiGLU": "a product of two activations (Swish of one times the other)",
-    "If": "control flow: the branch taken depends on data; its body is not in the LayerGraph",
-    "Loop": "control flow: the iteration count depends on data; its body is not in the LayerGraph",
-    "Scan": "control flow: its body is not in the LayerGraph (the weights it reads are measured by the probe)",
-    "NonMaxSuppression": "non-differentiable: selects box indices (int64), left off the data path",
-    "ArgMax": "non-differentiable: int64 indices, left off the data path",
-    "ArgMin": "non-differentiable: int64 indices, left off the data path",
-    "Bernoulli": "non-differentiable: a random draw",
-    **dict.fromkeys(
-        ("BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift", "BitCast"),
-        "non-differentiable: integer bits, left off the data path",
-    ),
-    "OptionalHasElement": "non-differentiable: a boolean, left off the data path",
-    **dict.fromkeys(
-        ("RandomUniform", "RandomNormal", "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix"),
-        "a constant of the graph (no data input): folded at build time",
-    ),
-    "TfIdfVectorizer": "n-gram counts of token ids: feature extraction ahead of the network, partial there",
-    "Det": "a determinant: its gain depends on the whole matrix, the estimate is partial there",
-    "CumSum": "a running sum: its gain grows along the axis, the estimate is partial there",
-    "RandomUniformLike": "non-differentiable: a seeded random draw of the input's shape",
-    "RandomNormalLike": "non-differentiable: a seeded random draw of the input's shape",
-    "CumProd": "a running product: its gain depends on every value before it, the estimate is partial there",
-    "AffineGrid": "produces sampling coordinates for GridSample, not features: the estimate is partial there",
-    "DFT": "a linear transform into the complex layout: the estimate is partial there",
-    "STFT": "a windowed DFT of frames: the estimate is partial there",
-    "com.microsoft:Attention": (
-        "packed QKV weights without the output projection the attention rule reads: partial there"
-    ),
-    "com.microsoft:MultiHeadAttention": "attention over activations (no weights): partial there, the probe measures it",
-    "com.microsoft:GroupQueryAttention": (
-        "attention over activations and a KV cache (no weights): partial there, the probe measures it"
-    ),
-    "SoftmaxCrossEntropyLoss": "a loss, where the gradient path ends: the estimate is partial there",
-    "NegativeLogLikelihoodLoss": "a loss, where the gradient path ends: the estimate is partial there",
-}
+LAYER_MAPPINGS: dict[str, Callable[[NodeView], Kind]] = {}
 
 
-def maps(*op_types: str):
-    """Register a mapping function for op types."""
+def mapping(name: str):
+    """Register a mapping function under the name op registrations give as `layer`."""
 
     def wrap(fn: Callable[[NodeView], Kind]) -> Callable[[NodeView], Kind]:
-        for op_type in op_types:
-            NODE_KINDS[op_type] = fn
+        LAYER_MAPPINGS[name] = fn
         return fn
 
     return wrap
 
 
 def node_kind(view: NodeView) -> Kind:
-    """The mapped kind, or op 'unknown' for op types no mapping covers.
+    """The kind the op's registered mapping gives, or op 'unknown' for op types without one.
 
     A node whose operands a mapping cannot read (a missing shape or value on a model that failed
     to execute, an unusual attribute form) is unknown too: the static estimate then reports
     itself partial instead of the audit failing.
     """
-    mapper = NODE_KINDS.get(view.op_type)
+    spec = OPS.get(view.op_type)
+    mapper = LAYER_MAPPINGS.get(spec.layer) if spec is not None and spec.layer else None
     if mapper is None:
         return Kind("unknown")
     try:
@@ -140,14 +98,14 @@ def _rms(t: torch.Tensor) -> float:
 
 
 # --- activations ---------------------------------------------------------------------------
-@maps(*ONNX_ACTIVATIONS)
+@mapping("activation")
 def _activation(view: NodeView) -> Kind:
     """A declared activation (gradaudit.activations), every parameter resolved to ONNX's defaults."""
     declared = ONNX_ACTIVATIONS[view.op_type]
     return Kind("activation", declared.name, declared.resolved(view.attrs, onnx=True))
 
 
-@maps("PRelu")
+@mapping("prelu")
 def _prelu(view: NodeView) -> Kind:
     slope = view.const(1)
     if slope is None:
@@ -155,7 +113,7 @@ def _prelu(view: NodeView) -> Kind:
     return Kind("activation", "prelu", {"slope": float(slope.double().mean())})
 
 
-@maps("Clip")
+@mapping("clip")
 def _clip(view: NodeView) -> Kind:
     """Clip with constant bounds is hardtanh; with only a zero floor it is a ReLU."""
     lo, hi = view.const(1), view.const(2)
@@ -177,7 +135,7 @@ def _linear(weight: Operand, w: torch.Tensor, out_axis: int, bias: Operand | Non
     return Kind("linear", attrs=dense_fans(fan_in, fan_out), params=params)
 
 
-@maps("Gemm")
+@mapping("gemm")
 def _gemm(view: NodeView) -> Kind:
     """transB=1 stores the weight as (out, in): rows are output units (out_axis 0). The stats are
     those of the effective weight alpha * B."""
@@ -191,7 +149,7 @@ def _gemm(view: NodeView) -> Kind:
     return Kind("matmul", attrs={"contraction": contraction})
 
 
-@maps("MatMul")
+@mapping("matmul")
 def _matmul(view: NodeView) -> Kind:
     """x @ W with W (in, out): out_axis 1; W @ x with W (out, in): out_axis 0."""
     a, b = view.operand(0), view.operand(1)
@@ -202,7 +160,7 @@ def _matmul(view: NodeView) -> Kind:
     return Kind("matmul", attrs={"contraction": a.shape[-1] if a.shape else None})
 
 
-@maps("Einsum")
+@mapping("einsum")
 def _einsum(view: NodeView) -> Kind:
     """Contraction = product of the sizes of the letters summed away."""
     lhs, out = view.attrs["equation"].replace(" ", "").split("->")
@@ -244,11 +202,11 @@ def _conv(view: NodeView, transposed: bool) -> Kind:
     return Kind("conv", attrs=attrs, params=params)
 
 
-maps("Conv")(lambda view: _conv(view, False))
-maps("ConvTranspose")(lambda view: _conv(view, True))
+mapping("conv")(lambda view: _conv(view, False))
+mapping("conv_transpose")(lambda view: _conv(view, True))
 
 
-@maps("CausalConvWithState")
+@mapping("causal_conv")
 def _causal_conv(view: NodeView) -> Kind:
     """A depthwise conv1d (one group per channel); with its SiLU fused in, no single rule fits."""
     weight = view.const(1)
@@ -267,13 +225,13 @@ def _affine(view: NodeView) -> dict[str, ParamStats]:
     return params
 
 
-@maps("BatchNormalization")
+@mapping("batch_norm")
 def _batch_norm(view: NodeView) -> Kind:
     attrs = {"eps": view.attrs.get("epsilon", 1e-5), "momentum": view.attrs.get("momentum", 0.9)}
     return Kind("norm", "batch", attrs, _affine(view))
 
 
-@maps("LayerNormalization")
+@mapping("layer_norm")
 def _layer_norm(view: NodeView) -> Kind:
     axis = view.attrs.get("axis", -1)
     shape = view.out_shape
@@ -283,7 +241,7 @@ def _layer_norm(view: NodeView) -> Kind:
     return Kind("norm", "layer", attrs, _affine(view))
 
 
-@maps("RMSNormalization")
+@mapping("rms_norm")
 def _rms_norm(view: NodeView) -> Kind:
     """Like LayerNormalization without centring (the `rms` norm of the vocabulary)."""
     return Kind(
@@ -291,18 +249,18 @@ def _rms_norm(view: NodeView) -> Kind:
     )
 
 
-@maps("InstanceNormalization")
+@mapping("instance_norm")
 def _instance_norm(view: NodeView) -> Kind:
     return Kind("norm", "instance", {"eps": view.attrs.get("epsilon", 1e-5)}, _affine(view))
 
 
-@maps("GroupNormalization")
+@mapping("group_norm")
 def _group_norm(view: NodeView) -> Kind:
     attrs = {"num_groups": view.attrs["num_groups"], "eps": view.attrs.get("epsilon", 1e-5)}
     return Kind("norm", "group", attrs, _affine(view))
 
 
-@maps("LRN")
+@mapping("lrn")
 def _lrn(view: NodeView) -> Kind:
     a = view.attrs
     attrs = {"size": a["size"], "alpha": a.get("alpha", 1e-4), "beta": a.get("beta", 0.75), "bias": a.get("bias", 1.0)}
@@ -319,14 +277,14 @@ def _pool(fn: str) -> Callable[[NodeView], Kind]:
     return run
 
 
-maps("MaxPool")(_pool("max"))
-maps("AveragePool")(_pool("avg"))
-maps("GlobalAveragePool")(_pool("global_avg"))
-maps("GlobalMaxPool")(_pool("global_max"))
+mapping("max_pool")(_pool("max"))
+mapping("avg_pool")(_pool("avg"))
+mapping("global_avg_pool")(_pool("global_avg"))
+mapping("global_max_pool")(_pool("global_max"))
 
 
 
-@maps("Resize", "Upsample")
+@mapping("resize")
 def _resize(view: NodeView) -> Kind:
     """Resampling is average pooling at a fractional stride.
 
@@ -366,12 +324,12 @@ def _reduce(fn: str) -> Callable[[NodeView], Kind]:
     return run
 
 
-maps("ReduceMean")(_reduce("mean"))
-maps("ReduceSum")(_reduce("sum"))
+mapping("reduce_mean")(_reduce("mean"))
+mapping("reduce_sum")(_reduce("sum"))
 
 
 # --- elementwise arithmetic ------------------------------------------------------------------
-@maps("Add", "Sub", "Sum")
+@mapping("add")
 def _add(view: NodeView) -> Kind:
     consts = tuple(i for i, o in enumerate(view.operands) if o.source is None and o.value is not None)
     return Kind("add", constant_slots=consts)
@@ -382,7 +340,7 @@ def _scale(value: torch.Tensor, operand: Operand) -> Kind:
     return Kind("scale", attrs={"value": _rms(value), "mean": float(value.double().mean())}, params=params)
 
 
-@maps("Mul")
+@mapping("mul")
 def _mul(view: NodeView) -> Kind:
     data = [o for o in view.operands if o.source is not None]
     consts = [o for o in view.operands if o.source is None and o.value is not None]
@@ -393,7 +351,7 @@ def _mul(view: NodeView) -> Kind:
     return Kind("unknown")
 
 
-@maps("Div")
+@mapping("div")
 def _div(view: NodeView) -> Kind:
     """x / c scales by 1/c; a quotient of two activations is a divide."""
     divisor = view.const(1)
@@ -404,7 +362,7 @@ def _div(view: NodeView) -> Kind:
     return Kind("unknown")
 
 
-@maps("Max")
+@mapping("max")
 def _max(view: NodeView) -> Kind:
     """The larger of two activations, elementwise (a constant floor is left unknown)."""
     if len(view.operands) == 2 and all(o.source is not None for o in view.operands):
@@ -412,17 +370,17 @@ def _max(view: NodeView) -> Kind:
     return Kind("unknown")
 
 
-@maps("Neg")
+@mapping("neg")
 def _neg(view: NodeView) -> Kind:
     return Kind("scale", attrs={"value": 1.0, "mean": -1.0})
 
 
-@maps("Concat")
+@mapping("concat")
 def _concat(view: NodeView) -> Kind:
     return Kind("concat", attrs={"axis": view.attrs.get("axis", 0)})
 
 
-@maps("Softmax", "LogSoftmax")
+@mapping("softmax")
 def _softmax(view: NodeView) -> Kind:
     """Before opset 13 the default axis is 1 (and the op flattens from there); after, -1."""
     axis = view.attrs.get("axis", -1 if view.opset >= 13 else 1)
@@ -430,24 +388,16 @@ def _softmax(view: NodeView) -> Kind:
     return Kind("softmax", fn, {"axis": axis})
 
 
-_RESHAPES = (
-    "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Expand", "Tile",
-    "Pad", "GatherElements", "DepthToSpace", "SpaceToDepth",
-)  # fmt: skip
-maps(*_RESHAPES)(lambda view: Kind("reshape"))
-# A sequence holds its tensors unchanged: taking pieces out is a reshape, building one a concat.
-maps("SplitToSequence", "SequenceAt", "SequenceErase")(lambda view: Kind("reshape"))
-maps("SequenceConstruct", "SequenceInsert")(lambda view: Kind("concat", attrs={"axis": 0}))
-maps("ConcatFromSequence")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", 0)}))
-maps("Dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
-maps("Identity", "Cast", "CastLike", "Optional", "OptionalGetElement")(lambda view: Kind("identity"))
-# A rotation of feature pairs keeps every moment: a reshape for the gains.
-maps("RotaryEmbedding")(lambda view: Kind("reshape"))
-# A cache write mixes the old cache and the update, position by position.
-maps("TensorScatter")(lambda view: Kind("concat", attrs={"axis": view.attrs.get("axis", -2)}))
+# Moves, copies and selections of elements (a view, a cropped or padded centre, top-k values, a
+# cache write; a sequence's pieces taken out, a rotation of feature pairs keeping every moment).
+mapping("reshape")(lambda view: Kind("reshape"))
+mapping("dropout")(lambda view: Kind("dropout", attrs={"ratio": view.attrs.get("ratio", 0.5)}))
+# Values kept (casts), or changed by at most half a quantisation step (a fake-quant step), or
+# rotated by position-dependent angles keeping every pair's norm: gain 1 both ways.
+mapping("identity")(lambda view: Kind("identity"))
 
 
-@maps("Where")
+@mapping("where")
 def _where(view: NodeView) -> Kind:
     """A constant condition choosing between an activation and a constant is a masked fill (an
     attention mask before a softmax): the activation passes; anything data-dependent is unknown."""
@@ -457,7 +407,7 @@ def _where(view: NodeView) -> Kind:
     return Kind("unknown")
 
 
-@maps("Gather")
+@mapping("gather")
 def _gather(view: NodeView) -> Kind:
     """A constant table indexed by data is an embedding; indexing an activation is a reshape."""
     table = view.operand(0)
@@ -479,7 +429,7 @@ def _gather(view: NodeView) -> Kind:
 _CELLS = {"LSTM": "lstm", "GRU": "gru"}
 
 
-@maps("RNN", "LSTM", "GRU")
+@mapping("recurrent")
 def _recurrent(view: NodeView) -> Kind:
     """W, R are (directions, gates*hidden, in): rows (axis 1) are gate units; B = [Wb, Rb]."""
     w, r, b = view.operand(1), view.operand(2), view.operand(3)
@@ -527,8 +477,6 @@ QUANTISED_DATA_OPS = frozenset(
     {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger"}
 )
 
-# A fake-quant step changes values by at most half a quantisation step: gain 1 both ways.
-maps("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")(lambda view: Kind("identity"))
 
 
 def _dequantised(view: NodeView, slot: int, scale_slot: int | None, zero_slot: int | None) -> Operand:
@@ -558,14 +506,12 @@ def _quantised_linear(slot: int, scale_slot: int | None, zero_slot: int | None) 
     return run
 
 
-maps("QLinearMatMul")(_quantised_linear(3, 4, 5))
-maps("QLinearConv")(_quantised_linear(3, 4, 5))
-maps("MatMulInteger")(_quantised_linear(1, None, 3))
-maps("ConvInteger")(_quantised_linear(1, None, 3))
+mapping("qlinear")(_quantised_linear(3, 4, 5))
+mapping("integer_linear")(_quantised_linear(1, None, 3))
 
 
 # --- com.microsoft ---------------------------------------------------------------------------
-@maps("com.microsoft:FusedMatMul")
+@mapping("fused_matmul")
 def _fused_matmul(view: NodeView) -> Kind:
     """alpha * x @ op(W): transB stores W as (out, in)."""
     a, b = view.operand(0), view.operand(1)
@@ -581,11 +527,8 @@ def _fused_matmul(view: NodeView) -> Kind:
     return Kind("matmul", attrs={"contraction": a.shape[0 if view.attrs.get("transA", 0) else -1] if a.shape else None})
 
 
-maps("com.microsoft:Gelu", "com.microsoft:BiasGelu")(lambda view: Kind("activation", "gelu", {"approximate": "none"}))
-maps("com.microsoft:FastGelu")(lambda view: Kind("activation", "gelu", {"approximate": "tanh"}))
-maps("com.microsoft:QuickGelu")(
-    lambda view: Kind("activation", "silu") if view.attrs.get("alpha", 1.702) == 1.0 else Kind("unknown")
-)
+mapping("gelu_erf")(lambda view: Kind("activation", "gelu", {"approximate": "none"}))
+mapping("gelu_tanh")(lambda view: Kind("activation", "gelu", {"approximate": "tanh"}))
 
 
 def _contrib_norm(fn: str, summed: int, scale_slot: int, bias_slot: int | None) -> Callable[[NodeView], Kind]:
@@ -609,15 +552,13 @@ def _contrib_norm(fn: str, summed: int, scale_slot: int, bias_slot: int | None) 
     return run
 
 
-maps("com.microsoft:SkipLayerNormalization")(_contrib_norm("layer", 2, 2, 3))
-maps("SimplifiedLayerNormalization", "com.microsoft:SimplifiedLayerNormalization")(_contrib_norm("rms", 1, 1, None))
-maps("com.microsoft:SkipSimplifiedLayerNormalization")(_contrib_norm("rms", 2, 2, None))
-# a rotation by position-dependent angles keeps every pair's norm: gain 1 both ways
-maps("com.microsoft:RotaryEmbedding")(lambda view: Kind("identity"))
+mapping("skip_layer_norm")(_contrib_norm("layer", 2, 2, 3))
+mapping("simplified_layer_norm")(_contrib_norm("rms", 1, 1, None))
+mapping("skip_simplified_layer_norm")(_contrib_norm("rms", 2, 2, None))
 
 
 # --- vision, signal, misc ---------------------------------------------------------------------
-@maps("GridSample", "RoiAlign")
+@mapping("resampling")
 def _resampling(view: NodeView) -> Kind:
     """Bilinear sampling of (N, C, H, W) at a new grid of points: the resize rule's average
     pooling for that size change (RoiAlign: the whole image to one ROI's bins, its samples
@@ -630,24 +571,10 @@ def _resampling(view: NodeView) -> Kind:
     return Kind("pool", "avg", pool) if pool else Kind("unknown")
 
 
-maps("DeformConv")(lambda view: _conv(view, False))
-
-
-# Selections and re-arrangements of elements (a cropped or padded centre, top-k values, unique
-# values, sums of overlapping blocks back into an image, a cache write).
-maps(
-    "CenterCropPad", "Col2Im", "TopK", "Unique", "TensorScatter", "ReverseSequence", "MaxUnpool", "OptionalGetElement"
-)(lambda view: Kind("reshape"))
-
-
-@maps("com.microsoft:QuickGelu")
+@mapping("quick_gelu")
 def _quick_gelu(view: NodeView) -> Kind:
     """x * sigmoid(alpha x): SiLU at alpha 1, GELU's sigmoid approximation at the default 1.702."""
     alpha = view.attrs.get("alpha", 1.702)
     if alpha == 1.0:
         return Kind("activation", "silu")
     return Kind("activation", "gelu", {"approximate": "none"}) if abs(alpha - 1.702) < 1e-3 else Kind("unknown")
-
-
-# Ops the executor runs that have no gain rule, and why: the static estimate reports itself
-# partial where a float one of them is on the data path (integer outputs are left off it).

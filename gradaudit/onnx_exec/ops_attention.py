@@ -52,7 +52,10 @@ def _window_bias(
     return _allowed_bias(allowed, like)
 
 
-@register("Attention")
+@register(
+    "Attention",
+    no_gain="no projection weights inside the op; its softmax and value mixing depend on Q and K together",
+)
 def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """softmax(Q K^T * scale + bias) V with grouped KV heads, a past KV cache, masks (bool or
     additive), causal and sliding windows, softcap, and the optional present-KV and QK outputs."""
@@ -101,7 +104,7 @@ def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> O
     return (y, present_key, present_value, qk)[: ctx.n_outputs]
 
 
-@register("RotaryEmbedding")
+@register("RotaryEmbedding", layer="reshape")
 def rotary_embedding(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Rotates the first rotary_embedding_dim features of every head by the cached cos/sin
     (indexed by position_ids when given), in halves or interleaved pairs."""
@@ -124,7 +127,10 @@ def rotary_embedding(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContex
     return out.reshape(shape) if len(shape) == 3 else out.transpose(1, 2)
 
 
-@register("ai.onnx.preview:FlexAttention")
+@register(
+    "ai.onnx.preview:FlexAttention",
+    no_gain="no projection weights inside the op; its score and probability mods are subgraphs",
+)
 def flex_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """softmax(score_mod(Q K^T * scale)) V with an optional prob_mod on the probabilities (the
     preview domain's FlexAttention): the mods are subgraphs, run like control-flow bodies;

@@ -28,7 +28,7 @@ DEFAULT_MASK_FILTER = -10000.0
 
 
 # --- dense products and activations ----------------------------------------------------------
-@register(MS + "FusedMatMul", weight_slots=(1,))
+@register(MS + "FusedMatMul", weight_slots=(1,), layer="fused_matmul")
 def fused_matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """alpha * op(A) @ op(B). The batch transposes (transBatchA/B, which onnxruntime's optimiser
     does not emit from standard exports) are refused with the node named."""
@@ -45,10 +45,14 @@ def _with_bias(inputs: Sequence[Any]) -> torch.Tensor:
     return inputs[0] if bias is None else inputs[0] + bias
 
 
-register(MS + "Gelu")(lambda inputs, attrs, ctx: F.gelu(inputs[0]))
-register(MS + "BiasGelu", weight_slots=(1,))(lambda inputs, attrs, ctx: F.gelu(_with_bias(inputs)))
-register(MS + "FastGelu", weight_slots=(1,))(lambda inputs, attrs, ctx: F.gelu(_with_bias(inputs), approximate="tanh"))
-register(MS + "QuickGelu")(lambda inputs, attrs, ctx: inputs[0] * torch.sigmoid(attrs.get("alpha", 1.702) * inputs[0]))
+register(MS + "Gelu", layer="gelu_erf")(lambda inputs, attrs, ctx: F.gelu(inputs[0]))
+register(MS + "BiasGelu", weight_slots=(1,), layer="gelu_erf")(lambda inputs, attrs, ctx: F.gelu(_with_bias(inputs)))
+register(MS + "FastGelu", weight_slots=(1,), layer="gelu_tanh")(
+    lambda inputs, attrs, ctx: F.gelu(_with_bias(inputs), approximate="tanh")
+)
+register(MS + "QuickGelu", layer="quick_gelu")(
+    lambda inputs, attrs, ctx: inputs[0] * torch.sigmoid(attrs.get("alpha", 1.702) * inputs[0])
+)
 
 
 # --- normalisation -----------------------------------------------------------------------------
@@ -64,7 +68,7 @@ def _skip_sum(inputs: Sequence[Any], bias_slot: int) -> torch.Tensor:
     return total if bias is None else total + bias
 
 
-@register(MS + "SkipLayerNormalization", weight_slots=(2, 3, 4))
+@register(MS + "SkipLayerNormalization", weight_slots=(2, 3, 4), layer="skip_layer_norm")
 def skip_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """LayerNorm(input + skip + bias) * gamma + beta over the last axis; outputs y, mean,
     inverse std, and the sum."""
@@ -76,7 +80,10 @@ def skip_layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
     return y, mean, inv_std, total
 
 
-@register("SimplifiedLayerNormalization", MS + "SimplifiedLayerNormalization", weight_slots=(1,))
+@register(
+    "SimplifiedLayerNormalization", MS + "SimplifiedLayerNormalization", weight_slots=(1,),
+    layer="simplified_layer_norm",
+)
 def simplified_layer_norm(
     inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +91,7 @@ def simplified_layer_norm(
     return rms_norm(inputs[0], inputs[1], attrs.get("epsilon", 1e-5), attrs.get("axis", -1))
 
 
-@register(MS + "SkipSimplifiedLayerNormalization", weight_slots=(2, 3))
+@register(MS + "SkipSimplifiedLayerNormalization", weight_slots=(2, 3), layer="skip_simplified_layer_norm")
 def skip_simplified_layer_norm(
     inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
 ) -> tuple[torch.Tensor, ...]:
@@ -117,7 +124,7 @@ def _positions(position_ids: torch.Tensor | None, batch: int, seq: int, start: i
     return position_ids.long().expand(batch, seq)
 
 
-@register(MS + "RotaryEmbedding", setting_slots=(2, 3))
+@register(MS + "RotaryEmbedding", setting_slots=(2, 3), layer="identity")
 def rotary_embedding(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Input (B, S, hidden) or (B, N, S, H); position_ids (B, S) or one start offset."""
     x, position_ids, cos_cache, sin_cache = inputs
@@ -199,7 +206,10 @@ def _combine(*biases: torch.Tensor | None) -> torch.Tensor | None:
     return total
 
 
-@register(MS + "Attention", weight_slots=(1, 2), setting_slots=(3, 6))
+@register(
+    MS + "Attention", weight_slots=(1, 2), setting_slots=(3, 6),
+    no_gain="packed QKV weights without the output projection the attention rule reads: partial there",
+)
 def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention with packed QKV weights (in, q + k + v hidden); outputs y (B, S, v hidden)
     and present (2, B, N, P + S, H)."""
@@ -227,7 +237,10 @@ def attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return _merge(y), present
 
 
-@register(MS + "MultiHeadAttention", weight_slots=(3,), setting_slots=(4, 5))
+@register(
+    MS + "MultiHeadAttention", weight_slots=(3,), setting_slots=(4, 5),
+    no_gain="attention over activations (no weights): partial there, the probe measures it",
+)
 def multi_head_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """Query (B, S, D); key and value (B, L, D) to project into heads, or (B, N, L, H) already in
     heads (cross-attention caches); bias (3D) added to the projected q, k, v; key_padding_mask
@@ -258,7 +271,10 @@ def multi_head_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpCo
     return _merge(y), k, v
 
 
-@register(MS + "GroupQueryAttention", setting_slots=(5, 6, 7, 8, 9, 10))
+@register(
+    MS + "GroupQueryAttention", setting_slots=(5, 6, 7, 8, 9, 10),
+    no_gain="attention over activations and a KV cache (no weights): partial there, the probe measures it",
+)
 def group_query_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """Grouped-KV attention with a KV cache, as onnxruntime-genai writes it: query (B, S, D), or
     packed q|k|v when key is absent; past_key/past_value (B, kvN, P, H) hold the first

@@ -16,13 +16,13 @@ import torch
 from gradaudit.onnx_exec.registry import OpContext, OpResult, register
 
 
-@register("If")
+@register("If", no_gain="control flow: the branch taken depends on data; its body is not in the LayerGraph")
 def if_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     branch = attrs["then_branch"] if bool(inputs[0].reshape(-1)[0]) else attrs["else_branch"]
     return tuple(branch([], ctx.scope))
 
 
-@register("Loop")
+@register("Loop", no_gain="control flow: the iteration count depends on data; its body is not in the LayerGraph")
 def loop(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """Runs while the iteration count (M, optional) and the condition (optional) allow; the body
     maps (iteration, condition, carried...) to (condition, carried..., scan outputs...)."""
@@ -46,7 +46,10 @@ def loop(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResu
     return tuple(carried + stacked)
 
 
-@register("Scan")
+@register(
+    "Scan",
+    no_gain="control flow: its body is not in the LayerGraph (the weights it reads are measured by the probe)",
+)
 def scan(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """Opset 9+: the body maps (state..., one slice of each scan input) to (state..., one
     slice of each scan output); slices run along each input's axis, reversed where its

@@ -19,7 +19,6 @@ def _unary(fn):
 # Unary ops that are not activations: one tensor in, parameters from attributes (ONNX's defaults
 # where absent). The activations run from their declarations (gradaudit.activations).
 _UNARY = {
-    "Neg": lambda x, a: torch.neg(x),
     "Log": lambda x, a: torch.log(x),
     "Sqrt": lambda x, a: torch.sqrt(x),
     "Reciprocal": lambda x, a: torch.reciprocal(x),
@@ -40,10 +39,11 @@ _UNARY = {
     "IsNaN": lambda x, a: torch.isnan(x),
     "IsInf": lambda x, a: (torch.isposinf(x) if a.get("detect_positive", 1) else torch.zeros_like(x, dtype=torch.bool))
     | (torch.isneginf(x) if a.get("detect_negative", 1) else torch.zeros_like(x, dtype=torch.bool)),
-    "Identity": lambda x, a: x,
 }
 for _op, _fn in _UNARY.items():
     register(_op)(_unary(_fn))
+register("Neg", layer="neg")(_unary(lambda x, a: torch.neg(x)))
+register("Identity", layer="identity")(_unary(lambda x, a: x))
 
 
 def _declared_activation(declared: Activation) -> OpFunction:
@@ -54,7 +54,7 @@ def _declared_activation(declared: Activation) -> OpFunction:
 
 
 for _op, _declared in ONNX_ACTIVATIONS.items():
-    register(_op)(_declared_activation(_declared))
+    register(_op, layer="activation")(_declared_activation(_declared))
 
 
 def _binary(fn):
@@ -83,10 +83,15 @@ _BINARY = {
     "Or": torch.logical_or,
     "Xor": torch.logical_xor,
 }
+# the arithmetic ops' LayerGraph mappings; a non-scalar constant operand of theirs is a learned affine
+_ARITHMETIC_LAYERS = {"Add": "add", "Sub": "add", "Mul": "mul", "Div": "div"}
 for _op, _fn in _BINARY.items():
-    register(_op, affine_operands=_op in ("Add", "Sub", "Mul", "Div"), setting_slots=(1,) if _op == "Pow" else ())(
-        _binary(_fn)
-    )
+    register(
+        _op,
+        affine_operands=_op in _ARITHMETIC_LAYERS,
+        setting_slots=(1,) if _op == "Pow" else (),
+        layer=_ARITHMETIC_LAYERS.get(_op),
+    )(_binary(_fn))
 
 
 @register("Mod")
@@ -105,8 +110,8 @@ def _variadic(fn):
     return run
 
 
-register("Sum", affine_operands=True)(_variadic(torch.add))
-register("Max")(_variadic(torch.maximum))
+register("Sum", affine_operands=True, layer="add")(_variadic(torch.add))
+register("Max", layer="max")(_variadic(torch.maximum))
 register("Min")(_variadic(torch.minimum))
 
 
@@ -115,7 +120,7 @@ def mean(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return _variadic(torch.add)(inputs, attrs, ctx) / len(inputs)
 
 
-@register("PRelu", weight_slots=(1,))
+@register("PRelu", weight_slots=(1,), layer="prelu")
 def prelu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Before opset 7 a 1-D slope is per channel (axis 1); from 7 on it broadcasts from the right."""
     x, slope = inputs
@@ -131,7 +136,7 @@ def shrink(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return torch.where(x < -lambd, x + bias, torch.where(x > lambd, x - bias, torch.zeros_like(x)))
 
 
-@register("Clip", setting_slots=(1, 2))
+@register("Clip", setting_slots=(1, 2), layer="clip")
 def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Bounds are attributes before opset 11 and optional inputs from 11 on."""
     x = inputs[0]
@@ -144,7 +149,7 @@ def clip(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return x if lo is None and hi is None else torch.clamp(x, lo, hi)
 
 
-@register("Where")
+@register("Where", layer="where")
 def where(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     cond, a, b = inputs
     return torch.where(cond.bool(), a, b)
@@ -184,17 +189,17 @@ def torch_dtype(elem_type: int) -> torch.dtype:
     return held
 
 
-@register("Cast")
+@register("Cast", layer="identity")
 def cast(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return inputs[0].to(torch_dtype(attrs["to"]))
 
 
-@register("CastLike")
+@register("CastLike", layer="identity")
 def cast_like(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return inputs[0].to(inputs[1].dtype)
 
 
-@register("Dropout", setting_slots=(1, 2))
+@register("Dropout", setting_slots=(1, 2), layer="dropout")
 def dropout(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Identity in both semantics: the audit measures the deterministic network (DESIGN.md)."""
     x = inputs[0]
@@ -233,5 +238,5 @@ def _fully_masked_safe(normalise):
     return run
 
 
-register("Softmax")(_softmax(_fully_masked_safe(torch.softmax)))
-register("LogSoftmax")(_softmax(_fully_masked_safe(torch.log_softmax)))
+register("Softmax", layer="softmax")(_softmax(_fully_masked_safe(torch.softmax)))
+register("LogSoftmax", layer="softmax")(_softmax(_fully_masked_safe(torch.log_softmax)))

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
+LOSS = "a loss, where the gradient path ends: the estimate is partial there"
+
 
 def _nll(log_prob: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any]) -> torch.Tensor:
     target = inputs[1].long()
@@ -25,12 +27,12 @@ def _nll(log_prob: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any]) -
     return F.nll_loss(log_prob, target, weight, ignore_index=-100, reduction=attrs.get("reduction", "mean"))
 
 
-@register("NegativeLogLikelihoodLoss", setting_slots=(2,))
+@register("NegativeLogLikelihoodLoss", setting_slots=(2,), no_gain=LOSS)
 def negative_log_likelihood_loss(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return _nll(inputs[0], inputs, attrs)
 
 
-@register("SoftmaxCrossEntropyLoss", setting_slots=(2,))
+@register("SoftmaxCrossEntropyLoss", setting_slots=(2,), no_gain=LOSS)
 def softmax_cross_entropy_loss(
     inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
 ) -> tuple[torch.Tensor, torch.Tensor]:

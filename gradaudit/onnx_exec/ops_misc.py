@@ -15,21 +15,23 @@ import torch
 from onnx import helper
 
 from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
+from gradaudit.onnx_exec.registry import GRAPH_CONSTANT, OpContext, optional_input, register
 
+INTEGER_BITS = "non-differentiable: integer bits, left off the data path"
+SEEDED_DRAW = "non-differentiable: a seeded random draw of the input's shape"
 _BITWISE = {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
 for _op, _fn in _BITWISE.items():
-    register(_op)(lambda inputs, attrs, ctx, fn=_fn: fn(inputs[0], inputs[1]))
+    register(_op, no_gain=INTEGER_BITS)(lambda inputs, attrs, ctx, fn=_fn: fn(inputs[0], inputs[1]))
 
 
-@register("BitwiseNot")
+@register("BitwiseNot", no_gain=INTEGER_BITS)
 def bitwise_not(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Exact for every type held as itself (uint8 included); a uint16/uint32 held in a wider
     signed type gets that type's complement (negative), as the node does not say its width."""
     return torch.bitwise_not(inputs[0])
 
 
-@register("BitShift")
+@register("BitShift", no_gain=INTEGER_BITS)
 def bit_shift(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """ONNX shifts unsigned integers only, held as non-negative values, so torch's arithmetic
     right shift is the logical one; a left shift keeps the held type's bits (exact while the
@@ -57,11 +59,17 @@ def _cumulative(step):
     return run
 
 
-register("CumSum")(_cumulative(torch.cumsum))
-register("CumProd")(_cumulative(torch.cumprod))
+register(
+    "CumSum",
+    no_gain="a running sum: its gain grows along the axis, the estimate is partial there",
+)(_cumulative(torch.cumsum))
+register(
+    "CumProd",
+    no_gain="a running product: its gain depends on every value before it, the estimate is partial there",
+)(_cumulative(torch.cumprod))
 
 
-@register("Unique")
+@register("Unique", layer="reshape")
 def unique(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """Outputs: the unique values (slices along `axis`), the index of each one's first
     occurrence, the inverse map and the counts; sorted=0 keeps the order of first occurrence."""
@@ -83,12 +91,12 @@ def unique(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tupl
     return values, first, inverse, counts
 
 
-@register("Det")
+@register("Det", no_gain="a determinant: its gain depends on the whole matrix, the estimate is partial there")
 def det(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return torch.linalg.det(inputs[0])
 
 
-@register("ReverseSequence")
+@register("ReverseSequence", layer="reshape")
 def reverse_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Reverse the first seq_len[b] steps of every batch entry b, leave the rest in place."""
     x, lengths = inputs
@@ -112,7 +120,8 @@ def _random_dtype(attrs: dict[str, Any], like: torch.Tensor | None) -> torch.dty
     return like.dtype if like is not None and like.is_floating_point() else torch.float32
 
 
-@register("RandomUniform", "RandomUniformLike")
+@register("RandomUniform", no_gain=GRAPH_CONSTANT)
+@register("RandomUniformLike", no_gain=SEEDED_DRAW)
 def random_uniform(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     like = inputs[0] if inputs else None
     shape = like.shape if like is not None else attrs["shape"]
@@ -121,7 +130,8 @@ def random_uniform(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return (low + (high - low) * draw).to(_random_dtype(attrs, like))
 
 
-@register("RandomNormal", "RandomNormalLike")
+@register("RandomNormal", no_gain=GRAPH_CONSTANT)
+@register("RandomNormalLike", no_gain=SEEDED_DRAW)
 def random_normal(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     like = inputs[0] if inputs else None
     shape = like.shape if like is not None else attrs["shape"]
@@ -129,14 +139,14 @@ def random_normal(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) 
     return (attrs.get("mean", 0.0) + attrs.get("scale", 1.0) * draw).to(_random_dtype(attrs, like))
 
 
-@register("Bernoulli")
+@register("Bernoulli", no_gain="non-differentiable: a random draw")
 def bernoulli(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     p = inputs[0]
     draw = torch.bernoulli(p.detach().double(), generator=_generator(attrs))
     return draw.to(torch_dtype(attrs["dtype"]) if "dtype" in attrs else p.dtype)
 
 
-@register("MaxUnpool", setting_slots=(2,))
+@register("MaxUnpool", setting_slots=(2,), layer="reshape")
 def max_unpool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Scatter each value to the flat position MaxPool recorded (indices count over N, C and the
     spatial dims of the unpooled shape the pooling implies); a larger `output_shape` pads that
@@ -159,7 +169,7 @@ def max_unpool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
 _SIGNED_OF_WIDTH = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-@register("BitCast")
+@register("BitCast", no_gain=INTEGER_BITS)
 def bit_cast(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Reinterpret the bits as the `to` type (same width). An integer held wider than its ONNX
     type (a widened uint16/32) is narrowed to that width first, keeping its low bits; a widened
@@ -174,7 +184,7 @@ def bit_cast(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
     return bits if width == 8 else (bits & ((1 << (8 * width)) - 1)).to(torch_dtype(target))
 
 
-@register("TensorScatter", setting_slots=(2,))
+@register("TensorScatter", setting_slots=(2,), layer="reshape")
 def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """A KV-cache write: update's sequence steps go to write_indices[b] + i along `axis` of the
     cache (modulo its length in 'circular' mode)."""
@@ -191,7 +201,7 @@ def tensor_scatter(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return torch.stack(rows)
 
 
-@register("SwiGLU")
+@register("SwiGLU", no_gain="a product of two activations (Swish of one times the other)")
 def swiglu(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Swish_alpha(gate) * value."""
     gate, value = inputs
@@ -214,7 +224,10 @@ def _ngram_table(attrs: dict[str, Any]) -> dict[tuple[int, ...], int]:
     return table
 
 
-@register("TfIdfVectorizer")
+@register(
+    "TfIdfVectorizer",
+    no_gain="n-gram counts of token ids: feature extraction ahead of the network, partial there",
+)
 def tfidf_vectorizer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Counts of the listed n-grams per row of token ids ([C] or [B, C]), with skips of up to
     max_skip_count between their tokens (unigrams counted once), weighted as `mode` says."""

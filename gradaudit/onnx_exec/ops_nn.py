@@ -62,7 +62,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-@register("Conv", weight_slots=(1, 2))
+@register("Conv", weight_slots=(1, 2), layer="conv")
 def conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
@@ -74,7 +74,7 @@ def conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return _CONV[len(kernel)](x, w, bias, strides, padding, dilations, attrs.get("group", 1))
 
 
-@register("ConvTranspose", weight_slots=(1, 2))
+@register("ConvTranspose", weight_slots=(1, 2), layer="conv_transpose")
 def conv_transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Symmetric pads map to torch `padding`; asymmetric pads, `output_shape` and `auto_pad`
     crop (or zero-extend) the unpadded result, the way onnx's reference places it."""
@@ -107,7 +107,7 @@ def conv_transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return y if bias is None else y + bias.reshape((-1,) + (1,) * dims)
 
 
-@register("Gemm", weight_slots=(1, 2))
+@register("Gemm", weight_slots=(1, 2), layer="gemm")
 def gemm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
     a = a.t() if attrs.get("transA", 0) else a
@@ -118,18 +118,18 @@ def gemm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return y
 
 
-@register("MatMul", weight_slots=(1,))
+@register("MatMul", weight_slots=(1,), layer="matmul")
 def matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return torch.matmul(inputs[0], inputs[1])
 
 
-@register("Einsum")
+@register("Einsum", layer="einsum")
 def einsum(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     equation = attrs["equation"]
     return torch.einsum(equation.decode() if isinstance(equation, bytes) else equation, *inputs)
 
 
-@register("BatchNormalization", weight_slots=(1, 2), stat_slots=(3, 4))
+@register("BatchNormalization", weight_slots=(1, 2), stat_slots=(3, 4), layer="batch_norm")
 def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """Train mode, or a node exported with training_mode=1, normalises with batch statistics
     (the module's running stats stay untouched).
@@ -152,13 +152,13 @@ def batch_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     return y, mean * momentum + batch_mean * (1 - momentum), var * momentum + batch_var * (1 - momentum)
 
 
-@register("InstanceNormalization", weight_slots=(1, 2))
+@register("InstanceNormalization", weight_slots=(1, 2), layer="instance_norm")
 def instance_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, scale, bias = inputs
     return F.instance_norm(x, weight=scale, bias=bias, eps=attrs.get("epsilon", 1e-5))
 
 
-@register("LayerNormalization", weight_slots=(1, 2))
+@register("LayerNormalization", weight_slots=(1, 2), layer="layer_norm")
 def layer_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """Normalises over the dims from `axis` on (negative counts from the end), in float32 for
     half types (stash_type 1); the optional Mean and InvStdDev outputs keep the reduced dims."""
@@ -195,7 +195,7 @@ def rms_normalized(
     return wide * inverse, inverse
 
 
-@register("RMSNormalization", weight_slots=(1,))
+@register("RMSNormalization", weight_slots=(1,), layer="rms_norm")
 def rms_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) * scale over the dims from `axis` on (opset 23), in float32
     for half types (stash_type 1)."""
@@ -204,7 +204,7 @@ def rms_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
     return (normed * scale).to(x.dtype)
 
 
-@register("GroupNormalization", weight_slots=(1, 2))
+@register("GroupNormalization", weight_slots=(1, 2), layer="group_norm")
 def group_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Opset 18 gives per-group affines, opset 21 per-channel ones: expand to channels."""
     x, scale, bias = inputs
@@ -216,7 +216,7 @@ def group_norm(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> 
     return F.group_norm(x, groups, scale, bias, attrs.get("epsilon", 1e-5))
 
 
-@register("LRN")
+@register("LRN", layer="lrn")
 def lrn(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return F.local_response_norm(
         inputs[0], attrs["size"], attrs.get("alpha", 1e-4), attrs.get("beta", 0.75), attrs.get("bias", 1.0)
@@ -269,7 +269,7 @@ def _window_sums(
     return summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in sizes)]
 
 
-@register("MaxPool")
+@register("MaxPool", layer="max_pool")
 def max_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> OpResult:
     """The optional Indices output flattens over the whole input (row-major, or column-major
     over the spatial dims with storage_order=1), counting positions of the unpadded input."""
@@ -296,7 +296,7 @@ def max_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> Op
     return y, index + planes * math.prod(spatial)
 
 
-@register("AveragePool")
+@register("AveragePool", layer="avg_pool")
 def avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Pads are applied explicitly; without count_include_pad the divisor counts real elements.
     Dilated windows (opset 19) and ceil mode go through window sums, which follow ONNX's sizes."""
@@ -323,13 +323,13 @@ def avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> to
     return summed / pool(F.pad(ones, order), kernel, strides, 0)
 
 
-@register("GlobalAveragePool")
+@register("GlobalAveragePool", layer="global_avg_pool")
 def global_avg_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
     return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
-@register("GlobalMaxPool")
+@register("GlobalMaxPool", layer="global_max_pool")
 def global_max_pool(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
     return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
@@ -355,8 +355,8 @@ def _reduce(fn):
     return run
 
 
-register("ReduceMean")(_reduce(lambda x, d, k: x.mean(dim=d, keepdim=k)))
-register("ReduceSum")(_reduce(lambda x, d, k: x.sum(dim=d, keepdim=k)))
+register("ReduceMean", layer="reduce_mean")(_reduce(lambda x, d, k: x.mean(dim=d, keepdim=k)))
+register("ReduceSum", layer="reduce_sum")(_reduce(lambda x, d, k: x.sum(dim=d, keepdim=k)))
 def _extreme(fn, empty: float):
     """amax/amin, with ONNX's value for an empty reduction (-inf for max, inf for min; False /
     True for bool) where torch refuses one."""
@@ -441,7 +441,7 @@ def _prod(x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
 
 
-@register("Pad", setting_slots=(1, 2, 3))
+@register("Pad", setting_slots=(1, 2, 3), layer="reshape")
 def pad(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Pads/value are attributes before opset 11, inputs after; `axes` (opset 18) selects dims."""
     x = inputs[0]
@@ -611,7 +611,7 @@ def interpolation_matrix(n_in: int, n_out: int, attrs: dict[str, Any]) -> torch.
     return axis_weights(n_in, n_out, n_out / n_in, attrs)
 
 
-@register("Resize", setting_slots=(1, 2, 3))
+@register("Resize", setting_slots=(1, 2, 3), layer="resize")
 def resize(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Opset 10: (X, scales); 11+: (X, roi, scales, sizes) with empty inputs for the unused one."""
     x = inputs[0]
@@ -645,7 +645,7 @@ def _on_axes(values: Sequence[Any], axes: Sequence[int], full: list[Any]) -> lis
     return full
 
 
-@register("Upsample", setting_slots=(1,))
+@register("Upsample", setting_slots=(1,), layer="resize")
 def upsample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Legacy resize (opset 7-9): scales attribute (7) or input (9), asymmetric coordinates."""
     scales = inputs[1].tolist() if len(inputs) > 1 else list(attrs["scales"])

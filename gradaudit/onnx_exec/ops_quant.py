@@ -85,7 +85,7 @@ def _out_dtype(zero_point: torch.Tensor | None, attrs: dict[str, Any]) -> torch.
     return torch_dtype(attrs["output_dtype"]) if attrs.get("output_dtype") else torch.uint8
 
 
-@register("QuantizeLinear", weight_slots=(0,), setting_slots=(1, 2))
+@register("QuantizeLinear", weight_slots=(0,), setting_slots=(1, 2), layer="identity")
 def quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, scale, zero_point = inputs[0], inputs[1], optional_input(inputs, 2)
     return quantize(
@@ -93,14 +93,14 @@ def quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
     )
 
 
-@register("DequantizeLinear", setting_slots=(1, 2))
+@register("DequantizeLinear", setting_slots=(1, 2), layer="identity")
 def dequantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     q, scale, zero_point = inputs[0], inputs[1], optional_input(inputs, 2)
     y = dequantize(q, scale, zero_point, attrs.get("axis", 1), attrs.get("block_size", 0))
     return y.to(torch_dtype(attrs["output_dtype"])) if attrs.get("output_dtype") else y
 
 
-@register("DynamicQuantizeLinear")
+@register("DynamicQuantizeLinear", layer="identity")
 def dynamic_quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """uint8 over [min(0, x_min), max(0, x_max)]: scale = range / 255, zero point rounds -x_min / scale."""
     x = inputs[0]
@@ -111,7 +111,7 @@ def dynamic_quantize_linear(inputs: Sequence[Any], attrs: dict[str, Any], ctx: O
     return quantize(x, scale, zero_point, torch.uint8), scale, zero_point
 
 
-@register("QLinearMatMul", setting_slots=(1, 2, 4, 5, 6, 7))
+@register("QLinearMatMul", setting_slots=(1, 2, 4, 5, 6, 7), layer="qlinear")
 def qlinear_matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Scales and zero points: per tensor, per row of a ([M]) or per column of b ([N])."""
     a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp = inputs
@@ -120,7 +120,7 @@ def qlinear_matmul(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return quantize(a_float @ b_float, y_scale, y_zp, y_zp.dtype)
 
 
-@register("QLinearConv", setting_slots=(1, 2, 4, 5, 6, 7, 8))
+@register("QLinearConv", setting_slots=(1, 2, 4, 5, 6, 7, 8), layer="qlinear")
 def qlinear_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """The float conv of the dequantised operands (per-output-channel weight scales), the int32
     bias scaled by x_scale * w_scale, requantised to y's type."""
@@ -133,14 +133,14 @@ def qlinear_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -
     return quantize(y, y_scale, y_zp, y_zp.dtype)
 
 
-@register("MatMulInteger")
+@register("MatMulInteger", layer="integer_linear")
 def matmul_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
     a_zp, b_zp = optional_input(inputs, 2), optional_input(inputs, 3)
     return torch.round(_shifted(a, a_zp, a, -2) @ _shifted(b, b_zp, b, -1)).to(torch.int32)
 
 
-@register("ConvInteger")
+@register("ConvInteger", layer="integer_linear")
 def conv_integer(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, w = inputs[0], inputs[1]
     x_zp, w_zp = optional_input(inputs, 2), optional_input(inputs, 3)

@@ -137,4 +137,4 @@ def _recurrent(op_type: str):
 
 
 for _op in ("RNN", "GRU", "LSTM"):
-    register(_op, weight_slots=(1, 2, 3, 7) if _op == "LSTM" else (1, 2, 3))(_recurrent(_op))
+    register(_op, weight_slots=(1, 2, 3, 7) if _op == "LSTM" else (1, 2, 3), layer="recurrent")(_recurrent(_op))

@@ -27,26 +27,26 @@ def sequence_empty(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return ((),)
 
 
-@register("SequenceConstruct")
+@register("SequenceConstruct", layer="concat")
 def sequence_construct(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple:
     return (tuple(inputs),)
 
 
-@register("SequenceInsert")
+@register("SequenceInsert", layer="concat")
 def sequence_insert(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple:
     seq, tensor = inputs[0], inputs[1]
     index = _position(seq, inputs[2] if len(inputs) > 2 else None, inserting=True)
     return (seq[:index] + (tensor,) + seq[index:],)
 
 
-@register("SequenceErase")
+@register("SequenceErase", layer="reshape")
 def sequence_erase(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple:
     seq = inputs[0]
     index = _position(seq, inputs[1] if len(inputs) > 1 else None, inserting=False)
     return (seq[:index] + seq[index + 1 :],)
 
 
-@register("SequenceAt")
+@register("SequenceAt", layer="reshape")
 def sequence_at(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return inputs[0][int(inputs[1].item())]
 
@@ -56,14 +56,14 @@ def sequence_length(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
     return torch.tensor(len(inputs[0]), dtype=torch.int64)
 
 
-@register("ConcatFromSequence")
+@register("ConcatFromSequence", layer="concat")
 def concat_from_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """new_axis=1 stacks (a new dimension), otherwise concatenates along `axis`."""
     seq, axis = list(inputs[0]), attrs["axis"]
     return torch.stack(seq, axis) if attrs.get("new_axis", 0) else torch.cat(seq, axis)
 
 
-@register("SplitToSequence")
+@register("SplitToSequence", layer="reshape")
 def split_to_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple:
     """Without `split`, pieces of size 1 whose axis is dropped unless keepdims=1."""
     x, axis = inputs[0], attrs.get("axis", 0) % inputs[0].dim()
@@ -76,18 +76,18 @@ def split_to_sequence(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpConte
 
 
 
-@register("Optional")
+@register("Optional", layer="identity")
 def optional(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> Any:
     """Wraps its input (none given: an empty optional, None)."""
     return inputs[0] if inputs else None
 
 
-@register("OptionalHasElement")
+@register("OptionalHasElement", no_gain="non-differentiable: a boolean, left off the data path")
 def optional_has_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return torch.tensor(bool(inputs) and inputs[0] is not None)
 
 
-@register("OptionalGetElement")
+@register("OptionalGetElement", layer="reshape")
 def optional_get_element(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> Any:
     if not inputs or inputs[0] is None:
         raise ValueError("OptionalGetElement of an empty optional")

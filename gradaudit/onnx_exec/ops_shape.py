@@ -28,7 +28,7 @@ def _axes(inputs: Sequence[Any], attrs: dict[str, Any], slot: int) -> list[int] 
     return list(attrs["axes"]) if "axes" in attrs else None
 
 
-@register("Reshape", setting_slots=(1,))
+@register("Reshape", setting_slots=(1,), layer="reshape")
 def reshape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """A 0 copies the input's dim unless allowzero=1; -1 is inferred."""
     x = inputs[0]
@@ -38,7 +38,7 @@ def reshape(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tor
     return x.reshape(shape)
 
 
-@register("Flatten")
+@register("Flatten", layer="reshape")
 def flatten(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """A negative axis counts from the end: -1 keeps the last dim as the columns."""
     x = inputs[0]
@@ -47,13 +47,13 @@ def flatten(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tor
     return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
-@register("Transpose")
+@register("Transpose", layer="reshape")
 def transpose(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
     return x.permute(list(attrs.get("perm", reversed(range(x.dim())))))
 
 
-@register("Squeeze")
+@register("Squeeze", layer="reshape")
 def squeeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
     axes = _axes(inputs, attrs, 1)
@@ -62,7 +62,7 @@ def squeeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tor
     return x.squeeze(tuple(a % x.dim() for a in axes)) if axes else x
 
 
-@register("Unsqueeze")
+@register("Unsqueeze", layer="reshape")
 def unsqueeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x = inputs[0]
     axes = _axes(inputs, attrs, 1) or []
@@ -72,7 +72,7 @@ def unsqueeze(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return x
 
 
-@register("Slice", setting_slots=(1, 2, 3, 4))
+@register("Slice", setting_slots=(1, 2, 3, 4), layer="reshape")
 def slice_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """ONNX slice bounds clamp exactly like Python's `slice.indices`; negative steps index."""
     x = inputs[0]
@@ -95,7 +95,7 @@ def slice_(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return x
 
 
-@register("Split")
+@register("Split", layer="reshape")
 def split(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, ...]:
     """Sizes from the `split` attribute (<13) or input (13+), else equal parts (num_outputs)."""
     x = inputs[0]
@@ -111,12 +111,12 @@ def split(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple
     return tuple(torch.split(x, sizes, dim=axis))
 
 
-@register("Concat")
+@register("Concat", layer="concat")
 def concat(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return torch.cat(list(inputs), dim=attrs.get("axis", 0))
 
 
-@register("Gather", weight_slots=(0,))
+@register("Gather", weight_slots=(0,), layer="gather")
 def gather(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """index_select on the flattened indices keeps autograd to the table (embeddings)."""
     x, idx = inputs
@@ -127,7 +127,7 @@ def gather(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return picked.reshape(tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1 :]))
 
 
-@register("GatherElements")
+@register("GatherElements", layer="reshape")
 def gather_elements(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, idx = inputs
     axis = attrs.get("axis", 0) % x.dim()
@@ -148,7 +148,7 @@ def size(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.
     return torch.tensor(inputs[0].numel(), dtype=torch.int64)
 
 
-@register("Expand", setting_slots=(1,))
+@register("Expand", setting_slots=(1,), layer="reshape")
 def expand(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """ONNX Expand broadcasts both ways: a 1 in the target keeps the input's dim."""
     x = inputs[0]
@@ -156,7 +156,7 @@ def expand(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return x.expand(target)
 
 
-@register("Tile", setting_slots=(1,))
+@register("Tile", setting_slots=(1,), layer="reshape")
 def tile(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     return inputs[0].repeat(_ints(inputs[1]))
 
@@ -207,11 +207,12 @@ def _arg(fn):
     return run
 
 
-register("ArgMax")(_arg(lambda x, a, k: torch.argmax(x, a, keepdim=k)))
-register("ArgMin")(_arg(lambda x, a, k: torch.argmin(x, a, keepdim=k)))
+INDICES = "non-differentiable: int64 indices, left off the data path"
+register("ArgMax", no_gain=INDICES)(_arg(lambda x, a, k: torch.argmax(x, a, keepdim=k)))
+register("ArgMin", no_gain=INDICES)(_arg(lambda x, a, k: torch.argmin(x, a, keepdim=k)))
 
 
-@register("DepthToSpace")
+@register("DepthToSpace", layer="reshape")
 def depth_to_space(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """DCR (the default) takes channels depth-major; CRD is torch's pixel_shuffle order."""
     x, block = inputs[0], attrs["blocksize"]
@@ -222,7 +223,7 @@ def depth_to_space(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext)
     return y.reshape(n, c // block**2, h * block, w * block)
 
 
-@register("SpaceToDepth")
+@register("SpaceToDepth", layer="reshape")
 def space_to_depth(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """DCR (the default) puts the block offsets before the channels; CRD (opset 28) after them,
     torch's pixel_unshuffle order."""
@@ -285,7 +286,7 @@ def gather_nd(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return out.reshape(tuple(x.shape[:batch]) + tuple(out.shape[1:]))
 
 
-@register("TopK")
+@register("TopK", layer="reshape")
 def top_k(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """K is an attribute before opset 10 and an input after. ONNX breaks ties by the lower index:
     a stable sort does, torch.topk does not."""

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
+from gradaudit.onnx_exec.registry import GRAPH_CONSTANT, OpContext, optional_input, register
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,10 @@ def _optional_int(inputs: Sequence[Any], slot: int) -> int | None:
     return None if value is None else int(value.reshape(-1)[0])
 
 
-@register("DFT", setting_slots=(1, 2))
+@register(
+    "DFT", setting_slots=(1, 2),
+    no_gain="a linear transform into the complex layout: the estimate is partial there",
+)
 def dft_op(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """The axis is an attribute (default 1) before opset 20, an input (default -2, counted with
     the trailing complex axis) from 20 on."""
@@ -60,7 +63,7 @@ def dft_op(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return dft(x, _optional_int(inputs, 1), axis, bool(attrs.get("inverse", 0)), bool(attrs.get("onesided", 0)))
 
 
-@register("STFT", setting_slots=(1, 2, 3))
+@register("STFT", setting_slots=(1, 2, 3), no_gain="a windowed DFT of frames: the estimate is partial there")
 def stft(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Signal (batch, length, 1|2) -> (batch, frames, bins, 2): frames of frame_length (the
     window's length when not given) every frame_step samples, windowed, then transformed."""
@@ -88,16 +91,16 @@ def _window(terms: Sequence[float]):
     return run
 
 
-register("HannWindow", setting_slots=(0,))(_window((0.5, 0.5)))
-register("HammingWindow", setting_slots=(0,))(_window((25 / 46, 21 / 46)))
-register("BlackmanWindow", setting_slots=(0,))(_window((0.42, 0.5, 0.08)))
+register("HannWindow", setting_slots=(0,), no_gain=GRAPH_CONSTANT)(_window((0.5, 0.5)))
+register("HammingWindow", setting_slots=(0,), no_gain=GRAPH_CONSTANT)(_window((25 / 46, 21 / 46)))
+register("BlackmanWindow", setting_slots=(0,), no_gain=GRAPH_CONSTANT)(_window((0.42, 0.5, 0.08)))
 
 
 def _mel(hertz: torch.Tensor) -> torch.Tensor:
     return 2595 * torch.log10(1 + hertz / 700)
 
 
-@register("MelWeightMatrix", setting_slots=(0, 1, 2, 3, 4))
+@register("MelWeightMatrix", setting_slots=(0, 1, 2, 3, 4), no_gain=GRAPH_CONSTANT)
 def mel_weight_matrix(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """(dft_length // 2 + 1, num_mel_bins) triangular filters on the mel scale, with bin edges
     as onnx's reference places them (num_mel_bins + 2 points, floor((dft_length + 1) f / rate))."""

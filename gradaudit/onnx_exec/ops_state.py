@@ -17,7 +17,7 @@ from gradaudit.onnx_exec.ops_contrib import split_heads
 from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
-@register("CausalConvWithState", weight_slots=(1, 2))
+@register("CausalConvWithState", weight_slots=(1, 2), layer="causal_conv")
 def causal_conv_with_state(
     inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +34,10 @@ def causal_conv_with_state(
     return y, padded[:, :, padded.shape[2] - (weight.shape[2] - 1) :]
 
 
-@register("LinearAttention", setting_slots=(3,))
+@register(
+    "LinearAttention", setting_slots=(3,),
+    no_gain="a recurrent state built from keys and values; no weights inside the op",
+)
 def linear_attention(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> tuple[torch.Tensor, torch.Tensor]:
     """S_t = exp(g_t) S_{t-1} + k_t (x) v'_t with v'_t = beta_t (v_t - exp(g_t) S_{t-1}^T k_t) for the
     delta rules (v'_t = v_t otherwise; no decay for the ungated rules); o_t = scale q_t^T S_t, the

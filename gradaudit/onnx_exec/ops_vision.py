@@ -58,7 +58,7 @@ def _cubic_grid(grid: torch.Tensor, sizes: Sequence[int], align_corners: bool, p
     return torch.stack(moved, dim=-1)
 
 
-@register("GridSample")
+@register("GridSample", layer="resampling")
 def grid_sample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     x, grid = inputs[0], inputs[1].to(inputs[0].dtype)
     mode = _GRID_MODES[attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear")]
@@ -68,7 +68,10 @@ def grid_sample(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) ->
     return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=align_corners)
 
 
-@register("AffineGrid")
+@register(
+    "AffineGrid",
+    no_gain="produces sampling coordinates for GridSample, not features: the estimate is partial there",
+)
 def affine_grid(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     theta, size = inputs
     return F.affine_grid(theta, [int(v) for v in size.tolist()], align_corners=bool(attrs.get("align_corners", 0)))
@@ -96,7 +99,7 @@ def _roi_corners(image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> list[
     return corners
 
 
-@register("RoiAlign", setting_slots=(1, 2))
+@register("RoiAlign", setting_slots=(1, 2), layer="resampling")
 def roi_align(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Per ROI, a grid of sampling_ratio^2 bilinear samples per output bin (ceil(roi / bins) when
     0), averaged ('avg') or the maximum weighted corner ('max', as onnx defines it)."""
@@ -137,7 +140,7 @@ def roi_align(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> t
     return torch.stack(pooled)
 
 
-@register("DeformConv", weight_slots=(1, 3))
+@register("DeformConv", weight_slots=(1, 3), layer="conv")
 def deform_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """2-D deformable convolution: each kernel tap samples x bilinearly at its grid position
     plus a learned offset (zero outside the image), optionally scaled by a mask, then the taps
@@ -174,7 +177,7 @@ def deform_conv(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) ->
     return y_out if bias is None else y_out + bias.reshape(1, -1, 1, 1)
 
 
-@register("Col2Im", setting_slots=(1, 2))
+@register("Col2Im", setting_slots=(1, 2), layer="reshape")
 def col2im(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Sum sliding blocks (N, C * prod(block), L) back into an image of any spatial rank: each
     block element adds into its padded-image position, the pads are then cut away."""
@@ -201,7 +204,7 @@ def col2im(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torc
     return image[(slice(None), slice(None)) + crop]
 
 
-@register("CenterCropPad", setting_slots=(1,))
+@register("CenterCropPad", setting_slots=(1,), layer="reshape")
 def center_crop_pad(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Crop or zero-pad each of `axes` (all by default) to the target size, around the centre
     (the odd element goes to the end when padding, stays at the start when cropping)."""
@@ -243,7 +246,10 @@ def _scalar(inputs: Sequence[Any], slot: int, default: float) -> float:
     return default if value is None else float(value.reshape(-1)[0])
 
 
-@register("NonMaxSuppression", setting_slots=(2, 3, 4))
+@register(
+    "NonMaxSuppression", setting_slots=(2, 3, 4),
+    no_gain="non-differentiable: selects box indices (int64), left off the data path",
+)
 def non_max_suppression(inputs: Sequence[Any], attrs: dict[str, Any], ctx: OpContext) -> torch.Tensor:
     """Greedy selection per batch and class, by descending score (ties: lower box index first):
     a box is kept when its score passes score_threshold and its IoU with every kept box is at

@@ -7,7 +7,6 @@ that the committed page equals this output, so the docs never drift from what th
 from __future__ import annotations
 
 from gradaudit.onnx_exec import SUPPORTED_OPS
-from gradaudit.onnx_exec.layer_kinds import NODE_KINDS, WITHOUT_RULE
 from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET, OPS
 
 FAMILIES = {
@@ -55,19 +54,21 @@ def render() -> str:
         "  measures their gradients. Other float initializers are parameters too when read as values,",
         "  never when every reader takes them as a setting (a Pow exponent, Clip bounds, Resize scales,",
         "  a shape) or as a scalar outside a learned input (an epsilon, a mask fill value): those are buffers.",
-        "- *static gain rule*: the op maps onto the LayerGraph vocabulary; without one it is an",
-        "  `unknown` node and the static estimate reports itself partial (GA501); where an op has none on",
-        "  purpose, the column says why (integer outputs, such as indices, are left off the data path); the",
-        "  probe measures through it all the same.",
+        "- *static gain*: the mapping onto the LayerGraph vocabulary that the op's registration names",
+        "  (`layer=`, a function of `gradaudit/loaders/onnx_layer_kinds.py`), whose gain rule the static",
+        "  estimate applies; without one it is an `unknown` node and the static estimate reports itself",
+        "  partial (GA501); where an op has none on purpose (`no_gain=`), the column says why (integer",
+        "  outputs, such as indices, are left off the data path); the probe measures through it all the same.",
         "",
         f"{len(SUPPORTED_OPS)} operators.",
         "",
-        "| operator | family | learned inputs | static gain rule |",
+        "| operator | family | learned inputs | static gain |",
         "| --- | --- | --- | --- |",
     ]
     for op_type in sorted(SUPPORTED_OPS, key=lambda op: (_family(op), op)):
-        rule = "yes" if op_type in NODE_KINDS else WITHOUT_RULE.get(op_type, "")
-        lines.append(f"| {op_type} | {_family(op_type)} | {_learned(op_type)} | {rule} |")
+        spec = OPS[op_type]
+        gain = f"`{spec.layer}`" if spec.layer else spec.no_gain or ""
+        lines.append(f"| {op_type} | {_family(op_type)} | {_learned(op_type)} | {gain} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,13 @@ linear weights, norm affines, recurrent matrices): a constant folded into such a
 statistics (BatchNorm running mean/var) and `setting_slots` positions holding the op's settings
 (a Pow exponent, Clip bounds, Resize scales): both stay buffers even when stored as float
 initializers (`operand_role` decides, for every op, in one place).
+
+The same registration declares the op's place in the static estimate: `layer` names the loaders'
+mapping of the node into the LayerGraph (gradaudit.loaders.onnx_layer_kinds, whose gain rules
+gradaudit.static applies), or `no_gain` says why it has none (the estimate passes through it,
+partial there, and the probe measures it). An op with neither is not yet covered by the static
+estimate. So adding an operator is one registration (plus a mapping, only for a new LayerGraph
+form); docs/onnx_ops.md is generated from this registry (gradaudit.onnx_exec.optable).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class OpSpec:
     # elementwise ops: a non-scalar constant operand is a learned per-channel affine
     affine_operands: bool = False
     setting_slots: frozenset[int] = frozenset()
+    layer: str | None = None  # the loaders' mapping into the LayerGraph, by name
+    no_gain: str | None = None  # why the op has no mapping (shown in docs/onnx_ops.md)
 
 
 def operand_role(spec: OpSpec | None, slot: int, tensor: torch.Tensor) -> str:
@@ -70,6 +79,9 @@ def operand_role(spec: OpSpec | None, slot: int, tensor: torch.Tensor) -> str:
 
 OPS: dict[str, OpSpec] = {}
 
+# The reason an op that takes no data input (a window, a random draw of a given shape) has no mapping.
+GRAPH_CONSTANT = "a constant of the graph (no data input): folded at build time"
+
 
 def optional_input(inputs: Sequence[Any], slot: int) -> torch.Tensor | None:
     """An optional input, or None where it is omitted: past the end, named '' (None here), or an
@@ -84,13 +96,19 @@ def register(
     stat_slots: Sequence[int] = (),
     affine_operands: bool = False,
     setting_slots: Sequence[int] = (),
+    layer: str | None = None,
+    no_gain: str | None = None,
 ):
-    """Register one function for the given ONNX op types."""
+    """Register one function for the given ONNX op types, with their LayerGraph mapping's name or
+    the reason they have none."""
+    if layer and no_gain:
+        raise ValueError(f"{op_types}: an op maps into the LayerGraph or says why not, never both")
 
     def wrap(fn: OpFunction) -> OpFunction:
         for op_type in op_types:
             OPS[op_type] = OpSpec(
-                fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands, frozenset(setting_slots)
+                fn, frozenset(weight_slots), frozenset(stat_slots), affine_operands, frozenset(setting_slots),
+                layer, no_gain,
             )
         return fn
 

@@ -14,7 +14,7 @@ from onnx.reference import ReferenceEvaluator
 
 from gradaudit.cli import main
 from gradaudit.onnx_exec import OnnxModule
-from gradaudit.onnx_exec.layer_kinds import NODE_KINDS, WITHOUT_RULE
+from gradaudit.onnx_exec.registry import OPS
 
 RNG = np.random.default_rng(0)
 W = (RNG.standard_normal((4, 4)) / 2).astype(np.float32)
@@ -121,9 +121,9 @@ def test_if_takes_the_branch_its_condition_names() -> None:
 
 def test_control_flow_ops_declare_why_they_have_no_gain_rule() -> None:
     for op in ("If", "Loop", "Scan", "Attention", "LinearAttention", "SwiGLU"):
-        assert op in WITHOUT_RULE and op not in NODE_KINDS
+        assert OPS[op].no_gain and OPS[op].layer is None
     for op in ("RMSNormalization", "Swish", "RotaryEmbedding", "TensorScatter", "CausalConvWithState"):
-        assert op in NODE_KINDS
+        assert OPS[op].layer
 
 
 def _argmax_head() -> onnx.ModelProto:
