@@ -16,9 +16,9 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from gradaudit.activations import ACTIVATIONS, DECLARED, ONNX_ACTIVATIONS, RECTIFYING, SATURATING, Activation
+from gradaudit.loaders.onnx_layer_kinds import NodeView, Operand, node_kind
 from gradaudit.loaders.torch_functions import function_rule
 from gradaudit.loaders.torch_ops import Call, module_rule
-from gradaudit.onnx_exec.layer_kinds import NodeView, Operand, node_kind
 from gradaudit.onnx_exec.registry import OPS, OpContext
 from gradaudit.static.moments import Moments
 from gradaudit.static.quadrature import activation_stats

@@ -6,7 +6,7 @@ the input specs, run the executor once under `no_grad` on synthetic inputs to le
 tensor's real shape (shape inference alone misses shapes that depend on values; a static-only load
 runs the data path on the meta device instead, `meta_trace`), then map each data-path node onto
 the LayerGraph vocabulary
-(`gradaudit.onnx_exec.layer_kinds`). Shape arithmetic (int tensors) and weight-producing constant
+(`gradaudit.loaders.onnx_layer_kinds`). Shape arithmetic (int tensors) and weight-producing constant
 subgraphs are not nodes: the graph holds the data path only. A model with operators the executor
 lacks still gets its static graph; only the probe becomes unavailable.
 """
@@ -25,6 +25,8 @@ from gradaudit.errors import InputError, UnsupportedOperatorError
 from gradaudit.graph import add_node, new_graph
 from gradaudit.limits import default_max_memory, out_of_memory, regular_file_size
 from gradaudit.loaders.onnx_folded_norms import restore_folded_batch_norms
+from gradaudit.loaders.onnx_layer_kinds import QUANTISED_DATA_OPS, Kind, NodeView, Operand, node_kind
+from gradaudit.loaders.onnx_patterns import decomposed_layers
 from gradaudit.loaders.onnx_sparse import densify
 from gradaudit.loaders.onnx_validate import check_memory, validate
 from gradaudit.loaders.onnx_weights import CAN_MAP, large_initializers, mapped_initializers, read_stripped
@@ -32,9 +34,7 @@ from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.onnx_exec import OnnxExecutionError, OnnxModule, Step, run_onnx
 from gradaudit.onnx_exec.executor import op_key
 from gradaudit.onnx_exec.external_data import load_external_data
-from gradaudit.onnx_exec.layer_kinds import QUANTISED_DATA_OPS, Kind, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.ops_elementwise import ONNX_TO_TORCH_DTYPE
-from gradaudit.onnx_exec.patterns import decomposed_layers
 from gradaudit.weight_stats import constant_moments
 
 SYNTHETIC_SEED = 0
@@ -375,7 +375,7 @@ class _GraphBuilder:
         if not any(n in self.producer for n in reads):
             return False
         shape = self.shapes.get(step.outputs[0])
-        quantised = step.op_type in QUANTISED_DATA_OPS  # the data in integer form (layer_kinds)
+        quantised = step.op_type in QUANTISED_DATA_OPS  # the data in integer form (onnx_layer_kinds)
         return shape is None or shape[1].is_floating_point or quantised or step.outputs[0] in self.ids
 
     def _constant_value(self, name: str) -> torch.Tensor | None:

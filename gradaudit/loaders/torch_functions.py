@@ -16,8 +16,8 @@ import torch
 
 from gradaudit.activations import DECLARED, Activation
 from gradaudit.graph import dense_fans
+from gradaudit.loaders.onnx_layer_kinds import resampling_pool
 from gradaudit.loaders.torch_ops import Call, NodeSpec, adaptive_pool, conv_attrs, per_dim, softmax_axis
-from gradaudit.onnx_exec.layer_kinds import resampling_pool
 
 
 @dataclass

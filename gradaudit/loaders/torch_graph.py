@@ -17,11 +17,11 @@ import torch
 import torch.fx as fx
 
 from gradaudit.graph import ParamStats, add_node, is_weight_role, new_graph
+from gradaudit.loaders.onnx_patterns import FusedLayer
 from gradaudit.loaders.torch_functions import Stage, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_patterns import fused_layers
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path
-from gradaudit.onnx_exec.patterns import FusedLayer
 from gradaudit.weight_stats import constant_moments, param_stats
 
 # (name, tensor, out_axis) -> ParamStats: how the builder takes a parameter's statistics

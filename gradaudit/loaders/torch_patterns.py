@@ -2,7 +2,7 @@
 
 `x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)`, Llama's RMSNorm as most code writes
 it, is five calls without gain rules: passed through one by one, the estimate reads
-x * mean(x^2) as the output and sees a signal collapse. gradaudit.onnx_exec.patterns already
+x * mean(x^2) as the output and sees a signal collapse. gradaudit.loaders.onnx_patterns already
 knows such chains; here each fx call is renamed into ONNX's vocabulary (a Step) and matched by
 the same code. Every node becomes a Step, so a tensor of the chain read elsewhere still keeps
 the chain apart.
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from gradaudit.loaders.onnx_patterns import FusedLayer, decomposed_layers
 from gradaudit.onnx_exec.executor import Step
-from gradaudit.onnx_exec.patterns import FusedLayer, decomposed_layers
 
 ONNX_NAMES = {"pow": "Pow", "square": "Pow", "mean": "ReduceMean", "add": "Add", "iadd": "Add", "sub": "Sub",
               "sqrt": "Sqrt", "rsqrt": "Rsqrt", "reciprocal": "Reciprocal", "mul": "Mul", "imul": "Mul",

@@ -7,8 +7,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from gradaudit.loaders.onnx_layer_kinds import LAYER_MAPPINGS, NodeView, Operand, node_kind
 from gradaudit.onnx_exec import onnx_to_torch
-from gradaudit.onnx_exec.layer_kinds import LAYER_MAPPINGS, NodeView, Operand, node_kind
 from gradaudit.onnx_exec.registry import OPS, register
 
 
