@@ -6,6 +6,7 @@ and `FUNCTION_RULES` for everything fx records inside traced-through code (`F.re
 `torch.cat`, `x.view`, `@`). A rule reads one `Call` (concrete argument values, which operands
 are activations and which are constants) and returns a `NodeSpec`. Anything without a rule
 becomes op "unknown" with its torch name as source, so the static estimate says it is partial.
+The activations' entries of both come from their declarations (gradaudit.activations).
 """
 
 from __future__ import annotations
