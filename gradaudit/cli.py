@@ -340,7 +340,42 @@ def _run_options(command):
     return command
 
 
-@cli.command()
+def _report_params() -> list[click.Parameter]:
+    """`--format` and the also-write options (`--json PATH`, ...), one per registered format."""
+    from gradaudit.report import report_formats
+
+    formats = report_formats()
+    printed = click.Option(["--format", "fmt"], type=click.Choice([declared.name for declared in formats]),
+                           default="text", show_default=True, help="Report printed on stdout.")
+    return [printed] + [
+        click.Option([declared.also_write, declared.path_parameter], type=click.Path(dir_okay=False),
+                     help=declared.also_write_help)
+        for declared in formats if declared.also_write
+    ]
+
+
+class _ReportingCommand(click.Command):
+    """A command whose report options come from the registry of report formats
+    (gradaudit.report.formats), read when its command line is parsed or its help shown, so a
+    registered format needs no edit here. They follow the parameter named `after`."""
+
+    def __init__(self, *args, after: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.after = after
+        self._report_params: tuple[tuple[object, ...], list[click.Parameter]] = ((), [])
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from gradaudit.report import report_formats
+
+        declared = tuple(report_formats())
+        if self._report_params[0] != declared:  # click asks several times per parse: the same objects each time
+            self._report_params = (declared, _report_params())
+        params = super().get_params(ctx)
+        at = next(index for index, param in enumerate(params) if param.name == self.after) + 1
+        return params[:at] + self._report_params[1] + params[at:]
+
+
+@cli.command(cls=_ReportingCommand, after="baseline_file")
 @_common_options
 @click.option(
     "--fail-on",
@@ -353,29 +388,24 @@ def _run_options(command):
     type=click.Path(dir_okay=False),
     help="Fail only on findings this baseline does not record.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "sarif", "junit"]), default="text",
-              show_default=True, help="Report printed on stdout.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the HTML report here.")
-@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 report here.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
 @_language_option
 @_run_options
 @click.pass_context
-def check(
-    ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_
-) -> None:
+def check(ctx: click.Context, sources, config_file, quiet, fmt, **options) -> None:
     """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
+    from gradaudit.report import report_formats
+
     settings = _settings(ctx, config_file)
+    files = {declared.also_write: options[declared.path_parameter] for declared in report_formats()
+             if declared.also_write}
     with use_language(settings["lang"]):
-        _check(settings, sources, config_file, quiet, fmt, {"--json": json_path, "--html": html_path,
-                                                           "--sarif": sarif_path, "--junit": junit_path})
+        _check(settings, sources, config_file, quiet, fmt, files)
 
 
 def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: dict[str, str | None]) -> None:
     """`check` in the configured language: audit, write the asked reports, print one, exit."""
     from gradaudit import baseline
-    from gradaudit.report import Format, render_all, write_atomic
+    from gradaudit.report import Format, render_all, report_formats, write_atomic
 
     _check_output_paths(
         _expand_sources(sources),
@@ -389,8 +419,8 @@ def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: d
     known = baseline.load(settings["baseline"], settings.get("max-memory")) if settings["baseline"] else None
     audits = _audit_all(sources, settings, quiet)
 
-    formats = {"--json": Format.JSON, "--html": Format.HTML, "--sarif": Format.SARIF, "--junit": Format.JUNIT}
-    rendered = {flag: render_all(audits, formats[flag]) for flag, path in files.items() if path}
+    name_of = {declared.also_write: declared.name for declared in report_formats()}
+    rendered = {flag: render_all(audits, name_of[flag]) for flag, path in files.items() if path}
     for flag, text in rendered.items():
         write_atomic(files[flag], text)
     code = max(gate.exit_code(baseline.new_findings(a, known), settings["fail-on"]) for a in audits)
@@ -400,7 +430,7 @@ def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: d
     elif fmt == "text":
         click.echo(render_all(audits, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
     else:
-        click.echo(render_all(audits, Format(fmt)), nl=False)
+        click.echo(render_all(audits, fmt), nl=False)
     raise click.exceptions.Exit(code)
 
 
