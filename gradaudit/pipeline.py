@@ -151,7 +151,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     if options.verify:
         stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
-               loss=options.loss)
+               loss=options.loss, rule_config=rule_config)
         if probe is not None:
             stage("trial-training the best change to")
             deadline = started + options.timeout if options.timeout is not None else None

@@ -211,3 +211,12 @@ def test_fix_honours_the_config(cli, clean_environment):
                        "--timeout", "3000")
     assert code == 0 and "exploding -> healthy, verdict pass" in err, err
 
+
+def test_verify_refines_under_the_configured_ignores(cli, clean_environment):
+    """Verification re-runs the rules under the user's config. By default the sigmoid MLP's rescale
+    is refined over 2 rounds, because the rescaled copy still shows GA201 (its own rescale); with
+    GA201 ignored the copy calls for no further rescale, so the change is judged as first made."""
+    write_config(clean_environment, 'ignore = ["GA201"]')
+    code, out, _ = cli("check", VANISHING_SIGMOID, "--verify", "--format", "json", "--timeout", "3000")
+    rescales = [r for r in json.loads(out)["recommendations"] if r["change"] == "rescale"]
+    assert rescales and all(r["verified"]["rounds"] == 1 and "refined" not in r["action"] for r in rescales)
