@@ -444,9 +444,7 @@ def _fix(source: str, output: str | None, settings: Settings, config_file: str |
          html_path: str | None) -> None:
     """`fix` in the configured language; with `html_path`, the before/after comparison report."""
     from gradaudit import fixer
-    from gradaudit.hard_limits import model_limits
-    from gradaudit.limits import default_max_memory
-    from gradaudit.pipeline import audit_options, load_source
+    from gradaudit.pipeline import audit_options, limits, load_source
     from gradaudit.report import Format, render_all, write_atomic
 
     writes_model = source.lower().endswith(".onnx")
@@ -455,11 +453,10 @@ def _fix(source: str, output: str | None, settings: Settings, config_file: str |
     _check_output_paths([source], {"--output": output, "--html": html_path},
                         {"config file": _config_read(config_file), "--data batch": settings.data})
     settings = dataclasses.replace(settings, static_only=False)  # a change is verified by re-probing the model
-    with model_limits(source, settings.timeout, settings.max_memory or default_max_memory()):
+    with limits(source, settings):
         options = audit_options(settings)
         if writes_model:
-            shapes = list(settings.input_shapes) if settings.input_shapes else None
-            result = fixer.fix_onnx(source, output, options, shapes, settings.batch, structural)
+            result = fixer.fix_onnx(source, output, options, settings.shape_list, settings.batch, structural)
         else:
             result = fixer.fix_handle(load_source(source, settings), options, structural)
     if html_path:

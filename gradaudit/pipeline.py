@@ -9,6 +9,7 @@ Python API: `gradaudit.audit(model, example_inputs)`.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,19 +75,23 @@ def load_source(source: str, settings: Settings) -> ModelHandle:
     from gradaudit.loaders import is_factory_spec, load
     from gradaudit.loaders.torch_meta import load_static_only
 
-    shapes = list(settings.input_shapes) if settings.input_shapes else None
     if settings.static_only and is_factory_spec(source):
-        return load_static_only(source, shapes, batch=settings.batch, max_memory=settings.max_memory)
-    return load(source, shapes, trust=settings.trust, batch=settings.batch, max_memory=settings.max_memory,
+        return load_static_only(source, settings.shape_list, batch=settings.batch, max_memory=settings.max_memory)
+    return load(source, settings.shape_list, trust=settings.trust, batch=settings.batch, max_memory=settings.max_memory,
                 static_only=settings.static_only)
+
+
+def limits(source: str, settings: Settings) -> AbstractContextManager[None]:
+    """The settings' time and memory limits on the work on one model (gradaudit.hard_limits)."""
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
+
+    return model_limits(source, settings.timeout, settings.max_memory or default_max_memory())
 
 
 def audit_source(source: str, settings: Settings) -> AuditReport:
     """Load and audit one model within the settings' time and memory limits, from load to verification."""
-    from gradaudit.hard_limits import model_limits
-    from gradaudit.limits import default_max_memory
-
-    with model_limits(source, settings.timeout, settings.max_memory or default_max_memory()):
+    with limits(source, settings):
         started = time.perf_counter()
         handle = load_source(source, settings)
         loaded = time.perf_counter()

@@ -43,6 +43,11 @@ class Settings:
     optimizer: str | None = None
     data: str | None = None
 
+    @property
+    def shape_list(self) -> list[tuple[int, ...]] | None:
+        """The input shapes as the loaders take them (None: their defaults)."""
+        return list(self.input_shapes) if self.input_shapes else None
+
 
 # the settings no config file sets, and their values when no flag does
 _FLAG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING}
