@@ -7,6 +7,7 @@ happen inside the commands so `--help` and `rules` stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
@@ -26,15 +27,17 @@ from gradaudit.optimizers import OPTIMIZERS
 from gradaudit.terminal import library_output_captured, say
 from gradaudit.version import __version__
 
+if TYPE_CHECKING:
+    from gradaudit.settings import Settings
+
 
 def _parse_shape(text: str) -> tuple[int, ...]:
+    from gradaudit.settings import parse_shape
+
     try:
-        dims = tuple(int(part) for part in text.replace("x", ",").split(","))  # an empty part is an error
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers (e.g. 8,3,32,32)") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise click.BadParameter(f"{text!r}: every dimension must be a positive integer")
-    return dims
+        return parse_shape(text)
+    except ValueError as problem:
+        raise click.BadParameter(str(problem)) from None
 
 
 def _shapes_callback(
@@ -70,9 +73,9 @@ def _language_option(command):
 
 def _configured_language(lang: str | None) -> str:
     """`--lang`, else GRADAUDIT_LANG, else `lang` of the nearest pyproject.toml, else English."""
-    from gradaudit.config import resolve
+    from gradaudit.settings import resolve_settings
 
-    return resolve({"lang": lang})["lang"]
+    return resolve_settings({"lang": lang}).lang
 
 
 def _use_color(stream) -> bool:
@@ -148,35 +151,21 @@ def _expand_sources(sources: Sequence[str]) -> list[str]:
     return expanded
 
 
-# click parameters whose name differs from the config option they set
-_OPTION_OF_PARAMETER = {"input_shapes": "input-shape", "baseline_file": "baseline"}
+# click parameters named differently from the setting they set
+_SETTING_OF_PARAMETER = {"baseline_file": "baseline"}
 
 
-def _settings(ctx: click.Context, config_file: str | None) -> dict:
-    """Merged settings: command-line flags the user typed win over environment and pyproject."""
-    from gradaudit.config import resolve
+def _settings(ctx: click.Context, config_file: str | None) -> Settings:
+    """The run's settings: the flags the user typed win over environment and pyproject."""
+    from gradaudit.settings import Settings, resolve_settings
 
+    settable = {field.name for field in dataclasses.fields(Settings)}
     typed = {}
     for name, value in ctx.params.items():
-        source = ctx.get_parameter_source(name)
-        if source is click.core.ParameterSource.COMMANDLINE:
-            typed[_OPTION_OF_PARAMETER.get(name, name.replace("_", "-"))] = value
-    settings = resolve(typed, config_file)
-    settings["input-shape"] = [
-        s if isinstance(s, tuple) else _parse_config_shape(s) for s in settings["input-shape"]
-    ] or None
-    return settings
-
-
-def _parse_config_shape(value) -> tuple[int, ...]:
-    if isinstance(value, list) and all(isinstance(d, int) and d > 0 for d in value):
-        return tuple(value)
-    if isinstance(value, str):
-        try:
-            return _parse_shape(value)
-        except click.BadParameter as problem:
-            raise InputError(f"config 'input-shape': {problem.message}") from None
-    raise InputError(f"config 'input-shape': {value!r} is not a shape such as \"8,3,32,32\"")
+        setting = _SETTING_OF_PARAMETER.get(name, name)
+        if setting in settable and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            typed[setting] = value
+    return resolve_settings(typed, config_file)
 
 
 class _Progress:
@@ -213,55 +202,18 @@ class _Progress:
             self._thread.join()
 
 
-def _audit_all(sources: Sequence[str], settings: dict, quiet: bool):
+def _audit_all(sources: Sequence[str], settings: Settings, quiet: bool):
     """Load and audit every model; the first unusable one stops the run (exit 2, nothing written)."""
-    from gradaudit.config import rule_config
-    from gradaudit.hard_limits import model_limits
-    from gradaudit.limits import default_max_memory
-    from gradaudit.loaders import is_factory_spec, load
-    from gradaudit.loaders.torch_meta import load_static_only
-    from gradaudit.pipeline import AuditOptions, run_audit
-    from gradaudit.remedies.batch_file import read_batch
+    from gradaudit.pipeline import audit_source
 
     # The loaders build ~10^5 small acyclic objects per 10k-node graph; at CPython's default gen-0
     # threshold (700 allocations) the collector rescans them over and over: 20% of loading such
     # an ONNX graph (1.46 s -> 1.18 s). Cycles are still collected, 70x less often.
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
-    timeout, max_memory = settings["timeout"], settings.get("max-memory") or default_max_memory()
     audits = []
     for source in _expand_sources(sources):
-        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()), \
-                model_limits(source, timeout, max_memory):
-            started = time.perf_counter()
-            if settings["static-only"] and is_factory_spec(source):  # no weights in memory (torch_meta)
-                handle = load_static_only(source, settings["input-shape"], batch=settings["batch"],
-                                          max_memory=settings.get("max-memory"))
-            else:
-                handle = load(
-                    source,
-                    settings["input-shape"],
-                    trust=settings.get("trust", False),
-                    batch=settings["batch"],
-                    max_memory=settings.get("max-memory"),
-                    static_only=settings["static-only"],
-                )
-            loaded = time.perf_counter()
-            options = AuditOptions(
-                passes=settings["passes"],
-                seed=settings["seed"],
-                static_only=settings["static-only"],
-                sharpness=settings.get("sharpness", False),
-                timeout=timeout - (loaded - started),
-                rule_config=rule_config(settings),
-                verify=bool(settings.get("verify")),
-                lr=settings.get("lr"),
-                optimizer=settings.get("optimizer"),
-                loss=settings["loss"],
-                trial_steps=settings["trial-steps"],
-                data=read_batch(settings["data"], settings.get("max-memory")) if settings.get("data") else None,
-            )
-            options.timing["load_s"] = loaded - started
-            audits.append(run_audit(handle, options))
+        with _Progress(f"gradaudit: auditing {Path(source).name}", enabled=not quiet and sys.stderr.isatty()):
+            audits.append(audit_source(source, settings))
     return audits
 
 
@@ -340,7 +292,42 @@ def _run_options(command):
     return command
 
 
-@cli.command()
+def _report_params() -> list[click.Parameter]:
+    """`--format` and the also-write options (`--json PATH`, ...), one per registered format."""
+    from gradaudit.report import report_formats
+
+    formats = report_formats()
+    printed = click.Option(["--format", "fmt"], type=click.Choice([declared.name for declared in formats]),
+                           default="text", show_default=True, help="Report printed on stdout.")
+    return [printed] + [
+        click.Option([declared.also_write, declared.path_parameter], type=click.Path(dir_okay=False),
+                     help=declared.also_write_help)
+        for declared in formats if declared.also_write
+    ]
+
+
+class _ReportingCommand(click.Command):
+    """A command whose report options come from the registry of report formats
+    (gradaudit.report.formats), read when its command line is parsed or its help shown, so a
+    registered format needs no edit here. They follow the parameter named `after`."""
+
+    def __init__(self, *args, after: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.after = after
+        self._report_params: tuple[tuple[object, ...], list[click.Parameter]] = ((), [])
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from gradaudit.report import report_formats
+
+        declared = tuple(report_formats())
+        if self._report_params[0] != declared:  # click asks several times per parse: the same objects each time
+            self._report_params = (declared, _report_params())
+        params = super().get_params(ctx)
+        at = next(index for index, param in enumerate(params) if param.name == self.after) + 1
+        return params[:at] + self._report_params[1] + params[at:]
+
+
+@cli.command(cls=_ReportingCommand, after="baseline_file")
 @_common_options
 @click.option(
     "--fail-on",
@@ -353,54 +340,49 @@ def _run_options(command):
     type=click.Path(dir_okay=False),
     help="Fail only on findings this baseline does not record.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "sarif", "junit"]), default="text",
-              show_default=True, help="Report printed on stdout.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the HTML report here.")
-@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 report here.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
 @_language_option
 @_run_options
 @click.pass_context
-def check(
-    ctx: click.Context, sources, config_file, quiet, fmt, json_path, html_path, sarif_path, junit_path, **_
-) -> None:
+def check(ctx: click.Context, sources, config_file, quiet, fmt, **options) -> None:
     """Audit models: .onnx files, .pt2 / TorchScript files, `module:factory` specs or folders."""
+    from gradaudit.report import report_formats
+
     settings = _settings(ctx, config_file)
-    with use_language(settings["lang"]):
-        _check(settings, sources, config_file, quiet, fmt, {"--json": json_path, "--html": html_path,
-                                                           "--sarif": sarif_path, "--junit": junit_path})
+    files = {declared.also_write: options[declared.path_parameter] for declared in report_formats()
+             if declared.also_write}
+    with use_language(settings.lang):
+        _check(settings, sources, config_file, quiet, fmt, files)
 
 
-def _check(settings: dict, sources, config_file, quiet: bool, fmt: str, files: dict[str, str | None]) -> None:
+def _check(settings: Settings, sources, config_file, quiet: bool, fmt: str, files: dict[str, str | None]) -> None:
     """`check` in the configured language: audit, write the asked reports, print one, exit."""
     from gradaudit import baseline
-    from gradaudit.report import Format, render_all, write_atomic
+    from gradaudit.report import Format, render_all, report_formats, write_atomic
 
     _check_output_paths(
         _expand_sources(sources),
         files,
         {
             "config file": _config_read(config_file),
-            "baseline": settings["baseline"],
-            "--data batch": settings.get("data"),
+            "baseline": settings.baseline,
+            "--data batch": settings.data,
         },
     )
-    known = baseline.load(settings["baseline"], settings.get("max-memory")) if settings["baseline"] else None
+    known = baseline.load(settings.baseline, settings.max_memory) if settings.baseline else None
     audits = _audit_all(sources, settings, quiet)
 
-    formats = {"--json": Format.JSON, "--html": Format.HTML, "--sarif": Format.SARIF, "--junit": Format.JUNIT}
-    rendered = {flag: render_all(audits, formats[flag]) for flag, path in files.items() if path}
+    name_of = {declared.also_write: declared.name for declared in report_formats()}
+    rendered = {flag: render_all(audits, name_of[flag]) for flag, path in files.items() if path}
     for flag, text in rendered.items():
         write_atomic(files[flag], text)
-    code = max(gate.exit_code(baseline.new_findings(a, known), settings["fail-on"]) for a in audits)
+    code = max(gate.exit_code(baseline.new_findings(a, known), settings.fail_on) for a in audits)
     if quiet:
         for a in audits:
             say(f"{a.verdict}: {a.diagnosis.label} ({a.source})")
     elif fmt == "text":
         click.echo(render_all(audits, Format.TEXT, color=_use_color(sys.stdout)), nl=False)
     else:
-        click.echo(render_all(audits, Format(fmt)), nl=False)
+        click.echo(render_all(audits, fmt), nl=False)
     raise click.exceptions.Exit(code)
 
 
@@ -428,75 +410,55 @@ def baseline_command(ctx: click.Context, sources, config_file, quiet, output, **
               help="Fixed ONNX model to write (a new file; never the input). Factories get a printed patch instead.")
 @click.option("--input-shape", "input_shapes", multiple=True, callback=_shapes_callback,
               help="Shape of one model input, batch first; repeat for several inputs.")
-@click.option(
-    "--batch", type=click.IntRange(1), default=8, show_default=True, help="Batch size for symbolic dimensions."
-)
-@click.option("--passes", type=click.IntRange(1, 100), default=3, show_default=True, help="Probe passes per analysis.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the probe batches and re-draws.")
+@click.option("--batch", type=click.IntRange(1), help="Batch size for symbolic dimensions [8].")
+@click.option("--passes", type=click.IntRange(1, 100), help="Probe passes per analysis [3].")
+@click.option("--seed", type=int, help="Seed of the probe batches and re-draws [0].")
 @click.option("--data", type=click.Path(dir_okay=False), help="A real input batch (.npy, .npz, .pt) to probe with.")
 @click.option(
     "--trust", is_flag=True, help="Load files that run code: pickled modules, TorchScript, any .pt2 (README: Safety)."
 )
-@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES), default="error", show_default=True,
-              help="Lowest finding severity of the fixed model that fails (exit 1).")
-@click.option("--timeout", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
-              help="Seconds the fix may take, from load to the audit of the fixed model.")
+@click.option("--fail-on", type=click.Choice(gate.FAIL_ON_CHOICES),
+              help="Lowest finding severity of the fixed model that fails (exit 1) [error].")
+@click.option("--timeout", type=click.FloatRange(min=1.0),
+              help="Seconds the fix may take, from load to the audit of the fixed model [300].")
 @click.option("--max-memory", callback=_memory_callback, metavar="SIZE",
               help="Memory the fix may take, e.g. 8G or 512M [half of RAM].")
 @click.option("--structural", is_flag=True,
               help="Also apply a verified architecture change (norms, scaled skips, activation swap).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write an HTML report comparing the model before and after the fix (one chart).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Read [tool.gradaudit] from this TOML file instead of the nearest pyproject.toml.")
 @_language_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def fix_command(
-    source,
-    output,
-    input_shapes,
-    batch,
-    passes,
-    seed,
-    data,
-    trust,
-    fail_on,
-    timeout,
-    max_memory,
-    structural,
-    html_path,
-    lang,
-    **_,
-) -> None:
+@click.pass_context
+def fix_command(ctx: click.Context, source, output, structural, html_path, config_file, **_) -> None:
     """Apply the verified weight-level changes (and, with --structural, an architecture change that
     helped): write a fixed ONNX model, or print a patch for a factory."""
-    with use_language(_configured_language(lang)):
-        _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
-             html_path)
+    settings = _settings(ctx, config_file)
+    with use_language(settings.lang):
+        _fix(source, output, settings, config_file, structural, html_path)
 
 
-def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on, timeout, max_memory, structural,
-         html_path) -> None:
+def _fix(source: str, output: str | None, settings: Settings, config_file: str | None, structural: bool,
+         html_path: str | None) -> None:
     """`fix` in the configured language; with `html_path`, the before/after comparison report."""
     from gradaudit import fixer
-    from gradaudit.hard_limits import model_limits
-    from gradaudit.limits import default_max_memory
-    from gradaudit.loaders import load
-    from gradaudit.pipeline import AuditOptions
-    from gradaudit.remedies.batch_file import read_batch
+    from gradaudit.pipeline import audit_options, limits, load_source
     from gradaudit.report import Format, render_all, write_atomic
 
     writes_model = source.lower().endswith(".onnx")
     if writes_model and not output:
         raise InputError("fix: an ONNX model needs --output/-o for the fixed file")
-    _check_output_paths([source], {"--output": output, "--html": html_path}, {"--data batch": data})
-    with model_limits(source, timeout, max_memory or default_max_memory()):
-        options = AuditOptions(
-            passes=passes, seed=seed, data=read_batch(data, max_memory) if data else None, timeout=timeout
-        )
+    _check_output_paths([source], {"--output": output, "--html": html_path},
+                        {"config file": _config_read(config_file), "--data batch": settings.data})
+    settings = dataclasses.replace(settings, static_only=False)  # a change is verified by re-probing the model
+    with limits(source, settings):
+        options = audit_options(settings)
         if writes_model:
-            result = fixer.fix_onnx(source, output, options, input_shapes, batch, structural)
+            result = fixer.fix_onnx(source, output, options, settings.shape_list, settings.batch, structural)
         else:
-            result = fixer.fix_handle(load(source, input_shapes, trust=trust, batch=batch, max_memory=max_memory),
-                                      options, structural)
+            result = fixer.fix_handle(load_source(source, settings), options, structural)
     if html_path:
         write_atomic(html_path, render_all(fixer.before_and_after(result), Format.HTML))
     if not writes_model:
@@ -512,7 +474,7 @@ def _fix(source, output, input_shapes, batch, passes, seed, data, trust, fail_on
         f"gradaudit: {result.before.diagnosis.label} -> {after.diagnosis.label}, verdict {after.verdict}{written}",
         err=True,
     )
-    raise click.exceptions.Exit(gate.exit_code(after.findings, fail_on))
+    raise click.exceptions.Exit(gate.exit_code(after.findings, settings.fail_on))
 
 
 @cli.command()

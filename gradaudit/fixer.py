@@ -73,7 +73,8 @@ def choose(
         ):
             continue
         with restructured_handle(handle, _edits(chosen + [rec]), _rewrites(chosen + [rec]), options.seed) as trial:
-            result = outcome(*analyse(trial, passes=options.passes, seed=options.seed, data=options.data))
+            result = outcome(*analyse(trial, passes=options.passes, seed=options.seed, data=options.data,
+                                      loss=options.loss))
         if result[0].label == HEALTHY or band_distance(result[1]) < band_distance(best[1]):
             chosen, best = chosen + [rec], result
     return chosen
@@ -153,11 +154,11 @@ def patch(result: FixResult) -> str:
 
 
 def _verifying(options: AuditOptions) -> AuditOptions:
-    """Verification with its trial training: a change that diverges in its trial ranks last."""
-    return AuditOptions(passes=options.passes, seed=options.seed, data=options.data, rule_config=options.rule_config,
-                        timeout=options.timeout, verify=True)
+    """The user's options with verification and its trial training: a change that diverges in its
+    trial ranks last."""
+    return dataclasses.replace(options, verify=True)
 
 
 def _plain(options: AuditOptions) -> AuditOptions:
-    return AuditOptions(passes=options.passes, seed=options.seed, data=options.data, rule_config=options.rule_config,
-                        timeout=options.timeout)
+    """The user's options (thresholds, ignores, loss) without verification: the fixed model's audit."""
+    return dataclasses.replace(options, verify=False)

@@ -1,13 +1,17 @@
 """The pipeline of DESIGN.md in one place: handle -> static -> probe -> rules -> remedies -> Audit.
 
-Also the Python API: `gradaudit.audit(model, example_inputs)`.
+`check` and `baseline` audit each model with `audit_source`, `fix` audits before and after with
+`run_audit`, and `--verify` runs inside it: all with the options `audit_options` makes from the
+run's one `Settings`, so the user's thresholds, ignores and loss reach every one of them. Also the
+Python API: `gradaudit.audit(model, example_inputs)`.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradaudit import gate
 from gradaudit.graph import depth, flow_ends, output_ancestors, tied_end_layers, weight_layers
@@ -15,6 +19,9 @@ from gradaudit.i18n import _, current_language, ngettext, use_language
 from gradaudit.model import ModelHandle
 from gradaudit.report.audit_report import AuditReport
 from gradaudit.results import Finding
+
+if TYPE_CHECKING:
+    from gradaudit.settings import Settings
 
 # The trial training of `--verify` without a planned run: SGD with momentum 0.9 at 1e-2, the
 # usual starting point (an exploded initialisation diverges there, a healthy one trains).
@@ -39,6 +46,58 @@ class AuditOptions:
     loss: str = "auto"  # the planned run's loss (gradaudit.config.LOSSES); the model's own wins
     trial_steps: int = 50  # steps of the trial run at `lr` (gradaudit.probe.trial)
     timing: dict[str, float] = field(default_factory=dict)
+
+
+def audit_options(settings: Settings, timeout: float | None = None) -> AuditOptions:
+    """The audit's options from the run's settings; `timeout` is what is left of the settings' one
+    (loading took the rest). A real batch is read here, under the memory cap."""
+    from gradaudit.remedies.batch_file import read_batch
+
+    return AuditOptions(
+        passes=settings.passes,
+        seed=settings.seed,
+        static_only=settings.static_only,
+        sharpness=settings.sharpness,
+        timeout=settings.timeout if timeout is None else timeout,
+        rule_config=settings.rule_config,
+        verify=settings.verify,
+        lr=settings.lr,
+        optimizer=settings.optimizer,
+        loss=settings.loss,
+        trial_steps=settings.trial_steps,
+        data=read_batch(settings.data, settings.max_memory) if settings.data else None,
+    )
+
+
+def load_source(source: str, settings: Settings) -> ModelHandle:
+    """Load a model file or `module:factory` spec as the settings say (static-only factories are
+    built without weights in memory: gradaudit.loaders.torch_meta)."""
+    from gradaudit.loaders import is_factory_spec, load
+    from gradaudit.loaders.torch_meta import load_static_only
+
+    if settings.static_only and is_factory_spec(source):
+        return load_static_only(source, settings.shape_list, batch=settings.batch, max_memory=settings.max_memory)
+    return load(source, settings.shape_list, trust=settings.trust, batch=settings.batch, max_memory=settings.max_memory,
+                static_only=settings.static_only)
+
+
+def limits(source: str, settings: Settings) -> AbstractContextManager[None]:
+    """The settings' time and memory limits on the work on one model (gradaudit.hard_limits)."""
+    from gradaudit.hard_limits import model_limits
+    from gradaudit.limits import default_max_memory
+
+    return model_limits(source, settings.timeout, settings.max_memory or default_max_memory())
+
+
+def audit_source(source: str, settings: Settings) -> AuditReport:
+    """Load and audit one model within the settings' time and memory limits, from load to verification."""
+    with limits(source, settings):
+        started = time.perf_counter()
+        handle = load_source(source, settings)
+        loaded = time.perf_counter()
+        options = audit_options(settings, timeout=settings.timeout - (loaded - started))
+        options.timing["load_s"] = loaded - started
+        return run_audit(handle, options)
 
 
 def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> AuditReport:
@@ -97,7 +156,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     if options.verify:
         stage("verifying the changes to")
         verify(handle, static, probe, recommendations, passes=options.passes, seed=options.seed, data=options.data,
-               loss=options.loss)
+               loss=options.loss, rule_config=rule_config)
         if probe is not None:
             stage("trial-training the best change to")
             deadline = started + options.timeout if options.timeout is not None else None

@@ -26,7 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"rules"}),
     frozenset({"remedies"}),
     frozenset({"report"}),
-    frozenset({"config", "hard_limits", "output_guard", "terminal", "baseline", "pipeline", "fixer",
+    frozenset({"config", "settings", "hard_limits", "output_guard", "terminal", "baseline", "pipeline", "fixer",
                "testing", "cli", "__init__", "__main__"}),
 )
 LAYER_OF = {unit: index for index, layer in enumerate(LAYERS) for unit in layer}

@@ -40,6 +40,7 @@ from gradaudit.remedies.rewrite_onnx import restructured_onnx_handle
 from gradaudit.remedies.rewrite_torch import restructured_torch_handle
 from gradaudit.remedies.structure import INVASIVENESS, Rewrite, StructuralRecommendation, restructured
 from gradaudit.results import ProbeResult, Recommendation, StaticResult
+from gradaudit.rules import RuleConfig
 from gradaudit.weight_stats import param_stats
 
 # The middle of the healthy band of DESIGN.md's diagnosis, in decades of the first/last ratio.
@@ -134,9 +135,12 @@ def verify(
     seed: int = 0,
     data: tuple | None = None,
     loss: str = "auto",
+    rule_config: RuleConfig | None = None,
 ) -> None:
     """Fill `verified` on every weight-changing recommendation by re-analysing an edited copy
-    with the analyses the audit ran (no probe after a static-only audit), under the same loss."""
+    with the analyses the audit ran (no probe after a static-only audit), under the same loss;
+    a rescale is refined by the rules under the audit's `rule_config` (the user's thresholds and
+    ignores)."""
     if handle.module is None:
         return
     before = outcome(static, probe)
@@ -145,8 +149,8 @@ def verify(
             analysis = {"passes": passes, "seed": seed, "data": data, "probe": probe is not None, "loss": loss}
             rec.verified = _verified_rewrite(handle, rec, before, analysis)
         elif edited(rec, handle.module):
-            after, rounds = _refined(handle, rec, before, passes=passes, seed=seed, data=data, probe=probe is not None,
-                                     loss=loss)
+            after, rounds = _refined(handle, rec, before, rule_config, passes=passes, seed=seed, data=data,
+                                     probe=probe is not None, loss=loss)
             rec.verified = verification(before, after) | {"rounds": rounds}
 
 
@@ -240,7 +244,8 @@ def _distance(result: tuple[Diagnosis, float | None]) -> float:
 
 
 def _refined(
-    handle: ModelHandle, rec: WeightRecommendation, before: tuple[Diagnosis, float | None], **analysis: Any
+    handle: ModelHandle, rec: WeightRecommendation, before: tuple[Diagnosis, float | None],
+    rule_config: RuleConfig | None, **analysis: Any
 ) -> tuple[tuple[Diagnosis, float | None], int]:
     """Apply `rec` and, for a rescale, refine its factors while they keep helping; the outcome of
     the final edits (stored back in `rec`) and the number of rounds they took."""
@@ -249,7 +254,7 @@ def _refined(
     after = outcome(*results)
     rounds = 1
     while rounds < REFINE_ROUNDS and after[0].label != HEALTHY and _distance(after) < _distance(before):
-        further = _same_change(changed, results, rec)
+        further = _same_change(changed, results, rec, rule_config)
         if further is None:
             break
         composed = _compose(rec.edits, further.edits)
@@ -265,9 +270,11 @@ def _refined(
 
 
 def _same_change(
-    changed: ModelHandle, results: tuple[StaticResult, ProbeResult | None], rec: WeightRecommendation
+    changed: ModelHandle, results: tuple[StaticResult, ProbeResult | None], rec: WeightRecommendation,
+    rule_config: RuleConfig | None,
 ) -> WeightRecommendation | None:
-    """The edited model's own recommendation of the same rescale on the same tensors, if any."""
+    """The edited model's own recommendation of the same rescale on the same tensors, if any,
+    found by the rules under the audit's `rule_config`."""
     from gradaudit.remedies.registry import recommend
     from gradaudit.rules import run_rules
 
@@ -275,7 +282,8 @@ def _same_change(
         return None
     static, probe = results
     params = {e.param for e in rec.edits}
-    for candidate in recommend(run_rules(changed, static, probe), changed, static, probe):
+    findings = run_rules(changed, static, probe, rule_config)
+    for candidate in recommend(findings, changed, static, probe, rule_config):
         same = isinstance(candidate, WeightRecommendation) and candidate.change == rec.change
         if same and candidate.edits and all(e.how == "scale" and e.param in params for e in candidate.edits):
             return candidate

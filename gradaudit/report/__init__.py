@@ -3,26 +3,29 @@
 Every renderer is `render_<fmt>(audits, *, color) -> str` over one or more audits (one per model
 checked) and only formats: the numbers, findings and recommendations all come from the `Audit`s.
 Several models make one document: concatenated text, a JSON array of reports, one SARIF run or
-one JUnit testsuite per model, one HTML page with a section per model. `Format` lists the
-formats the CLI offers; a test checks each member has a renderer, so a new format cannot ship
-half-wired. Files are written through `write_atomic`, so an interrupted or failed write never
-leaves a partial report behind.
+one JUnit testsuite per model, one HTML page with a section per model. Each renderer module
+(`*_report.py`, found here by name) declares its format with `@report_format`
+(gradaudit.report.formats), which is all the CLI reads. Files are written through
+`write_atomic`, so an interrupted or failed write never leaves a partial report behind.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
 import os
+import pkgutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from gradaudit.report import html_report, json_report, junit_report, sarif_report, text_report
+from gradaudit.report.formats import REPORT_FORMATS, ReportFormat
 from gradaudit.results import Audit
 
 
 class Format(str, enum.Enum):
-    """Output formats; the value is the name used on the command line (`--format json`)."""
+    """The built-in formats, in the order the CLI lists them; the value is the name used on the
+    command line (`--format json`). A format registered elsewhere is named by its string."""
 
     TEXT = "text"
     JSON = "json"
@@ -31,15 +34,11 @@ class Format(str, enum.Enum):
     JUNIT = "junit"
 
 
-Renderer = Callable[..., str]
-
-RENDERERS: dict[Format, Renderer] = {
-    Format.TEXT: text_report.render_text,
-    Format.JSON: json_report.render_json,
-    Format.HTML: html_report.render_html,
-    Format.SARIF: sarif_report.render_sarif,
-    Format.JUNIT: junit_report.render_junit,
-}
+def report_formats() -> list[ReportFormat]:
+    """Every registered format: the built-in ones in `Format` order, then the others as registered."""
+    built_in = [member.value for member in Format]
+    return sorted(REPORT_FORMATS.values(),
+                  key=lambda declared: built_in.index(declared.name) if declared.name in built_in else len(built_in))
 
 
 def render_all(audits: Sequence[Audit], fmt: Format | str, *, color: bool = False) -> str:
@@ -47,14 +46,13 @@ def render_all(audits: Sequence[Audit], fmt: Format | str, *, color: bool = Fals
 
     `color` only affects terminal text. A single audit gives exactly `render(audit, fmt)`.
     """
-    try:
-        chosen = Format(fmt)
-    except ValueError:
-        names = ", ".join(f.value for f in Format)
-        raise ValueError(f"unknown report format {fmt!r} (choose from {names})") from None
+    name = fmt.value if isinstance(fmt, Format) else fmt
+    if name not in REPORT_FORMATS:
+        names = ", ".join(declared.name for declared in report_formats())
+        raise ValueError(f"unknown report format {fmt!r} (choose from {names})")
     if not audits:
         raise ValueError("no audit to render")
-    return RENDERERS[chosen](list(audits), color=color)
+    return REPORT_FORMATS[name].render(list(audits), color=color)
 
 
 def render(audit: Audit, fmt: Format | str, *, color: bool = False) -> str:
@@ -91,3 +89,8 @@ def _default_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+for _renderer in pkgutil.iter_modules(__path__):
+    if _renderer.name.endswith("_report"):  # importing a renderer module registers its format
+        importlib.import_module(f"{__name__}.{_renderer.name}")

@@ -51,6 +51,7 @@ from gradaudit.report.common import (
     word,
     worst_layers,
 )
+from gradaudit.report.formats import report_format
 from gradaudit.report.json_report import SCHEMA_ID, to_dict
 from gradaudit.results import Audit
 
@@ -187,6 +188,7 @@ def _title(pages: list[dict[str, Any]]) -> str:
     return "gradaudit: " + ngettext("{count} model", "{count} models", len(pages)).format(count=len(pages))
 
 
+@report_format("html", also_write="--html", also_write_help="Also write the HTML report here.")
 def render_html(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The HTML report as one self-contained page, a section per model; `color` is ignored."""
     return _render(audits, fragment=False)

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any, Sequence
 
 from gradaudit.report.common import clean, finite_or_none, tool_version
+from gradaudit.report.formats import report_format
 from gradaudit.results import Audit, LayerProbe, ProbeResult, StaticResult
 
 SCHEMA_ID = "gradaudit.report/1"
@@ -154,6 +155,7 @@ def to_dict(audit: Audit) -> dict[str, Any]:
     }
 
 
+@report_format("json", also_write="--json", also_write_help="Also write the JSON report here.")
 def render_json(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The JSON report (an array of reports for several models), indented; `color` is ignored."""
     reports = [to_dict(audit) for audit in audits]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
+from gradaudit.report.formats import report_format
 from gradaudit.report.json_report import to_dict
 from gradaudit.results import Audit
 
@@ -69,6 +70,7 @@ def _set_counts(element: ET.Element, tests: int, failures: int, seconds: float) 
     element.set("time", f"{seconds:.3f}")
 
 
+@report_format("junit", also_write="--junit", also_write_help="Also write a JUnit XML report here.")
 def render_junit(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The JUnit XML document, one testsuite per model; `color` is ignored."""
     root = ET.Element("testsuites", name="gradaudit")

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from gradaudit.report.common import severity_rank
+from gradaudit.report.formats import report_format
 from gradaudit.report.json_report import to_dict
 from gradaudit.results import Audit
 
@@ -105,6 +106,7 @@ def to_sarif(audits: Sequence[Audit]) -> dict[str, Any]:
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [sarif_run(a) for a in audits]}
 
 
+@report_format("sarif", also_write="--sarif", also_write_help="Also write a SARIF 2.1.0 report here.")
 def render_sarif(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The SARIF log as indented JSON; `color` is ignored."""
     return json.dumps(to_sarif(audits), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -28,6 +28,7 @@ from gradaudit.report.common import (
     tool_version,
     word,
 )
+from gradaudit.report.formats import report_format
 from gradaudit.results import Audit, Finding, Recommendation
 
 MAX_FINDINGS = 8
@@ -233,6 +234,7 @@ def _flow_table(audit: Audit, paint: Painter) -> list[str]:
     return lines
 
 
+@report_format("text")
 def render_text(audits: Sequence[Audit], *, color: bool = False) -> str:
     """The terminal report of each audit, one after the other; ANSI colour only when `color`."""
     return "\n".join(_render_one(audit, color) for audit in audits)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from gradaudit.settings import resolve_settings
 from tests.gate.conftest import EXPLODING, HEALTHY, VANISHING_RELU, VANISHING_SIGMOID, finding_codes, write_config
 
 
@@ -183,3 +185,38 @@ def test_baseline_from_config_is_relative_to_the_config_file(cli, clean_environm
     write_config(clean_environment, 'baseline = "gate/missing.json"')
     code, _, err = cli("check", model, "--static-only")
     assert code == 2 and "missing.json" in err
+
+
+def test_settings_are_typed_and_resolved_in_precedence_order(clean_environment):
+    write_config(clean_environment, 'passes = 5\nseed = 2\nbatch = 4\ninput-shape = ["4,3"]\n'
+                                    'measured-warn-decades = 2.5\nignore = ["GA301"]')
+    settings = resolve_settings({"seed": 7, "trust": None}, environ={"GRADAUDIT_BATCH": "16"})
+    assert (settings.passes, settings.seed, settings.batch) == (5, 7, 16)  # config, flag, environment
+    assert settings.input_shapes == ((4, 3),)
+    assert settings.rule_config.measured_warn_decades == pytest.approx(2.5)
+    assert settings.rule_config.ignore == ["GA301"]
+    assert (settings.fail_on, settings.trust, settings.max_memory, settings.verify) == ("error", False, None, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.seed = 1  # type: ignore[misc]
+
+
+def test_fix_honours_the_config(cli, clean_environment):
+    """`fix` reads the pyproject as `check` does: the fixed exploding MLP keeps a GA401 warning,
+    which fails at a configured fail-on warning and passes once the configured ignore drops it."""
+    write_config(clean_environment, 'fail-on = "warning"')
+    code, _, err = cli("fix", EXPLODING, "-o", clean_environment / "fixed.onnx", "--timeout", "3000")
+    assert code == 1 and "exploding -> healthy, verdict warn" in err, err
+    config = write_config(clean_environment, 'fail-on = "warning"\nignore = ["GA401"]', name="gate.toml")
+    code, _, err = cli("fix", EXPLODING, "-o", clean_environment / "again.onnx", "--config", config,
+                       "--timeout", "3000")
+    assert code == 0 and "exploding -> healthy, verdict pass" in err, err
+
+
+def test_verify_refines_under_the_configured_ignores(cli, clean_environment):
+    """Verification re-runs the rules under the user's config. By default the sigmoid MLP's rescale
+    is refined over 2 rounds, because the rescaled copy still shows GA201 (its own rescale); with
+    GA201 ignored the copy calls for no further rescale, so the change is judged as first made."""
+    write_config(clean_environment, 'ignore = ["GA201"]')
+    code, out, _ = cli("check", VANISHING_SIGMOID, "--verify", "--format", "json", "--timeout", "3000")
+    rescales = [r for r in json.loads(out)["recommendations"] if r["change"] == "rescale"]
+    assert rescales and all(r["verified"]["rounds"] == 1 and "refined" not in r["action"] for r in rescales)

@@ -55,12 +55,14 @@ def test_an_input_error_leaves_no_report(folders, capsys):
 
 def test_an_internal_error_midway_leaves_no_report(folders, capsys, monkeypatch):
     """The audit finishes, then the HTML renderer fails: no report of any format is written."""
-    from gradaudit.report import RENDERERS, Format
+    import dataclasses
+
+    from gradaudit.report.formats import REPORT_FORMATS
 
     def broken_renderer(audits, *, color=False):
         raise RuntimeError("renderer blew up")
 
-    monkeypatch.setitem(RENDERERS, Format.HTML, broken_renderer)
+    monkeypatch.setitem(REPORT_FORMATS, "html", dataclasses.replace(REPORT_FORMATS["html"], render=broken_renderer))
     model_dir, out_dir = folders
     before = listing(model_dir, out_dir)
     assert main(["check", str(model_dir / "mlp.onnx"), *report_args(out_dir)]) == 3

@@ -1,4 +1,4 @@
-"""The format enum is wired exhaustively, and reports are written atomically."""
+"""Every format is registered and reaches the CLI from its declaration alone; reports are written atomically."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gradaudit.report import RENDERERS, Format, render, render_all, write_atomic
+from gradaudit.cli import main
+from gradaudit.report import Format, render, render_all, report_formats, write_atomic
+from gradaudit.report.formats import REPORT_FORMATS, report_format
 from gradaudit.report.json_report import load_schema
 from tests.report import fixtures
 
@@ -19,8 +21,40 @@ ALL_AUDITS = [fixtures.unhealthy_audit, fixtures.healthy_audit, fixtures.probe_s
               fixtures.nonfinite_audit]
 
 
-def test_every_format_has_a_renderer():
-    assert set(RENDERERS) == set(Format)
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "vanishing_relu_default_init.onnx"
+
+
+def test_every_built_in_format_is_registered_in_order():
+    assert [declared.name for declared in report_formats()] == [member.value for member in Format]
+
+
+@pytest.fixture
+def csv_format():
+    """A format declared the way a renderer module declares one, removed afterwards."""
+
+    @report_format("csv", also_write="--csv", also_write_help="Also write one CSV line per model here.")
+    def render_csv(audits, *, color=False):
+        return "".join(f"{audit.source},{audit.verdict}\n" for audit in audits)
+
+    yield
+    del REPORT_FORMATS["csv"]
+
+
+def test_a_registered_format_reaches_the_cli_without_editing_it(csv_format, tmp_path, capsys):
+    assert main(["check", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "[text|json|html|sarif|junit|csv]" in shown and "Also write one CSV line per model here." in shown
+    written, report = tmp_path / "audit.csv", tmp_path / "audit.json"
+    args = ["check", str(SAMPLE), "--static-only", "--format", "csv", "--csv", str(written), "--json", str(report)]
+    assert main(args) in (0, 1)
+    printed = capsys.readouterr().out
+    assert printed == f"{SAMPLE},{json.loads(report.read_text())['verdict']}\n"
+    assert written.read_text() == printed
+
+
+def test_a_format_cannot_be_declared_twice():
+    with pytest.raises(ValueError, match="'json' is declared twice"):
+        report_format("json")(lambda audits, *, color=False: "")
 
 
 @pytest.mark.parametrize("fmt", list(Format))
