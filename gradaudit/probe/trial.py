@@ -18,6 +18,11 @@ cycled: a rate far too high for real data could memorise a small pool and look f
 model's own loss (a factory's) brings its targets and takes no teacher. Divergence: a
 non-finite loss, or a loss above DIVERGENCE_FACTOR times the first step's.
 
+A falling loss does not show that the network learns through its depth: a vanishing model's head
+lowers it alone. `--verify`'s trials are therefore judged through depth (`through_depth`): they
+also compare the relative change of the first and the last weight layer, and a first layer that
+stays put (stalls) or is swamped by its updates (unstable) does not count as training.
+
 `search_rate` turns trial runs into a recommended rate: a short geometric search for the rate
 that lowers the loss most, times SAFETY_FACTOR, plus a warm-up when a rate that diverges from a cold start
 trains once warmed up to.
