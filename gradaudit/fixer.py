@@ -2,8 +2,8 @@
 
 The audit runs with verification; the weight-level recommendations that helped (rescale, branch
 scaling, re-initialisation, memory-gate bias, bias shift — not pruning, which removes capacity)
-are combined greedily, best first (healthy afterwards, then not diverging in the trial training
-of `--verify`, then the least invasive), each kept only if the combination analyses better than
+are combined greedily, best first (healthy afterwards, then training in the trial of `--verify`,
+judged through depth, then the least invasive), each kept only if the combination analyses better than
 without it, and never two on the same tensor. With `structural`, the architecture changes that
 helped (norms inserted or removed, scaled skips, activations swapped; gradaudit.remedies.structure)
 compete too, at most one of them (they are alternatives), its graph rewrites made after the
@@ -154,8 +154,8 @@ def patch(result: FixResult) -> str:
 
 
 def _verifying(options: AuditOptions) -> AuditOptions:
-    """The user's options with verification and its trial training: a change that diverges in its
-    trial ranks last."""
+    """The user's options with verification and its trial training: a change that diverges, stalls
+    or is unstable in its trial ranks after those that train."""
     return dataclasses.replace(options, verify=True)
 
 

@@ -32,7 +32,7 @@ from gradaudit.errors import GradauditError
 from gradaudit.graph import ParamStats
 from gradaudit.i18n import _
 from gradaudit.model import ModelHandle
-from gradaudit.probe.trial import trial_run
+from gradaudit.probe.trial import TRAINS, trial_run
 from gradaudit.remedies import snippets
 from gradaudit.remedies.amounts import Target
 from gradaudit.remedies.edits import Edit, WeightRecommendation, apply_edits, edited
@@ -183,14 +183,14 @@ def _verified_rewrite(handle: ModelHandle, rec: StructuralRecommendation, before
     return verification(before, after)
 
 
-def benefit(rec: Recommendation) -> tuple[bool, bool, int, float]:
-    """Sort key of a verified recommendation that helped: healthy afterwards first, then those
-    whose trial training (if it ran) did not diverge, then the least invasive
-    (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
+def benefit(rec: Recommendation) -> tuple[bool, int, int, float]:
+    """Sort key of a verified recommendation that helped: healthy afterwards first, then by its
+    trial training (trains, then not tried, then diverges, stalls or is unstable), then the least
+    invasive (structure.INVASIVENESS), then the nearest to the middle of the healthy band."""
     invasiveness = INVASIVENESS.get(rec.change, 0) if restructured(rec) else 0
-    trial = rec.verified.get("trial") or {}
-    diverged = trial.get("after", {}).get("outcome", "").startswith("diverges")
-    return (rec.verified["diagnosis_after"] != HEALTHY, diverged, invasiveness,
+    trial = (rec.verified.get("trial") or {}).get("after")
+    trained = 1 if trial is None else 0 if trial["outcome"] == TRAINS else 2
+    return (rec.verified["diagnosis_after"] != HEALTHY, trained, invasiveness,
             band_distance(rec.verified["log10_ratio_after"]))
 
 
@@ -216,9 +216,12 @@ def trial_comparison(
     (gradaudit.probe.trial: same optimizer, seeded batches and targets) until one trains, at most
     TRIAL_CANDIDATES of them; each tried change's `verified["trial"]` holds both loss curves, so
     "verified" also says whether it trains (a ratio in the healthy band does not guarantee it: a
-    sigmoid stack rescaled into range can diverge at a rate its original survives)."""
+    sigmoid stack rescaled into range can diverge at a rate its original survives). Trials are
+    judged through depth: a loss that falls while the first layer stays put (the head learning
+    alone, as a vanishing model's does) stalls, and one whose first layer is swamped by its
+    updates is unstable."""
     candidates = ranked_verified(recommendations)[:TRIAL_CANDIDATES]
-    run = {"steps": steps, "seed": seed, "data": data, "loss": loss, "deadline": deadline}
+    run = {"steps": steps, "seed": seed, "data": data, "loss": loss, "deadline": deadline, "through_depth": True}
     original = trial_run(handle, lr, optimizer, **run) if candidates else None
     if original is None:
         return

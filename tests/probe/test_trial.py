@@ -197,3 +197,43 @@ def test_an_undecided_trial_runs_on_and_a_decided_one_stops():
     assert len(stalled.losses) == 20 * UNDECIDED_EXTENSION and stalled.outcome == "loss does not decrease"
     settled = trial_run(handle, 0.5 / top, "sgd", steps=20, data=(X,))
     assert len(settled.losses) == 20 and settled.trains
+
+
+def _sigmoid_stack(gain: float) -> nn.Sequential:
+    """Ten Linear -> Sigmoid layers with weights N(0, (gain/sqrt(16))^2) and a linear head."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(10):
+        linear = nn.Linear(16, 16)
+        nn.init.normal_(linear.weight, std=gain / 4.0)
+        layers += [linear, nn.Sigmoid()]
+    return nn.Sequential(*layers, nn.Linear(16, 4))
+
+
+def test_a_vanishing_model_whose_head_lowers_the_loss_stalls_through_depth():
+    handle = from_module(_sigmoid_stack(0.1), (torch.randn(16, 16),))
+    plain = trial_run(handle, 0.01, "momentum", steps=30)
+    judged = trial_run(handle, 0.01, "momentum", steps=30, through_depth=True)
+    assert plain.trains and judged.losses == pytest.approx(plain.losses, rel=1e-5)  # the head lowers the loss
+    assert judged.depth_decades < -6 and judged.stalls and not judged.trains  # the first layer's updates underflow
+    assert judged.outcome.startswith("stalls: the first layer") and plain.outcome == "trains"
+    assert judged.record()["first_layer_change"] < 1e-6 * judged.record()["last_layer_change"]
+
+
+def test_a_model_that_learns_through_depth_trains_when_judged_so():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    judged = trial_run(from_module(model, (torch.randn(16, 16),)), 0.01, "momentum", steps=30, through_depth=True)
+    assert judged.trains and judged.outcome == "trains" and abs(judged.depth_decades) < 2
+
+
+@pytest.mark.parametrize(("moved", "outcome"), [
+    ((0.0, 0.0), "stalls: the first layer does not move (the head learns alone)"),
+    ((1e-5, 0.1), "stalls: the first layer moves 10^-4.0 as much as the last (the head learns alone)"),
+    ((1e3, 0.5), "unstable: the first layer moves 10^3.3 as much as the last"),
+    ((0.01, 0.5), "trains"),
+])
+def test_depth_judgement_of_a_falling_loss(moved, outcome):
+    run = TrialRun(0.01, "sgd", 4, 0, (4.0, 3.0, 2.0, 1.0), (1.0,) * 4, None, 0.0, moved, through_depth=True)
+    assert run.outcome == outcome and run.trains == (outcome == "trains")
+    assert dataclasses.replace(run, through_depth=False).trains  # not judged through depth: the loss fell

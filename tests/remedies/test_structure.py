@@ -15,7 +15,7 @@ from torch import nn
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.remedies.rewrite_onnx import rewritten
 from gradaudit.remedies.rewrite_torch import ScaledSkip, patch, restructured_module
-from gradaudit.remedies.structure import Rewrite, activation_swaps, norm_removals, skip_rewrites
+from gradaudit.remedies.structure import Rewrite, activation_swaps, norm_removals, norm_rewrite, skip_rewrites
 
 WIDTH, BATCH = 6, 5
 RNG = np.random.default_rng(0)
@@ -126,6 +126,14 @@ def test_proposals_read_the_layer_graph():
     assert all(r.scale == pytest.approx(2 ** -0.5) for r in skip_rewrites(graph))
     assert [r.node for r in norm_removals(graph)] == ["1", "4"]
     assert [(r.node, layer) for r, layer in activation_swaps(graph)] == []  # sigmoid follows a norm, not the layer
+
+
+def test_no_norm_is_proposed_after_the_head():
+    """A norm on the model's output pins every example's outputs to zero mean and unit spread."""
+    graph = from_module(Stack(), (torch.randn(BATCH, WIDTH),)).graph
+    ids = {data["name"]: node for node, data in graph.nodes(data=True)}
+    assert norm_rewrite(graph, ids["6"]) is None
+    assert norm_rewrite(graph, ids["3"]) == Rewrite("insert_norm", "3", "layer", WIDTH)
 
 
 def test_no_skips_or_removals_where_branches_are_summed():
