@@ -87,7 +87,10 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
 
 
 def log10_update_ratio(
-    ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]
+    ratio: float | None,
+    weight_rms: tuple[float, float],
+    positions: tuple[int, int],
+    norm_input_rms: tuple[float | None, float | None] = (None, None),
 ) -> float | None:
     """The first/last ratio of relative updates per position: the gate's scale-free measure.
 
@@ -97,11 +100,21 @@ def log10_update_ratio(
     size, so dividing by |w| stops a 27-input stem's weights being compared with a 1280-input
     head's; a convolution's gradient sums its positions' contributions, ~sqrt(positions) of one,
     so dividing by that stops a 16x16 stem being compared with a 1x1 head. None when undefined
-    (a zero weight, a non-finite ratio)."""
+    (a zero weight, a non-finite ratio).
+
+    `norm_input_rms` holds, for an end whose output goes only into a normalisation
+    (graph.feeds_normalisation), the RMS of that output. Such a weight's scale is free: the loss
+    does not depend on it, its gradient is proportional to 1/|w| and its relative update to
+    1/|w|^2, and a step that is too large for it grows |w| and so lowers its own rate. It is read
+    at the scale where the normalisation divides by one (its input at unit RMS): its relative
+    update times that RMS squared. What remains is the gradient reaching the normalisation's
+    output, which is what depth compounds."""
     weights = log10_ratio(*weight_rms)
     if ratio is None or not math.isfinite(ratio) or weights is None:
         return None
-    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1])
+    gauge = [2.0 * math.log10(rms) if rms is not None and math.isfinite(rms) and rms > 0 else 0.0
+             for rms in norm_input_rms]
+    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1]) + gauge[0] - gauge[1]
 
 
 def log10_ratio(first: float, last: float) -> float | None:
