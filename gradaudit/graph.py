@@ -311,18 +311,21 @@ def weight_positions(graph: nx.DiGraph, node: str) -> int:
     return max(math.prod(d for d in inner if isinstance(d, int) and d > 0), 1)
 
 
-def feeds_normalisation(graph: nx.DiGraph, node: str) -> bool:
-    """The node's output goes only into a normalisation (through reshapes, copies and dropout):
-    its weight is scale-invariant, L(c W) = L(W), so its gradient is proportional to 1/|W|
-    (Arora et al. 2019, "Theoretical analysis of auto rate-tuning by batch normalization")."""
+def normalisation_eps(graph: nx.DiGraph, node: str) -> float | None:
+    """The eps of the normalisation the node's output goes only into (through reshapes, copies
+    and dropout), None when it goes anywhere else: such a node's weight is scale-invariant,
+    L(c W) = L(W), so its gradient is proportional to 1/|W| (Arora et al. 2019, "Theoretical
+    analysis of auto rate-tuning by batch normalization") while its output's variance is well
+    above eps."""
     outputs = graph.graph.get("outputs", [])
     while node not in outputs and graph.out_degree(node) == 1:
         node = next(iter(graph.successors(node)))
-        if graph.nodes[node]["op"] == "norm":
-            return True
-        if graph.nodes[node]["op"] not in COPY_OPS:
-            return False
-    return False
+        data = graph.nodes[node]
+        if data["op"] == "norm" and data["fn"] != "lrn":
+            return float(data["attrs"].get("eps") or 0.0)
+        if data["op"] not in COPY_OPS:
+            return None
+    return None
 
 
 def flow_ends(graph: nx.DiGraph, layers: Sequence[T]) -> list[T]:

@@ -24,7 +24,15 @@ import networkx as nx
 import numpy as np
 
 from gradaudit.diagnosis import FlowSummary, diagnose, log10_update_ratio
-from gradaudit.graph import feeds_normalisation, flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers, weight_positions
+from gradaudit.graph import (
+    flow_ends,
+    forward_order,
+    is_weight_role,
+    normalisation_eps,
+    ordered_inputs,
+    weight_layers,
+    weight_positions,
+)
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
@@ -304,12 +312,13 @@ def _log10_update_ratio(
         ratio,
         (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
         (weight_positions(graph, first.node), weight_positions(graph, last.node)),
-        (_norm_input_rms(graph, first, nodes), _norm_input_rms(graph, last, nodes)),
+        (_normalised(graph, first, nodes), _normalised(graph, last, nodes)),
     )
 
 
-def _norm_input_rms(graph: nx.DiGraph, end: WeightEstimate, nodes: dict[str, NodeEstimate]) -> float | None:
-    """The predicted RMS of a weight layer's output when it goes only into a normalisation."""
-    if not feeds_normalisation(graph, end.node) or end.node not in nodes:
+def _normalised(graph: nx.DiGraph, end: WeightEstimate, nodes: dict[str, NodeEstimate]) -> tuple[float, float] | None:
+    """A weight layer's predicted output RMS and the eps of the normalisation it feeds, if it feeds one."""
+    eps = normalisation_eps(graph, end.node)
+    if eps is None or end.node not in nodes:
         return None
-    return math.sqrt(nodes[end.node].q)
+    return math.sqrt(nodes[end.node].q), eps

@@ -13,7 +13,7 @@ from torch import nn
 
 import gradaudit
 from gradaudit.diagnosis import log10_update_ratio
-from gradaudit.graph import feeds_normalisation, forward_order
+from gradaudit.graph import forward_order, normalisation_eps
 from gradaudit.loaders.torch_loader import from_module
 
 
@@ -33,6 +33,18 @@ class EmbeddingThenNorm(nn.Module):
         return self.head(self.body(self.norm(self.embed(ids))))
 
 
+class NormAndSkip(nn.Module):
+    """A linear layer whose output goes into a LayerNorm and past it (a residual stream)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense, self.norm = nn.Linear(8, 8), nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dense(x)
+        return self.norm(y) + y
+
+
 def _ids() -> torch.Tensor:
     return torch.randint(0, 64, (8, 12), generator=torch.Generator().manual_seed(1))
 
@@ -45,20 +57,25 @@ def test_an_end_feeding_a_normalisation_is_read_at_the_scale_where_it_divides_by
     plain = log10_update_ratio(1.0, (0.1, 0.1), (1, 1))
     assert plain == pytest.approx(1.0)
     # first end's output RMS 1e-2 before its norm: read 100x larger, relative update 10^4 smaller
-    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), (1e-2, None)) == pytest.approx(-3.0)
-    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), (None, 10.0)) == pytest.approx(-1.0)
-    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), (0.0, None)) == pytest.approx(1.0)  # undefined: as is
+    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), ((1e-2, 0.0), None)) == pytest.approx(-3.0)
+    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), (None, (10.0, 1e-5))) == pytest.approx(-1.0, abs=1e-6)
+    # eps above the output's variance: the norm divides by sqrt(eps), not by sigma
+    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), ((1e-4, 1e-5), None)) == pytest.approx(1.0 - 4.0 - 2.5, abs=0.01)
+    assert log10_update_ratio(1.0, (0.1, 0.1), (1, 1), ((0.0, 1e-5), None)) == pytest.approx(1.0)  # undefined: as is
 
 
-def test_feeds_normalisation_follows_copies_and_stops_at_a_fork_or_another_op():
+def test_normalisation_eps_follows_copies_and_stops_at_another_op():
     model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.1), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8),
                           nn.ReLU(), nn.Linear(8, 2))
     graph = from_module(model, (torch.randn(4, 8),)).graph
     dense = [n for n in forward_order(graph) if graph.nodes[n]["op"] == "linear"]
-    assert [feeds_normalisation(graph, n) for n in dense] == [True, False, False]
-    residual = from_module(EmbeddingThenNorm(1.0), (_ids(),)).graph
-    embed = next(n for n in forward_order(residual) if residual.nodes[n]["op"] == "embedding")
-    assert feeds_normalisation(residual, embed)
+    assert [normalisation_eps(graph, n) for n in dense] == [pytest.approx(1e-5), None, None]
+    tokens = from_module(EmbeddingThenNorm(1.0), (_ids(),)).graph
+    embed = next(n for n in forward_order(tokens) if tokens.nodes[n]["op"] == "embedding")
+    assert normalisation_eps(tokens, embed) == pytest.approx(1e-5)
+    skip = from_module(NormAndSkip(), (torch.randn(4, 8),)).graph  # T5's, BERT's embedding: not scale-invariant
+    (dense,) = [n for n in skip.nodes if skip.nodes[n]["op"] == "linear"]
+    assert normalisation_eps(skip, dense) is None
 
 
 def test_a_small_weight_in_front_of_a_norm_reads_as_its_unit_scale_twin_and_passes():
