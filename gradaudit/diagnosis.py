@@ -87,7 +87,10 @@ def diagnose(flow: FlowSummary) -> Diagnosis:
 
 
 def log10_update_ratio(
-    ratio: float | None, weight_rms: tuple[float, float], positions: tuple[int, int]
+    ratio: float | None,
+    weight_rms: tuple[float, float],
+    positions: tuple[int, int],
+    normalised: tuple[tuple[float, float] | None, tuple[float, float] | None] = (None, None),
 ) -> float | None:
     """The first/last ratio of relative updates per position: the gate's scale-free measure.
 
@@ -97,11 +100,29 @@ def log10_update_ratio(
     size, so dividing by |w| stops a 27-input stem's weights being compared with a 1280-input
     head's; a convolution's gradient sums its positions' contributions, ~sqrt(positions) of one,
     so dividing by that stops a 16x16 stem being compared with a 1x1 head. None when undefined
-    (a zero weight, a non-finite ratio)."""
+    (a zero weight, a non-finite ratio).
+
+    `normalised` holds, for an end whose output goes only into a normalisation
+    (graph.normalisation_eps), that output's RMS sigma and the norm's eps. Such a weight's scale
+    is free: the loss does not depend on it, its gradient is proportional to 1/|w| and its
+    relative update to 1/|w|^2, and a step too large for it grows |w| and so lowers its own rate.
+    It is read at the scale where the norm's input has unit RMS and the norm divides by one: its
+    relative update times sigma sqrt(sigma^2 + eps) (sigma^2 where eps is negligible; the norm
+    divides by sqrt(sigma^2 + eps)). What remains is the gradient reaching the norm's output,
+    which is what depth compounds."""
     weights = log10_ratio(*weight_rms)
     if ratio is None or not math.isfinite(ratio) or weights is None:
         return None
-    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1])
+    first, last = (_log10_rescaling(end) for end in normalised)
+    return ratio - weights - 0.5 * math.log10(positions[0] / positions[1]) + first - last
+
+
+def _log10_rescaling(end: tuple[float, float] | None) -> float:
+    """log10 of sigma sqrt(sigma^2 + eps) for a normalised end (0 when not, or undefined)."""
+    if end is None or not math.isfinite(end[0]) or end[0] <= 0:
+        return 0.0
+    sigma, eps = end
+    return math.log10(sigma) + 0.5 * math.log10(sigma * sigma + max(eps, 0.0))
 
 
 def log10_ratio(first: float, last: float) -> float | None:

@@ -249,6 +249,7 @@ def output_ancestors(graph: nx.DiGraph) -> set[str]:
 
 
 ZERO_BLOCKING_OPS = ("linear", "conv")
+COPY_OPS = ("reshape", "identity", "dropout")  # ops that pass a tensor's values on unscaled
 
 
 def _zero_weight(data: dict[str, Any]) -> bool:
@@ -260,7 +261,7 @@ def _computes_zero(graph: nx.DiGraph, node: str) -> bool:
     """The node's output is exactly zero whatever its input: a zero-weight dense layer without
     a (nonzero) bias, or a reshape, copy or dropout of one (adaLN-Zero's gate)."""
     data = graph.nodes[node]
-    while data["op"] in ("reshape", "identity", "dropout") and graph.in_degree(node) == 1:
+    while data["op"] in COPY_OPS and graph.in_degree(node) == 1:
         node = next(iter(graph.predecessors(node)))
         data = graph.nodes[node]
     bias = data["params"].get("bias")
@@ -308,6 +309,23 @@ def weight_positions(graph: nx.DiGraph, node: str) -> int:
         return max(int(data["attrs"].get("seq_len") or 1), 1)
     inner = shape[2:] if data["op"] == "conv" else shape[1:-1]
     return max(math.prod(d for d in inner if isinstance(d, int) and d > 0), 1)
+
+
+def normalisation_eps(graph: nx.DiGraph, node: str) -> float | None:
+    """The eps of the normalisation the node's output goes only into (through reshapes, copies
+    and dropout), None when it goes anywhere else: such a node's weight is scale-invariant,
+    L(c W) = L(W), so its gradient is proportional to 1/|W| (Arora et al. 2019, "Theoretical
+    analysis of auto rate-tuning by batch normalization") while its output's variance is well
+    above eps."""
+    outputs = graph.graph.get("outputs", [])
+    while node not in outputs and graph.out_degree(node) == 1:
+        node = next(iter(graph.successors(node)))
+        data = graph.nodes[node]
+        if data["op"] == "norm" and data["fn"] != "lrn":
+            return float(data["attrs"].get("eps") or 0.0)
+        if data["op"] not in COPY_OPS:
+            return None
+    return None
 
 
 def flow_ends(graph: nx.DiGraph, layers: Sequence[T]) -> list[T]:

@@ -293,6 +293,10 @@ def trace_exported(module: torch.nn.Module, example_inputs: tuple,
     for node in exported.graph.nodes:
         if node.target is torch.ops.aten.copy.default:
             node.target = copy_into
+        elif node.target is torch.ops.aten.view.default:
+            # the decomposed graph can view a tensor its eager forward made contiguous first
+            # (transformers' Swin windows): reshape gives the same values, copying where it must
+            node.target = torch.ops.aten.reshape.default
     exported.recompile()
     with warnings.catch_warnings():  # copying the exported module trips torch's own pytree deprecation notice
         warnings.simplefilter("ignore", FutureWarning)

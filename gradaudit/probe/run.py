@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gradaudit.errors import GradauditError, InputError
-from gradaudit.graph import weight_positions
+from gradaudit.graph import normalisation_eps, weight_positions
 from gradaudit.loaders.torch_graph import first_tensor
 from gradaudit.model import ModelHandle, Runner
 from gradaudit.probe.batches import BatchSource, as_batch, describe, float_moments
@@ -314,4 +314,7 @@ def run_probe(
                 break
             records.append(_measure_pass(ctx, seed + index, first_pass=not records))
     positions = {node: weight_positions(handle.graph, node) for node in ctx.plan.weight_nodes}
-    return combine(ctx.plan, records, weight_rms, ctx.objective.label, time.perf_counter() - started, positions)
+    norm_eps = {node: eps for node in ctx.plan.weight_nodes
+                if (eps := normalisation_eps(handle.graph, node)) is not None}
+    return combine(ctx.plan, records, weight_rms, ctx.objective.label, time.perf_counter() - started, positions,
+                   norm_eps)

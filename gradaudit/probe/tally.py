@@ -69,15 +69,25 @@ def _layer(plan_layer: WeightLayer, records: list[PassRecord], weight_rms: float
     )
 
 
+def _normalised(layer: LayerProbe, norm_eps: dict[str, float]) -> tuple[float, float] | None:
+    """A weight layer's measured output std and the eps of the normalisation it feeds, if it feeds one."""
+    if layer.node not in norm_eps or layer.act_std is None:
+        return None
+    return layer.act_std, norm_eps[layer.node]
+
+
 def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, float], loss: str, seconds: float,
-            positions: dict[str, int]) -> ProbeResult:
+            positions: dict[str, int], norm_eps: dict[str, float] | None = None) -> ProbeResult:
     """One ProbeResult from the passes that ran (at least one); `positions` maps a weight node to
-    graph.weight_positions."""
+    graph.weight_positions, `norm_eps` a weight node whose output goes only into a normalisation
+    to that norm's eps (graph.normalisation_eps)."""
     layers = [_layer(w, records, weight_rms[w.param]) for w in plan.weights]
     ends = [layer for layer in layers if layer.node in plan.flow_nodes]
     ratio = log10_ratio(ends[0].grad_rms, ends[-1].grad_rms) if ends else None
-    update_ratio = log10_update_ratio(ratio, (ends[0].weight_rms, ends[-1].weight_rms),
-                                      (positions[ends[0].node], positions[ends[-1].node])) if ends else None
+    update_ratio = log10_update_ratio(
+        ratio, (ends[0].weight_rms, ends[-1].weight_rms), (positions[ends[0].node], positions[ends[-1].node]),
+        (_normalised(ends[0], norm_eps or {}), _normalised(ends[-1], norm_eps or {})),
+    ) if ends else None
     recurrent = {
         site.name: fmean(values)
         for site in plan.recurrent

@@ -24,7 +24,15 @@ import networkx as nx
 import numpy as np
 
 from gradaudit.diagnosis import FlowSummary, diagnose, log10_update_ratio
-from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_inputs, weight_layers, weight_positions
+from gradaudit.graph import (
+    flow_ends,
+    forward_order,
+    is_weight_role,
+    normalisation_eps,
+    ordered_inputs,
+    weight_layers,
+    weight_positions,
+)
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
@@ -280,7 +288,7 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> 
     ]
     ends = flow_ends(graph, weights)
     ratio = ends[0].log10_grad_rms - ends[-1].log10_grad_rms if ends else None
-    update_ratio = _log10_update_ratio(graph, ends, ratio)
+    update_ratio = _log10_update_ratio(graph, ends, ratio, nodes)
     outputs = graph.graph.get("outputs", [])
     output_rms = math.sqrt(moments[outputs[0]].q) if outputs else None
     time_ratios = {graph.nodes[n]["name"]: t.time_ratio for n, t in state.transfers.items() if t.time_ratio is not None}
@@ -292,8 +300,11 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> 
     )
 
 
-def _log10_update_ratio(graph: nx.DiGraph, ends: list[WeightEstimate], ratio: float | None) -> float | None:
-    """The predicted first/last relative update ratio (diagnosis.log10_update_ratio)."""
+def _log10_update_ratio(
+    graph: nx.DiGraph, ends: list[WeightEstimate], ratio: float | None, nodes: dict[str, NodeEstimate]
+) -> float | None:
+    """The predicted first/last relative update ratio (diagnosis.log10_update_ratio); an end
+    feeding a normalisation is read with its predicted output RMS."""
     if not ends:
         return None
     first, last = ends[0], ends[-1]
@@ -301,4 +312,13 @@ def _log10_update_ratio(graph: nx.DiGraph, ends: list[WeightEstimate], ratio: fl
         ratio,
         (graph.nodes[first.node]["params"][first.role].rms, graph.nodes[last.node]["params"][last.role].rms),
         (weight_positions(graph, first.node), weight_positions(graph, last.node)),
+        (_normalised(graph, first, nodes), _normalised(graph, last, nodes)),
     )
+
+
+def _normalised(graph: nx.DiGraph, end: WeightEstimate, nodes: dict[str, NodeEstimate]) -> tuple[float, float] | None:
+    """A weight layer's predicted output RMS and the eps of the normalisation it feeds, if it feeds one."""
+    eps = normalisation_eps(graph, end.node)
+    if eps is None or end.node not in nodes:
+        return None
+    return math.sqrt(nodes[end.node].q), eps

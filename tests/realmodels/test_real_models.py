@@ -24,7 +24,9 @@ STANDARD_TORCH_NN = ("nn_lstm", "nn_gru", "nn_transformer_postln", "nn_transform
                      "nn_mlp_kaiming")
 FAILING_TO_TRAIN = sorted(name for name, entry in CORPUS.items()
                           if entry.library == "torch.nn" and fails_to_train(name, labels()))
-ZOO = (("tv_resnet18", "torchvision"), ("tv_mobilenet_v2", "torchvision"), ("hf_gpt2", "transformers"))
+# hf_rwkv: an embedding at std 1e-4 in front of a LayerNorm (scale-invariant), trains (train_labels.json)
+ZOO = (("tv_resnet18", "torchvision"), ("tv_mobilenet_v2", "torchvision"), ("hf_gpt2", "transformers"),
+       ("hf_rwkv", "transformers"))
 
 
 def _errors(report) -> list[str]:
