@@ -9,7 +9,8 @@ exports as an InstanceNormalization between two Reshapes (fn "group"), and SiLU 
 22 as Mul(x, Sigmoid(x)): a product of two correlated activations, whose mean is not the product
 of their means (activation "silu"); GPT-2's tanh-approximated GELU written out is activation
 "gelu", and so is the exact one, x (1 + erf(x / sqrt 2)) / 2 (the legacy exporter's
-wav2vec2). The torch loader renames its traced calls into this vocabulary and uses the same matcher (gradaudit.loaders.torch_patterns).
+wav2vec2). The torch loader renames its traced calls into this vocabulary and uses the same
+matcher (gradaudit.loaders.torch_patterns).
 """
 
 from __future__ import annotations
