@@ -8,8 +8,9 @@ each is one `norm` node of fn "layer" or "rms", whose gain the estimator knows. 
 exports as an InstanceNormalization between two Reshapes (fn "group"), and SiLU before opset
 22 as Mul(x, Sigmoid(x)): a product of two correlated activations, whose mean is not the product
 of their means (activation "silu"); GPT-2's tanh-approximated GELU written out is activation
-"gelu". The torch loader renames its traced calls into this
-vocabulary and uses the same matcher (gradaudit.loaders.torch_patterns).
+"gelu", and so is the exact one, x (1 + erf(x / sqrt 2)) / 2 (the legacy exporter's
+wav2vec2). The torch loader renames its traced calls into this vocabulary and uses the same
+matcher (gradaudit.loaders.torch_patterns).
 """
 
 from __future__ import annotations
@@ -204,6 +205,41 @@ def _gelu_tanh(mul: Step, producer: dict[str, Step], constant: ConstantLookup) -
     return None
 
 
+def _one_plus_erf(name: str, x: str, producer: dict[str, Step], constant: ConstantLookup) -> list[Step] | None:
+    """The steps of 1 + erf(x / sqrt(2)) ending at `name` (a Div by sqrt 2 or a Mul by its inverse)."""
+    plus = producer.get(name)
+    one = _scalar_of(plus, constant) if plus is not None and plus.op_type == "Add" else None
+    erf = producer.get(one[0]) if one is not None and _near(one[1], 1.0) else None
+    scaled = producer.get(erf.inputs[0]) if erf is not None and erf.op_type == "Erf" else None
+    if scaled is None or scaled.op_type not in ("Div", "Mul") or scaled.inputs[0] != x:
+        return None
+    by = _scalar_of(scaled, constant)
+    factor = math.sqrt(2.0) if scaled.op_type == "Div" else math.sqrt(0.5)
+    return [plus, erf, scaled] if by is not None and _near(by[1], factor) else None
+
+
+def _gelu_erf(mul: Step, producer: dict[str, Step], constant: ConstantLookup) -> FusedLayer | None:
+    """x (1 + erf(x / sqrt 2)) / 2, the exact GELU written out: (x * (1 + erf)) * 0.5 as the
+    legacy exporter writes transformers' wav2vec2 activation, or (x * 0.5) * (1 + erf)."""
+    halved = _scalar_of(mul, constant)
+    if halved is not None and _near(halved[1], 0.5):  # (x * (1 + erf)) * 0.5
+        inner = producer.get(halved[0])
+        pairs = [(inner, a, b) for a, b in (inner.inputs, inner.inputs[::-1])] if inner is not None and (
+            inner.op_type == "Mul" and len(inner.inputs) == 2) else []
+    else:  # (x * 0.5) * (1 + erf)
+        pairs = []
+        for half_name, rest in (mul.inputs, mul.inputs[::-1]):
+            half = producer.get(half_name)
+            by = _scalar_of(half, constant) if half is not None and half.op_type == "Mul" else None
+            if by is not None and _near(by[1], 0.5):
+                pairs.append((half, by[0], rest))
+    for step, x, rest in pairs:
+        steps = _one_plus_erf(rest, x, producer, constant)
+        if steps is not None:
+            return FusedLayer("activation", "gelu", x, frozenset(s.node_id for s in [step, *steps]), {})
+    return None
+
+
 VALUE_KEEPING = frozenset({"Cast", "Identity"})
 
 
@@ -248,7 +284,8 @@ def decomposed_layers(steps: Sequence[Step], constant: ConstantLookup) -> dict[s
         if step.op_type == "Div":
             norm = _layer_norm(step, producer, constant) or _rms_norm(step, producer, constant)
         elif step.op_type == "Mul":
-            norm = _rms_norm(step, producer, constant) or _silu(step, producer) or _gelu_tanh(step, producer, constant)
+            norm = (_rms_norm(step, producer, constant) or _silu(step, producer) or _gelu_tanh(step, producer, constant)
+                    or _gelu_erf(step, producer, constant))
         elif step.op_type == "Reshape":
             norm = _group_norm(step, producer, constant)
         if norm is not None and all(readers[n] <= norm.absorbed | {step.node_id} for n in norm.absorbed):

@@ -229,8 +229,11 @@ MODULE_RULES: list[tuple[type | tuple[type, ...], Callable[[Any, Call], NodeSpec
 
 
 def module_rule(m: nn.Module) -> Callable[[Any, Call], NodeSpec] | None:
-    """The rule of a module kept whole (an fx leaf), or None to trace through it."""
+    """The rule of a module kept whole (an fx leaf), or None to trace through it.
+
+    A library subclass that rewrites forward (timm's BatchNormAct2d applies its activation after
+    the norm) is traced through: kept whole, the rule would drop what its forward adds."""
     for cls, rule in MODULE_RULES:
         if isinstance(m, cls):
-            return rule
+            return rule if type(m).forward.__module__.startswith("torch.") else None
     return None

@@ -22,7 +22,7 @@ stack reaches ~2L). `Grad.aligned` carries that part and `Grad.spread` the V it 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 
@@ -33,6 +33,12 @@ class Moments:
     mu: float = 0.0
     v: float = 0.0
     s: float = 0.0
+    # How free a batch's sample mean and variance of this signal are to fluctuate, relative to
+    # independent Gaussian values (1): 0 right after BatchNorm, which pins them over its set of
+    # values, and in between for a per-unit function of such a signal (quadrature.batch_freedom).
+    # BatchNorm reads them for E[1/sigma_B^2] (rules_norm.batch_variance_factor).
+    free_mean: float = 1.0
+    free_var: float = 1.0
 
     @property
     def q(self) -> float:
@@ -44,8 +50,8 @@ class Moments:
         return self.v + self.s
 
     def scaled(self, factor: float) -> "Moments":
-        """The statistics of `factor * x`."""
-        return Moments(self.mu * factor, self.v * factor * factor, self.s * factor * factor)
+        """The statistics of `factor * x` (a scale leaves the batch freedoms as they are)."""
+        return replace(self, mu=self.mu * factor, v=self.v * factor * factor, s=self.s * factor * factor)
 
 
 def with_total(q: float, mu: float, v_share: float) -> Moments:

@@ -152,3 +152,35 @@ def _softmax_stats(logit_var: float, classes: int) -> SoftmaxStats:
     p /= p.sum(axis=1, keepdims=True)
     p2, p3 = (p * p).sum(axis=1), (p * p * p).sum(axis=1)
     return SoftmaxStats(float(p2.mean()), float((p2 - 2.0 * p3 + p2 * p2).mean()) / classes)
+
+
+def batch_freedom(fn: str, attrs: dict[str, Any] | None, m: Moments) -> tuple[float, float]:
+    """(free_mean, free_var) of phi(z) when z's values over a batch are standardised exactly
+    (BatchNorm's output, moments.Moments): phi's batch mean and variance fluctuate only through
+    what they owe to the sample's shape beyond its pinned mean and variance.
+
+    With x the standardised value, the pinned sums are the first two Hermite components (x and
+    x^2 - 1): of the mean of y = phi(mu + sqrt(v) x) free is Var y less its projections on them,
+    and of the variance, Var of h = (y - E y)^2 less its projections (each over what independent
+    Gaussian values give, Var y and 2 Var(y)^2). The identity keeps nothing free, a ReLU half
+    its variance's fluctuation.
+    """
+    return _batch_freedom(fn, _freeze(attrs), _round(m.mu), _round(max(m.v, 0.0)))
+
+
+@lru_cache(maxsize=4096)
+def _batch_freedom(fn: str, frozen: tuple[Any, ...], mu: float, v: float) -> tuple[float, float]:
+    x, w = _midpoint_gaussian()
+    y = activation(fn, dict(frozen))(torch.tensor(mu + math.sqrt(v) * x, dtype=torch.float64)).numpy()
+    centred = y - float(w @ y)
+    var = float(w @ (centred * centred))
+    if var <= 0.0:
+        return 0.0, 0.0
+    second = x * x - 1.0
+
+    def unpinned(f: np.ndarray) -> float:
+        """E[f^2] less its projections on x and x^2 - 1 (f centred)."""
+        return float(w @ (f * f)) - float(w @ (f * x)) ** 2 - float(w @ (f * second)) ** 2 / 2.0
+
+    deviation = centred * centred - var
+    return max(unpinned(centred) / var, 0.0), max(unpinned(deviation) / (2.0 * var * var), 0.0)

@@ -9,6 +9,9 @@ zero-mean random weights turn the mean into per-unit spread that BatchNorm remov
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from gradaudit.graph import ParamStats
 from gradaudit.static.moments import Grad, Moments, Spectrum
 from gradaudit.static.registry import Context, Transfer, rows_per_unit, rule
@@ -74,12 +77,27 @@ def _weighted(ctx: Context, channel_axis: int) -> Transfer:
     samples = rows_per_unit(ctx.out_shape, channel_axis, ctx.batch)
     extra_slots = len(ctx.inputs) - 1  # a weight fed as an activation input gets no gradient here
     out = dense_forward(x, w, fan_in, bias)
+    if channel_axis == 1 and _scales_each_channel(ctx, w):
+        out = replace(out, free_mean=x.free_mean, free_var=x.free_var)
     spectrum = weight_spectrum(out, bias, fan_in, fan_out)
     return Transfer(
         out,
         lambda g: [dense_backward(g, w, fan_out, spectrum)] + [Grad()] * extra_slots,
         weight_grads=lambda g: {"weight": summed_outer_product(samples, g, x)},
     )
+
+
+def _scales_each_channel(ctx: Context, w: ParamStats) -> bool:
+    """A depthwise convolution each of whose outputs reads one input value (a 1x1 kernel at stride
+    1, or any kernel over a single position with the rest padding): it scales each channel, so
+    the batch statistics BatchNorm pinned before it stay pinned (moments.Moments)."""
+    in_shape = ctx.in_shapes[0] if ctx.in_shapes else None
+    if len(w.shape) < 3 or w.shape[1] != 1 or not in_shape or len(in_shape) != len(w.shape):
+        return False
+    if in_shape[1] != w.shape[0]:  # not one output channel per input channel
+        return False
+    same_positions = ctx.out_shape is not None and tuple(ctx.out_shape[2:]) == tuple(in_shape[2:])
+    return math.prod(in_shape[2:]) == 1 or (math.prod(w.shape[2:]) == 1 and same_positions)
 
 
 @rule("linear")

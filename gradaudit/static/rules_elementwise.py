@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from dataclasses import replace
 
 from gradaudit.activations import ACTIVATIONS
 from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum, with_total, within_share
-from gradaudit.static.quadrature import activation_stats
+from gradaudit.static.quadrature import activation_stats, batch_freedom
 from gradaudit.static.registry import Context, Transfer, elementwise, numel, rule
 
 
@@ -75,9 +76,11 @@ def activation(ctx: Context) -> Transfer:
         return _pass_through(ctx, known=False)
     stats = activation_stats(ctx.fn, ctx.attrs, ctx.x)
     spectrum = Spectrum(stats.homogeneity, stats.slope_spread)
-    return Transfer(
-        stats.out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs), stats.dphi_unit_sq, spectrum)
-    )
+    out = stats.out
+    if ctx.x.free_mean == 0.0 and ctx.x.free_var == 0.0:  # of a batch-normalised input (moments.Moments)
+        free_mean, free_var = batch_freedom(ctx.fn, ctx.attrs, ctx.x)
+        out = replace(out, free_mean=free_mean, free_var=free_var)
+    return Transfer(out, elementwise(stats.dphi_sq, stats.dphi_mean, len(ctx.inputs), stats.dphi_unit_sq, spectrum))
 
 
 @rule("scale")

@@ -22,15 +22,32 @@ from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.registry import Context, Transfer, elementwise, rule
 from gradaudit.static.rules_elementwise import add
 
+FRESH = Moments()  # independent Gaussian values: nothing pinned
 CENTRING = {"batch": True, "instance": True, "layer": True, "group": True, "rms": False}
 
 
-def finite_set_correction(n: float, centring: bool) -> float:
-    """Mean-square gain factor of normalising by statistics of n values (module docstring)."""
+def finite_set_correction(n: float, centring: bool, x: Moments = FRESH) -> float:
+    """Mean-square gain factor of normalising by statistics of n values of `x` (module docstring)."""
     removed = 2.0 if centring else 1.0
     if n <= removed + 1.0:  # the expectation diverges; one more value keeps it finite and large
         n = removed + 2.0
-    return (n - removed) / (n - removed - 1.0)
+    return (n - removed) / n * inverse_variance_factor(n, centring, x)
+
+
+def inverse_variance_factor(n: float, centring: bool, x: Moments = FRESH) -> float:
+    """E[v / sigma^2] for the variance sigma^2 measured on n values of `x` (v its expectation).
+
+    Matched to a chi-square (Satterthwaite): sigma^2 ~ E[sigma^2] chi2_k / k with
+    k = 2 E[sigma^2]^2 / Var sigma^2 gives k / (k - 2). Independent Gaussian values have
+    k = n - 1 and E[sigma^2] = (n - 1) v / n when centred (n/(n - 3) in all), k = n when not; a
+    signal whose batch statistics BatchNorm has pinned (`x.free_mean`, `x.free_var`,
+    quadrature.batch_freedom) loses that much of the mean's bias and of the variance's spread:
+    BatchNorm of ReLU(BatchNorm(z)) over 4 values divides by 1.37 v, not 4 v.
+    """
+    mean_free = x.free_mean if centring else 0.0
+    dof = max((n - mean_free) / x.free_var if x.free_var > 0.0 else math.inf, 3.0)
+    spread = 1.0 if math.isinf(dof) else dof / (dof - 2.0)
+    return spread / (1.0 - mean_free / n)
 
 
 def normalised_count(ctx: Context) -> float:
@@ -116,11 +133,13 @@ def norm(ctx: Context) -> Transfer:
         return Transfer(_affine(ctx, Moments()), elementwise(0.0, 0.0, len(ctx.inputs)))
     gamma = ctx.param("scale")
     gamma_sq = gamma.rms**2 if gamma else 1.0
-    gain_sq = gamma_sq / divisor * finite_set_correction(normalised_count(ctx), CENTRING[ctx.fn])
+    measured = ctx.x if ctx.fn == "batch" else FRESH  # only a batch's statistics can have been pinned before
+    gain_sq = gamma_sq / divisor * finite_set_correction(normalised_count(ctx), CENTRING[ctx.fn], measured)
     slots = len(ctx.inputs)
-    return Transfer(
-        _affine(ctx, _normalised(ctx, divisor)), lambda g: [_norm_backward(ctx, g, gain_sq)] + [Grad()] * (slots - 1)
-    )
+    out = _affine(ctx, _normalised(ctx, divisor))
+    if ctx.fn == "batch":  # its batch statistics are now exactly 0 and gamma^2 per unit
+        out = replace(out, free_mean=0.0, free_var=0.0)
+    return Transfer(out, lambda g: [_norm_backward(ctx, g, gain_sq)] + [Grad()] * (slots - 1))
 
 
 def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
