@@ -493,7 +493,8 @@ def rules(lang: str | None) -> None:
 @click.argument("code")
 @_language_option
 def explain(code: str, lang: str | None) -> None:
-    """Print the documentation of rule CODE (e.g. GA101)."""
+    """Print the documentation of rule CODE (e.g. GA101) and the remedies that answer it."""
+    from gradaudit.remedies import explain_remedies
     from gradaudit.rules import explain as explain_rule
 
     with use_language(_configured_language(lang)):
@@ -501,7 +502,8 @@ def explain(code: str, lang: str | None) -> None:
             text = explain_rule(code.upper())
         except KeyError:
             raise InputError(f"unknown rule code {code!r} (see `gradaudit rules`)") from None
-    click.echo(text)
+        remedies = explain_remedies(code.upper())
+    click.echo(f"{text}\n{remedies}" if remedies else text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

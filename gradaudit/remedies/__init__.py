@@ -1,12 +1,11 @@
 """Remedies: findings -> concrete recommendations (layers, amount, torch snippet).
 
-Importing this package registers the six remedy kinds (kinds.py) with the registry, and their
-weight edits (edits.py), which `verify` applies to a copy to re-measure before/after.
+Importing this package registers the remedies (gradaudit.remedies.answers, one module beside each
+rule module) and the weight edits they make; it does not import torch, so `gradaudit explain`
+can list a rule's remedies. Applying and verifying them (edits.apply, verify.verify) does.
 """
 
-from gradaudit.remedies import kinds  # noqa: F401  (registration)
-from gradaudit.remedies.edits import apply
-from gradaudit.remedies.registry import REMEDY_KINDS, recommend, remedies_for
-from gradaudit.remedies.verify import verify
+from gradaudit.remedies import answers  # noqa: F401  (registration)
+from gradaudit.remedies.registry import REMEDY_KINDS, explain_remedies, recommend, remedies_for
 
-__all__ = ["REMEDY_KINDS", "apply", "recommend", "remedies_for", "verify"]
+__all__ = ["REMEDY_KINDS", "explain_remedies", "recommend", "remedies_for"]

@@ -1,19 +1,20 @@
 """The amounts of the remedies, computed from a finding's evidence and the analyses' numbers.
 
-Every number a recommendation states comes from here: weight rescale factors that bring a
-layer's gain to 1, init stds at the critical variance, the fraction to prune by magnitude, the
-per-layer learning-rate multipliers, the clip threshold. The remedy kinds only phrase them.
+The numbers a recommendation states come from here (init stds at the critical variance, the
+fraction to prune by magnitude, the per-layer learning-rate multipliers, the clip threshold, the
+parameters a factor applies to) or, where one rule's evidence gives them directly (a rescale
+factor per layer), from that rule's answer in gradaudit.remedies.answers. The remedy kinds
+(gradaudit.remedies.kinds) only phrase them.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from gradaudit.diagnosis import EXPLODING_ABS_SCALE
 from gradaudit.graph import ParamStats, WeightLayer, weight_layers
-from gradaudit.results import Finding
 from gradaudit.rules.moments import critical_weight_variance
 from gradaudit.rules.planned_run import TARGET_UPDATE_RATIO, planned_lr, stability_limit, update_ratio
 from gradaudit.rules.registry import Context
@@ -47,7 +48,9 @@ def layer_param(ctx: Context, layer: str, role: str | None = None) -> ParamStats
     return data["params"].get(role) if role else weight_stats(data)
 
 
-def _targets(ctx: Context, factors: dict[str, float], role: str | None = None) -> list[Target]:
+def targets(ctx: Context, factors: dict[str, float | None], role: str | None = None) -> list[Target]:
+    """The layers' parameters (of this role; the first weight tensor when None) with their factor,
+    where the layer has one and the factor is a positive finite number."""
     found = []
     for layer, value in factors.items():
         stats = layer_param(ctx, layer, role)
@@ -62,66 +65,16 @@ def dense_layer(ctx: Context, layer: str) -> bool:
     return node is not None and ctx.graph.nodes[node]["op"] in DENSE_OPS
 
 
-def _flow_rescale(f: Finding, ctx: Context) -> list[Target]:
-    """Undo each listed dense layer's predicted gain (a recurrent layer's is GA107/GA108's)."""
-    gains = f.evidence.get("layer_log10_gains") or {}
-    listed = [layer for layer in f.layers if gains.get(layer) is not None and dense_layer(ctx, layer)]
-    return _targets(ctx, {layer: 10.0 ** -gains[layer] for layer in listed})
-
-
-def _recurrent_rescale(f: Finding, ctx: Context) -> list[Target]:
-    """W_hh times 10^(-per-step decades): the per-step Jacobian scales with it."""
-    if f.evidence.get("cell") not in ("rnn_tanh", "rnn_relu") and f.code == "GA108":
-        return []  # gated cells are cured through their gate biases (see gate_bias_targets)
-    return _targets(ctx, {f.layers[0]: 10.0 ** -f.evidence["log10_per_step"]}, "weight_hh")
-
-
-def _init_rescale(f: Finding, ctx: Context) -> list[Target]:
-    """GA201's own 1/sqrt(chi) per layer."""
-    return _targets(ctx, {layer: numbers["rescale"] for layer, numbers in f.evidence["layers"].items()})
-
-
-def _branch_rescale(f: Finding, ctx: Context) -> list[Target]:
-    """alpha = 1/sqrt(L) on the last weight layer of every residual branch."""
-    return _targets(ctx, dict.fromkeys(f.evidence["branch_layers"], f.evidence["branch_scale"]))
-
-
-def _desaturate(f: Finding, ctx: Context) -> list[Target]:
-    """1/act_std: the pre-activation back to unit scale, where bounded activations are not flat."""
-    stds = {layer: numbers.get("act_std") for layer, numbers in f.evidence["layers"].items()}
-    return _targets(ctx, {layer: 1.0 / std for layer, std in stds.items() if std})
-
-
-RESCALES: dict[str, Callable[[Finding, Context], list[Target]]] = {
-    "GA101": _flow_rescale,
-    "GA102": _flow_rescale,
-    "GA107": _recurrent_rescale,
-    "GA108": _recurrent_rescale,
-    "GA201": _init_rescale,
-    "GA302": _branch_rescale,
-    "GA402": _desaturate,
-}
-
-
-def rescale_targets(finding: Finding, ctx: Context) -> list[Target]:
-    """Weight multipliers that bring each named layer's gain to 1 (empty when not applicable).
-
-    Measured flow findings (GA103/GA104) get none: a step between two layers' measured gradients
-    mixes both layers and the activation norms, too loose to set a weight scale from.
-    """
-    rescale = RESCALES.get(finding.code)
-    return rescale(finding, ctx) if rescale else []
-
-
-def preactivation_shifts(finding: Finding, ctx: Context) -> dict[str, float]:
-    """Minus each listed layer's measured pre-activation mean (its own output, before the activation).
+def preactivation_shifts(layers: dict[str, dict], ctx: Context) -> dict[str, float]:
+    """Minus each layer's measured pre-activation mean (its own output, before the activation);
+    `layers` maps a layer to its probe numbers (act_mean).
 
     For dead units (GA401) this is what revives them: the activation's output is all zeros, its
     mean says nothing, while the pre-activation mean says how far below the kink the units sit.
     A layer that feeds a norm gets none: the norm re-centres whatever the bias.
     """
     shifts = {}
-    for layer, numbers in finding.evidence.get("layers", {}).items():
+    for layer, numbers in layers.items():
         mean = numbers.get("act_mean")
         node = node_by_name(ctx.graph).get(layer)
         after = consumer(ctx.graph, node) if node is not None else None
@@ -149,22 +102,22 @@ def critical_std(ctx: Context, layer: str, activation: str | None = None, fn: st
     return math.sqrt(critical_weight_variance(fn, attrs, float(fan_in), input_sq))
 
 
-def init_targets(finding: Finding, ctx: Context) -> list[Target]:
-    """Fresh init stds for the weight tensors of the finding's layers."""
+def init_targets(layers: list[str], ctx: Context) -> list[Target]:
+    """Fresh init stds for the weight tensors of the layers."""
     found = []
-    for layer in finding.layers:
+    for layer in layers:
         stats, std = layer_param(ctx, layer), critical_std(ctx, layer)
         if stats is not None and std is not None:
             found.append(Target(layer, stats.name, std))
     return found
 
 
-def gate_bias_targets(finding: Finding, ctx: Context, bias: float) -> list[Target]:
+def gate_bias_target(layer: str, cell: str | None, ctx: Context, bias: float) -> Target | None:
     """The recurrent layer's bias tensor holding its memory gate (LSTM forget, GRU update)."""
-    if finding.evidence.get("cell") not in GATE_ORDER or not finding.layers:
-        return []
-    stats = layer_param(ctx, finding.layers[0], "bias_hh") or layer_param(ctx, finding.layers[0], "bias_ih")
-    return [Target(finding.layers[0], stats.name, bias)] if stats is not None else []
+    if cell not in GATE_ORDER:
+        return None
+    stats = layer_param(ctx, layer, "bias_hh") or layer_param(ctx, layer, "bias_ih")
+    return Target(layer, stats.name, bias) if stats is not None else None
 
 
 # Gate stacking of the bias: torch's bias_hh is i,f,g,o (LSTM) / r,z,n (GRU); ONNX's B is

@@ -3,22 +3,24 @@
 A recommendation that changes weights (rescale, branch scaling, re-initialisation, memory-gate
 bias, magnitude pruning, bias shift) is a `WeightRecommendation`: the shared `Recommendation`
 plus the `Edit`s that carry it out. Each edit names one registered function (`@edit`), written
-beside the remedy that produces it in gradaudit.remedies.kinds, so the phrase a user reads and
-the change gradaudit verifies come from the same unit. `apply` runs them on a deep copy of a torch
-module (the user's module, or the ONNX executor's module, whose parameters are the ONNX
-initializers under `param_names`); the original is never touched.
+beside the remedy kind that produces it in gradaudit.remedies.kinds, so the phrase a user reads
+and the change gradaudit verifies come from the same unit. `apply` runs them on a deep copy of a
+torch module (the user's module, or the ONNX executor's module, whose parameters are the ONNX
+initializers under `param_names`); the original is never touched. Torch is imported where an
+edit runs: registering the remedies (`gradaudit explain`) must not import it.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from gradaudit.errors import GradauditError
 from gradaudit.results import Recommendation
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class WeightRecommendation(Recommendation):
     edits: tuple[Edit, ...] = ()
 
 
-EditFunction = Callable[[torch.Tensor, Edit, torch.Generator], None]
+EditFunction = Callable[["torch.Tensor", Edit, "torch.Generator"], None]
 EDITS: dict[str, EditFunction] = {}
 
 
@@ -72,6 +74,8 @@ def edited(rec: Recommendation, module: torch.nn.Module | None = None) -> bool:
 
 def apply_edits(module: torch.nn.Module, edits: tuple[Edit, ...] | list[Edit], seed: int = 0) -> torch.nn.Module:
     """A deep copy of `module` with the edits applied (seeded: a re-draw is reproducible)."""
+    import torch
+
     changed = copy.deepcopy(module)
     params = dict(changed.named_parameters(remove_duplicate=False))
     generator = torch.Generator().manual_seed(seed)

@@ -1,6 +1,12 @@
-"""The remedy registry: one function per remedy kind, each naming the finding codes it answers.
+"""The remedy registry: each remedy is registered beside the rule whose finding it answers.
 
-`recommend` offers every finding to the remedies that answer its code, in registration order,
+A module of gradaudit.remedies.answers mirrors a module of gradaudit.rules (answers/flow.py
+answers rules/flow.py) and registers, with `@remedy(kind, answers=(check, ...))`, what one remedy
+kind does for those rules' findings; it reads the typed evidence record the rule declares
+(gradaudit.rules.registry.Evidence), never a finding code. So a rule with its remedy is a rule,
+its answer beside it and a test, and `gradaudit explain CODE` lists the remedies with the rule.
+
+`recommend` offers every finding to the remedies answering its rule, in REMEDY_KINDS order,
 and deduplicates per remedy kind and change: a recommendation sharing layers with an earlier one
 of the same kind and change is dropped (the earlier comes from the more severe finding: findings
 arrive errors first). Applying both would otherwise, say, rescale a layer twice; a different
@@ -10,40 +16,75 @@ A recommendation whose change is LR_AFTER_INIT helps only once the others are ap
 
 from __future__ import annotations
 
+import textwrap
 import warnings
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
-from gradaudit.i18n import N_
+from gradaudit.i18n import N_, _
 from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
-from gradaudit.rules.registry import Context, RuleConfig
+from gradaudit.rules.registry import Check, Context, RuleConfig, get_rule, rule_of
 
-# The flow findings (predicted and measured, exploding and vanishing) most remedies answer.
-FLOW_CODES = {"GA101", "GA102", "GA103", "GA104"}
 # The change of a learning-rate recommendation for a model whose initialisation is broken.
 LR_AFTER_INIT = "lr_after_init"
-REMEDY_KINDS = ("pruning", "normalization", "lr_adaptation", "batch_shift", "reinitialization", "gradient_clipping")
+# The remedy kinds, in the order they are offered for one finding.
+REMEDY_KINDS = ("reinitialization", "normalization", "pruning", "lr_adaptation", "gradient_clipping", "batch_shift")
 
-Remedy = Callable[[Finding, Context], "Recommendation | list[Recommendation | None] | None"]
-_REMEDIES: dict[str, tuple[Remedy, frozenset[str]]] = {}
+Remedy = Callable[[Finding, Any, Context], "Recommendation | list[Recommendation | None] | None"]
 
 
-def remedy(kind: str, answers: set[str]) -> Callable[[Remedy], Remedy]:
-    """Register the function of one remedy kind and the finding codes it can answer."""
+@dataclass(frozen=True)
+class Answer:
+    """One remedy kind's answer to one rule's findings."""
+
+    kind: str
+    summary: str  # what it recommends, one line (a msgid: `gradaudit explain` shows it translated)
+    function: Remedy  # (finding, its rule's evidence record, context) -> recommendation(s) or None
+
+
+_ANSWERS: dict[str, list[Answer]] = {}
+
+
+def remedy(kind: str, answers: Sequence[Check], summary: str) -> Callable[[Remedy], Remedy]:
+    """Register a function as the `kind` remedy of the rules whose checks are `answers`."""
     if kind not in REMEDY_KINDS:
         raise ValueError(f"unknown remedy kind {kind!r}")
 
     def register(function: Remedy) -> Remedy:
-        _REMEDIES[kind] = (function, frozenset(answers))
+        for check in answers:
+            found = rule_of(check)
+            if found.evidence is None:
+                raise ValueError(f"{found.code} declares no evidence record for its {kind} remedy to read")
+            registered = _ANSWERS.setdefault(found.code, [])
+            if any(answer.kind == kind for answer in registered):
+                raise ValueError(f"{found.code} already has a {kind} remedy")
+            registered.append(Answer(kind, summary, function))
+            registered.sort(key=lambda answer: REMEDY_KINDS.index(answer.kind))
         return function
 
     return register
 
 
+def answers_for(code: str) -> list[Answer]:
+    """The remedies answering a rule's findings, in the order they are offered."""
+    return list(_ANSWERS.get(code, ()))
+
+
 def remedies_for(code: str) -> list[str]:
     """The remedy kinds that answer a finding code, in the order they are offered."""
-    return [kind for kind, (_, codes) in _REMEDIES.items() if code in codes]
+    return [answer.kind for answer in answers_for(code)]
+
+
+def explain_remedies(code: str) -> str:
+    """The remedies of a rule in the active language, as `gradaudit explain` appends them ('' if none)."""
+    answers = answers_for(code)
+    if not answers:
+        return ""
+    lines = [textwrap.fill(f"{answer.kind}: {_(answer.summary)}", width=100, initial_indent="  ",
+                           subsequent_indent="    ") for answer in answers]
+    return "\n".join([_("Remedies (`gradaudit check` gives the amounts for the model)"), *lines]) + "\n"
 
 
 # Said once per audit (gradaudit.pipeline adds it to the notes), not after every action.
@@ -65,28 +106,29 @@ def recommend(
     ctx = Context(handle, static, probe, config or RuleConfig())
     made: list[Recommendation] = []
     for finding in findings:
-        for kind in remedies_for(finding.code):
-            for recommendation in _offer(kind, finding, ctx):
+        for answer in answers_for(finding.code):
+            for recommendation in _offer(answer, finding, ctx):
                 recommendation.finding = recommendation.finding or finding.code
                 _merge(made, recommendation)
     return sorted(made, key=lambda rec: getattr(rec, "change", "") == LR_AFTER_INIT)  # stable sort
 
 
-def _offer(kind: str, finding: Finding, ctx: Context) -> list[Recommendation]:
-    """One remedy's answers (a remedy returns one recommendation, a list of alternatives, or None);
-    a remedy failing on an unforeseen graph is skipped with a warning, as the finding itself (and
-    the other remedies) still stand."""
+def _offer(answer: Answer, finding: Finding, ctx: Context) -> list[Recommendation]:
+    """One remedy's recommendations (it returns one, a list of alternatives, or None) from the
+    finding's evidence record; a remedy failing on an unforeseen graph (or on evidence that is not
+    its rule's) is skipped with a warning, as the finding itself (and the other remedies) still stand."""
     try:
-        answer = _REMEDIES[kind][0](finding, ctx)
+        made = answer.function(finding, get_rule(finding.code).read_evidence(finding), ctx)
     except Exception as error:  # noqa: BLE001 - one remedy must not cost the whole audit
         if out_of_memory(error):
             raise
         # stacklevel 1: the warning is attributed to gradaudit's own file, which the CLI reports
         warnings.warn(
-            f"remedy {kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=1
+            f"remedy {answer.kind} failed on {finding.code}: {type(error).__name__}: {error}", RuntimeWarning,
+            stacklevel=1,
         )
         return []
-    return [r for r in (answer if isinstance(answer, list) else [answer]) if r is not None]
+    return [r for r in (made if isinstance(made, list) else [made]) if r is not None]
 
 
 def _merge(made: list[Recommendation], new: Recommendation) -> None:

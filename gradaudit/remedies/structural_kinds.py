@@ -1,9 +1,9 @@
 """The structural alternatives of the normalization remedy: what to change in the architecture.
 
-Each function phrases one kind of `Rewrite` (gradaudit.remedies.structure) for a finding, with a
-torch snippet, or returns None when the graph offers no place for it. They are alternatives, not
-a bundle: `verify` measures each on its own copy, and `gradaudit fix --structural` applies the
-ones that helped.
+Each function phrases one kind of `Rewrite` (gradaudit.remedies.structure) with a torch snippet,
+or returns None when the graph offers no place for it; the answers of gradaudit.remedies.answers
+pick the ones that fit their rule's finding. They are alternatives, not a bundle: `verify`
+measures each on its own copy, and `gradaudit fix --structural` applies the ones that helped.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from gradaudit.i18n import _
 from gradaudit.remedies import amounts, snippets
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit
-from gradaudit.remedies.registry import FLOW_CODES
 from gradaudit.remedies.structure import (
     StructuralRecommendation,
     activation_after_norm,
@@ -21,12 +20,8 @@ from gradaudit.remedies.structure import (
     norm_rewrite,
     skip_rewrites,
 )
-from gradaudit.results import Finding
 from gradaudit.rules.registry import Context
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes
-
-EXPLODING_FLOW_CODES = {"GA101", "GA103"}
-VANISHING_CODES = {"GA102", "GA104", "GA402"}
 
 
 def inserted_norms(
@@ -48,9 +43,9 @@ def inserted_norms(
                                     change="insert_norm", rewrites=rewrites)
 
 
-def skips(finding: Finding, ctx: Context) -> StructuralRecommendation | None:
+def skips(ctx: Context) -> StructuralRecommendation | None:
     """Identity skips around the runs of a plain stack, each branch scaled by 1/sqrt(runs)."""
-    rewrites = skip_rewrites(ctx.graph) if finding.code in FLOW_CODES else ()
+    rewrites = skip_rewrites(ctx.graph)
     if not rewrites:
         return None
     scale = rewrites[0].scale
@@ -63,10 +58,10 @@ def skips(finding: Finding, ctx: Context) -> StructuralRecommendation | None:
                                     snippets.add_skips(runs, scale), change="add_skip", rewrites=rewrites)
 
 
-def removed_norms(finding: Finding, ctx: Context) -> StructuralRecommendation | None:
+def removed_norms(ctx: Context) -> StructuralRecommendation | None:
     """Drop the norms of a plain exploding stack and re-draw the layers before them at the critical
     scale of the activation that follows each norm (He for ReLU)."""
-    rewrites = norm_removals(ctx.graph) if finding.code in EXPLODING_FLOW_CODES else ()
+    rewrites = norm_removals(ctx.graph)
     if not rewrites:
         return None
     removed = {r.node for r in rewrites}
@@ -90,9 +85,9 @@ def removed_norms(finding: Finding, ctx: Context) -> StructuralRecommendation | 
                                     edits=tuple(Edit("normal", t.param, t.value) for t in targets))
 
 
-def swapped_activations(finding: Finding, ctx: Context) -> StructuralRecommendation | None:
+def swapped_activations(ctx: Context) -> StructuralRecommendation | None:
     """Sigmoid/tanh after a layer swapped for ReLU, the layer rescaled to ReLU's critical scale."""
-    swaps = activation_swaps(ctx.graph) if finding.code in VANISHING_CODES else []
+    swaps = activation_swaps(ctx.graph)
     if not swaps:
         return None
     ids = node_by_name(ctx.graph)
@@ -109,8 +104,3 @@ def swapped_activations(finding: Finding, ctx: Context) -> StructuralRecommendat
                                     snippets.replace_modules({r.node: "nn.ReLU()" for r in rewrites}, targets),
                                     change="swap_activation", rewrites=rewrites,
                                     edits=tuple(Edit("scale", t.param, t.value) for t in targets))
-
-
-def alternatives(finding: Finding, ctx: Context) -> list[StructuralRecommendation | None]:
-    """The structural alternatives this finding admits (None where the graph has no place for one)."""
-    return [skips(finding, ctx), removed_norms(finding, ctx), swapped_activations(finding, ctx)]

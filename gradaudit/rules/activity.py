@@ -9,9 +9,11 @@ where the derivative is below 5% of its peak is saturated).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from gradaudit.results import LayerProbe
-from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.registry import Context, Evidence, Hit, rule
 from gradaudit.rules.topology import consumer
 
 # A healthy centred ReLU unit looks dead on a batch of B with probability 2^-B: 6% at B = 4, so
@@ -25,6 +27,16 @@ SATURATED_FRAC_ERROR = 0.75
 # A pre-activation whose mean exceeds its standard deviation puts 84% of inputs on one side of
 # a rectifier's kink: the layer is mostly linear or mostly dead (batch-shift remedy).
 MEAN_SHIFT_RATIO = 1.0
+
+
+@dataclass(frozen=True)
+class LayerGroupEvidence(Evidence):
+    """GA401-GA403: the flagged layers' count, the worst of them and each one's probe numbers."""
+
+    count: int
+    worst_layer: str
+    worst: float
+    layers: dict[str, dict[str, Any]]
 
 
 def _graded(value: float | None, warn: float, error: float) -> str | None:
@@ -50,14 +62,15 @@ def _grouped(flagged: dict[str, tuple[str, dict]], key: str) -> list[Hit]:
         return []
     severity = "error" if any(sev == "error" for sev, _ in flagged.values()) else "warning"
     worst = max(flagged, key=lambda name: abs(flagged[name][1][key]))
-    evidence = {"count": len(flagged), "worst_layer": worst, "worst": flagged[worst][1][key],
-                "layers": {name: numbers for name, (_, numbers) in flagged.items()}}
+    evidence = LayerGroupEvidence(len(flagged), worst, flagged[worst][1][key],
+                                  {name: numbers for name, (_, numbers) in flagged.items()})
     return [Hit(list(flagged), evidence, severity)]
 
 
 @rule("GA401", "dead-units", "warning",
       "Many units after a layer are inactive on the whole probe batch.",
-      "{count} layer(s) with dead units; worst {worst_layer}: {worst:.0%} dead on the whole batch")
+      "{count} layer(s) with dead units; worst {worst_layer}: {worst:.0%} dead on the whole batch",
+      evidence=LayerGroupEvidence)
 def dead_units(ctx: Context) -> list[Hit]:
     """What it detects
     Layers whose following activation is inactive (zero derivative) on every example of the
@@ -90,7 +103,8 @@ def dead_units(ctx: Context) -> list[Hit]:
 
 @rule("GA402", "saturated-units", "warning",
       "Many activation inputs sit where the derivative is nearly zero.",
-      "{count} layer(s) with saturated units; worst {worst_layer}: {worst:.0%} of its activation inputs")
+      "{count} layer(s) with saturated units; worst {worst_layer}: {worst:.0%} of its activation inputs",
+      evidence=LayerGroupEvidence)
 def saturated_units(ctx: Context) -> list[Hit]:
     """What it detects
     Layers whose following bounded activation (tanh, sigmoid, hardtanh, ...) receives at least
@@ -120,7 +134,8 @@ def saturated_units(ctx: Context) -> list[Hit]:
 
 @rule("GA403", "activation-mean-shift", "warning",
       "A layer's output mean is large relative to its spread.",
-      "{count} layer(s) with shifted outputs; worst {worst_layer}: mean {worst:+.3g} standard deviations off centre")
+      "{count} layer(s) with shifted outputs; worst {worst_layer}: mean {worst:+.3g} standard deviations off centre",
+      evidence=LayerGroupEvidence)
 def mean_shift(ctx: Context) -> list[Hit]:
     """What it detects
     Layers whose output (pre-activation) mean over the probe batch exceeds its standard

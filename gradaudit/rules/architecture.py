@@ -8,9 +8,10 @@ what makes a deep network forgiving of a slightly wrong per-layer gain.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from gradaudit.graph import forward_order
-from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.registry import Context, Evidence, Hit, rule
 from gradaudit.rules.topology import (
     branch_end_weight,
     consumer,
@@ -34,9 +35,40 @@ RESIDUAL_CHAIN_MIN = 4  # fewer sums cannot show a geometric trend
 RESIDUAL_GROWTH_MIN = math.sqrt(2.0)
 
 
+@dataclass(frozen=True)
+class PlainStackEvidence(Evidence):
+    """GA301: the longest chain of weight layers without a scale reset, and Hanin's beta over it."""
+
+    plain_depth: int
+    beta: float
+    min_width: float | None
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class ResidualEvidence(Evidence):
+    """GA302: the sums' variance growth, the branch scale 1/sqrt(L) and each branch's last weight layer."""
+
+    adds: int
+    growth_per_add: float
+    log10_variance_growth: float
+    branch_scale: float
+    branch_layers: list[str]
+
+
+@dataclass(frozen=True)
+class PostLnEvidence(Evidence):
+    """GA303: the number of post-norm sums and the warm-up they call for."""
+
+    sums: int
+    warmup_steps: int
+
+
 @rule("GA301", "deep-plain-stack", "warning",
       "Many weight layers in a chain with no normalisation and no residual connection.",
-      "{plain_depth} weight layers in a chain without normalisation or residuals (beta = {beta:.2f})")
+      "{plain_depth} weight layers in a chain without normalisation or residuals (beta = {beta:.2f})",
+      evidence=PlainStackEvidence)
 def deep_plain_stack(ctx: Context) -> list[Hit]:
     """What it detects
     The longest chain of weight layers with no normalisation and no residual sum on the path,
@@ -68,15 +100,14 @@ def deep_plain_stack(ctx: Context) -> list[Hit]:
     if len(chain) < PLAIN_DEPTH_MIN or (len(chain) <= PLAIN_DEPTH_MAX and beta <= HANIN_BETA_MAX):
         return []
     names = [graph.nodes[n]["name"] for n in chain]
-    evidence = {"plain_depth": len(chain), "beta": beta, "min_width": min(widths, default=None),
-                "first": names[0], "last": names[-1]}
-    return [Hit(names, evidence)]
+    return [Hit(names, PlainStackEvidence(len(chain), beta, min(widths, default=None), names[0], names[-1]))]
 
 
 @rule("GA302", "unnormalised-residual-accumulation", "warning",
       "Residual sums without normalisation whose variance grows geometrically.",
       "{adds} residual sums without normalisation: predicted variance grows {growth_per_add:.2f}x per sum "
-      "(10^{log10_variance_growth:.1f} in all)")
+      "(10^{log10_variance_growth:.1f} in all)",
+      evidence=ResidualEvidence)
 def residual_accumulation(ctx: Context) -> list[Hit]:
     """What it detects
     A chain of at least 4 residual additions with no normalisation between them whose predicted
@@ -115,9 +146,8 @@ def residual_accumulation(ctx: Context) -> list[Hit]:
     if growth < RESIDUAL_GROWTH_MIN:
         return []
     branches = [branch_end_weight(graph, a) for a in adds]
-    evidence = {"adds": len(adds), "growth_per_add": growth, "log10_variance_growth": logs[-1] - logs[0],
-                "branch_scale": 1.0 / math.sqrt(len(adds)),
-                "branch_layers": [graph.nodes[b]["name"] for b in branches if b is not None]}
+    evidence = ResidualEvidence(len(adds), growth, logs[-1] - logs[0], 1.0 / math.sqrt(len(adds)),
+                                [graph.nodes[b]["name"] for b in branches if b is not None])
     return [Hit([graph.nodes[a]["name"] for a in adds], evidence)]
 
 
@@ -136,7 +166,8 @@ def is_post_norm_sum(graph, node: str) -> bool:
 
 @rule("GA303", "post-ln-needs-warmup", "warning",
       "A deep Post-LN transformer: the gradients of its last layers are large at initialisation.",
-      "{sums} residual sums are followed by LayerNorm (Post-LN): train with learning-rate warm-up or use Pre-LN")
+      "{sums} residual sums are followed by LayerNorm (Post-LN): train with learning-rate warm-up or use Pre-LN",
+      evidence=PostLnEvidence)
 def post_ln_stack(ctx: Context) -> list[Hit]:
     """What it detects
     Residual sums whose only consumer is a LayerNorm (or RMSNorm) — the Post-LN arrangement
@@ -164,4 +195,4 @@ def post_ln_stack(ctx: Context) -> list[Hit]:
     sums = [n for n in forward_order(graph) if is_post_norm_sum(graph, n)]
     if len(sums) < POST_LN_SUMS_MIN:
         return []
-    return [Hit([graph.nodes[n]["name"] for n in sums], {"sums": len(sums), "warmup_steps": 4000})]
+    return [Hit([graph.nodes[n]["name"] for n in sums], PostLnEvidence(len(sums), 4000))]

@@ -14,19 +14,52 @@ scale), kept while at least CONCENTRATION_SHARE of the largest one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
 from gradaudit.graph import flow_ends, forward_order
 from gradaudit.i18n import _
 from gradaudit.results import ProbeResult, Severity, StaticResult
-from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.registry import Context, Evidence, Hit, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
 
 HEAD_OFFSET_DECADES = 1.0  # the head's gradient is normally ~10x the first layer's (DESIGN.md)
 CONCENTRATION_SHARE = 0.5  # a layer is "where" when it carries half the largest contribution
 DISAGREEMENT_DECADES = 1.0  # static vs measured ratios further apart than this disagree (brief)
 SIGN = {"exploding": 1.0, "vanishing": -1.0}
+
+
+@dataclass(frozen=True)
+class FlowEvidence(Evidence):
+    """GA101-GA104: the graded ratios and each weight layer's share of the gain (log10)."""
+
+    log10_ratio: float | None  # first/last gradient RMS ratio
+    log10_update_ratio: float | None  # first/last relative update ratio, the one graded
+    diagnosis: str
+    reason: str
+    scale_reasons: list[str]
+    gain_kind: str  # "backward" (the ratio) or "forward" (a runaway absolute scale)
+    layer_log10_gains: dict[str, float]
+
+
+@dataclass(frozen=True)
+class NonfiniteFlowEvidence(Evidence):
+    """GA105: the first layer whose gradient (probe) or prediction (static) is not finite."""
+
+    first_layer: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ThroughTimeEvidence(Evidence):
+    """GA107/GA108: one recurrent layer's first/last time-step gradient ratio and its cell."""
+
+    log10_ratio: float
+    seq_len: int
+    log10_per_step: float
+    cell: str | None
+    source: str
 
 
 def beyond(ratio: float | None, decades: float, direction: str) -> bool:
@@ -114,9 +147,8 @@ def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float
     reasons = [_ratio_text(ratio)] if by_ratio else []
     reasons += [r for r in scale.reasons if scale.label == direction]
     gains = contributions(ctx, not by_ratio)
-    evidence = {"log10_ratio": raw_ratio, "log10_update_ratio": ratio, "diagnosis": label, "reason": "; ".join(reasons),
-                "scale_reasons": list(scale.reasons), "gain_kind": "backward" if by_ratio else "forward",
-                "layer_log10_gains": gains}
+    evidence = FlowEvidence(raw_ratio, ratio, label, "; ".join(reasons), list(scale.reasons),
+                            "backward" if by_ratio else "forward", gains)
     return [Hit(concentration(gains, direction) or list(gains), evidence, severity)]
 
 
@@ -179,7 +211,8 @@ def measured_flow(ctx: Context, direction: str) -> list[Hit]:
 
 @rule("GA101", "predicted-exploding-gradients", "error",
       "The static estimate predicts gradients growing toward the input.",
-      "Predicted gradient flow explodes: {reason}")
+      "Predicted gradient flow explodes: {reason}",
+      evidence=FlowEvidence)
 def predicted_exploding(ctx: Context) -> list[Hit]:
     """What it detects
     The signal-propagation estimate puts the first weight layer's relative update per position
@@ -210,7 +243,8 @@ def predicted_exploding(ctx: Context) -> list[Hit]:
 
 @rule("GA102", "predicted-vanishing-gradients", "error",
       "The static estimate predicts gradients shrinking toward the input.",
-      "Predicted gradient flow vanishes: {reason}")
+      "Predicted gradient flow vanishes: {reason}",
+      evidence=FlowEvidence)
 def predicted_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
     The signal-propagation estimate puts the first weight layer's relative update per position
@@ -238,7 +272,8 @@ def predicted_vanishing(ctx: Context) -> list[Hit]:
 
 @rule("GA103", "measured-exploding-gradients", "error",
       "Real backward passes show gradients growing toward the input.",
-      "Measured gradient flow explodes: {reason}")
+      "Measured gradient flow explodes: {reason}",
+      evidence=FlowEvidence)
 def measured_exploding(ctx: Context) -> list[Hit]:
     """What it detects
     The probe's first/last ratio of relative updates per position (gradient RMS / weight RMS /
@@ -264,7 +299,8 @@ def measured_exploding(ctx: Context) -> list[Hit]:
 
 @rule("GA104", "measured-vanishing-gradients", "error",
       "Real backward passes show gradients shrinking toward the input.",
-      "Measured gradient flow vanishes: {reason}")
+      "Measured gradient flow vanishes: {reason}",
+      evidence=FlowEvidence)
 def measured_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
     The probe's first/last ratio of relative updates per position is below the configured
@@ -299,7 +335,8 @@ def static_nonfinite_node(ctx: Context) -> str | None:
 
 @rule("GA105", "non-finite-gradients", "error",
       "Gradients or activations become NaN or infinite.",
-      "Non-finite gradients or activations, first at {first_layer}")
+      "Non-finite gradients or activations, first at {first_layer}",
+      evidence=NonfiniteFlowEvidence)
 def nonfinite_flow(ctx: Context) -> list[Hit]:
     """What it detects
     A NaN or infinity in the activations or gradients of the probe's passes (or, without a
@@ -323,12 +360,12 @@ def nonfinite_flow(ctx: Context) -> list[Hit]:
     """
     if ctx.probe is not None and ctx.probe.nonfinite:
         first = ctx.probe.first_nonfinite
-        return [Hit([first] if first else [], {"first_layer": first or "an unknown layer", "source": "probe"})]
+        return [Hit([first] if first else [], NonfiniteFlowEvidence(first or "an unknown layer", "probe"))]
     if ctx.probe is None and ctx.static is not None:
         node = static_nonfinite_node(ctx)
         if node is not None:
             name = ctx.graph.nodes[node]["name"]
-            return [Hit([name], {"first_layer": name, "source": "static"})]
+            return [Hit([name], NonfiniteFlowEvidence(name, "static"))]
     return []
 
 
@@ -408,15 +445,14 @@ def _through_time(ctx: Context, direction: str) -> list[Hit]:
             continue
         data = ctx.graph.nodes[names[name]] if name in names else {"attrs": {}, "fn": None}
         steps = max(int(data["attrs"].get("seq_len") or 2) - 1, 1)
-        evidence = {"log10_ratio": ratio, "seq_len": steps + 1, "log10_per_step": ratio / steps,
-                    "cell": data["fn"], "source": source}
-        hits.append(Hit([name], evidence, severity))
+        hits.append(Hit([name], ThroughTimeEvidence(ratio, steps + 1, ratio / steps, data["fn"], source), severity))
     return hits
 
 
 @rule("GA107", "recurrent-exploding-through-time", "error",
       "A recurrent layer's gradient grows from the last time step to the first.",
-      "Gradient through time explodes: the first step gets 10^{log10_ratio:.1f} times the last step's")
+      "Gradient through time explodes: the first step gets 10^{log10_ratio:.1f} times the last step's",
+      evidence=ThroughTimeEvidence)
 def recurrent_exploding(ctx: Context) -> list[Hit]:
     """What it detects
     The gradient reaching a recurrent layer's first time step is more than 10^decades times
@@ -441,7 +477,8 @@ def recurrent_exploding(ctx: Context) -> list[Hit]:
 
 @rule("GA108", "recurrent-vanishing-through-time", "error",
       "A recurrent layer's gradient shrinks from the last time step to the first.",
-      "Gradient through time vanishes: the first step gets 10^{log10_ratio:.1f} times the last step's")
+      "Gradient through time vanishes: the first step gets 10^{log10_ratio:.1f} times the last step's",
+      evidence=ThroughTimeEvidence)
 def recurrent_vanishing(ctx: Context) -> list[Hit]:
     """What it detects
     The gradient reaching a recurrent layer's first time step is below 10^-(decades+1) of the

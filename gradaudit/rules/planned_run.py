@@ -20,7 +20,7 @@ from typing import Any
 from gradaudit.i18n import _
 from gradaudit.optimizers import MOMENTUM
 from gradaudit.results import LayerProbe
-from gradaudit.rules.registry import Context, Hit, RuleConfig, rule
+from gradaudit.rules.registry import Context, Evidence, Hit, RuleConfig, rule
 
 # ||update|| / ||w|| per step of about 1e-3 is the usual healthy scale (THEORY.md, LARS);
 # a decade either side is still workable, a layer updated by 10% of itself per step is not.
@@ -31,6 +31,42 @@ UPDATE_RATIO_ERROR = 1e-1
 # first layer's pre-activations off centre (LeCun et al. 1998); same ratio as GA403's.
 INPUT_MEAN_RATIO = 1.0
 INPUT_SCALE_DECADES = 1.0
+
+
+@dataclass(frozen=True)
+class UpdateRatioEvidence(Evidence):
+    """GA601: the planned run and each flagged layer's update/weight ratio per step."""
+
+    count: int
+    lr: float
+    optimizer: str
+    worst_layer: str
+    worst: float
+    layers: dict[str, float]
+    loss: str
+
+
+@dataclass(frozen=True)
+class DivergenceEvidence(Evidence):
+    """GA602: the planned run, the stability limit from the sharpness, the trial run's record."""
+
+    lr: float
+    optimizer: str
+    limit: float | None
+    sharpness: float | None
+    loss: str
+    trial: dict[str, Any] | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class InputShiftEvidence(Evidence):
+    """GA603: the measured input mean and std, and the standardisation that centres them."""
+
+    mean: float
+    std: float
+    shift: float
+    scale: float | None
 
 
 @dataclass
@@ -87,7 +123,8 @@ def stability_limit(sharpness: float, optimizer: str) -> float | None:
 @rule("GA601", "update-ratio-off-scale", "warning",
       "At the planned learning rate some layers' updates are far from 1e-3 of their weights per step.",
       "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}; "
-      "gradients under {loss}); worst {worst_layer}: {worst:.3g}")
+      "gradients under {loss}); worst {worst_layer}: {worst:.3g}",
+      evidence=UpdateRatioEvidence)
 def update_ratio_off_scale(ctx: Context) -> list[Hit]:
     """What it detects
     With `--lr` (and `--optimizer`), weight layers whose first-step update-to-weight ratio,
@@ -126,14 +163,14 @@ def update_ratio_off_scale(ctx: Context) -> list[Hit]:
         return []
     worst = max(flagged, key=lambda name: abs(math.log10(flagged[name] / TARGET_UPDATE_RATIO)))
     severity = "error" if max(flagged.values()) > UPDATE_RATIO_ERROR else "warning"
-    evidence = {"count": len(flagged), "lr": lr, "optimizer": optimizer, "worst_layer": worst,
-                "worst": flagged[worst], "layers": flagged, "loss": ctx.probe.loss}
+    evidence = UpdateRatioEvidence(len(flagged), lr, optimizer, worst, flagged[worst], flagged, ctx.probe.loss)
     return [Hit(list(flagged), evidence, severity)]
 
 
 @rule("GA602", "learning-rate-diverges", "error",
       "The planned learning rate diverges in a trial run, or exceeds the stability limit 2/sharpness.",
-      "lr {lr:g} ({optimizer}) {verdict}")
+      "lr {lr:g} ({optimizer}) {verdict}",
+      evidence=DivergenceEvidence)
 def learning_rate_diverges(ctx: Context) -> list[Hit]:
     """What it detects
     With `--lr`, a trial run (a short real training of a copy of the model with the planned
@@ -173,12 +210,12 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
     trial = trials.planned if trials is not None else None
     bound = (_("sharpness {sharpness:.3g} under {loss} puts the stable step at {limit:.3g}").format(
         sharpness=sharpness, loss=ctx.probe.loss, limit=limit) if limit is not None else "")
-    evidence = {"lr": lr, "optimizer": optimizer, "limit": limit, "sharpness": sharpness, "loss": ctx.probe.loss,
-                "trial": trial.record() if trial is not None else None}
+    run = {"lr": lr, "optimizer": optimizer, "limit": limit, "sharpness": sharpness, "loss": ctx.probe.loss,
+           "trial": trial.record() if trial is not None else None}
     if trial is not None and trial.diverged_at is not None:
         verdict = _("diverges in a trial run at step {step} (loss {first:.3g} -> {last:.3g})").format(
             step=trial.diverged_at, first=trial.losses[0], last=trial.losses[-1]) + (f"; {bound}" if bound else "")
-        return [Hit([], evidence | {"verdict": verdict}, "error")]
+        return [Hit([], DivergenceEvidence(**run, verdict=verdict), "error")]
     if limit is None or lr <= limit:
         return []
     if trial is None:
@@ -187,12 +224,13 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
         verdict = _("is above the stability limit ({bound}) but its trial run did not diverge ({outcome}, {steps} "
                     "steps, loss {first:.3g} -> {last:.3g}); expect a loss spike in the first steps").format(
             bound=bound, outcome=trial.outcome, steps=len(trial.losses), first=trial.losses[0], last=trial.losses[-1])
-    return [Hit([], evidence | {"verdict": verdict}, "warning")]
+    return [Hit([], DivergenceEvidence(**run, verdict=verdict), "warning")]
 
 
 @rule("GA603", "input-off-centre", "warning",
       "The probe's input batch is far from zero mean and unit scale.",
-      "inputs have mean {mean:+.3g} and standard deviation {std:.3g}")
+      "inputs have mean {mean:+.3g} and standard deviation {std:.3g}",
+      evidence=InputShiftEvidence)
 def input_off_centre(ctx: Context) -> list[Hit]:
     """What it detects
     Float inputs of the real batch given with `--data` whose mean exceeds their
@@ -222,4 +260,4 @@ def input_off_centre(ctx: Context) -> list[Hit]:
     scaled = std <= 0 or abs(math.log10(std)) > INPUT_SCALE_DECADES
     if not (shifted or scaled):
         return []
-    return [Hit([], {"mean": mean, "std": std, "shift": -mean, "scale": 1.0 / std if std > 0 else None})]
+    return [Hit([], InputShiftEvidence(mean, std, -mean, 1.0 / std if std > 0 else None))]

@@ -6,16 +6,19 @@ fixed headings, which is the docstring of its check function (`gradaudit explain
 summary, the template and the documentation are the msgids of their translations (gradaudit.i18n;
 tools/catalog.py extracts them from this registry), looked up where they are shown. A check
 reads a `Context` and returns `Hit`s; the registry turns them into `Finding`s, so the code, the
-message and the JSON-safety of the evidence are handled once.
+message and the JSON-safety of the evidence are handled once. A rule whose findings a remedy
+answers declares its evidence as a typed record (an `Evidence` dataclass): its hits carry one, the
+finding carries its fields as JSON, and the remedy reads the record back (`Rule.read_evidence`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import networkx as nx
 
@@ -95,13 +98,38 @@ class Context:
         )
 
 
+EvidenceT = TypeVar("EvidenceT", bound="Evidence")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The typed evidence record a rule declares: the numbers its message and its remedies read.
+
+    A finding carries it as the JSON object of its fields, in declaration order (the `evidence`
+    of DESIGN.md's contract), so a subclass lists its fields in the order the JSON shows them.
+    """
+
+    def fields(self) -> dict[str, Any]:
+        """The record as the evidence object of a finding (field order kept)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def read(cls: type[EvidenceT], evidence: Mapping[str, Any]) -> EvidenceT:
+        """The record back from a finding's evidence (a TypeError names a missing field)."""
+        return cls(**{f.name: evidence[f.name] for f in dataclasses.fields(cls) if f.name in evidence})
+
+
 @dataclass
 class Hit:
-    """One occurrence a check found; `severity` None means the rule's default."""
+    """One occurrence a check found; `severity` None means the rule's default. A rule without
+    a declared `Evidence` record (one no remedy answers) gives its evidence as a plain dict."""
 
     layers: Sequence[str]
-    evidence: dict[str, Any]
+    evidence: Evidence | dict[str, Any]
     severity: str | None = None
+
+    def evidence_fields(self) -> dict[str, Any]:
+        return self.evidence.fields() if isinstance(self.evidence, Evidence) else self.evidence
 
 
 Check = Callable[[Context], list[Hit]]
@@ -115,25 +143,34 @@ class Rule:
     summary: str  # one line describing the rule
     message: str  # template filled from a hit's evidence
     check: Check
+    evidence: type[Evidence] | None = None  # the record its hits carry, which its remedies read
 
     @property
     def doc(self) -> str:
         """The documentation entry: the check's docstring with its fixed headings."""
         return inspect.getdoc(self.check) or ""
 
+    def read_evidence(self, finding: Finding) -> Evidence:
+        """The typed record of one of this rule's findings."""
+        if self.evidence is None:
+            raise TypeError(f"rule {self.code} declares no evidence record")
+        return self.evidence.read(finding.evidence)
+
 
 _RULES: dict[str, Rule] = {}
 
 
-def rule(code: str, name: str, severity: str, summary: str, message: str) -> Callable[[Check], Check]:
-    """Register a check function as a rule."""
+def rule(
+    code: str, name: str, severity: str, summary: str, message: str, evidence: type[Evidence] | None = None
+) -> Callable[[Check], Check]:
+    """Register a check function as a rule (with the evidence record its hits carry, if typed)."""
 
     def register(check: Check) -> Check:
         if code in _RULES:
             raise ValueError(f"duplicate rule code {code}")
         if severity not in Severity.names():
             raise ValueError(f"{code}: unknown severity {severity!r}")
-        _RULES[code] = Rule(code, name, severity, summary, message, check)
+        _RULES[code] = Rule(code, name, severity, summary, message, check, evidence)
         return check
 
     return register
@@ -145,6 +182,14 @@ def get_rule(code: str) -> Rule:
         return _RULES[code]
     except KeyError:
         raise KeyError(f"unknown rule code {code!r}") from None
+
+
+def rule_of(check: Check) -> Rule:
+    """The rule a check function was registered as (remedies name the rule they answer by its check)."""
+    found = [registered for registered in _RULES.values() if registered.check is check]
+    if not found:
+        raise KeyError(f"{getattr(check, '__name__', check)!r} is not a registered rule")
+    return found[0]
 
 
 def all_rules() -> list[Rule]:
@@ -187,12 +232,13 @@ def _ignored(finding: Finding, context: Context) -> bool:
 
 def to_finding(found: Rule, hit: Hit) -> Finding:
     """A hit of `found` as a Finding: the rule's code, its message filled in, JSON-safe evidence."""
+    evidence = hit.evidence_fields()
     return Finding(
         code=found.code,
         severity=hit.severity or found.severity,
-        message=_(found.message).format(**hit.evidence),
+        message=_(found.message).format(**evidence),
         layers=tuple(hit.layers),
-        evidence=json_safe(hit.evidence),
+        evidence=json_safe(evidence),
     )
 
 

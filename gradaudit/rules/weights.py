@@ -8,10 +8,12 @@ set by hand is judged like one set by torch.nn.init.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from gradaudit.rules.flow import gate_ratio
 from gradaudit.rules.moments import activation_moments, critical_weight_variance
-from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.registry import Context, Evidence, Hit, rule
 from gradaudit.rules.topology import (
     DENSE_OPS,
     consumer,
@@ -27,6 +29,34 @@ from gradaudit.rules.topology import (
 # A layer is mismatched when its gain is off by more than 10^0.1 in RMS (~1.6x in variance):
 # LeCun init in front of ReLU (0.15 decades) is flagged, He vs a measured E[phi'^2] is not.
 INIT_LAYER_TOLERANCE_DECADES = 0.1
+
+
+@dataclass(frozen=True)
+class InitMismatchEvidence(Evidence):
+    """GA201: the compounded mismatch and each layer's numbers (`rescale` is its 1/sqrt(chi))."""
+
+    count: int
+    compound_decades: float
+    layers: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NonfiniteWeightsEvidence(Evidence):
+    """GA202: one layer's count of non-finite values, per parameter tensor."""
+
+    layer: str
+    count: int
+    params: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SymmetricWeightsEvidence(Evidence):
+    """GA203: the first broken layer, how many, which kinds, and each layer's tensor and numbers."""
+
+    layer: str
+    count: int
+    kind: str
+    layers: dict[str, dict[str, Any]]
 
 
 def second_moment(ctx: Context, node: str) -> float:
@@ -68,7 +98,8 @@ def init_scale(ctx: Context, node: str) -> dict | None:
 
 @rule("GA201", "init-scale-mismatch", "warning",
       "Weight scale does not match the activation that follows (per-layer gain far from 1).",
-      "Initialisation mismatched to the activation in {count} layer(s): {compound_decades:+.1f} decades compounded")
+      "Initialisation mismatched to the activation in {count} layer(s): {compound_decades:+.1f} decades compounded",
+      evidence=InitMismatchEvidence)
 def init_mismatch(ctx: Context) -> list[Hit]:
     """What it detects
     Dense and conv layers feeding an activation whose per-layer gain
@@ -114,8 +145,7 @@ def init_mismatch(ctx: Context) -> list[Hit]:
     if _measurement_contradicts(ctx, compound):
         severity = "info"  # DESIGN.md: where the probe ran, a prediction it contradicts is not an error
     names = [ctx.graph.nodes[node]["name"] for node in chain]
-    evidence = {"count": len(chain), "compound_decades": compound,
-                "layers": {name: scales[node] for name, node in zip(names, chain)}}
+    evidence = InitMismatchEvidence(len(chain), compound, {name: scales[node] for name, node in zip(names, chain)})
     return [Hit(names, evidence, severity)]
 
 
@@ -133,7 +163,8 @@ def _measurement_contradicts(ctx: Context, compound: float) -> bool:
 
 @rule("GA202", "non-finite-weights", "error",
       "A parameter tensor holds NaN or infinite values.",
-      "{count} non-finite value(s) in the parameters of {layer}")
+      "{count} non-finite value(s) in the parameters of {layer}",
+      evidence=NonfiniteWeightsEvidence)
 def nonfinite_weights(ctx: Context) -> list[Hit]:
     """What it detects
     NaN or infinite entries in any parameter of a layer (weights, biases, norm scales), as
@@ -157,13 +188,14 @@ def nonfinite_weights(ctx: Context) -> list[Hit]:
         data = ctx.graph.nodes[node]
         bad = {stats.name: stats.nonfinite for stats in data["params"].values() if stats.nonfinite}
         if bad:
-            hits.append(Hit([data["name"]], {"layer": data["name"], "count": sum(bad.values()), "params": bad}))
+            hits.append(Hit([data["name"]], NonfiniteWeightsEvidence(data["name"], sum(bad.values()), bad)))
     return hits
 
 
 @rule("GA203", "symmetric-weights", "error",
       "A weight tensor is constant or has identical rows: gradients cannot break the symmetry.",
-      "{count} layer(s) with {kind} weights, first {layer}: their units compute and learn the same thing")
+      "{count} layer(s) with {kind} weights, first {layer}: their units compute and learn the same thing",
+      evidence=SymmetricWeightsEvidence)
 def symmetric_weights(ctx: Context) -> list[Hit]:
     """What it detects
     A weight tensor whose output units all have identical incoming weights (ParamStats
@@ -203,4 +235,4 @@ def symmetric_weights(ctx: Context) -> list[Hit]:
     # one finding for the whole model: a zoo graph with 50 constant layers is one problem, not 50
     kinds = sorted({entry["kind"] for entry in broken.values()})
     names = list(broken)
-    return [Hit(names, {"layer": names[0], "count": len(names), "kind": " or ".join(kinds), "layers": broken})]
+    return [Hit(names, SymmetricWeightsEvidence(names[0], len(names), " or ".join(kinds), broken))]

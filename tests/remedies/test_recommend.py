@@ -231,6 +231,7 @@ def test_dead_units_are_shifted_by_the_pre_activation_mean():
 
 def test_a_failing_remedy_is_skipped_with_a_warning():
     handle = sequential_handle(mlp(16, 3))
-    broken = Finding("GA403", "warning", "m", ("2",), {"layers": {"2": "not numbers"}})
+    broken = Finding("GA403", "warning", "m", ("2",),
+                     {"count": 1, "worst_layer": "2", "worst": 2.0, "layers": {"2": "not numbers"}})
     with pytest.warns(RuntimeWarning, match="batch_shift"):
         assert recommend([broken], handle, None, None) == []
