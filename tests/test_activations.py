@@ -19,7 +19,7 @@ from gradaudit.activations import ACTIVATIONS, DECLARED, ONNX_ACTIVATIONS, RECTI
 from gradaudit.loaders.onnx_layer_kinds import NodeView, Operand, node_kind
 from gradaudit.loaders.torch_functions import function_rule
 from gradaudit.loaders.torch_ops import Call, module_rule
-from gradaudit.onnx_exec.registry import OPS, OpContext
+from gradaudit.onnx_exec.op_registry import OPS, OpContext
 from gradaudit.static.moments import Moments
 from gradaudit.static.quadrature import activation_stats
 

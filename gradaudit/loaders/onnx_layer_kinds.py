@@ -1,6 +1,6 @@
 """How ONNX nodes appear in the LayerGraph: one small mapping function per LayerGraph form.
 
-Each op's registration in the executor (gradaudit.onnx_exec.registry) names its mapping here
+Each op's registration in the executor (gradaudit.onnx_exec.op_registry) names its mapping here
 (`layer="gemm"`), or says why it has none; the name is data, so the executor imports nothing from
 the loaders. A mapping reads a `NodeView` (the node, its operands resolved to graph producers or
 constant values, shapes) and returns a `Kind`: the normalised op, fn, attrs and parameter
@@ -18,8 +18,8 @@ import torch
 
 from gradaudit.activations import ONNX_ACTIVATIONS
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
+from gradaudit.onnx_exec.op_registry import OPS
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
-from gradaudit.onnx_exec.registry import OPS
 from gradaudit.weight_stats import param_stats
 
 

@@ -9,7 +9,7 @@ import torch
 from onnx import TensorProto, helper
 
 from gradaudit.activations import ONNX_ACTIVATIONS, Activation
-from gradaudit.onnx_exec.registry import OpContext, OpFunction, register
+from gradaudit.onnx_exec.op_registry import OpContext, OpFunction, register
 
 
 def _unary(fn):

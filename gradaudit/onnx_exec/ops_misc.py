@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import torch
 from onnx import helper
 
+from gradaudit.onnx_exec.op_registry import GRAPH_CONSTANT, OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
-from gradaudit.onnx_exec.registry import GRAPH_CONSTANT, OpContext, optional_input, register
 
 INTEGER_BITS = "non-differentiable: integer bits, left off the data path"
 SEEDED_DRAW = "non-differentiable: a seeded random draw of the input's shape"

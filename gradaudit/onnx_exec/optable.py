@@ -7,7 +7,7 @@ that the committed page equals this output, so the docs never drift from what th
 from __future__ import annotations
 
 from gradaudit.onnx_exec import SUPPORTED_OPS
-from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET, OPS
+from gradaudit.onnx_exec.op_registry import MAX_OPSET, MIN_OPSET, OPS
 
 FAMILIES = {
     "ops_attention": "attention",

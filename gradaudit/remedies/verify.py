@@ -278,7 +278,7 @@ def _same_change(
 ) -> WeightRecommendation | None:
     """The edited model's own recommendation of the same rescale on the same tensors, if any,
     found by the rules under the audit's `rule_config`."""
-    from gradaudit.remedies.registry import recommend
+    from gradaudit.remedies.remedy_registry import recommend
     from gradaudit.rules import run_rules
 
     if any(e.how != "scale" for e in rec.edits):

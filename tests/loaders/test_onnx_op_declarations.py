@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 
 from gradaudit.loaders.onnx_layer_kinds import LAYER_MAPPINGS, NodeView, Operand, node_kind
 from gradaudit.onnx_exec import onnx_to_torch
-from gradaudit.onnx_exec.registry import OPS, register
+from gradaudit.onnx_exec.op_registry import OPS, register
 
 
 def test_every_named_mapping_exists_and_every_mapping_is_named() -> None:

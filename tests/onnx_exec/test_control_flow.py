@@ -14,7 +14,7 @@ from onnx.reference import ReferenceEvaluator
 
 from gradaudit.cli import main
 from gradaudit.onnx_exec import OnnxModule
-from gradaudit.onnx_exec.registry import OPS
+from gradaudit.onnx_exec.op_registry import OPS
 
 RNG = np.random.default_rng(0)
 W = (RNG.standard_normal((4, 4)) / 2).astype(np.float32)

@@ -16,9 +16,9 @@ from torch import nn
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.probe import run_probe
 from gradaudit.static import estimate
+from gradaudit.static.gains_norm import finite_set_correction, inverse_variance_factor
 from gradaudit.static.moments import Moments
 from gradaudit.static.quadrature import batch_freedom
-from gradaudit.static.rules_norm import finite_set_correction, inverse_variance_factor
 
 PINNED = Moments(0.0, 1.0, 0.0, free_mean=0.0, free_var=0.0)
 

@@ -13,8 +13,8 @@ import math
 from dataclasses import replace
 
 from gradaudit.graph import ParamStats
+from gradaudit.static.gain_registry import GainContext, Transfer, gain, rows_per_unit
 from gradaudit.static.moments import Grad, Moments, Spectrum
-from gradaudit.static.registry import Context, Transfer, rows_per_unit, rule
 
 
 def dense_forward(x: Moments, w: ParamStats, fan_in: float, bias: ParamStats | None) -> Moments:
@@ -62,13 +62,13 @@ def summed_outer_product(count: float, delta: Grad, x: Moments) -> float:
     return count * delta.sq * x.q + count * (count - 1.0) * coherent
 
 
-def _fans(ctx: Context, w: ParamStats) -> tuple[float, float]:
+def _fans(ctx: GainContext, w: ParamStats) -> tuple[float, float]:
     fan_in = float(ctx.attrs.get("fan_in") or w.numel / max(w.shape[0], 1))
     fan_out = float(ctx.attrs.get("fan_out") or w.shape[0])
     return fan_in, fan_out
 
 
-def _weighted(ctx: Context, channel_axis: int) -> Transfer:
+def _weighted(ctx: GainContext, channel_axis: int) -> Transfer:
     w = ctx.param("weight")
     if w is None:
         return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
@@ -87,7 +87,7 @@ def _weighted(ctx: Context, channel_axis: int) -> Transfer:
     )
 
 
-def _scales_each_channel(ctx: Context, w: ParamStats) -> bool:
+def _scales_each_channel(ctx: GainContext, w: ParamStats) -> bool:
     """A depthwise convolution each of whose outputs reads one input value (a 1x1 kernel at stride
     1, or any kernel over a single position with the rest padding): it scales each channel, so
     the batch statistics BatchNorm pinned before it stay pinned (moments.Moments)."""
@@ -100,20 +100,20 @@ def _scales_each_channel(ctx: Context, w: ParamStats) -> bool:
     return math.prod(in_shape[2:]) == 1 or (math.prod(w.shape[2:]) == 1 and same_positions)
 
 
-@rule("linear")
-def linear(ctx: Context) -> Transfer:
+@gain("linear")
+def linear(ctx: GainContext) -> Transfer:
     """Dense layer on the last axis; a (B, T, d) input shares the weight over T positions."""
     return _weighted(ctx, channel_axis=-1)
 
 
-@rule("conv")
-def conv(ctx: Context) -> Transfer:
+@gain("conv")
+def conv(ctx: GainContext) -> Transfer:
     """Convolution: per-element fans from graph.conv_fans, weight shared over spatial positions."""
     return _weighted(ctx, channel_axis=1)
 
 
-@rule("embedding")
-def embedding(ctx: Context) -> Transfer:
+@gain("embedding")
+def embedding(ctx: GainContext) -> Transfer:
     """Rows picked by integer ids: output moments are the table's; a row's gradient sums its uses."""
     w = ctx.param("weight")
     if w is None:
@@ -129,8 +129,8 @@ def embedding(ctx: Context) -> Transfer:
     return Transfer(Moments(w.mean, w.std**2, 0.0), lambda g: [Grad()] * len(ctx.inputs), weight_grads)
 
 
-@rule("matmul")
-def matmul(ctx: Context) -> Transfer:
+@gain("matmul")
+def matmul(ctx: GainContext) -> Transfer:
     """A @ B of two activations with contraction k: E[y^2] = k E[a^2] E[b^2].
 
     Backward, dA = dY B^T sums over the N output columns and dB = A^T dY over the M rows.
