@@ -47,7 +47,7 @@ def run_audit(handle: ModelHandle, options: AuditOptions | None = None) -> Audit
     from gradaudit.probe import run_probe
     from gradaudit.probe.trial import plan_trials
     from gradaudit.remedies import recommend
-    from gradaudit.remedies.registry import ONNX_NOTE
+    from gradaudit.remedies.remedy_registry import ONNX_NOTE
     from gradaudit.remedies.verify import trial_comparison, verify
     from gradaudit.rules import explanations, run_rules
     from gradaudit.rules.planned_run import planned_config

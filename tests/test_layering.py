@@ -102,7 +102,7 @@ def test_the_checker_sees_a_violation(tmp_path: Path):
         (fake / unit).mkdir(parents=True)
         (fake / unit / "__init__.py").write_text("")
     (fake / "static" / "bad.py").write_text("from ..report import render\n")
-    (fake / "probe" / "late.py").write_text("def f():\n    import gradaudit.rules.registry\n")
+    (fake / "probe" / "late.py").write_text("def f():\n    import gradaudit.rules.rule_registry\n")
     (fake / "rules.py").write_text("")
     edges = set(import_graph(fake).edges)
     assert ("static", "report") in edges and ("probe", "rules") in edges

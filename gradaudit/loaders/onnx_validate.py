@@ -30,7 +30,7 @@ from gradaudit.errors import InputError
 from gradaudit.limits import require_fits, tensor_bytes
 from gradaudit.onnx_exec import opset_of
 from gradaudit.onnx_exec.external_data import graph_tensors
-from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET
+from gradaudit.onnx_exec.op_registry import MAX_OPSET, MIN_OPSET
 from gradaudit.onnx_exec.tensors import HELD_DTYPE, indexable, payload_matches, stored_values, type_name
 
 Check = Callable[[onnx.GraphProto, int], str]

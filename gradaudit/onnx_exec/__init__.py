@@ -21,7 +21,7 @@ from gradaudit.onnx_exec import (  # noqa: F401  (register ops)
     ops_vision,
 )
 from gradaudit.onnx_exec.executor import OnnxExecutionError, OnnxModule, Step, onnx_to_torch, opset_of, run_onnx
-from gradaudit.onnx_exec.registry import OPS
+from gradaudit.onnx_exec.op_registry import OPS
 
 SUPPORTED_OPS: frozenset[str] = frozenset(OPS)
 

@@ -29,8 +29,8 @@ from onnx import helper
 
 from gradaudit.errors import UnsupportedOperatorError
 from gradaudit.onnx_exec.external_data import load_confined
+from gradaudit.onnx_exec.op_registry import OPS, OpContext, operand_role
 from gradaudit.onnx_exec.ops_elementwise import widened
-from gradaudit.onnx_exec.registry import OPS, OpContext, operand_role
 from gradaudit.onnx_exec.tensors import to_torch
 
 DEFAULT_DOMAINS = ("", "ai.onnx")

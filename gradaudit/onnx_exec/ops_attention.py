@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import torch
 
+from gradaudit.onnx_exec.op_registry import OpContext, OpResult, register
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, OpResult, register
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:

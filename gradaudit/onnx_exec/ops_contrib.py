@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_nn import rms_normalized
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 MS = "com.microsoft:"
 DEFAULT_MASK_FILTER = -10000.0

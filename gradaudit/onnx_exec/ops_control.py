@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from gradaudit.onnx_exec.registry import OpContext, OpResult, register
+from gradaudit.onnx_exec.op_registry import OpContext, OpResult, register
 
 
 @register("If")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.op_registry import OpContext, register
 
 
 def _unary(fn):

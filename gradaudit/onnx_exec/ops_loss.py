@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 
 
 def _nll(log_prob: torch.Tensor, inputs: Sequence[Any], attrs: dict[str, Any]) -> torch.Tensor:

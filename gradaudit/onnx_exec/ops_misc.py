@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import torch
 from onnx import helper
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_elementwise import WIDER_UNSIGNED, torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 _BITWISE = {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor}
 for _op, _fn in _BITWISE.items():

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
 from gradaudit.onnx_exec.ops_nn import conv
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 def _along(param: torch.Tensor, x: torch.Tensor, axis: int, block_size: int) -> torch.Tensor:

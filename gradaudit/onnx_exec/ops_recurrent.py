@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.op_registry import OpContext, register
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from gradaudit.onnx_exec.registry import OpContext, register
+from gradaudit.onnx_exec.op_registry import OpContext, register
 
 
 def _position(seq: tuple, pos: torch.Tensor | None, *, inserting: bool) -> int:

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import torch
 
+from gradaudit.onnx_exec.op_registry import OpContext, register
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, register
 
 
 def _ints(value: Any) -> list[int]:

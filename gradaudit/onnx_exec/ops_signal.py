@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_elementwise import torch_dtype
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_contrib import split_heads
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 
 @register("CausalConvWithState", weight_slots=(1, 2))

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from gradaudit.onnx_exec.op_registry import OpContext, optional_input, register
 from gradaudit.onnx_exec.ops_nn import torch_pad_order
-from gradaudit.onnx_exec.registry import OpContext, optional_input, register
 
 # opset 16 names the modes after torch; opset 20 renamed them
 _GRID_MODES = {

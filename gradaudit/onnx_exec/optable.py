@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gradaudit.onnx_exec import SUPPORTED_OPS
 from gradaudit.onnx_exec.layer_kinds import NODE_KINDS, WITHOUT_RULE
-from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET, OPS
+from gradaudit.onnx_exec.op_registry import MAX_OPSET, MIN_OPSET, OPS
 
 FAMILIES = {
     "ops_attention": "attention",

@@ -6,6 +6,6 @@ can list a rule's remedies. Applying and verifying them (edits.apply, verify.ver
 """
 
 from gradaudit.remedies import answers  # noqa: F401  (registration)
-from gradaudit.remedies.registry import REMEDY_KINDS, explain_remedies, recommend, remedies_for
+from gradaudit.remedies.remedy_registry import REMEDY_KINDS, explain_remedies, recommend, remedies_for
 
 __all__ = ["REMEDY_KINDS", "explain_remedies", "recommend", "remedies_for"]

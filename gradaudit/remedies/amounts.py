@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 from gradaudit.diagnosis import EXPLODING_ABS_SCALE
 from gradaudit.graph import ParamStats, WeightLayer, weight_layers
-from gradaudit.rules.moments import critical_weight_variance
+from gradaudit.rules.critical_variance import critical_weight_variance
 from gradaudit.rules.planned_run import TARGET_UPDATE_RATIO, planned_lr, stability_limit, update_ratio
-from gradaudit.rules.registry import Context
+from gradaudit.rules.rule_registry import RuleContext
 from gradaudit.rules.topology import DENSE_OPS, consumer, data_inputs, node_by_name, weight_stats
 from gradaudit.rules.weights import second_moment
 
@@ -39,7 +39,7 @@ class Target(NamedTuple):
     value: float
 
 
-def layer_param(ctx: Context, layer: str, role: str | None = None) -> ParamStats | None:
+def layer_param(ctx: RuleContext, layer: str, role: str | None = None) -> ParamStats | None:
     """The layer's parameter of this role, or its first weight tensor when role is None."""
     node = node_by_name(ctx.graph).get(layer)
     if node is None:
@@ -48,7 +48,7 @@ def layer_param(ctx: Context, layer: str, role: str | None = None) -> ParamStats
     return data["params"].get(role) if role else weight_stats(data)
 
 
-def targets(ctx: Context, factors: dict[str, float | None], role: str | None = None) -> list[Target]:
+def targets(ctx: RuleContext, factors: dict[str, float | None], role: str | None = None) -> list[Target]:
     """The layers' parameters (of this role; the first weight tensor when None) with their factor,
     where the layer has one and the factor is a positive finite number."""
     found = []
@@ -59,13 +59,13 @@ def targets(ctx: Context, factors: dict[str, float | None], role: str | None = N
     return found
 
 
-def dense_layer(ctx: Context, layer: str) -> bool:
+def dense_layer(ctx: RuleContext, layer: str) -> bool:
     """A linear or conv layer: the kind whose weights can be rescaled, pruned or wrapped with a norm."""
     node = node_by_name(ctx.graph).get(layer)
     return node is not None and ctx.graph.nodes[node]["op"] in DENSE_OPS
 
 
-def preactivation_shifts(layers: dict[str, dict], ctx: Context) -> dict[str, float]:
+def preactivation_shifts(layers: dict[str, dict], ctx: RuleContext) -> dict[str, float]:
     """Minus each layer's measured pre-activation mean (its own output, before the activation);
     `layers` maps a layer to its probe numbers (act_mean).
 
@@ -83,7 +83,7 @@ def preactivation_shifts(layers: dict[str, dict], ctx: Context) -> dict[str, flo
     return shifts
 
 
-def critical_std(ctx: Context, layer: str, activation: str | None = None, fn: str | None = None) -> float | None:
+def critical_std(ctx: RuleContext, layer: str, activation: str | None = None, fn: str | None = None) -> float | None:
     """Init std at which the layer's gain in front of its activation is 1 (1/sqrt(fan_in) if none);
     `activation` (a LayerGraph node) names the activation when it is not the layer's consumer
     (one behind a norm that is removed), and `fn` the function it will have (one that is swapped)."""
@@ -102,7 +102,7 @@ def critical_std(ctx: Context, layer: str, activation: str | None = None, fn: st
     return math.sqrt(critical_weight_variance(fn, attrs, float(fan_in), input_sq))
 
 
-def init_targets(layers: list[str], ctx: Context) -> list[Target]:
+def init_targets(layers: list[str], ctx: RuleContext) -> list[Target]:
     """Fresh init stds for the weight tensors of the layers."""
     found = []
     for layer in layers:
@@ -112,7 +112,7 @@ def init_targets(layers: list[str], ctx: Context) -> list[Target]:
     return found
 
 
-def gate_bias_target(layer: str, cell: str | None, ctx: Context, bias: float) -> Target | None:
+def gate_bias_target(layer: str, cell: str | None, ctx: RuleContext, bias: float) -> Target | None:
     """The recurrent layer's bias tensor holding its memory gate (LSTM forget, GRU update)."""
     if cell not in GATE_ORDER:
         return None
@@ -148,7 +148,7 @@ def prune_fraction(energy_keep: float) -> float:
     return math.erf(0.5 * (lo + hi) / math.sqrt(2.0))
 
 
-def lr_multipliers(ctx: Context) -> dict[str, float]:
+def lr_multipliers(ctx: RuleContext) -> dict[str, float]:
     """Per-weight LR multipliers equalising |grad|/|w| across layers (LARS trust ratio, median = 1).
 
     Measured gradient RMS when the probe ran, else the static prediction (same default loss).
@@ -167,12 +167,12 @@ def lr_multipliers(ctx: Context) -> dict[str, float]:
     return {param: ratio / middle for param, ratio in ratios.items()}
 
 
-def _weight_stats(ctx: Context) -> list[tuple[WeightLayer, ParamStats]]:
+def _weight_stats(ctx: RuleContext) -> list[tuple[WeightLayer, ParamStats]]:
     """Every weight layer with the statistics of its tensor."""
     return [(wl, ctx.graph.nodes[wl.node]["params"][wl.role]) for wl in weight_layers(ctx.graph)]
 
 
-def clip_threshold(ctx: Context) -> float | None:
+def clip_threshold(ctx: RuleContext) -> float | None:
     """The measured global gradient norm at init: Pascanu et al. clip at ~1x (0.5-10x all work).
 
     None when that norm is itself exploded (above the diagnosis' absolute scale): clipping at an
@@ -197,7 +197,7 @@ class PlannedLr(NamedTuple):
     multipliers: dict[str, float]  # per-layer LR multipliers (trust ratio) when the layers spread
 
 
-def planned_lr_change(ctx: Context) -> PlannedLr | None:
+def planned_lr_change(ctx: RuleContext) -> PlannedLr | None:
     """The peak LR that puts the median layer's update at 1e-3 of its weight, kept below half the
     stability limit; per-layer multipliers when SGD updates spread over decades."""
     plan = planned_lr(ctx)

@@ -20,7 +20,7 @@ from gradaudit.remedies import amounts, snippets, structural_kinds
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
 from gradaudit.results import Recommendation
-from gradaudit.rules.registry import Context
+from gradaudit.rules.rule_registry import RuleContext
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes, weight_stats
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def listing(targets: list[Target], unit: str) -> str:
     return ", ".join(f"{t.layer} {unit}{t.value:.3g}" for t in targets)
 
 
-def layers_or_first(layers: tuple[str, ...], ctx: Context) -> list[str]:
+def layers_or_first(layers: tuple[str, ...], ctx: RuleContext) -> list[str]:
     """A finding's layers, or the first weight layer when it names none."""
     if layers:
         return list(layers)
@@ -64,7 +64,7 @@ def _fill(values: torch.Tensor, change: Edit, generator: torch.Generator) -> Non
     values.fill_(change.value)
 
 
-def redrawn(layers: list[str], ctx: Context) -> Recommendation | None:
+def redrawn(layers: list[str], ctx: RuleContext) -> Recommendation | None:
     """Re-draw the layers' weights at the critical scale, their biases at 0."""
     targets = amounts.init_targets(layers, ctx)
     if not targets:
@@ -85,7 +85,7 @@ def _redraw(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> N
     weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) * change.value)
 
 
-def _norm_for(ctx: Context, layer: str) -> tuple[str, str] | None:
+def _norm_for(ctx: RuleContext, layer: str) -> tuple[str, str] | None:
     """(module path, norm constructor) for a weight layer not already followed by a norm."""
     node = node_by_name(ctx.graph).get(layer)
     stats = weight_stats(ctx.graph.nodes[node]) if node is not None else None
@@ -105,14 +105,14 @@ def _norm_for(ctx: Context, layer: str) -> tuple[str, str] | None:
     return stats.name.rpartition(".")[0], norm
 
 
-def inserted_norms(layers: list[str], ctx: Context) -> Recommendation | None:
+def inserted_norms(layers: list[str], ctx: RuleContext) -> Recommendation | None:
     """A norm after each of the layers that a norm can simply follow (and does not already)."""
     placed = {layer: _norm_for(ctx, layer) for layer in layers}
     placed = {layer: where for layer, where in placed.items() if where is not None}
     return structural_kinds.inserted_norms(list(placed), placed, ctx) if placed else None
 
 
-def layerwise_lr(ctx: Context) -> Recommendation | None:
+def layerwise_lr(ctx: RuleContext) -> Recommendation | None:
     """Per-layer learning rates equalising |update|/|w| (LARS), capped by 2/sharpness when measured."""
     multipliers = amounts.lr_multipliers(ctx)
     if not multipliers:
@@ -129,13 +129,13 @@ def layerwise_lr(ctx: Context) -> Recommendation | None:
     return Recommendation("lr_adaptation", layers, action, snippets.layerwise_lr(multipliers, max_lr))
 
 
-def healthy(ctx: Context) -> bool:
+def healthy(ctx: RuleContext) -> bool:
     """Gradient flow at init is healthy (or unmeasured): only then does a peak learning rate from
     its gradients, sharpness or trial runs carry over to the model that will be trained."""
     return ctx.probe is None or ctx.probe.diagnosis.label == "healthy"
 
 
-def clipped(ctx: Context) -> Recommendation | None:
+def clipped(ctx: RuleContext) -> Recommendation | None:
     """Clip the global gradient norm at the norm measured at initialisation."""
     threshold = amounts.clip_threshold(ctx)
     if threshold is None:
@@ -147,7 +147,7 @@ def clipped(ctx: Context) -> Recommendation | None:
     return Recommendation("gradient_clipping", layers, action, snippets.clip(threshold))
 
 
-def bias_shifted(layers: dict[str, dict], ctx: Context) -> Recommendation | None:
+def bias_shifted(layers: dict[str, dict], ctx: RuleContext) -> Recommendation | None:
     """Re-centre each layer's pre-activation (`layers`: its probe numbers): add minus its measured
     mean to the layer's bias (a forward hook if it has none)."""
     targets, hooks = [], {}

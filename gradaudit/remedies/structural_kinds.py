@@ -20,12 +20,12 @@ from gradaudit.remedies.structure import (
     norm_rewrite,
     skip_rewrites,
 )
-from gradaudit.rules.registry import Context
+from gradaudit.rules.rule_registry import RuleContext
 from gradaudit.rules.topology import consumer, node_by_name, weight_nodes
 
 
 def inserted_norms(
-    layers: list[str], norms: dict[str, tuple[str, str]], ctx: Context
+    layers: list[str], norms: dict[str, tuple[str, str]], ctx: RuleContext
 ) -> StructuralRecommendation | None:
     """A norm after each listed layer but the output's; `norms` maps a layer to its (module path,
     norm constructor)."""
@@ -43,7 +43,7 @@ def inserted_norms(
                                     change="insert_norm", rewrites=rewrites)
 
 
-def skips(ctx: Context) -> StructuralRecommendation | None:
+def skips(ctx: RuleContext) -> StructuralRecommendation | None:
     """Identity skips around the runs of a plain stack, each branch scaled by 1/sqrt(runs)."""
     rewrites = skip_rewrites(ctx.graph)
     if not rewrites:
@@ -58,7 +58,7 @@ def skips(ctx: Context) -> StructuralRecommendation | None:
                                     snippets.add_skips(runs, scale), change="add_skip", rewrites=rewrites)
 
 
-def removed_norms(ctx: Context) -> StructuralRecommendation | None:
+def removed_norms(ctx: RuleContext) -> StructuralRecommendation | None:
     """Drop the norms of a plain exploding stack and re-draw the layers before them at the critical
     scale of the activation that follows each norm (He for ReLU)."""
     rewrites = norm_removals(ctx.graph)
@@ -85,7 +85,7 @@ def removed_norms(ctx: Context) -> StructuralRecommendation | None:
                                     edits=tuple(Edit("normal", t.param, t.value) for t in targets))
 
 
-def swapped_activations(ctx: Context) -> StructuralRecommendation | None:
+def swapped_activations(ctx: RuleContext) -> StructuralRecommendation | None:
     """Sigmoid/tanh after a layer swapped for ReLU, the layer rescaled to ReLU's critical scale."""
     swaps = activation_swaps(ctx.graph)
     if not swaps:

@@ -268,7 +268,7 @@ def _same_change(
     changed: ModelHandle, results: tuple[StaticResult, ProbeResult | None], rec: WeightRecommendation
 ) -> WeightRecommendation | None:
     """The edited model's own recommendation of the same rescale on the same tensors, if any."""
-    from gradaudit.remedies.registry import recommend
+    from gradaudit.remedies.remedy_registry import recommend
     from gradaudit.rules import run_rules
 
     if any(e.how != "scale" for e in rec.edits):

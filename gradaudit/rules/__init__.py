@@ -4,6 +4,6 @@ Importing this package registers every rule; `gradaudit explain CODE` prints a r
 """
 
 from gradaudit.rules import activity, architecture, coverage, flow, planned_run, weights  # noqa: F401  (registration)
-from gradaudit.rules.registry import Rule, RuleConfig, all_rules, explain, explanations, get_rule, run_rules
+from gradaudit.rules.rule_registry import Rule, RuleConfig, all_rules, explain, explanations, get_rule, run_rules
 
 __all__ = ["Rule", "RuleConfig", "all_rules", "explain", "explanations", "get_rule", "run_rules"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradaudit.results import LayerProbe
-from gradaudit.rules.registry import Context, Evidence, Hit, rule
+from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
 from gradaudit.rules.topology import consumer
 
 # A healthy centred ReLU unit looks dead on a batch of B with probability 2^-B: 6% at B = 4, so
@@ -45,12 +45,12 @@ def _graded(value: float | None, warn: float, error: float) -> str | None:
     return "error" if value >= error else "warning"
 
 
-def _layers(ctx: Context, code: str) -> list[LayerProbe]:
+def _layers(ctx: RuleContext, code: str) -> list[LayerProbe]:
     """The probe's layers this rule looks at (none without a probe; per-layer ignores applied)."""
     return [layer for layer in ctx.probe.layers if not ctx.layer_ignored(code, layer.layer)] if ctx.probe else []
 
 
-def _renormalised(ctx: Context, layer: LayerProbe) -> bool:
+def _renormalised(ctx: RuleContext, layer: LayerProbe) -> bool:
     """The layer feeds a normalisation, which re-centres its output whatever its mean."""
     after = consumer(ctx.graph, layer.node) if layer.node in ctx.graph else None
     return after is not None and ctx.graph.nodes[after]["op"] == "norm"
@@ -71,7 +71,7 @@ def _grouped(flagged: dict[str, tuple[str, dict]], key: str) -> list[Hit]:
       "Many units after a layer are inactive on the whole probe batch.",
       "{count} layer(s) with dead units; worst {worst_layer}: {worst:.0%} dead on the whole batch",
       evidence=LayerGroupEvidence)
-def dead_units(ctx: Context) -> list[Hit]:
+def dead_units(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Layers whose following activation is inactive (zero derivative) on every example of the
     probe batch for at least 25% of its units (error from 90%), reported together.
@@ -105,7 +105,7 @@ def dead_units(ctx: Context) -> list[Hit]:
       "Many activation inputs sit where the derivative is nearly zero.",
       "{count} layer(s) with saturated units; worst {worst_layer}: {worst:.0%} of its activation inputs",
       evidence=LayerGroupEvidence)
-def saturated_units(ctx: Context) -> list[Hit]:
+def saturated_units(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Layers whose following bounded activation (tanh, sigmoid, hardtanh, ...) receives at least
     25% of its inputs where the derivative is below 5% of its peak (error from 75%).
@@ -136,7 +136,7 @@ def saturated_units(ctx: Context) -> list[Hit]:
       "A layer's output mean is large relative to its spread.",
       "{count} layer(s) with shifted outputs; worst {worst_layer}: mean {worst:+.3g} standard deviations off centre",
       evidence=LayerGroupEvidence)
-def mean_shift(ctx: Context) -> list[Hit]:
+def mean_shift(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Layers whose output (pre-activation) mean over the probe batch exceeds its standard
     deviation in magnitude, unless a normalisation follows (it re-centres the output anyway).

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from gradaudit.graph import forward_order
-from gradaudit.rules.registry import Context, Evidence, Hit, rule
+from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
 from gradaudit.rules.topology import (
     branch_end_weight,
     consumer,
@@ -69,7 +69,7 @@ class PostLnEvidence(Evidence):
       "Many weight layers in a chain with no normalisation and no residual connection.",
       "{plain_depth} weight layers in a chain without normalisation or residuals (beta = {beta:.2f})",
       evidence=PlainStackEvidence)
-def deep_plain_stack(ctx: Context) -> list[Hit]:
+def deep_plain_stack(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The longest chain of weight layers with no normalisation and no residual sum on the path,
     when it is at least 10 deep and either deeper than 20 or narrow enough that Hanin's
@@ -108,7 +108,7 @@ def deep_plain_stack(ctx: Context) -> list[Hit]:
       "{adds} residual sums without normalisation: predicted variance grows {growth_per_add:.2f}x per sum "
       "(10^{log10_variance_growth:.1f} in all)",
       evidence=ResidualEvidence)
-def residual_accumulation(ctx: Context) -> list[Hit]:
+def residual_accumulation(ctx: RuleContext) -> list[Hit]:
     """What it detects
     A chain of at least 4 residual additions with no normalisation between them whose predicted
     output second moment grows, over the later half of the chain, by more than sqrt(2) per sum:
@@ -168,7 +168,7 @@ def is_post_norm_sum(graph, node: str) -> bool:
       "A deep Post-LN transformer: the gradients of its last layers are large at initialisation.",
       "{sums} residual sums are followed by LayerNorm (Post-LN): train with learning-rate warm-up or use Pre-LN",
       evidence=PostLnEvidence)
-def post_ln_stack(ctx: Context) -> list[Hit]:
+def post_ln_stack(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Residual sums whose only consumer is a LayerNorm (or RMSNorm) — the Post-LN arrangement
     x_{l+1} = LN(x_l + F(x_l)) of the original Transformer — at least 6 times in the model.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gradaudit.graph import output_ancestors, weight_layers
 from gradaudit.i18n import _
-from gradaudit.rules.registry import Context, Hit, rule
+from gradaudit.rules.rule_registry import Hit, RuleContext, rule
 
 # The first/last gradient ratio compares two distinct weight layers an output depends on.
 MIN_FLOW_LAYERS = 2
@@ -17,7 +17,7 @@ MIN_FLOW_LAYERS = 2
 @rule("GA501", "static-estimate-partial", "warning",
       "The static estimate treated some ops as pass-through (no gain rule) or did not run.",
       "Static estimate is partial: {reason}")
-def static_partial(ctx: Context) -> list[Hit]:
+def static_partial(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Ops the static estimator has no gain rule for (listed by their original op type), parts of
     the model the loader could not represent, or a missing static estimate.
@@ -64,7 +64,7 @@ def _listed(names: list[str]) -> str:
 @rule("GA502", "probe-skipped", "warning",
       "No real backward pass checked the prediction.",
       "Dynamic probe skipped: {reason}")
-def probe_skipped(ctx: Context) -> list[Hit]:
+def probe_skipped(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The dynamic probe did not run: the model cannot be executed (warning, with the loader's
     reason) or the probe was turned off (info).
@@ -92,7 +92,7 @@ def probe_skipped(ctx: Context) -> list[Hit]:
 @rule("GA504", "too-few-weight-layers", "error",
       "Fewer than two weight layers were found, so gradient flow could not be assessed.",
       "Gradient flow not assessed: {found} weight layer(s) found that an output depends on, at least 2 needed")
-def too_few_weight_layers(ctx: Context) -> list[Hit]:
+def too_few_weight_layers(ctx: RuleContext) -> list[Hit]:
     """What it detects
     A model in which gradaudit finds no weight layer (a parameter tensor with ndim >= 2, DESIGN.md)
     that an output depends on, or only one. The first/last gradient ratio, and every flow rule
@@ -128,7 +128,7 @@ def too_few_weight_layers(ctx: Context) -> list[Hit]:
 @rule("GA503", "rule-failed", "warning",
       "A rule raised an error on this model; its check is missing from the report.",
       "Rule {rule} could not run on this model: {error}")
-def rule_failed(ctx: Context) -> list[Hit]:
+def rule_failed(ctx: RuleContext) -> list[Hit]:
     """What it detects
     A rule that raised an exception on this model's graph or results. The registry reports it
     under this code, naming the rule and the error, and goes on with the other rules; this

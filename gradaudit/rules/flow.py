@@ -21,7 +21,7 @@ from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
 from gradaudit.graph import flow_ends, forward_order
 from gradaudit.i18n import _
 from gradaudit.results import ProbeResult, Severity, StaticResult
-from gradaudit.rules.registry import Context, Evidence, Hit, rule
+from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
 from gradaudit.rules.topology import data_inputs, node_by_name, weight_stats
 
 HEAD_OFFSET_DECADES = 1.0  # the head's gradient is normally ~10x the first layer's (DESIGN.md)
@@ -83,14 +83,14 @@ def concentration(contributions: dict[str, float], direction: str) -> list[str]:
     return [name for name, value in signed.items() if top > 0 and value >= CONCENTRATION_SHARE * top]
 
 
-def _forward_growth(ctx: Context, node: str) -> float:
+def _forward_growth(ctx: RuleContext, node: str) -> float:
     """0.5 log10 of a node's output second moment over its largest input's (RMS decades)."""
     q_in = [ctx.static.nodes[p].q for p in data_inputs(ctx.graph, node) if p in ctx.static.nodes]
     q_out, q_ref = ctx.static.nodes[node].q, max(q_in, default=0.0)
     return 0.5 * (math.log10(q_out) - math.log10(q_ref)) if q_out > 0 and q_ref > 0 else 0.0
 
 
-def static_contributions(ctx: Context, forward: bool) -> dict[str, float]:
+def static_contributions(ctx: RuleContext, forward: bool) -> dict[str, float]:
     """log10 gain per weight layer: its node's plus the ops after it, up to the next weight layer.
 
     Backward gains locate a growing first/last ratio; forward growth of the RMS locates an
@@ -109,7 +109,7 @@ def static_contributions(ctx: Context, forward: bool) -> dict[str, float]:
     return gains
 
 
-def measured_contributions(ctx: Context, forward: bool) -> dict[str, float]:
+def measured_contributions(ctx: RuleContext, forward: bool) -> dict[str, float]:
     """log10 step of grad RMS (backward) or output std (forward) between consecutive weight layers.
 
     Credited to the later layer; a forward step of the first layer is taken from the input's std.
@@ -134,7 +134,7 @@ def gate_ratio(result: StaticResult | ProbeResult) -> float | None:
 
 
 def _flow_hit(direction: str, ratio: float | None, scale: Diagnosis, warn: float, fail: float,
-              contributions: Callable[[Context, bool], dict[str, float]], ctx: Context, label: str,
+              contributions: Callable[[RuleContext, bool], dict[str, float]], ctx: RuleContext, label: str,
               raw_ratio: float | None) -> list[Hit]:
     severity = flow_severity(ratio, scale, direction, warn, fail)
     if severity is None:
@@ -158,24 +158,24 @@ def _ratio_text(ratio: float) -> str:
     return _("first/last relative update ratio (|g|/|w|) 10^{ratio:+.1f}").format(ratio=ratio)
 
 
-def _static_scale(ctx: Context) -> Diagnosis:
+def _static_scale(ctx: RuleContext) -> Diagnosis:
     grads = [
         10.0**w.log10_grad_rms for w in flow_ends(ctx.graph, ctx.static.weights) if math.isfinite(w.log10_grad_rms)
     ]
     return diagnose(FlowSummary(None, grads, ctx.static.output_rms))
 
 
-def _measured_grads(ctx: Context) -> list[float]:
+def _measured_grads(ctx: RuleContext) -> list[float]:
     """The gradients of the layers a gradient reaches at initialisation (graph.flow_ends): one
     behind a zero-initialised layer measures exactly 0 by design, not by underflow."""
     return [layer.grad_rms for layer in flow_ends(ctx.graph, ctx.probe.layers)]
 
 
-def _measured_scale(ctx: Context) -> Diagnosis:
+def _measured_scale(ctx: RuleContext) -> Diagnosis:
     return diagnose(FlowSummary(None, _measured_grads(ctx), ctx.probe.output_rms))
 
 
-def _predicted(ctx: Context, direction: str) -> list[Hit]:
+def _predicted(ctx: RuleContext, direction: str) -> list[Hit]:
     if ctx.static is None or static_nonfinite_node(ctx) is not None:
         return []
     cfg = ctx.config
@@ -191,7 +191,7 @@ def _predicted(ctx: Context, direction: str) -> list[Hit]:
     return hits
 
 
-def _measured_ratio(ctx: Context) -> float | None:
+def _measured_ratio(ctx: RuleContext) -> float | None:
     """The probe's ratio; -inf when the first layer's gradient underflowed to 0 and the last's did not."""
     grads = _measured_grads(ctx)
     if ctx.probe.log10_ratio_first_last is None and len(grads) > 1 and grads[0] == 0 and grads[-1] > 0:
@@ -199,7 +199,7 @@ def _measured_ratio(ctx: Context) -> float | None:
     return ctx.probe.log10_ratio_first_last
 
 
-def measured_flow(ctx: Context, direction: str) -> list[Hit]:
+def measured_flow(ctx: RuleContext, direction: str) -> list[Hit]:
     if ctx.probe is None or ctx.probe.nonfinite:
         return []
     cfg = ctx.config
@@ -213,7 +213,7 @@ def measured_flow(ctx: Context, direction: str) -> list[Hit]:
       "The static estimate predicts gradients growing toward the input.",
       "Predicted gradient flow explodes: {reason}",
       evidence=FlowEvidence)
-def predicted_exploding(ctx: Context) -> list[Hit]:
+def predicted_exploding(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The signal-propagation estimate puts the first weight layer's relative update per position
     (gradient RMS / weight RMS / sqrt(positions)) above the last's by more than the configured
@@ -245,7 +245,7 @@ def predicted_exploding(ctx: Context) -> list[Hit]:
       "The static estimate predicts gradients shrinking toward the input.",
       "Predicted gradient flow vanishes: {reason}",
       evidence=FlowEvidence)
-def predicted_vanishing(ctx: Context) -> list[Hit]:
+def predicted_vanishing(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The signal-propagation estimate puts the first weight layer's relative update per position
     below the last's by more than the configured decades (shifted by one for the head), or
@@ -274,7 +274,7 @@ def predicted_vanishing(ctx: Context) -> list[Hit]:
       "Real backward passes show gradients growing toward the input.",
       "Measured gradient flow explodes: {reason}",
       evidence=FlowEvidence)
-def measured_exploding(ctx: Context) -> list[Hit]:
+def measured_exploding(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The probe's first/last ratio of relative updates per position (gradient RMS / weight RMS /
     sqrt(positions), README "What the gate measures") exceeds the configured decades, or a
@@ -301,7 +301,7 @@ def measured_exploding(ctx: Context) -> list[Hit]:
       "Real backward passes show gradients shrinking toward the input.",
       "Measured gradient flow vanishes: {reason}",
       evidence=FlowEvidence)
-def measured_vanishing(ctx: Context) -> list[Hit]:
+def measured_vanishing(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The probe's first/last ratio of relative updates per position is below the configured
     decades (shifted by one for the head), or the signal collapses (output RMS below 10^-3,
@@ -324,7 +324,7 @@ def measured_vanishing(ctx: Context) -> list[Hit]:
     return measured_flow(ctx, "vanishing")
 
 
-def static_nonfinite_node(ctx: Context) -> str | None:
+def static_nonfinite_node(ctx: RuleContext) -> str | None:
     """The first node in forward order whose predicted moments are not finite."""
     for node in forward_order(ctx.graph):
         estimate = ctx.static.nodes.get(node) if ctx.static else None
@@ -337,7 +337,7 @@ def static_nonfinite_node(ctx: Context) -> str | None:
       "Gradients or activations become NaN or infinite.",
       "Non-finite gradients or activations, first at {first_layer}",
       evidence=NonfiniteFlowEvidence)
-def nonfinite_flow(ctx: Context) -> list[Hit]:
+def nonfinite_flow(ctx: RuleContext) -> list[Hit]:
     """What it detects
     A NaN or infinity in the activations or gradients of the probe's passes (or, without a
     probe, in the static estimate's moments), naming the first layer in forward order where it
@@ -373,7 +373,7 @@ def nonfinite_flow(ctx: Context) -> list[Hit]:
       "The static prediction and the measurement disagree.",
       "Static and measured gradient flow disagree: predicted {static_diagnosis} "
       "({static_why}), measured {measured_diagnosis} ({measured_why})")
-def disagreement(ctx: Context) -> list[Hit]:
+def disagreement(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The static estimate and the probe reach different diagnoses, or their first/last ratios
     differ by more than one decade.
@@ -422,7 +422,7 @@ def _decades(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"10^{value:+.1f}"
 
 
-def _through_time(ctx: Context, direction: str) -> list[Hit]:
+def _through_time(ctx: RuleContext, direction: str) -> list[Hit]:
     """Hits for recurrent layers whose first/last time-step gradient ratio is past the thresholds."""
     cfg = ctx.config
     if ctx.probe is not None and ctx.probe.recurrent_log10_time_ratio:
@@ -453,7 +453,7 @@ def _through_time(ctx: Context, direction: str) -> list[Hit]:
       "A recurrent layer's gradient grows from the last time step to the first.",
       "Gradient through time explodes: the first step gets 10^{log10_ratio:.1f} times the last step's",
       evidence=ThroughTimeEvidence)
-def recurrent_exploding(ctx: Context) -> list[Hit]:
+def recurrent_exploding(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The gradient reaching a recurrent layer's first time step is more than 10^decades times
     the gradient at its last step (measured, else predicted).
@@ -479,7 +479,7 @@ def recurrent_exploding(ctx: Context) -> list[Hit]:
       "A recurrent layer's gradient shrinks from the last time step to the first.",
       "Gradient through time vanishes: the first step gets 10^{log10_ratio:.1f} times the last step's",
       evidence=ThroughTimeEvidence)
-def recurrent_vanishing(ctx: Context) -> list[Hit]:
+def recurrent_vanishing(ctx: RuleContext) -> list[Hit]:
     """What it detects
     The gradient reaching a recurrent layer's first time step is below 10^-(decades+1) of the
     gradient at its last step (measured, else predicted): a warning; an error below

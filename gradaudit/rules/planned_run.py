@@ -20,7 +20,7 @@ from typing import Any
 from gradaudit.i18n import _
 from gradaudit.optimizers import MOMENTUM
 from gradaudit.results import LayerProbe
-from gradaudit.rules.registry import Context, Evidence, Hit, RuleConfig, rule
+from gradaudit.rules.rule_registry import Evidence, Hit, RuleConfig, RuleContext, rule
 
 # ||update|| / ||w|| per step of about 1e-3 is the usual healthy scale (THEORY.md, LARS);
 # a decade either side is still workable, a layer updated by 10% of itself per step is not.
@@ -90,12 +90,12 @@ def planned_config(
     return PlannedRunConfig(**fields, lr=lr, optimizer=optimizer or "sgd", real_batch=real_batch, trials=trials)
 
 
-def planned_trials(ctx: Context) -> Any:
+def planned_trials(ctx: RuleContext) -> Any:
     """The planned run's PlannedTrials, when a trial ran (with --lr, on a model that executes)."""
     return getattr(ctx.config, "trials", None)
 
 
-def planned_lr(ctx: Context) -> tuple[float, str] | None:
+def planned_lr(ctx: RuleContext) -> tuple[float, str] | None:
     """(learning rate, optimizer) of the planned run, when the user gave one."""
     config = ctx.config
     if isinstance(config, PlannedRunConfig) and config.lr is not None and config.lr > 0:
@@ -125,7 +125,7 @@ def stability_limit(sharpness: float, optimizer: str) -> float | None:
       "{count} layer(s) update far from 1e-3 of their weights per step at lr {lr:g} ({optimizer}; "
       "gradients under {loss}); worst {worst_layer}: {worst:.3g}",
       evidence=UpdateRatioEvidence)
-def update_ratio_off_scale(ctx: Context) -> list[Hit]:
+def update_ratio_off_scale(ctx: RuleContext) -> list[Hit]:
     """What it detects
     With `--lr` (and `--optimizer`), weight layers whose first-step update-to-weight ratio,
     ||lr * step|| / ||w|| from the probe's gradient and weight RMS, is more than a decade away
@@ -171,7 +171,7 @@ def update_ratio_off_scale(ctx: Context) -> list[Hit]:
       "The planned learning rate diverges in a trial run, or exceeds the stability limit 2/sharpness.",
       "lr {lr:g} ({optimizer}) {verdict}",
       evidence=DivergenceEvidence)
-def learning_rate_diverges(ctx: Context) -> list[Hit]:
+def learning_rate_diverges(ctx: RuleContext) -> list[Hit]:
     """What it detects
     With `--lr`, a trial run (a short real training of a copy of the model with the planned
     optimizer and rate on seeded batches labelled by a seeded teacher network, `trial-steps`
@@ -231,7 +231,7 @@ def learning_rate_diverges(ctx: Context) -> list[Hit]:
       "The probe's input batch is far from zero mean and unit scale.",
       "inputs have mean {mean:+.3g} and standard deviation {std:.3g}",
       evidence=InputShiftEvidence)
-def input_off_centre(ctx: Context) -> list[Hit]:
+def input_off_centre(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Float inputs of the real batch given with `--data` whose mean exceeds their
     standard deviation in magnitude, or whose standard deviation is more than a decade away

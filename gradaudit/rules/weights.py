@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gradaudit.rules.critical_variance import activation_moments, critical_weight_variance
 from gradaudit.rules.flow import gate_ratio
-from gradaudit.rules.moments import activation_moments, critical_weight_variance
-from gradaudit.rules.registry import Context, Evidence, Hit, rule
+from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
 from gradaudit.rules.topology import (
     DENSE_OPS,
     consumer,
@@ -59,13 +59,13 @@ class SymmetricWeightsEvidence(Evidence):
     layers: dict[str, dict[str, Any]]
 
 
-def second_moment(ctx: Context, node: str) -> float:
+def second_moment(ctx: RuleContext, node: str) -> float:
     """Predicted E[x^2] at a node's output; 1 (a unit input) when no estimate exists."""
     estimate = ctx.static.nodes.get(node) if ctx.static else None
     return estimate.q if estimate is not None and math.isfinite(estimate.q) and estimate.q > 0 else 1.0
 
 
-def derivative_sq(ctx: Context, act: str) -> float:
+def derivative_sq(ctx: RuleContext, act: str) -> float:
     """E[phi'^2] of an activation node: the static estimator's backward gain, else quadrature."""
     estimate = ctx.static.nodes.get(act) if ctx.static else None
     if estimate is not None and estimate.known and math.isfinite(estimate.log10_gain):
@@ -74,7 +74,7 @@ def derivative_sq(ctx: Context, act: str) -> float:
     return activation_moments(data["fn"], data["attrs"], second_moment(ctx, data_inputs(ctx.graph, act)[0]))[1]
 
 
-def init_scale(ctx: Context, node: str) -> dict | None:
+def init_scale(ctx: RuleContext, node: str) -> dict | None:
     """Gain and matching init of a dense layer feeding an activation; None when not applicable."""
     from gradaudit.activations import ACTIVATIONS  # torch: kept out of the registry's import
 
@@ -100,7 +100,7 @@ def init_scale(ctx: Context, node: str) -> dict | None:
       "Weight scale does not match the activation that follows (per-layer gain far from 1).",
       "Initialisation mismatched to the activation in {count} layer(s): {compound_decades:+.1f} decades compounded",
       evidence=InitMismatchEvidence)
-def init_mismatch(ctx: Context) -> list[Hit]:
+def init_mismatch(ctx: RuleContext) -> list[Hit]:
     """What it detects
     Dense and conv layers feeding an activation whose per-layer gain
     chi = fan_in * E[w^2] * E[phi'^2] is off 1 by more than 0.1 decades (RMS), when the
@@ -149,7 +149,7 @@ def init_mismatch(ctx: Context) -> list[Hit]:
     return [Hit(names, evidence, severity)]
 
 
-def _measurement_contradicts(ctx: Context, compound: float) -> bool:
+def _measurement_contradicts(ctx: RuleContext, compound: float) -> bool:
     """Does the probe measure less than init_warn_decades of flow in the compound's direction?
 
     A saturated sigmoid or tanh stack (benchmarks/train_labels.json: stalls) measures 2.2-2.4
@@ -165,7 +165,7 @@ def _measurement_contradicts(ctx: Context, compound: float) -> bool:
       "A parameter tensor holds NaN or infinite values.",
       "{count} non-finite value(s) in the parameters of {layer}",
       evidence=NonfiniteWeightsEvidence)
-def nonfinite_weights(ctx: Context) -> list[Hit]:
+def nonfinite_weights(ctx: RuleContext) -> list[Hit]:
     """What it detects
     NaN or infinite entries in any parameter of a layer (weights, biases, norm scales), as
     counted by the loader.
@@ -196,7 +196,7 @@ def nonfinite_weights(ctx: Context) -> list[Hit]:
       "A weight tensor is constant or has identical rows: gradients cannot break the symmetry.",
       "{count} layer(s) with {kind} weights, first {layer}: their units compute and learn the same thing",
       evidence=SymmetricWeightsEvidence)
-def symmetric_weights(ctx: Context) -> list[Hit]:
+def symmetric_weights(ctx: RuleContext) -> list[Hit]:
     """What it detects
     A weight tensor whose output units all have identical incoming weights (ParamStats
     rows_identical) or whose values are all equal (std 0). An all-zero layer whose output goes

@@ -1,6 +1,6 @@
 """The static estimator's two passes over a LayerGraph: moments forward, gradients backward.
 
-Forward in `forward_order`, each node's rule (registry.RULES) turns its inputs' moments into its
+Forward in `forward_order`, each node's rule (gain_registry.GAINS) turns its inputs' moments into its
 output's; backward in reverse order, gradients arriving from different consumers add
 (moments.fork_sum) and the rule's backward map hands them to the producers. The loss seeds the
 outputs under the planned loss, `--loss` (gradaudit.loss.output_grad_sq for squared error, with
@@ -28,12 +28,12 @@ from gradaudit.graph import flow_ends, forward_order, is_weight_role, ordered_in
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec
 from gradaudit.results import NodeEstimate, StaticResult, WeightEstimate
-from gradaudit.static import rules_attention, rules_dense, rules_elementwise, rules_norm, rules_recurrent, rules_shape  # noqa: F401  (register rules)
+from gradaudit.static import gains_attention, gains_dense, gains_elementwise, gains_norm, gains_recurrent, gains_shape  # noqa: F401  (register gains)
+from gradaudit.static.gain_registry import GAINS, Gain, GainContext, Transfer, rows_per_unit
+from gradaudit.static.gains_dense import summed_outer_product
+from gradaudit.static.gains_shape import softmax_classes
 from gradaudit.static.moments import Grad, Moments, coherent_sum, fork_sum
 from gradaudit.static.quadrature import activation_stats, softmax_stats
-from gradaudit.static.registry import RULES, Context, Rule, Transfer, rows_per_unit
-from gradaudit.static.rules_dense import summed_outer_product
-from gradaudit.static.rules_shape import softmax_classes
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 OVERFLOW_SQ = FLOAT32_MAX * FLOAT32_MAX  # a second moment whose RMS overflows float32
@@ -47,7 +47,7 @@ class _Pass:
     graph: nx.DiGraph
     batch: int
     transfers: dict[str, Transfer]
-    contexts: dict[str, Context]
+    contexts: dict[str, GainContext]
     nonfinite: bool = False  # float32 overflow on the way, or non-finite weights
     loss: str = "auto"  # the planned run's loss (gradaudit.config.LOSSES), as the probe's
 
@@ -74,15 +74,15 @@ def _clamp_grad(g: Grad) -> tuple[Grad, bool]:
     return Grad(OVERFLOW_SQ, g.mean * math.sqrt(factor_sq), g.unit_sq * factor_sq), True
 
 
-def _unknown(ctx: Context) -> Transfer:
+def _unknown(ctx: GainContext) -> Transfer:
     """No rule: pass the first input through, and say so (known=False makes the estimate partial)."""
     return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
 
 
-def _apply(rule: Rule, ctx: Context) -> Transfer:
-    """Run a rule; attributes it cannot read (a loader's odd shape or value) make the node unknown."""
+def _apply(gain: Gain, ctx: GainContext) -> Transfer:
+    """Run a gain; attributes it cannot read (a loader's odd shape or value) make the node unknown."""
     try:
-        return rule(ctx)
+        return gain(ctx)
     except (ArithmeticError, LookupError, TypeError, ValueError):
         return _unknown(ctx)
 
@@ -105,12 +105,12 @@ def _forward(state: _Pass, inputs: list[InputSpec]) -> dict[str, Moments]:
     for node in forward_order(graph):
         data = graph.nodes[node]
         producers = ordered_inputs(graph, node)
-        ctx = Context(
+        ctx = GainContext(
             node, data["op"], data["fn"], data["attrs"], data["params"], data["out_shape"],
             [moments[p] for p in producers], [graph.nodes[p]["out_shape"] for p in producers],
             producers, state.batch, specs.get(node),
         )
-        transfer = _apply(RULES.get(data["op"], _unknown), ctx)
+        transfer = _apply(GAINS.get(data["op"], _unknown), ctx)
         state.nonfinite |= any(p.nonfinite for p in data["params"].values())  # NaN/inf weights
         out, clamped = _clamp_moments(transfer.out)
         state.nonfinite |= clamped

@@ -9,7 +9,7 @@ import jsonschema
 
 import gradaudit
 from gradaudit.report.json_report import load_schema
-from gradaudit.rules.registry import DOC_HEADINGS
+from gradaudit.rules.rule_registry import DOC_HEADINGS
 from tests.gate.conftest import EXPLODING, HEALTHY, SAMPLES, VANISHING_RELU
 from tests.gate.sarif_schema import sarif_errors
 

@@ -170,14 +170,14 @@ def test_only_a_failed_allocation_in_a_rule_escapes_as_the_audit_s_error(problem
     so the command can name the cap instead of reporting a model audited without that rule."""
     from dataclasses import replace
 
-    from gradaudit.rules import registry
+    from gradaudit.rules import rule_registry
 
     def failing(_context):
         raise problem
 
-    rule = replace(registry.all_rules()[0], check=failing)
+    rule = replace(rule_registry.all_rules()[0], check=failing)
     if isinstance(problem, MemoryError):
         with pytest.raises(MemoryError):
-            registry._apply(rule, None)
+            rule_registry._apply(rule, None)
     else:
-        assert [finding.code for finding in registry._apply(rule, None)] == [registry.RULE_FAILED]
+        assert [finding.code for finding in rule_registry._apply(rule, None)] == [rule_registry.RULE_FAILED]

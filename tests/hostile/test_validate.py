@@ -9,7 +9,7 @@ from onnx import helper
 
 from gradaudit.errors import InputError
 from gradaudit.loaders.onnx_validate import check_memory, structural_problem
-from gradaudit.onnx_exec.registry import MAX_OPSET, MIN_OPSET
+from gradaudit.onnx_exec.op_registry import MAX_OPSET, MIN_OPSET
 from tests.hostile import models
 
 

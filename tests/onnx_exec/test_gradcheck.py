@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gradaudit.onnx_exec.registry import OPS, OpContext
+from gradaudit.onnx_exec.op_registry import OPS, OpContext
 
 
 def _op(op_type: str, attrs: dict, n_outputs: int = 1):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradaudit.onnx_exec.registry import OPS, OpContext
+from gradaudit.onnx_exec.op_registry import OPS, OpContext
 
 
 def _op(op_type: str, attrs: dict, opset: int = 17):

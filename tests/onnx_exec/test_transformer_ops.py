@@ -12,8 +12,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from gradaudit.cli import main
+from gradaudit.onnx_exec.op_registry import OpContext
 from gradaudit.onnx_exec.ops_attention import attention
-from gradaudit.onnx_exec.registry import OpContext
 
 RNG = np.random.default_rng(1)
 

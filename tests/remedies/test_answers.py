@@ -10,10 +10,10 @@ import pytest
 
 from gradaudit.cli import main
 from gradaudit.remedies import explain_remedies, remedies_for
-from gradaudit.remedies.registry import _ANSWERS, remedy
+from gradaudit.remedies.remedy_registry import _ANSWERS, remedy
 from gradaudit.rules import all_rules, get_rule, run_rules
 from gradaudit.rules.flow import disagreement, predicted_exploding
-from gradaudit.rules.registry import json_safe
+from gradaudit.rules.rule_registry import json_safe
 from tests.remedies.test_recommend import _scenarios
 
 REMEDIES = Path(__file__).resolve().parents[2] / "gradaudit" / "remedies"
@@ -42,7 +42,7 @@ def test_remedies_never_switch_on_a_finding_code(path):
                 and CODE_LITERAL.fullmatch(n.value)]
     reads = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "code"]
     assert not literals
-    assert not reads or path == "registry.py"
+    assert not reads or path == "remedy_registry.py"
 
 
 def test_evidence_records_read_back_to_the_json_the_findings_carry():

@@ -170,7 +170,7 @@ def test_onnx_sources_say_so_once():
 
     from gradaudit.loaders import load
     from gradaudit.pipeline import AuditOptions, run_audit
-    from gradaudit.remedies.registry import ONNX_NOTE
+    from gradaudit.remedies.remedy_registry import ONNX_NOTE
 
     sample = Path(__file__).resolve().parents[2] / "samples" / "exploding_mlp_normal_init.onnx"
     audit = run_audit(load(str(sample)), AuditOptions(static_only=True))

@@ -26,7 +26,7 @@ from gradaudit.results import (
     WeightEstimate,
 )
 from gradaudit.rules import explanations, get_rule
-from gradaudit.rules.registry import Hit, to_finding
+from gradaudit.rules.rule_registry import Hit, to_finding
 
 HOSTILE_NAMES = (
     "<script>alert(1)</script>",

@@ -17,7 +17,7 @@ from gradaudit.graph import add_node, dense_fans, forward_order, new_graph, weig
 from gradaudit.loss import output_grad_sq
 from gradaudit.model import InputSpec, ModelHandle
 from gradaudit.results import LayerProbe, NodeEstimate, ProbeResult, StaticResult, WeightEstimate
-from gradaudit.rules.moments import activation_moments
+from gradaudit.rules.critical_variance import activation_moments
 from gradaudit.weight_stats import param_stats
 
 ACTIVATION_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SELU: "selu", nn.GELU: "gelu"}

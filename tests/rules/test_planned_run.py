@@ -13,7 +13,7 @@ from gradaudit.loaders.torch_loader import from_module
 from gradaudit.pipeline import AuditOptions, run_audit
 from gradaudit.probe import run_probe
 from gradaudit.probe.trial import PlannedTrials, TrialRun
-from gradaudit.remedies.registry import LR_AFTER_INIT
+from gradaudit.remedies.remedy_registry import LR_AFTER_INIT
 from gradaudit.rules import run_rules
 from gradaudit.rules.planned_run import planned_config, stability_limit
 

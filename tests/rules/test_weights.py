@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from gradaudit.rules import run_rules
-from gradaudit.rules.moments import critical_weight_variance
+from gradaudit.rules.critical_variance import critical_weight_variance
 from tests.rules.fixtures import chain_static, mlp, residual_handle, sequential_handle
 
 

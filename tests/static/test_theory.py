@@ -265,9 +265,9 @@ def test_tanh_rnn_orthogonal_gain_over_64_steps(gain):
 def test_gated_rnn_time_ratio_matches_autograd(kind, layers, gate_bias):
     """PyTorch's default LSTM/GRU (hidden 32, 24 steps), stacked and with a forget (LSTM) or
     update (GRU) gate bias. W_hh is the same at every step, so the carried gradient and the one
-    returning through W_hh align (rules_recurrent.coherent: 10^-4.9 for one layer where
+    returning through W_hh align (gains_recurrent.coherent: 10^-4.9 for one layer where
     independent paths give 10^-6.5), and a stack's paths down through the layers at any step
-    add up (rules_recurrent.time_ratio: two layers reach 10^-3.9)."""
+    add up (gains_recurrent.time_ratio: two layers reach 10^-3.9)."""
     torch.manual_seed(0)
     rnn = getattr(nn, kind)(16, 32, num_layers=layers, batch_first=True).double()
     with torch.no_grad():

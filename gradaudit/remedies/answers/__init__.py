@@ -1,7 +1,7 @@
 """The remedies, one module beside each rule module: answers/flow.py answers gradaudit/rules/flow.py.
 
 Importing this package imports every module in it, which registers its remedies
-(gradaudit.remedies.registry): a new module here needs no other line to take part.
+(gradaudit.remedies.remedy_registry): a new module here needs no other line to take part.
 """
 
 import importlib

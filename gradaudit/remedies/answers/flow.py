@@ -15,7 +15,7 @@ from gradaudit.i18n import N_, _
 from gradaudit.remedies import amounts, kinds, snippets, structural_kinds
 from gradaudit.remedies.amounts import Target, layer_param
 from gradaudit.remedies.edits import Edit, WeightRecommendation, edit
-from gradaudit.remedies.registry import remedy
+from gradaudit.remedies.remedy_registry import remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.flow import (
     FlowEvidence,
@@ -29,7 +29,7 @@ from gradaudit.rules.flow import (
     recurrent_exploding,
     recurrent_vanishing,
 )
-from gradaudit.rules.registry import Context
+from gradaudit.rules.rule_registry import RuleContext
 from gradaudit.rules.topology import node_by_name
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ UNGATED_CELLS = ("rnn_tanh", "rnn_relu")  # gated cells are cured through their 
 @remedy("reinitialization", answers=(predicted_exploding, predicted_vanishing),
         summary=N_("multiply the weights of the layers carrying the gain by the factor that brings each "
                    "layer's gain to 1"))
-def unit_gain(finding: Finding, evidence: FlowEvidence, ctx: Context) -> Recommendation | None:
+def unit_gain(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """Undo each listed dense layer's predicted gain (a recurrent layer's is GA107/GA108's)."""
     gains = evidence.layer_log10_gains
     listed = [layer for layer in finding.layers if gains.get(layer) is not None and amounts.dense_layer(ctx, layer)]
@@ -59,7 +59,7 @@ def unit_gain(finding: Finding, evidence: FlowEvidence, ctx: Context) -> Recomme
 @remedy("normalization", answers=(predicted_exploding, measured_exploding),
         summary=N_("insert a norm after the layers carrying the gain; or, as alternatives, add identity skips "
                    "around the runs of a plain stack, or remove the norms of a plain exploding stack"))
-def normalised_exploding(finding: Finding, evidence: FlowEvidence, ctx: Context) -> list[Recommendation | None]:
+def normalised_exploding(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> list[Recommendation | None]:
     """Norms after the listed layers, skips around a plain stack's runs, or its norms removed."""
     return [kinds.inserted_norms(kinds.layers_or_first(finding.layers, ctx), ctx), structural_kinds.skips(ctx),
             structural_kinds.removed_norms(ctx)]
@@ -68,7 +68,7 @@ def normalised_exploding(finding: Finding, evidence: FlowEvidence, ctx: Context)
 @remedy("normalization", answers=(predicted_vanishing, measured_vanishing),
         summary=N_("insert a norm after the layers carrying the gain; or, as alternatives, add identity skips "
                    "around the runs of a plain stack, or swap saturating activations for ReLU"))
-def normalised_vanishing(finding: Finding, evidence: FlowEvidence, ctx: Context) -> list[Recommendation | None]:
+def normalised_vanishing(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> list[Recommendation | None]:
     """Norms after the listed layers, skips around a plain stack's runs, or ReLU for saturating activations."""
     return [kinds.inserted_norms(kinds.layers_or_first(finding.layers, ctx), ctx), structural_kinds.skips(ctx),
             structural_kinds.swapped_activations(ctx)]
@@ -76,7 +76,7 @@ def normalised_vanishing(finding: Finding, evidence: FlowEvidence, ctx: Context)
 
 @remedy("pruning", answers=(predicted_exploding,),
         summary=N_("zero the smallest weights of the layers whose gain exceeds 1"))
-def pruned(finding: Finding, evidence: FlowEvidence, ctx: Context) -> Recommendation | None:
+def pruned(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """Zero the smallest weights of layers whose gain exceeds 1, keeping 10^(-2 g) of their energy."""
     gains = evidence.layer_log10_gains
     targets, fractions = [], []
@@ -112,42 +112,42 @@ def _prune(weight: torch.Tensor, change: Edit, generator: torch.Generator) -> No
 @remedy("lr_adaptation", answers=(predicted_exploding, predicted_vanishing, measured_exploding, measured_vanishing),
         summary=N_("scale the learning rate per layer to equal update/weight ratios (LARS), below 2/sharpness "
                    "where measured"))
-def layerwise_rates(finding: Finding, evidence: FlowEvidence, ctx: Context) -> Recommendation | None:
+def layerwise_rates(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """Per-layer learning rates equalising |update|/|w|."""
     return kinds.layerwise_lr(ctx)
 
 
 @remedy("gradient_clipping", answers=(predicted_exploding, measured_exploding),
         summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_flow(finding: Finding, evidence: FlowEvidence, ctx: Context) -> Recommendation | None:
+def clipped_flow(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """Clip at the measured norm (none without a probe, or when that norm is itself exploded)."""
     return kinds.clipped(ctx)
 
 
 @remedy("reinitialization", answers=(nonfinite_flow,),
         summary=N_("re-draw the weights of the first non-finite layer at the critical scale, biases 0"))
-def redrawn_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: Context) -> Recommendation | None:
+def redrawn_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """A fresh draw for the layer where values first stop being finite."""
     return kinds.redrawn(kinds.layers_or_first(finding.layers, ctx), ctx)
 
 
 @remedy("normalization", answers=(nonfinite_flow,),
         summary=N_("insert a norm after the first non-finite layer"))
-def normalised_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: Context) -> Recommendation | None:
+def normalised_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """A norm keeps the layer's output at unit scale, short of overflow."""
     return kinds.inserted_norms(kinds.layers_or_first(finding.layers, ctx), ctx)
 
 
 @remedy("gradient_clipping", answers=(nonfinite_flow,),
         summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: Context) -> Recommendation | None:
+def clipped_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: RuleContext) -> Recommendation | None:
     """Clip at the measured norm (none where the measured norm is not finite)."""
     return kinds.clipped(ctx)
 
 
 @remedy("reinitialization", answers=(recurrent_exploding,),
         summary=N_("multiply the recurrent weights by the factor that brings their per-step gain to 1"))
-def per_step_rescaled(finding: Finding, evidence: ThroughTimeEvidence, ctx: Context) -> Recommendation | None:
+def per_step_rescaled(finding: Finding, evidence: ThroughTimeEvidence, ctx: RuleContext) -> Recommendation | None:
     """W_hh times 10^(-per-step decades): the per-step Jacobian scales with it."""
     factors: dict[str, float | None] = {finding.layers[0]: 10.0 ** -evidence.log10_per_step}
     return kinds.rescaled(amounts.targets(ctx, factors, "weight_hh"), PER_STEP_RESCALE)
@@ -155,7 +155,7 @@ def per_step_rescaled(finding: Finding, evidence: ThroughTimeEvidence, ctx: Cont
 
 @remedy("gradient_clipping", answers=(recurrent_exploding,),
         summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_through_time(finding: Finding, evidence: ThroughTimeEvidence, ctx: Context) -> Recommendation | None:
+def clipped_through_time(finding: Finding, evidence: ThroughTimeEvidence, ctx: RuleContext) -> Recommendation | None:
     """Clipping bounds the steps an exploding recurrence takes (Pascanu et al. 2013)."""
     return kinds.clipped(ctx)
 
@@ -163,7 +163,7 @@ def clipped_through_time(finding: Finding, evidence: ThroughTimeEvidence, ctx: C
 @remedy("reinitialization", answers=(recurrent_vanishing,),
         summary=N_("multiply the recurrent weights of a plain RNN up to a unit per-step gain; open the memory "
                    "gate of an LSTM or GRU (its bias set to 1)"))
-def memory_kept(finding: Finding, evidence: ThroughTimeEvidence, ctx: Context) -> Recommendation | None:
+def memory_kept(finding: Finding, evidence: ThroughTimeEvidence, ctx: RuleContext) -> Recommendation | None:
     """A plain RNN's W_hh rescaled; a gated cell's memory-gate bias set to MEMORY_GATE_BIAS."""
     if evidence.cell in UNGATED_CELLS:
         return per_step_rescaled(finding, evidence, ctx)

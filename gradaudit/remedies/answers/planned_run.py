@@ -12,7 +12,7 @@ from gradaudit.graph import weight_layers
 from gradaudit.i18n import N_, _
 from gradaudit.remedies import amounts, kinds, snippets
 from gradaudit.remedies.edits import WeightRecommendation
-from gradaudit.remedies.registry import LR_AFTER_INIT, remedy
+from gradaudit.remedies.remedy_registry import LR_AFTER_INIT, remedy
 from gradaudit.results import Finding, Recommendation
 from gradaudit.rules.planned_run import (
     DivergenceEvidence,
@@ -23,7 +23,7 @@ from gradaudit.rules.planned_run import (
     planned_trials,
     update_ratio_off_scale,
 )
-from gradaudit.rules.registry import Context
+from gradaudit.rules.rule_registry import RuleContext
 
 if TYPE_CHECKING:
     from gradaudit.probe.trial import RateSearch
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         summary=N_("the peak learning rate that trained best in trial runs (or that puts the median layer's "
                    "update at 1e-3 of its weight), with warm-up, per-layer rates or Adam where the layers spread"))
 def planned_rate(
-    finding: Finding, evidence: UpdateRatioEvidence | DivergenceEvidence, ctx: Context
+    finding: Finding, evidence: UpdateRatioEvidence | DivergenceEvidence, ctx: RuleContext
 ) -> Recommendation | None:
     """The learning rate, warm-up or optimizer that fits the planned run: the rate that lowered
     the loss most in trial runs (gradaudit.probe.trial), halved, with warm-up when it needed one;
@@ -118,7 +118,7 @@ def _no_rate_trained(search: RateSearch, plan: amounts.PlannedLr, layers: list[s
 
 @remedy("batch_shift", answers=(input_off_centre,),
         summary=N_("standardise the inputs with the measured batch mean and std"))
-def standardised_inputs(finding: Finding, evidence: InputShiftEvidence, ctx: Context) -> Recommendation | None:
+def standardised_inputs(finding: Finding, evidence: InputShiftEvidence, ctx: RuleContext) -> Recommendation | None:
     """x <- (x - mean) / std in the data pipeline."""
     mean, std = evidence.mean, evidence.std
     if mean is None or not std:

@@ -5,7 +5,7 @@ a one-line summary, a message template filled from the evidence, and a documenta
 fixed headings, which is the docstring of its check function (`gradaudit explain GA101`). The
 summary, the template and the documentation are the msgids of their translations (gradaudit.i18n;
 tools/catalog.py extracts them from this registry), looked up where they are shown. A check
-reads a `Context` and returns `Hit`s; the registry turns them into `Finding`s, so the code, the
+reads a `RuleContext` and returns `Hit`s; the registry turns them into `Finding`s, so the code, the
 message and the JSON-safety of the evidence are handled once. A rule whose findings a remedy
 answers declares its evidence as a typed record (an `Evidence` dataclass): its hits carry one, the
 finding carries its fields as JSON, and the remedy reads the record back (`Rule.read_evidence`).
@@ -77,7 +77,7 @@ class RuleConfig:
 
 
 @dataclass
-class Context:
+class RuleContext:
     """What a check reads: the handle, both analyses (either may be None) and the config."""
 
     handle: ModelHandle
@@ -132,7 +132,7 @@ class Hit:
         return self.evidence.fields() if isinstance(self.evidence, Evidence) else self.evidence
 
 
-Check = Callable[[Context], list[Hit]]
+Check = Callable[[RuleContext], list[Hit]]
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def json_safe(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
-def _ignored(finding: Finding, context: Context) -> bool:
+def _ignored(finding: Finding, context: RuleContext) -> bool:
     if finding.code in context.config.ignore:
         return True
     return bool(finding.layers) and all(context.layer_ignored(finding.code, layer) for layer in finding.layers)
@@ -242,7 +242,7 @@ def to_finding(found: Rule, hit: Hit) -> Finding:
     )
 
 
-def _apply(found: Rule, context: Context) -> list[Finding]:
+def _apply(found: Rule, context: RuleContext) -> list[Finding]:
     """One rule's findings; a rule that fails on an unexpected graph becomes a GA503 finding
     instead of costing the user the rest of the audit."""
     try:
@@ -261,7 +261,7 @@ def run_rules(
     config: RuleConfig | None = None,
 ) -> list[Finding]:
     """Every rule's findings, errors first, then in forward order of their first layer."""
-    context = Context(handle, static, probe, config or RuleConfig())
+    context = RuleContext(handle, static, probe, config or RuleConfig())
     findings = [f for found in all_rules() if found.code not in context.config.ignore for f in _apply(found, context)]
     order = {data["name"]: data["order"] for _, data in handle.graph.nodes(data=True)}
 

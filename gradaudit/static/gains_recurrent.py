@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
+from gradaudit.static.gain_registry import GainContext, Transfer, gain
+from gradaudit.static.gains_elementwise import product_moments
 from gradaudit.static.moments import Grad, Moments
 from gradaudit.static.quadrature import activation_stats
-from gradaudit.static.registry import Context, Transfer, rule
-from gradaudit.static.rules_elementwise import product_moments
 
 TINY = sys.float_info.min
 
@@ -246,12 +246,12 @@ def role(base: str, layer: int, reverse: bool = False) -> str:
     return f"{base}_l{layer}" + ("_reverse" if reverse else "")
 
 
-def _layer_param(ctx: Context, base: str, layer: int):
+def _layer_param(ctx: GainContext, base: str, layer: int):
     """A layer's own parameter, or the first layer's when the loader gave only that one."""
     return ctx.param(role(base, layer)) or ctx.param(base)
 
 
-def _weights(ctx: Context, layer: int, hidden: int, fan_in: float) -> Weights:
+def _weights(ctx: GainContext, layer: int, hidden: int, fan_in: float) -> Weights:
     b_ih, b_hh = _layer_param(ctx, "bias_ih", layer), _layer_param(ctx, "bias_hh", layer)
     w_ih, w_hh = _layer_param(ctx, "weight_ih", layer), _layer_param(ctx, "weight_hh", layer)
     biases = [b for b in (b_ih, b_hh) if b is not None]
@@ -271,8 +271,8 @@ def _weights(ctx: Context, layer: int, hidden: int, fan_in: float) -> Weights:
     )
 
 
-@rule("recurrent")
-def recurrent(ctx: Context) -> Transfer:
+@gain("recurrent")
+def recurrent(ctx: GainContext) -> Transfer:
     """RNN / LSTM / GRU over seq_len steps, num_layers deep, optionally bidirectional.
 
     Both directions share the mean-field statistics; the reverse one's weights get the same

@@ -10,8 +10,8 @@ zero-mean random weights turn the mean into per-unit spread that BatchNorm remov
 from __future__ import annotations
 
 from gradaudit.graph import ParamStats
+from gradaudit.static.gain_registry import GainContext, Transfer, gain, rows_per_unit
 from gradaudit.static.moments import Grad, Moments, Spectrum
-from gradaudit.static.registry import Context, Transfer, rows_per_unit, rule
 
 
 def dense_forward(x: Moments, w: ParamStats, fan_in: float, bias: ParamStats | None) -> Moments:
@@ -59,13 +59,13 @@ def summed_outer_product(count: float, delta: Grad, x: Moments) -> float:
     return count * delta.sq * x.q + count * (count - 1.0) * coherent
 
 
-def _fans(ctx: Context, w: ParamStats) -> tuple[float, float]:
+def _fans(ctx: GainContext, w: ParamStats) -> tuple[float, float]:
     fan_in = float(ctx.attrs.get("fan_in") or w.numel / max(w.shape[0], 1))
     fan_out = float(ctx.attrs.get("fan_out") or w.shape[0])
     return fan_in, fan_out
 
 
-def _weighted(ctx: Context, channel_axis: int) -> Transfer:
+def _weighted(ctx: GainContext, channel_axis: int) -> Transfer:
     w = ctx.param("weight")
     if w is None:
         return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
@@ -82,20 +82,20 @@ def _weighted(ctx: Context, channel_axis: int) -> Transfer:
     )
 
 
-@rule("linear")
-def linear(ctx: Context) -> Transfer:
+@gain("linear")
+def linear(ctx: GainContext) -> Transfer:
     """Dense layer on the last axis; a (B, T, d) input shares the weight over T positions."""
     return _weighted(ctx, channel_axis=-1)
 
 
-@rule("conv")
-def conv(ctx: Context) -> Transfer:
+@gain("conv")
+def conv(ctx: GainContext) -> Transfer:
     """Convolution: per-element fans from graph.conv_fans, weight shared over spatial positions."""
     return _weighted(ctx, channel_axis=1)
 
 
-@rule("embedding")
-def embedding(ctx: Context) -> Transfer:
+@gain("embedding")
+def embedding(ctx: GainContext) -> Transfer:
     """Rows picked by integer ids: output moments are the table's; a row's gradient sums its uses."""
     w = ctx.param("weight")
     if w is None:
@@ -111,8 +111,8 @@ def embedding(ctx: Context) -> Transfer:
     return Transfer(Moments(w.mean, w.std**2, 0.0), lambda g: [Grad()] * len(ctx.inputs), weight_grads)
 
 
-@rule("matmul")
-def matmul(ctx: Context) -> Transfer:
+@gain("matmul")
+def matmul(ctx: GainContext) -> Transfer:
     """A @ B of two activations with contraction k: E[y^2] = k E[a^2] E[b^2].
 
     Backward, dA = dY B^T sums over the N output columns and dB = A^T dY over the M rows.

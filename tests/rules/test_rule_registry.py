@@ -8,8 +8,8 @@ import re
 import pytest
 
 from gradaudit.graph import weight_layers
-from gradaudit.rules import RuleConfig, all_rules, explain, get_rule, registry, run_rules
-from gradaudit.rules.registry import DOC_HEADINGS, json_safe
+from gradaudit.rules import RuleConfig, all_rules, explain, get_rule, rule_registry, run_rules
+from gradaudit.rules.rule_registry import DOC_HEADINGS, json_safe
 from tests.rules.fixtures import chain_static, flow_static, mlp, probe_result, sequential_handle
 
 
@@ -83,7 +83,7 @@ def test_a_failing_rule_becomes_a_ga503_finding(monkeypatch):
     def broken(ctx):
         raise ZeroDivisionError("no layers")
 
-    monkeypatch.setitem(registry._RULES, "GA301", dataclasses.replace(get_rule("GA301"), check=broken))
+    monkeypatch.setitem(rule_registry._RULES, "GA301", dataclasses.replace(get_rule("GA301"), check=broken))
     handle = sequential_handle(mlp(16, 2))
     (finding,) = [f for f in run_rules(handle, chain_static(handle), None) if f.code == "GA503"]
     assert finding.evidence == {"rule": "GA301", "error": "ZeroDivisionError: no layers"}

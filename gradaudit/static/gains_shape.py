@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 
+from gradaudit.static.gain_registry import GainContext, Transfer, elementwise, gain, numel
 from gradaudit.static.moments import Moments
 from gradaudit.static.quadrature import max_order_stats, softmax_stats
-from gradaudit.static.registry import Context, Transfer, elementwise, numel, rule
 
 
-def _window(ctx: Context) -> tuple[int, int]:
+def _window(ctx: GainContext) -> tuple[int, int]:
     """Elements per pooling window and the input elements per output position (stride product)."""
     if ctx.fn in ("global_avg", "global_max"):
         shape = ctx.in_shapes[0] if ctx.in_shapes else None
@@ -29,8 +29,8 @@ def _window(ctx: Context) -> tuple[int, int]:
     return max(math.prod(kernel), 1), max(math.prod(stride), 1e-12)
 
 
-@rule("pool")
-def pool(ctx: Context) -> Transfer:
+@gain("pool")
+def pool(ctx: GainContext) -> Transfer:
     """Average or max pooling over windows of k elements with stride product `step`."""
     k, step = _window(ctx)
     x = ctx.x
@@ -46,8 +46,8 @@ def pool(ctx: Context) -> Transfer:
     return Transfer(x, elementwise(1.0, 1.0, len(ctx.inputs)), known=False)
 
 
-@rule("reduce")
-def reduce(ctx: Context) -> Transfer:
+@gain("reduce")
+def reduce(ctx: GainContext) -> Transfer:
     """Mean or sum over k = (input size / output size) elements, taken as uncorrelated."""
     n_in, n_out = numel(ctx.in_shapes[0] if ctx.in_shapes else None), numel(ctx.out_shape)
     k = float(n_in / n_out) if n_in and n_out else 1.0
@@ -59,7 +59,7 @@ def reduce(ctx: Context) -> Transfer:
     return Transfer(x, elementwise(1.0, 1.0, len(ctx.inputs)), known=False)
 
 
-def softmax_classes(ctx: Context) -> int:
+def softmax_classes(ctx: GainContext) -> int:
     """Size of the softmax axis (1 for an axis past the last one: before opset 13, axis = rank
     is valid and normalises over an empty, one-element tail)."""
     shape = ctx.out_shape or (ctx.in_shapes[0] if ctx.in_shapes else None)
@@ -69,8 +69,8 @@ def softmax_classes(ctx: Context) -> int:
     return int(shape[axis])
 
 
-@rule("softmax")
-def softmax(ctx: Context) -> Transfer:
+@gain("softmax")
+def softmax(ctx: GainContext) -> Transfer:
     """Softmax or log-softmax inside the network (as a model output, propagate.py seeds the loss)."""
     classes = softmax_classes(ctx)
     x = ctx.x

@@ -1,6 +1,6 @@
 """The gain-rule registry: one small function per op kind, and the types they share.
 
-A rule sees one node and the forward moments of its inputs (`Context`) and returns a `Transfer`:
+A rule sees one node and the forward moments of its inputs (`GainContext`) and returns a `Transfer`:
 the moments of its output, a backward map from the output gradient to one gradient per input
 slot, and, for nodes holding weights, the predicted mean-square gradient of each weight. The
 propagation pass (propagate.py) only walks the graph; everything op-specific lives in rules.
@@ -21,7 +21,7 @@ WeightGrads = Callable[[Grad], dict[str, float]]
 
 
 @dataclass(frozen=True)
-class Context:
+class GainContext:
     """What a rule may read: the node's schema fields and its inputs' forward statistics."""
 
     node: str
@@ -58,18 +58,18 @@ class Transfer:
     known: bool = True
 
 
-Rule = Callable[[Context], Transfer]
-RULES: dict[str, Rule] = {}
+Gain = Callable[[GainContext], Transfer]
+GAINS: dict[str, Gain] = {}
 
 
-def rule(*ops: str) -> Callable[[Rule], Rule]:
+def gain(*ops: str) -> Callable[[Gain], Gain]:
     """Register a rule for one or more op kinds."""
 
-    def register(fn: Rule) -> Rule:
+    def register(fn: Gain) -> Gain:
         for op in ops:
-            if op in RULES:
+            if op in GAINS:
                 raise ValueError(f"two gain rules for op {op!r}")
-            RULES[op] = fn
+            GAINS[op] = fn
         return fn
 
     return register

@@ -3,7 +3,7 @@
 A module of gradaudit.remedies.answers mirrors a module of gradaudit.rules (answers/flow.py
 answers rules/flow.py) and registers, with `@remedy(kind, answers=(check, ...))`, what one remedy
 kind does for those rules' findings; it reads the typed evidence record the rule declares
-(gradaudit.rules.registry.Evidence), never a finding code. So a rule with its remedy is a rule,
+(gradaudit.rules.rule_registry.Evidence), never a finding code. So a rule with its remedy is a rule,
 its answer beside it and a test, and `gradaudit explain CODE` lists the remedies with the rule.
 
 `recommend` offers every finding to the remedies answering its rule, in REMEDY_KINDS order,
@@ -25,14 +25,14 @@ from gradaudit.i18n import N_, _
 from gradaudit.limits import out_of_memory
 from gradaudit.model import ModelHandle
 from gradaudit.results import Finding, ProbeResult, Recommendation, StaticResult
-from gradaudit.rules.registry import Check, Context, RuleConfig, get_rule, rule_of
+from gradaudit.rules.rule_registry import Check, RuleConfig, RuleContext, get_rule, rule_of
 
 # The change of a learning-rate recommendation for a model whose initialisation is broken.
 LR_AFTER_INIT = "lr_after_init"
 # The remedy kinds, in the order they are offered for one finding.
 REMEDY_KINDS = ("reinitialization", "normalization", "pruning", "lr_adaptation", "gradient_clipping", "batch_shift")
 
-Remedy = Callable[[Finding, Any, Context], "Recommendation | list[Recommendation | None] | None"]
+Remedy = Callable[[Finding, Any, RuleContext], "Recommendation | list[Recommendation | None] | None"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def recommend(
     """Concrete recommendations for the findings, deduplicated by remedy, change and layers.
 
     `config` is the rules' configuration (a planned run's learning rate travels in it)."""
-    ctx = Context(handle, static, probe, config or RuleConfig())
+    ctx = RuleContext(handle, static, probe, config or RuleConfig())
     made: list[Recommendation] = []
     for finding in findings:
         for answer in answers_for(finding.code):
@@ -113,7 +113,7 @@ def recommend(
     return sorted(made, key=lambda rec: getattr(rec, "change", "") == LR_AFTER_INIT)  # stable sort
 
 
-def _offer(answer: Answer, finding: Finding, ctx: Context) -> list[Recommendation]:
+def _offer(answer: Answer, finding: Finding, ctx: RuleContext) -> list[Recommendation]:
     """One remedy's recommendations (it returns one, a list of alternatives, or None) from the
     finding's evidence record; a remedy failing on an unforeseen graph (or on evidence that is not
     its rule's) is skipped with a warning, as the finding itself (and the other remedies) still stand."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from gradaudit.static.gain_registry import GainContext, Transfer, elementwise, gain
+from gradaudit.static.gains_elementwise import add
 from gradaudit.static.moments import Grad, Moments
-from gradaudit.static.registry import Context, Transfer, elementwise, rule
-from gradaudit.static.rules_elementwise import add
 
 CENTRING = {"batch": True, "instance": True, "layer": True, "group": True, "rms": False}
 
@@ -33,7 +33,7 @@ def finite_set_correction(n: float, centring: bool) -> float:
     return (n - removed) / (n - removed - 1.0)
 
 
-def normalised_count(ctx: Context) -> float:
+def normalised_count(ctx: GainContext) -> float:
     """How many values one statistic of this norm is taken over."""
     shape = ctx.out_shape or (ctx.in_shapes[0] if ctx.in_shapes else None) or ()
     spatial = math.prod(shape[2:]) if len(shape) > 2 else 1
@@ -51,7 +51,7 @@ def normalised_count(ctx: Context) -> float:
     return float(math.prod(shape[axis:]) if shape else 1)
 
 
-def _divisor(ctx: Context) -> float:
+def _divisor(ctx: GainContext) -> float:
     """The variance the norm divides by."""
     x = ctx.x
     if ctx.fn in ("batch", "instance"):
@@ -61,7 +61,7 @@ def _divisor(ctx: Context) -> float:
     return x.var
 
 
-def _affine(ctx: Context, normed: Moments) -> Moments:
+def _affine(ctx: GainContext, normed: Moments) -> Moments:
     """gamma * x_hat + beta with per-unit gamma and beta from the params' statistics."""
     gamma, beta = ctx.param("scale"), ctx.param("bias")
     gamma_mean, gamma_sq = (gamma.mean, gamma.rms**2) if gamma else (1.0, 1.0)
@@ -71,7 +71,7 @@ def _affine(ctx: Context, normed: Moments) -> Moments:
     return Moments(mu, gamma_sq * normed.v, max(unit_sq - mu * mu, 0.0))
 
 
-def _normalised(ctx: Context, divisor: float) -> Moments:
+def _normalised(ctx: GainContext, divisor: float) -> Moments:
     x = ctx.x
     if ctx.fn in ("batch", "instance"):
         return Moments(0.0, 1.0, 0.0)
@@ -80,7 +80,7 @@ def _normalised(ctx: Context, divisor: float) -> Moments:
     return Moments(0.0, x.v / divisor, x.s / divisor)
 
 
-def _lrn(ctx: Context) -> Transfer:
+def _lrn(ctx: GainContext) -> Transfer:
     """LRN y = x / (k + alpha/size * sum of x^2 over size channels)^beta.
 
     With D = k + alpha q: y ~ x D^-beta; the derivative through the window adds
@@ -98,8 +98,8 @@ def _lrn(ctx: Context) -> Transfer:
     return Transfer(x.scaled(denom ** (-beta)), elementwise(factor_sq, factor_mean, len(ctx.inputs)))
 
 
-@rule("norm")
-def norm(ctx: Context) -> Transfer:
+@gain("norm")
+def norm(ctx: GainContext) -> Transfer:
     """Batch / layer / group / instance / RMS normalisation (and LRN), train-mode statistics.
 
     attrs `summed_inputs` = k: the first k inputs are added before normalising (onnxruntime's
@@ -123,7 +123,7 @@ def norm(ctx: Context) -> Transfer:
     )
 
 
-def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
+def _norm_backward(ctx: GainContext, g: Grad, gain_sq: float) -> Grad:
     """Batch statistics remove the gradient's per-unit batch mean, per-example ones its common mean."""
     if ctx.fn in ("batch", "instance"):
         return Grad(g.sq * gain_sq)
@@ -133,7 +133,7 @@ def _norm_backward(ctx: Context, g: Grad, gain_sq: float) -> Grad:
     return g.centred_over_units(gain_sq)
 
 
-def _summed_norm(ctx: Context, summed: int) -> Transfer:
+def _summed_norm(ctx: GainContext, summed: int) -> Transfer:
     """A norm of the sum of its first `summed` inputs: the add rule, then the norm's."""
     total = add(
         replace(ctx, inputs=ctx.inputs[:summed], in_shapes=ctx.in_shapes[:summed], producers=ctx.producers[:summed])

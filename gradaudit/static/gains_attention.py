@@ -10,10 +10,10 @@ softmax's share (quadrature.softmax_stats) of dP = dO . V, summed over T and sca
 
 from __future__ import annotations
 
+from gradaudit.static.gain_registry import GainContext, Transfer, gain, rows_per_unit
+from gradaudit.static.gains_dense import dense_backward, dense_forward, summed_outer_product
 from gradaudit.static.moments import Grad, Moments, fork_sum
 from gradaudit.static.quadrature import softmax_stats
-from gradaudit.static.registry import Context, Transfer, rows_per_unit, rule
-from gradaudit.static.rules_dense import dense_backward, dense_forward, summed_outer_product
 
 
 def sequence_length(shape: tuple[int, ...] | None, batch: int, batch_first: bool | None) -> int:
@@ -25,8 +25,8 @@ def sequence_length(shape: tuple[int, ...] | None, batch: int, batch_first: bool
     return int(shape[1] if batch_first else shape[0])
 
 
-@rule("attention")
-def attention(ctx: Context) -> Transfer:
+@gain("attention")
+def attention(ctx: GainContext) -> Transfer:
     """Multi-head attention with its projections, softmax saturation and value averaging."""
     w_in, w_out = ctx.param("in_proj_weight"), ctx.param("out_proj_weight")
     if w_in is None or w_out is None or not ctx.inputs:

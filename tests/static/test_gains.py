@@ -7,9 +7,9 @@ import torch
 
 from gradaudit.graph import conv_fans
 from gradaudit.model import InputSpec
+from gradaudit.static.gain_registry import GAINS, GainContext
+from gradaudit.static.gains_norm import finite_set_correction
 from gradaudit.static.moments import Grad, Moments
-from gradaudit.static.registry import RULES, Context
-from gradaudit.static.rules_norm import finite_set_correction
 from gradaudit.weight_stats import param_stats
 
 UNIT = Moments(0.0, 1.0, 0.0)
@@ -30,7 +30,7 @@ def make_ctx(
     spec=None,
 ):
     inputs = list(inputs)
-    return Context(
+    return GainContext(
         "n",
         op,
         fn,
@@ -46,7 +46,7 @@ def make_ctx(
 
 
 def run(ctx, grad=UNIT_GRAD):
-    transfer = RULES[ctx.op](ctx)
+    transfer = GAINS[ctx.op](ctx)
     return transfer, transfer.backward(grad)
 
 
@@ -67,7 +67,7 @@ def test_linear_input_mean_becomes_per_unit_offset_and_bias_adds():
     w = weight((256, 256), std=1 / 16)
     b = param_stats("b", torch.full((256,), 0.5))
     x = Moments(1.0, 1.0, 0.0)
-    out = RULES["linear"](
+    out = GAINS["linear"](
         make_ctx("linear", attrs={"fan_in": 256, "fan_out": 256}, params={"weight": w, "bias": b}, inputs=[x])
     ).out
     assert out.v == pytest.approx(256 * w.rms**2)  # within-unit: only the input's fluctuation
@@ -117,7 +117,7 @@ def test_matmul_contraction():
 def test_activation_and_unknown_function():
     transfer, (back,) = run(make_ctx("activation", fn="relu"))
     assert transfer.out.q == pytest.approx(0.5) and back.sq == pytest.approx(0.5)
-    assert not RULES["activation"](make_ctx("activation", fn="no_such_fn")).known
+    assert not GAINS["activation"](make_ctx("activation", fn="no_such_fn")).known
 
 
 def test_scale():
@@ -126,8 +126,8 @@ def test_scale():
 
 
 def test_add_distinct_and_repeated_producers():
-    two = RULES["add"](make_ctx("add", inputs=[UNIT, UNIT], producers=["a", "b"])).out
-    same = RULES["add"](make_ctx("add", inputs=[UNIT, UNIT], producers=["a", "a"])).out
+    two = GAINS["add"](make_ctx("add", inputs=[UNIT, UNIT], producers=["a", "b"])).out
+    same = GAINS["add"](make_ctx("add", inputs=[UNIT, UNIT], producers=["a", "a"])).out
     assert two.q == pytest.approx(2.0) and same.q == pytest.approx(4.0)
 
 
@@ -136,7 +136,7 @@ def test_mul_gates_and_square():
     transfer, (ga, gb) = run(make_ctx("mul", inputs=[a, b]))
     assert transfer.out.q == pytest.approx(a.q * b.q)
     assert ga.sq == pytest.approx(b.q) and gb.sq == pytest.approx(a.q)
-    square = RULES["mul"](make_ctx("mul", inputs=[UNIT, UNIT], producers=["a", "a"])).out
+    square = GAINS["mul"](make_ctx("mul", inputs=[UNIT, UNIT], producers=["a", "a"])).out
     assert square.q == pytest.approx(3.0) and square.mu == pytest.approx(1.0)
 
 
@@ -144,7 +144,7 @@ def test_concat_weights_by_size():
     ctx = make_ctx(
         "concat", attrs={"axis": 1}, inputs=[Moments(0.0, 1.0, 0.0), Moments(0.0, 4.0, 0.0)], in_shapes=[(8, 3), (8, 1)]
     )
-    assert RULES["concat"](ctx).out.q == pytest.approx(0.75 * 1 + 0.25 * 4)
+    assert GAINS["concat"](ctx).out.q == pytest.approx(0.75 * 1 + 0.25 * 4)
 
 
 def test_pools():
@@ -160,7 +160,7 @@ def test_pools():
 def test_reduce_mean_and_sum():
     mean, (g_mean,) = run(make_ctx("reduce", fn="mean", in_shapes=[(8, 10)], out_shape=(8, 1)))
     assert mean.out.q == pytest.approx(0.1) and g_mean.sq == pytest.approx(0.01)
-    total = RULES["reduce"](make_ctx("reduce", fn="sum", in_shapes=[(8, 10)], out_shape=(8, 1))).out
+    total = GAINS["reduce"](make_ctx("reduce", fn="sum", in_shapes=[(8, 10)], out_shape=(8, 1))).out
     assert total.q == pytest.approx(10.0)
 
 
@@ -190,7 +190,7 @@ def test_layer_and_rms_norm_divisors():
     _, (rms,) = run(make_ctx("norm", fn="rms", inputs=[x], attrs={"normalized_shape": [10_000]}))
     assert layer.sq == pytest.approx(1 / 4, rel=1e-3) and rms.sq == pytest.approx(1 / 5, rel=1e-3)
     gamma = param_stats("g", torch.full((16,), 2.0))
-    out = RULES["norm"](make_ctx("norm", fn="layer", inputs=[x], params={"scale": gamma})).out
+    out = GAINS["norm"](make_ctx("norm", fn="layer", inputs=[x], params={"scale": gamma})).out
     assert out.q == pytest.approx(4.0)
 
 
@@ -217,12 +217,12 @@ def test_group_and_instance_norm():
 def test_lrn_near_identity_for_tiny_alpha():
     transfer, (back,) = run(make_ctx("norm", fn="lrn", attrs={"size": 5, "alpha": 1e-8, "beta": 0.75, "bias": 1.0}))
     assert transfer.out.q == pytest.approx(1.0, rel=1e-6) and back.sq == pytest.approx(1.0, rel=1e-6)
-    strong = RULES["norm"](make_ctx("norm", fn="lrn", attrs={"size": 5, "alpha": 1.0, "beta": 0.75, "bias": 1.0}))
+    strong = GAINS["norm"](make_ctx("norm", fn="lrn", attrs={"size": 5, "alpha": 1.0, "beta": 0.75, "bias": 1.0}))
     assert strong.out.q == pytest.approx(2.0**-1.5, rel=1e-6)
 
 
 def test_attention_without_projections_is_unknown_and_with_them_scales():
-    assert not RULES["attention"](make_ctx("attention", inputs=[UNIT] * 3)).known
+    assert not GAINS["attention"](make_ctx("attention", inputs=[UNIT] * 3)).known
     w_in, w_out = weight((96, 32), std=32**-0.5), weight((32, 32), std=32**-0.5, seed=1)
     ctx = make_ctx(
         "attention",
@@ -245,7 +245,7 @@ def test_recurrent_rnn_gain_per_step():
     w_ih, w_hh = weight((hidden, hidden), std=0.01), weight((hidden, hidden), std=0.5 / math.sqrt(hidden), seed=1)
     ctx = make_ctx("recurrent", fn="rnn_tanh", attrs={"hidden": hidden, "seq_len": steps, "fan_in": hidden},
                    params={"weight_ih": w_ih, "weight_hh": w_hh}, out_shape=(8, steps, hidden))
-    transfer = RULES["recurrent"](ctx)
+    transfer = GAINS["recurrent"](ctx)
     per_step = hidden * w_hh.rms**2  # small signal: tanh' ~ 1 (E[tanh'^2] ~ 1 - 2q costs < 0.1 decade)
     assert transfer.time_ratio == pytest.approx(0.5 * (steps - 1) * math.log10(per_step), abs=0.1)
 
@@ -257,8 +257,8 @@ def test_lstm_forget_bias_slows_decay():
         "weight_hh": weight((4 * hidden, hidden), std=0.1, seed=1),
     }
     attrs = {"hidden": hidden, "seq_len": steps, "fan_in": hidden}
-    zero = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params)).time_ratio
-    biased = RULES["recurrent"](
+    zero = GAINS["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params)).time_ratio
+    biased = GAINS["recurrent"](
         make_ctx("recurrent", fn="lstm", attrs=attrs | {"gate_bias_means": [0, 3, 0, 0]}, params=params)
     ).time_ratio
     # an autograd pass through this LSTM measures 10^-6.6 and 10^-0.17 (the biased cell's
@@ -278,17 +278,17 @@ def test_gru_runs():
 
 def test_sources_and_constants():
     assert (
-        RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0
+        GAINS["input"](make_ctx("input", inputs=[], spec=InputSpec("x", (8, 4)))).out.q == 1.0
     )  # exact: unit input by definition
-    ids = RULES["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out
+    ids = GAINS["input"](make_ctx("input", inputs=[], spec=InputSpec("ids", (8, 4), "int64", 10))).out
     assert ids.mu == pytest.approx(4.5) and ids.v == pytest.approx(8.25)  # uniform on 0..9, as the probe draws them
-    const = RULES["constant"](
+    const = GAINS["constant"](
         make_ctx("constant", inputs=[], params={"value": param_stats("c", torch.tensor([1.0, 3.0]))})
     ).out
     assert const.mu == 2.0 and const.s == pytest.approx(1.0) and const.v == 0.0  # exact: a constant's stated value
-    from_attrs = RULES["constant"](make_ctx("constant", inputs=[], attrs={"mean": 1.0, "rms": 2.0})).out
+    from_attrs = GAINS["constant"](make_ctx("constant", inputs=[], attrs={"mean": 1.0, "rms": 2.0})).out
     assert from_attrs.q == pytest.approx(4.0) and from_attrs.v == 0.0  # exact: a constant has no fluctuation
-    assert not RULES["constant"](make_ctx("constant", inputs=[])).known
+    assert not GAINS["constant"](make_ctx("constant", inputs=[])).known
 
 
 @pytest.mark.parametrize("op", ["reshape", "dropout", "identity", "output"])
@@ -306,7 +306,7 @@ def test_stacked_bidirectional_recurrent_predicts_every_weight_role():
         "weight_hh_l1": weight((4 * hidden, hidden), std=0.2, seed=3),
     }
     attrs = {"hidden": hidden, "seq_len": 6, "fan_in": 8, "num_layers": 2, "bidirectional": True}
-    transfer = RULES["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params))
+    transfer = GAINS["recurrent"](make_ctx("recurrent", fn="lstm", attrs=attrs, params=params))
     grads = transfer.weight_grads(Grad(1.0))
     expected = {
         "weight_ih",
@@ -340,7 +340,7 @@ def test_linear_own_output_gradient_grows_by_marchenko_pastur(n_in, n_out):
     q_y = y.pow(2).mean().item()
     _, (grad,) = run(ctx, Grad(q_y, 0.0, aligned=q_y))
     assert grad.sq == pytest.approx(measured, rel=0.05)
-    independent = RULES["linear"](ctx).backward(Grad(q_y, 0.0))[0].sq
+    independent = GAINS["linear"](ctx).backward(Grad(q_y, 0.0))[0].sq
     assert grad.sq / independent == pytest.approx(1 + n_out / n_in, rel=0.05)
 
 

@@ -12,17 +12,17 @@ import sys
 from collections import Counter
 
 from gradaudit.activations import ACTIVATIONS
+from gradaudit.static.gain_registry import GainContext, Transfer, elementwise, gain, numel
 from gradaudit.static.moments import IDENTITY, Grad, Moments, Spectrum, with_total, within_share
 from gradaudit.static.quadrature import activation_stats
-from gradaudit.static.registry import Context, Transfer, elementwise, numel, rule
 
 
-def _pass_through(ctx: Context, known: bool = True) -> Transfer:
+def _pass_through(ctx: GainContext, known: bool = True) -> Transfer:
     return Transfer(ctx.x, elementwise(1.0, 1.0, len(ctx.inputs), spectrum=IDENTITY if known else None), known=known)
 
 
-@rule("input")
-def model_input(ctx: Context) -> Transfer:
+@gain("input")
+def model_input(ctx: GainContext) -> Transfer:
     """Float inputs are N(0, 1) elements, integer ones uniform on [0, high) (what the probe
     feeds): an embedding reads only which rows they pick, arithmetic on them (a diffusion
     model's timestep under its sinusoidal embedding) reads their values."""
@@ -32,8 +32,8 @@ def model_input(ctx: Context) -> Transfer:
     return Transfer(Moments((high - 1) / 2.0, (high * high - 1) / 12.0, 0.0), lambda g: [])
 
 
-@rule("constant")
-def constant(ctx: Context) -> Transfer:
+@gain("constant")
+def constant(ctx: GainContext) -> Transfer:
     """A fixed tensor: all its variance is per-unit offset (the same for every example).
 
     The loaders give its statistics as a ParamStats (a trainable initializer) or as attrs
@@ -50,14 +50,14 @@ def constant(ctx: Context) -> Transfer:
     return Transfer(Moments(), lambda g: [], known=False)
 
 
-@rule("dropout", "identity", "output")
-def pass_through(ctx: Context) -> Transfer:
+@gain("dropout", "identity", "output")
+def pass_through(ctx: GainContext) -> Transfer:
     """Copies elements (dropout at its expected value): gain 1 both ways."""
     return _pass_through(ctx)
 
 
-@rule("reshape")
-def reshape(ctx: Context) -> Transfer:
+@gain("reshape")
+def reshape(ctx: GainContext) -> Transfer:
     """Moves, copies or selects elements. Selecting n_out of n_in (a class token, the last time
     step, one part of a split) leaves the gradient zero at the inputs not taken: the input's mean
     square gradient is n_out / n_in of the output's (the parts of a split add back up to 1)."""
@@ -68,8 +68,8 @@ def reshape(ctx: Context) -> Transfer:
     return _pass_through(ctx)
 
 
-@rule("activation")
-def activation(ctx: Context) -> Transfer:
+@gain("activation")
+def activation(ctx: GainContext) -> Transfer:
     """phi(z) for z with the input's moments: E[phi^2] forward, E[phi'^2] backward."""
     if ctx.fn not in ACTIVATIONS:
         return _pass_through(ctx, known=False)
@@ -80,8 +80,8 @@ def activation(ctx: Context) -> Transfer:
     )
 
 
-@rule("scale")
-def scale(ctx: Context) -> Transfer:
+@gain("scale")
+def scale(ctx: GainContext) -> Transfer:
     """Multiplication by a constant c of RMS `value` and mean `mean` (a positive scalar when the
     loader gives no mean): value^2 on both passes, and the mean keeps its sign.
 
@@ -97,8 +97,8 @@ def scale(ctx: Context) -> Transfer:
     )
 
 
-@rule("add")
-def add(ctx: Context) -> Transfer:
+@gain("add")
+def add(ctx: GainContext) -> Transfer:
     """Sum: distinct producers add in variance, a producer used c times counts c^2; gain 1 back.
 
     Of the loss's own-output part of the gradient (moments.py), each input keeps the share of
@@ -119,7 +119,7 @@ def add(ctx: Context) -> Transfer:
     )
 
 
-def broadcast_copies(ctx: Context) -> list[float]:
+def broadcast_copies(ctx: GainContext) -> list[float]:
     """For each input, how many output elements each of its elements reaches (broadcasting):
     its gradient is their sum."""
     n_out = numel(ctx.out_shape)
@@ -140,8 +140,8 @@ def product_moments(a: Moments, b: Moments) -> Moments:
     return Moments(mu, max(a.q * b.q - unit_sq, 0.0), max(unit_sq - mu * mu, 0.0))
 
 
-@rule("mul")
-def mul(ctx: Context) -> Transfer:
+@gain("mul")
+def mul(ctx: GainContext) -> Transfer:
     """Product of activations (gates): each input's gradient is scaled by the other operand."""
     if len(ctx.inputs) != 2:
         return _pass_through(ctx, known=False)
@@ -157,8 +157,8 @@ def mul(ctx: Context) -> Transfer:
     )
 
 
-@rule("divide")
-def divide(ctx: Context) -> Transfer:
+@gain("divide")
+def divide(ctx: GainContext) -> Transfer:
     """a / b of two activations, taken independent: E[(a/b)^2] = E[a^2] E[1/b^2].
 
     E[1/b^2] is read as 1/E[b^2], Jensen's lower bound, exact for a denominator whose size
@@ -185,8 +185,8 @@ def _normal_pdf(x: float) -> float:
     return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-@rule("maximum")
-def maximum(ctx: Context) -> Transfer:
+@gain("maximum")
+def maximum(ctx: GainContext) -> Transfer:
     """max(a, b) of independent Gaussians (Clark 1961): with t^2 = var a + var b and
     alpha = (mu_a - mu_b) / t, E[max] = mu_a P + mu_b (1 - P) + t phi(alpha) and
     E[max^2] = E[a^2] P + E[b^2] (1 - P) + (mu_a + mu_b) t phi(alpha), P = Phi(alpha) the chance
@@ -218,8 +218,8 @@ def _truncated_exp_moment(k: float, mu: float, sd: float) -> float:
     return math.exp(min(k * mu + 0.5 * k * k * sd * sd + _log_normal_cdf(-(mu + k * sd * sd) / sd), 700.0))
 
 
-@rule("exp_gap")
-def exp_gap(ctx: Context) -> Transfer:
+@gain("exp_gap")
+def exp_gap(ctx: GainContext) -> Transfer:
     """w = exp(x - max(x, y)) = exp(min(d, 0)), d = x - y of independent x, y: a stabilised
     log-sum-exp's weight, in (0, 1] however wide d is (exp of a Gaussian min(d, 0) would not be).
     With P = P(d > 0): E[w^k] = P + E[exp(k d); d < 0]; backward dw/dx = w 1{d < 0} = -dw/dy."""
@@ -240,8 +240,8 @@ def exp_gap(ctx: Context) -> Transfer:
     return Transfer(out, lambda g: [g.scaled(slope_sq, mean_slope), g.scaled(slope_sq, -mean_slope)])
 
 
-@rule("concat")
-def concat(ctx: Context) -> Transfer:
+@gain("concat")
+def concat(ctx: GainContext) -> Transfer:
     """Joined tensors: moments averaged by each part's share; parts' different means become spread."""
     axis = int(ctx.attrs.get("axis", 1))
     sizes = [float(shape[axis]) if shape and len(shape) > abs(axis) else 1.0 for shape in ctx.in_shapes]
