@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from gradaudit.errors import failure, strict_static
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
 from gradaudit.weight_stats import param_stats
@@ -122,16 +123,19 @@ def node_kind(view: NodeView) -> Kind:
     """The mapped kind, or op 'unknown' for op types no mapping covers.
 
     A node whose operands a mapping cannot read (a missing shape or value on a model that failed
-    to execute, an unusual attribute form) is unknown too: the static estimate then reports
-    itself partial instead of the audit failing.
+    to execute, an unusual attribute form) is unknown too, with the error as its `unknown_reason`
+    (GA501 shows it): the static estimate then reports itself partial instead of the audit
+    failing, except in strict mode (gradaudit.errors.strict_static), where the error is raised.
     """
     mapper = NODE_KINDS.get(view.op_type)
     if mapper is None:
         return Kind("unknown")
     try:
         return mapper(view)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
-        return Kind("unknown")
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        if strict_static():
+            raise
+        return Kind("unknown", attrs={"unknown_reason": f"the {view.op_type} mapping failed: {failure(error)}"})
 
 
 def _rms(t: torch.Tensor) -> float:

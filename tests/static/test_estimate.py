@@ -17,6 +17,9 @@ from gradaudit.weight_stats import param_stats
 
 from .graphs import sequential_graph
 
+# models gradaudit fully supports: a gain or ONNX mapping that fails is a bug, not an unknown node
+pytestmark = pytest.mark.usefixtures("strict_static")
+
 
 def run(layers, shape):
     graph = sequential_graph(layers, shape)
