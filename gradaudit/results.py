@@ -23,6 +23,7 @@ class NodeEstimate:
     grad_sq: float  # E[dL/dy^2]: squared gradient arriving at the output
     log10_gain: float  # log10 sqrt(E[grad at input^2] / E[grad at output^2]): this op's backward gain
     known: bool = True  # False when no gain rule applied (treated as pass-through, estimate partial)
+    reason: str = ""  # why not known, beyond the op having no gain (a mapping or a gain that failed)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 
 from gradaudit.activations import ONNX_ACTIVATIONS
+from gradaudit.errors import failure, strict_static
 from gradaudit.graph import NodeSpec, ParamStats, conv_fans, dense_fans
 from gradaudit.onnx_exec.op_registry import OPS
 from gradaudit.onnx_exec.ops_nn import interpolation_matrix, resize_attrs
@@ -80,8 +81,9 @@ def node_kind(view: NodeView) -> Kind:
     """The kind the op's registered mapping gives, or op 'unknown' for op types without one.
 
     A node whose operands a mapping cannot read (a missing shape or value on a model that failed
-    to execute, an unusual attribute form) is unknown too: the static estimate then reports
-    itself partial instead of the audit failing.
+    to execute, an unusual attribute form) is unknown too, with the error as its `unknown_reason`
+    (GA501 shows it): the static estimate then reports itself partial instead of the audit
+    failing, except in strict mode (gradaudit.errors.strict_static), where the error is raised.
     """
     spec = OPS.get(view.op_type)
     mapper = LAYER_MAPPINGS.get(spec.layer) if spec is not None and spec.layer else None
@@ -89,8 +91,10 @@ def node_kind(view: NodeView) -> Kind:
         return Kind("unknown")
     try:
         return mapper(view)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
-        return Kind("unknown")
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        if strict_static():
+            raise
+        return Kind("unknown", attrs={"unknown_reason": f"the {view.op_type} mapping failed: {failure(error)}"})
 
 
 def _rms(t: torch.Tensor) -> float:

@@ -43,11 +43,21 @@ def static_partial(ctx: RuleContext) -> list[Hit]:
     unknown = sorted(set(ctx.static.unknown_ops))
     if not (unknown or ctx.static.partial or graph_reason):
         return []
-    nodes = [ctx.graph.nodes[n]["name"] for n, e in ctx.static.nodes.items() if not e.known and n in ctx.graph]
-    where = " " + _("(at {nodes})").format(nodes=_listed(nodes)) if nodes else ""
-    parts = ([_("no gain rule for {ops}").format(ops=", ".join(unknown)) + where] if unknown else [])
+    missed = [n for n, e in ctx.static.nodes.items() if not e.known and n in ctx.graph]
+    nodes = [ctx.graph.nodes[n]["name"] for n in missed]
+    # a node that failed (its mapping or its gain raised) says why; the others have no gain rule
+    reasons = {ctx.graph.nodes[n]["name"]: ctx.static.nodes[n].reason for n in missed if ctx.static.nodes[n].reason}
+    ungained = [n for n in missed if not ctx.static.nodes[n].reason]
+    ungained_ops = sorted({ctx.graph.nodes[n]["source"] for n in ungained}) if reasons else unknown
+    ungained_names = [ctx.graph.nodes[n]["name"] for n in ungained]
+    where = " " + _("(at {nodes})").format(nodes=_listed(ungained_names)) if ungained_names else ""
+    parts = [_("no gain rule for {ops}").format(ops=", ".join(ungained_ops)) + where] if ungained_ops else []
+    if reasons:
+        failed = [f"{name} ({reason})" for name, reason in reasons.items()]
+        parts.append(_("could not model {nodes}").format(nodes=_listed(failed)))
     parts += [graph_reason] if graph_reason else []
-    evidence = {"reason": "; ".join(parts) or _("some ops were not modelled"), "unknown_ops": unknown, "nodes": nodes}
+    evidence = {"reason": "; ".join(parts) or _("some ops were not modelled"), "unknown_ops": unknown, "nodes": nodes,
+                "reasons": reasons}
     return [Hit([], evidence, "info" if ctx.probe is not None else "warning")]
 
 

@@ -56,6 +56,7 @@ class Transfer:
     weight_grads: WeightGrads | None = None  # role -> predicted E[(dL/dW)^2] per element
     time_ratio: float | None = None  # recurrent: predicted log10 first-step / last-step sensitivity
     known: bool = True
+    reason: str = ""  # why not known, when the node could not be modelled (GA501 shows it)
 
 
 Gain = Callable[[GainContext], Transfer]

@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 
 from gradaudit.diagnosis import FlowSummary, diagnose, log10_update_ratio
+from gradaudit.errors import failure, strict_static
 from gradaudit.graph import (
     flow_ends,
     forward_order,
@@ -82,17 +83,23 @@ def _clamp_grad(g: Grad) -> tuple[Grad, bool]:
     return Grad(OVERFLOW_SQ, g.mean * math.sqrt(factor_sq), g.unit_sq * factor_sq), True
 
 
-def _unknown(ctx: GainContext) -> Transfer:
-    """No rule: pass the first input through, and say so (known=False makes the estimate partial)."""
-    return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
+def _unknown(ctx: GainContext, reason: str = "") -> Transfer:
+    """No gain: pass the first input through, and say so (known=False makes the estimate partial);
+    `reason` says why when it is more than the op having no gain (a loader's own reason, or the
+    gain's failure)."""
+    return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False,
+                    reason=reason or str(ctx.attrs.get("unknown_reason", "")))
 
 
 def _apply(gain: Gain, ctx: GainContext) -> Transfer:
-    """Run a gain; attributes it cannot read (a loader's odd shape or value) make the node unknown."""
+    """Run a gain; attributes it cannot read (a loader's odd shape or value) make the node unknown,
+    with the error kept as its reason, or raise in strict mode (gradaudit.errors.strict_static)."""
     try:
         return gain(ctx)
-    except (ArithmeticError, LookupError, TypeError, ValueError):
-        return _unknown(ctx)
+    except (ArithmeticError, LookupError, TypeError, ValueError) as error:
+        if strict_static():
+            raise
+        return _unknown(ctx, f"the {ctx.op} gain failed: {failure(error)}")
 
 
 def _batch(graph: nx.DiGraph, inputs: list[InputSpec]) -> int:
@@ -269,7 +276,8 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> 
     for node in forward_order(graph):
         transfer, data = state.transfers[node], graph.nodes[node]
         nodes[node] = NodeEstimate(
-            moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known
+            moments[node].q, moments[node].mu, grads[node].sq, _node_gain(state, node), transfer.known,
+            transfer.reason,
         )
         if not transfer.known and data["source"] not in unknown:
             unknown.append(data["source"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from gradaudit.errors import STRICT_STATIC_ENV
 from gradaudit.graph import add_node, dense_fans, new_graph, weight_layers
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.model import InputSpec
@@ -16,6 +17,9 @@ from gradaudit.static.quadrature import softmax_stats
 from gradaudit.weight_stats import param_stats
 
 from .graphs import sequential_graph
+
+# models gradaudit fully supports: a gain or ONNX mapping that fails is a bug, not an unknown node
+pytestmark = pytest.mark.usefixtures("strict_static")
 
 
 def run(layers, shape):
@@ -180,7 +184,8 @@ def test_thousand_node_graph_under_one_second():
     assert len(result.nodes) == 1001 and not result.partial
 
 
-def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown():
+def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown(monkeypatch):
+    monkeypatch.delenv(STRICT_STATIC_ENV)  # the lenient path is what this test is about
     graph = new_graph("onnx")
     add_node(graph, "x", name="x", op="input", source="input", out_shape=(4, 16))
     add_node(
@@ -197,6 +202,10 @@ def test_a_node_whose_attributes_a_rule_cannot_read_becomes_unknown():
     graph.graph.update(inputs=["x"], outputs=["pool"])
     result = estimate(graph, [InputSpec("x", (4, 16))])
     assert result.partial and result.unknown_ops == ["AveragePool"]
+    assert result.nodes["pool"].reason.startswith("the pool gain failed: TypeError: ")
+    monkeypatch.setenv(STRICT_STATIC_ENV, "1")
+    with pytest.raises(TypeError):
+        estimate(graph, [InputSpec("x", (4, 16))])
 
 
 def _classifier_handle():

@@ -16,6 +16,9 @@ from gradaudit.pipeline import audit
 from gradaudit.probe import run_probe
 from gradaudit.static import estimate
 
+# models gradaudit fully supports: a gain or ONNX mapping that fails is a bug, not an unknown node
+pytestmark = pytest.mark.usefixtures("strict_static")
+
 
 class Encoder(nn.Module):
     """Token embedding, `depth` nn.TransformerEncoderLayer blocks and a log-softmax vocabulary head."""

@@ -17,6 +17,9 @@ from gradaudit.static import estimate
 
 from .graphs import Residual, sequential_graph
 
+# models gradaudit fully supports: a gain or ONNX mapping that fails is a bug, not an unknown node
+pytestmark = pytest.mark.usefixtures("strict_static")
+
 WIDTH = 256
 
 

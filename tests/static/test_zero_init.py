@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -13,6 +14,9 @@ from gradaudit.graph import flow_ends, gradient_reaching, weight_layers
 from gradaudit.loaders.torch_loader import from_module
 from gradaudit.pipeline import run_audit
 from gradaudit.static import estimate
+
+# models gradaudit fully supports: a gain or ONNX mapping that fails is a bug, not an unknown node
+pytestmark = pytest.mark.usefixtures("strict_static")
 
 
 class LoRALinear(nn.Module):

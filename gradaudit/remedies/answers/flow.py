@@ -117,10 +117,13 @@ def layerwise_rates(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) 
     return kinds.layerwise_lr(ctx)
 
 
-@remedy("gradient_clipping", answers=(predicted_exploding, measured_exploding),
+@remedy("gradient_clipping", answers=(predicted_exploding, measured_exploding, nonfinite_flow, recurrent_exploding),
         summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_flow(finding: Finding, evidence: FlowEvidence, ctx: RuleContext) -> Recommendation | None:
-    """Clip at the measured norm (none without a probe, or when that norm is itself exploded)."""
+def clipped(
+    finding: Finding, evidence: FlowEvidence | NonfiniteFlowEvidence | ThroughTimeEvidence, ctx: RuleContext
+) -> Recommendation | None:
+    """Clip at the measured norm (none without a probe, or when that norm is itself exploded or not
+    finite): it bounds the steps an exploding flow or recurrence takes (Pascanu et al. 2013)."""
     return kinds.clipped(ctx)
 
 
@@ -138,26 +141,12 @@ def normalised_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx:
     return kinds.inserted_norms(kinds.layers_or_first(finding.layers, ctx), ctx)
 
 
-@remedy("gradient_clipping", answers=(nonfinite_flow,),
-        summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_nonfinite(finding: Finding, evidence: NonfiniteFlowEvidence, ctx: RuleContext) -> Recommendation | None:
-    """Clip at the measured norm (none where the measured norm is not finite)."""
-    return kinds.clipped(ctx)
-
-
 @remedy("reinitialization", answers=(recurrent_exploding,),
         summary=N_("multiply the recurrent weights by the factor that brings their per-step gain to 1"))
 def per_step_rescaled(finding: Finding, evidence: ThroughTimeEvidence, ctx: RuleContext) -> Recommendation | None:
     """W_hh times 10^(-per-step decades): the per-step Jacobian scales with it."""
     factors: dict[str, float | None] = {finding.layers[0]: 10.0 ** -evidence.log10_per_step}
     return kinds.rescaled(amounts.targets(ctx, factors, "weight_hh"), PER_STEP_RESCALE)
-
-
-@remedy("gradient_clipping", answers=(recurrent_exploding,),
-        summary=N_("clip the global gradient norm at the norm measured at initialisation"))
-def clipped_through_time(finding: Finding, evidence: ThroughTimeEvidence, ctx: RuleContext) -> Recommendation | None:
-    """Clipping bounds the steps an exploding recurrence takes (Pascanu et al. 2013)."""
-    return kinds.clipped(ctx)
 
 
 @remedy("reinitialization", answers=(recurrent_vanishing,),
