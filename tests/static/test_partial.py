@@ -11,8 +11,8 @@ from torch import nn
 
 from gradaudit.errors import STRICT_STATIC_ENV
 from gradaudit.loaders import load
+from gradaudit.loaders.onnx_layer_kinds import LAYER_MAPPINGS
 from gradaudit.loaders.torch_loader import from_module
-from gradaudit.onnx_exec.layer_kinds import NODE_KINDS
 from gradaudit.pipeline import audit
 from gradaudit.report import render
 from gradaudit.rules import run_rules
@@ -85,7 +85,7 @@ def _unreadable(view):
 
 
 def test_a_failing_onnx_mapping_keeps_its_reason_and_raises_in_strict_mode(monkeypatch):
-    monkeypatch.setitem(NODE_KINDS, "Gemm", _unreadable)
+    monkeypatch.setitem(LAYER_MAPPINGS, "gemm", _unreadable)
     handle = load(str(SAMPLES / "exploding_mlp_normal_init.onnx"))
     static = estimate(handle.graph, handle.inputs)
     reasons = {e.reason for e in static.nodes.values() if not e.known}
