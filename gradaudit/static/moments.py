@@ -36,7 +36,7 @@ class Moments:
     # How free a batch's sample mean and variance of this signal are to fluctuate, relative to
     # independent Gaussian values (1): 0 right after BatchNorm, which pins them over its set of
     # values, and in between for a per-unit function of such a signal (quadrature.batch_freedom).
-    # BatchNorm reads them for E[1/sigma_B^2] (gains_norm.batch_variance_factor).
+    # BatchNorm reads them for E[1/sigma_B^2] (gains_norm.inverse_variance_factor).
     free_mean: float = 1.0
     free_var: float = 1.0
 
