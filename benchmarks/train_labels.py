@@ -46,7 +46,7 @@ OPTIMISERS = {
 TRAINED = (
     "nn_lstm", "nn_gru", "nn_transformer_postln", "nn_transformer_preln", "nn_resnet", "nn_mlp_kaiming",
     "hf_rwkv", "hf_gpt2", "hf_llama", "hf_t5", "timm_convnext_atto", "tv_resnet18", "tv_mobilenet_v2",
-    "df_unet2d", "tv_densenet121",
+    "df_unet2d",
     *(name for name, entry in CORPUS.items() if entry.broken),
 )
 
