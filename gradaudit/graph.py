@@ -281,6 +281,15 @@ def _passes_gradient(graph: nx.DiGraph, producer: str, consumer: str) -> bool:
     return True
 
 
+def outputs_zero_by_design(graph: nx.DiGraph) -> bool:
+    """Every output is a zero-initialised layer's (torchvision ViT's zero head, a zero last layer
+    of a policy or a diffusion noise predictor): its RMS is 0 by the init's choice, not a
+    collapsed signal, and the first step moves it, since that layer's own gradient x^T g is not
+    zero. Whether the signal reaching it collapsed is what its gradient then says."""
+    outputs = graph.graph.get("outputs", [])
+    return bool(outputs) and all(_computes_zero(graph, output) for output in outputs)
+
+
 def gradient_reaching(graph: nx.DiGraph) -> set[str]:
     """The nodes a gradient reaches at initialisation: those an output depends on through ops
     that pass it back. Behind a zero-initialised layer or gate (Fixup, ReZero, LoRA's B, a zero

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from gradaudit.graph import WeightLayer, flow_ends, weight_layers
+from gradaudit.graph import WeightLayer, flow_ends, outputs_zero_by_design, weight_layers
 from gradaudit.probe.through_time import RecurrentSite, find_recurrent
 from gradaudit.probe.units import ActivationSite, find_activation
 
@@ -25,6 +25,7 @@ class CapturePlan:
     activations: dict[str, ActivationSite]  # weight node -> the activation it feeds
     recurrent: list[RecurrentSite]
     flow_nodes: set[str]  # weight nodes an output depends on (graph.flow_ends): the ratio's candidates
+    zero_output: bool = False  # graph.outputs_zero_by_design: the output RMS says nothing of collapse
 
     @property
     def capture(self) -> set[str]:
@@ -47,4 +48,4 @@ def plan_capture(graph: nx.DiGraph) -> CapturePlan:
     nodes = list(dict.fromkeys(layer.node for layer in weights))
     activations = {node: site for node in nodes if (site := find_activation(graph, node)) is not None}
     flowing = {layer.node for layer in flow_ends(graph, weights)}
-    return CapturePlan(weights, nodes, activations, find_recurrent(graph), flowing)
+    return CapturePlan(weights, nodes, activations, find_recurrent(graph), flowing, outputs_zero_by_design(graph))

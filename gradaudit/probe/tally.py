@@ -96,7 +96,8 @@ def combine(plan: CapturePlan, records: list[PassRecord], weight_rms: dict[str, 
     nonfinite = any(r.nonfinite for r in records)
     output_rms = _root_mean([r.output_ms for r in records])
     moments = [r.input_moments for r in records if r.input_moments is not None]
-    flow = FlowSummary(ratio, [layer.grad_rms for layer in ends], output_rms, nonfinite, recurrent)
+    judged_output = None if plan.zero_output else output_rms
+    flow = FlowSummary(ratio, [layer.grad_rms for layer in ends], judged_output, nonfinite, recurrent)
     return ProbeResult(
         layers=layers,
         passes=len(records),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gradaudit.diagnosis import Diagnosis, FlowSummary, diagnose
-from gradaudit.graph import flow_ends, forward_order
+from gradaudit.graph import flow_ends, forward_order, outputs_zero_by_design
 from gradaudit.i18n import _
 from gradaudit.results import ProbeResult, Severity, StaticResult
 from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
@@ -162,7 +162,7 @@ def _static_scale(ctx: RuleContext) -> Diagnosis:
     grads = [
         10.0**w.log10_grad_rms for w in flow_ends(ctx.graph, ctx.static.weights) if math.isfinite(w.log10_grad_rms)
     ]
-    return diagnose(FlowSummary(None, grads, ctx.static.output_rms))
+    return diagnose(FlowSummary(None, grads, _judged_output(ctx, ctx.static.output_rms)))
 
 
 def _measured_grads(ctx: RuleContext) -> list[float]:
@@ -172,7 +172,13 @@ def _measured_grads(ctx: RuleContext) -> list[float]:
 
 
 def _measured_scale(ctx: RuleContext) -> Diagnosis:
-    return diagnose(FlowSummary(None, _measured_grads(ctx), ctx.probe.output_rms))
+    return diagnose(FlowSummary(None, _measured_grads(ctx), _judged_output(ctx, ctx.probe.output_rms)))
+
+
+def _judged_output(ctx: RuleContext, output_rms: float | None) -> float | None:
+    """The output RMS the scale checks read: none where a zero-initialised layer makes every output
+    (graph.outputs_zero_by_design)."""
+    return None if outputs_zero_by_design(ctx.graph) else output_rms
 
 
 def _predicted(ctx: RuleContext, direction: str) -> list[Hit]:

@@ -31,6 +31,7 @@ from gradaudit.graph import (
     is_weight_role,
     normalisation_eps,
     ordered_inputs,
+    outputs_zero_by_design,
     weight_layers,
     weight_positions,
 )
@@ -300,7 +301,8 @@ def estimate(graph: nx.DiGraph, inputs: list[InputSpec], loss: str = "auto") -> 
     outputs = graph.graph.get("outputs", [])
     output_rms = math.sqrt(moments[outputs[0]].q) if outputs else None
     time_ratios = {graph.nodes[n]["name"]: t.time_ratio for n, t in state.transfers.items() if t.time_ratio is not None}
-    flow = FlowSummary(ratio, [_pow10(w.log10_grad_rms) for w in ends], output_rms, state.nonfinite, time_ratios)
+    judged_output = None if outputs_zero_by_design(graph) else output_rms
+    flow = FlowSummary(ratio, [_pow10(w.log10_grad_rms) for w in ends], judged_output, state.nonfinite, time_ratios)
     return StaticResult(
         nodes, weights, ratio, output_rms, diagnose(flow), unknown,
         partial=bool(unknown) or bool(graph.graph.get("partial")), recurrent_log10_time_ratio=time_ratios,

@@ -59,3 +59,20 @@ def test_a_zero_lora_branch_blocks_only_its_own_down_projection():
     assert blocked == ["0.down.weight"]
     static = estimate(handle.graph, handle.inputs)
     assert math.isfinite(static.log10_ratio_first_last) and abs(static.log10_ratio_first_last) < 1.5
+
+
+def test_an_output_zero_by_design_is_not_a_collapsed_signal():
+    """torchvision's ViT zero-initialises its head, bias included: the output RMS is exactly 0 and
+    the first step moves it; the all-zero model, whose head also reads zeros, still collapses."""
+    model = _zero_head()
+    nn.init.zeros_(model[4].bias)
+    handle = from_module(model, (torch.randn(16, 8),))
+    audit = run_audit(handle)
+    assert audit.probe.output_rms == 0 and audit.static.output_rms == 0  # exact: a zero layer's output
+    assert audit.probe.diagnosis.label == audit.static.diagnosis.label == "healthy"
+    assert audit.verdict != "fail" and not [f for f in audit.findings if f.code in ("GA102", "GA104")]
+    for layer in model:
+        for param in layer.parameters():
+            nn.init.zeros_(param)
+    collapsed = run_audit(from_module(model, (torch.randn(16, 8),)))
+    assert collapsed.verdict == "fail" and collapsed.probe.diagnosis.label == "vanishing"
