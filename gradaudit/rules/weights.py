@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradaudit.rules.critical_variance import activation_moments, critical_weight_variance
-from gradaudit.rules.flow import gate_ratio
 from gradaudit.rules.rule_registry import Evidence, Hit, RuleContext, rule
 from gradaudit.rules.topology import (
     DENSE_OPS,
@@ -150,14 +149,16 @@ def init_mismatch(ctx: RuleContext) -> list[Hit]:
 
 
 def _measurement_contradicts(ctx: RuleContext, compound: float) -> bool:
-    """Does the probe measure less than init_warn_decades of flow in the compound's direction?
+    """Does the probe measure less than init_warn_decades of gradient flow in the compound's direction?
 
-    A saturated sigmoid or tanh stack (benchmarks/train_labels.json: stalls) measures 2.2-2.4
-    decades its way and keeps the finding; a timm ConvNeXt whose residuals absorb a small init
-    measures 0.1 and trains."""
+    A mismatched init compounds in the gradient itself, so the raw first/last gradient ratio is
+    what answers it, not the relative update the flow gate grades (that one also moves with a stem
+    feeding a norm, which the init has nothing to do with). A saturated sigmoid or tanh stack
+    (benchmarks/train_labels.json: stalls) measures 2.2-2.4 decades its way and keeps the finding;
+    a timm ConvNeXt whose residuals absorb a small init measures 0.1 and trains."""
     if ctx.probe is None or ctx.probe.nonfinite:
         return False
-    measured = gate_ratio(ctx.probe)
+    measured = ctx.probe.log10_ratio_first_last
     return measured is None or math.copysign(1.0, compound) * measured < ctx.config.init_warn_decades
 
 

@@ -142,3 +142,34 @@ def test_ga203_a_zero_gate_of_a_residual_branch_is_deliberate():
     nn.init.zeros_(gated_nowhere[1].weight)
     handle = from_module(gated_nowhere, (torch.randn(4, 8),))
     assert _only(run_rules(handle, estimate(handle.graph, handle.inputs), None), "GA203")
+
+
+class _SmallInitResidualAfterPatchStem(nn.Module):
+    """A ConvNeXt in miniature: a patchify convolution stem, then a residual MLP whose first layer
+    is initialised 5x too small for its GELU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.pool = nn.Conv2d(3, 32, 4, stride=4), nn.AdaptiveAvgPool2d(1)
+        nn.init.normal_(self.stem.weight, std=0.1)
+        self.fc1, self.fc2, self.head = nn.Linear(32, 64), nn.Linear(64, 32), nn.Linear(32, 4)
+        nn.init.normal_(self.fc1.weight, std=0.02 / 5)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(self.stem(x)).flatten(1)
+        return self.head(h + self.fc2(self.act(self.fc1(h))))
+
+
+def test_ga201_is_answered_by_the_measured_gradient_not_the_relative_update():
+    """The stem's relative update per position reads more than a decade below the head's, but the
+    gradient itself flows (a residual absorbs the small fc1): GA201 is a note, not a warning."""
+    from gradaudit.loaders.torch_loader import from_module
+    from gradaudit.pipeline import run_audit
+
+    audit = run_audit(from_module(_SmallInitResidualAfterPatchStem(), (torch.randn(8, 3, 32, 32),)))
+    (finding,) = _only(audit.findings, "GA201")
+    assert finding.evidence["compound_decades"] < -1
+    assert audit.probe.log10_update_ratio_first_last < -1 < audit.probe.log10_ratio_first_last
+    assert finding.severity == "info"
