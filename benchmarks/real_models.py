@@ -211,6 +211,14 @@ def _timm(name: str, **kwargs: object) -> Callable[[], nn.Module]:
     return build
 
 
+def _timm_mixer() -> nn.Module:
+    """timm's MLP-Mixer class at a small size: its registered `mixer_*` factories pass their own
+    patch_size and embed_dim next to the caller's (timm 1.0.31: "got multiple values for keyword
+    argument 'patch_size'"), so no override reaches them."""
+    from timm.models.mlp_mixer import MlpMixer
+    return MlpMixer(num_classes=10, img_size=32, patch_size=8, num_blocks=4, embed_dim=64)
+
+
 def _hf(model_class: str, config_class: str, **config: object) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         import transformers
@@ -304,7 +312,7 @@ def _entries() -> list[Entry]:
         Entry("timm_efficientnet_b0", "timm", _timm("efficientnet_b0"), img32),
         Entry("timm_mobilenetv3", "timm", _timm("mobilenetv3_small_050"), img32),
         Entry("timm_vit_tiny", "timm", _timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=4), img32),
-        Entry("timm_mixer", "timm", _timm("mixer_s16_224", img_size=32, patch_size=8, depth=4, embed_dim=64), img32),
+        Entry("timm_mixer", "timm", _timm_mixer, img32),
         # transformers
         Entry(
             "hf_gpt2",

@@ -368,9 +368,12 @@ def _div(view: NodeView) -> Kind:
 
 @mapping("max")
 def _max(view: NodeView) -> Kind:
-    """The larger of two activations, elementwise (a constant floor is left unknown)."""
-    if len(view.operands) == 2 and all(o.source is not None for o in view.operands):
-        return Kind("maximum")
+    """The larger of two tensors, elementwise: of two activations, or of one and a constant (an
+    input node, as an add's: RWKV's running max starts at -1e38)."""
+    consts = tuple(i for i, o in enumerate(view.operands) if o.source is None and o.value is not None)
+    data = sum(o.source is not None for o in view.operands)
+    if len(view.operands) == 2 and (data == 2 or (data == 1 and consts)):
+        return Kind("maximum", constant_slots=consts)
     return Kind("unknown")
 
 

@@ -233,6 +233,17 @@ def _divide(call: Call) -> NodeSpec:
     return NodeSpec("unknown")
 
 
+def _maximum(call: Call) -> NodeSpec:
+    """The larger of two tensors, elementwise: of two activations, or of one and a constant (the
+    constant becomes an input node, as an add's does: RWKV's running max starts at -1e38)."""
+    return NodeSpec("maximum") if any(call.is_data[:2]) else NodeSpec("unknown")
+
+
+def _square(call: Call) -> list[Stage]:
+    """x^2 as the product of x with itself (ONNX's Mul(x, x)): the mul gain reads one producer twice."""
+    return [Stage("", NodeSpec("mul"), [0, 0])]
+
+
 def _where(call: Call) -> NodeSpec:
     """torch.where(condition, a, b): a masked fill when a constant condition picks between one
     activation and constants (ONNX Where reads the same); anything data-dependent is unknown."""
@@ -376,6 +387,11 @@ RESHAPES = (
 # before a softmax) and passes the rest through unchanged.
 CASTS = "to _to_copy type type_as float double half bfloat16 clone lift_fresh_copy masked_fill".split()
 
+# Tensors shaped like their argument but not computed from its values: constants, not data.
+SHAPE_ONLY = frozenset(
+    "zeros_like ones_like empty_like full_like new_zeros new_ones new_empty new_full rand_like randn_like".split()
+)
+
 FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _activation(declared) for declared in DECLARED for name in declared.torch_functions},
     "clamp": _clamp,
@@ -415,6 +431,8 @@ FUNCTION_RULES: dict[str, FunctionRule] = {
     **{name: _product for name in ("mul", "imul", "multiply")},
     **{name: _divide for name in ("truediv", "div", "itruediv", "divide")},
     "neg": _negate,
+    "maximum": _maximum,
+    "square": _square,
     "where": _where,
     **{name: _scatter(1) for name in ("select_scatter", "slice_scatter", "diagonal_scatter")},
     **{name: _scatter(2) for name in ("index_put", "masked_scatter")},

@@ -18,7 +18,7 @@ import torch.fx as fx
 
 from gradaudit.graph import ParamStats, add_node, is_weight_role, new_graph
 from gradaudit.loaders.onnx_patterns import FusedLayer
-from gradaudit.loaders.torch_functions import Stage, function_rule
+from gradaudit.loaders.torch_functions import SHAPE_ONLY, Stage, function_rule
 from gradaudit.loaders.torch_ops import Call, NodeSpec, module_rule
 from gradaudit.loaders.torch_patterns import fused_layers
 from gradaudit.loaders.torch_trace import TraceResult, fetch, has_path
@@ -108,6 +108,15 @@ def submodule_param(params: ParameterNames, path: str, out_axis: int,
     return stats_of(params.of_attribute(path) or path, tensor, out_axis)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """One node, or two calls of one function on the same arguments (`key + time_first` spelt
+    twice in RWKV's WKV)."""
+    if a is b:
+        return True
+    return (isinstance(a, fx.Node) and isinstance(b, fx.Node) and a.op == b.op == "call_function"
+            and (a.target, a.args, a.kwargs) == (b.target, b.args, b.kwargs))
+
+
 class GraphBuilder:
     """Walks the traced fx graph once, in execution order, adding LayerGraph nodes."""
 
@@ -136,14 +145,19 @@ class GraphBuilder:
         return self.graph
 
     def _is_data(self, node: fx.Node) -> bool:
-        return (first_tensor(self.trace.values.get(node)) is not None
-                and any(n in self.node_of for n in node.all_input_nodes))
+        return self._computed_from(node, self.node_of)
+
+    def _computed_from(self, node: fx.Node, data: Any) -> bool:
+        """A tensor whose values are computed from one of `data` (`zeros_like(x)` takes x's shape
+        only: a constant, as the ONNX exporter's ConstantOfShape(Shape(x)) is)."""
+        return (first_tensor(self.trace.values.get(node)) is not None and call_name(node) not in SHAPE_ONLY
+                and any(n in data for n in node.all_input_nodes))
 
     def _written_out_layers(self) -> dict[str, FusedLayer]:
         """Norms and activations written as calls (torch_patterns) whose input is on the data path."""
         data = set(self.trace.input_nodes)
         for node in self.trace.graph.nodes:
-            if first_tensor(self.trace.values.get(node)) is not None and any(n in data for n in node.all_input_nodes):
+            if self._computed_from(node, data):
                 data.add(node)
         names = {node.name for node in data}
         fused = fused_layers(self.trace.graph, self.trace.values, data, call_name)
@@ -175,6 +189,11 @@ class GraphBuilder:
             submodule = fetch(self.module, node.target)
             spec = module_rule(submodule)(submodule, call)
             name, kind = node.target, type(submodule).__name__
+        elif call_name(node) == "exp" and (pair := self._gap_to_max(node.args[0])) is not None:
+            self.node_of[node] = node.name
+            self._add(node.name, NodeSpec("exp_gap"), node.name, [self.node_of[n] for n in pair],
+                      shape_of(self.trace.values[node]), "exp")
+            return
         else:
             rule = function_rule(call_name(node), aten=isinstance(node.target, torch._ops.OpOverload))
             spec = rule(call) if rule else NodeSpec("unknown")
@@ -185,6 +204,20 @@ class GraphBuilder:
             return
         inputs = self._inputs(node, spec)
         self._add(node.name, spec, name, inputs, shape_of(self.trace.values[node]), kind)
+
+    def _gap_to_max(self, arg: Any) -> list[fx.Node] | None:
+        """x and y when `arg` is x - maximum(x, y), both activations: the exponent of a stabilised
+        log-sum-exp (RWKV's WKV), min(x - y, 0), read as the ONNX loader reads Sub(x, Max(x, y))."""
+        if not isinstance(arg, fx.Node) or call_name(arg) != "sub" or len(arg.args) != 2 or arg.kwargs:
+            return None
+        x, peak = arg.args
+        if not isinstance(peak, fx.Node) or call_name(peak) != "maximum" or len(peak.args) != 2:
+            return None
+        for slot, candidate in enumerate(peak.args):
+            if _same_value(candidate, x):
+                pair = [x, peak.args[1 - slot]]
+                return pair if all(n in self.node_of for n in pair) else None
+        return None
 
     def _owner_of_weight(self, spec: NodeSpec | list[Stage]) -> str | None:
         """The module owning a call's weight (`h.0.mlp.c_fc` for GPT-2's `addmm(bias, x, W)`,
@@ -225,8 +258,8 @@ class GraphBuilder:
         for position, arg in enumerate(node.args):
             if self._holds_data(arg):
                 fx.node.map_arg(arg, lambda n: inputs.append(self.node_of[n]) if n in self.node_of else None)
-            elif spec.op == "add" and isinstance(self._concrete(arg), (torch.Tensor, int, float)):
-                inputs.append(self._add_constant(node, position, arg))
+            elif spec.op in ("add", "maximum") and isinstance(self._concrete(arg), (torch.Tensor, int, float)):
+                inputs.append(self._add_constant(node, position, arg, as_bias=spec.op == "add"))
         for arg in node.kwargs.values():
             fx.node.map_arg(arg, lambda n: inputs.append(self.node_of[n]) if n in self.node_of else None)
         return inputs
@@ -234,9 +267,9 @@ class GraphBuilder:
     def _concrete(self, arg: Any) -> Any:
         return self.trace.values[arg] if isinstance(arg, fx.Node) else arg
 
-    def _add_constant(self, node: fx.Node, position: int, arg: Any) -> str:
-        """A constant operand of an add, like the ONNX loader's: mean and RMS, its tensor's
-        statistics under role "bias" (a scalar also gives its signed `value`)."""
+    def _add_constant(self, node: fx.Node, position: int, arg: Any, as_bias: bool) -> str:
+        """A constant operand of an add or maximum, like the ONNX loader's: mean and RMS, an add's
+        tensor's statistics under role "bias" (a scalar also gives its signed `value`)."""
         value = self._concrete(arg)
         tensor = (value.detach().double() if isinstance(value, torch.Tensor)
                   else torch.tensor(float(value), dtype=torch.float64))
@@ -245,7 +278,7 @@ class GraphBuilder:
         if tensor.numel() == 1:
             attrs["value"] = float(tensor)
         params: dict[str, ParamStats] = {}
-        if isinstance(arg, fx.Node) and "masked" not in attrs:  # a mask is no bias
+        if as_bias and isinstance(arg, fx.Node) and "masked" not in attrs:  # a mask is no bias
             params["bias"] = param_stats(self.params.of_ancestors(arg, tuple(tensor.shape)) or arg.name, tensor)
         self._add(node_id, NodeSpec("constant", attrs=attrs, params=params), node_id, [], tuple(tensor.shape),
                   "constant")

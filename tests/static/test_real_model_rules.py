@@ -199,3 +199,81 @@ def test_a_stabilised_exp_and_a_maximum_match_autograd(tmp_path, spread):
     assert result.nodes[kinds["Exp"]].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_b)), abs=0.3)
     grad_a, grad_b = torch.autograd.grad(torch.maximum(a, b), (a, b), torch.ones_like(m))
     assert result.nodes[kinds["Max"]].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_b)), abs=0.3)
+
+
+class StabilisedScan(nn.Module):
+    """RWKV's WKV in miniature, as transformers writes it: states from `zeros_like`, the running
+    max from -1e38, `torch.maximum`, exp of the gap to the max, the output written into slices
+    (which torch.fx cannot trace: the factory route takes torch.export), and a squared-ReLU
+    feed-forward (`torch.square`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key, self.value, self.head = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+        self.time_first = nn.Parameter(torch.full((WIDTH,), 0.3))
+        self.time_decay = nn.Parameter(torch.full((WIDTH,), -0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key, value = self.key(x), self.value(x)
+        output = torch.zeros_like(value)
+        numerator, denominator = torch.zeros_like(key[:, 0]), torch.zeros_like(key[:, 0])
+        peak = torch.zeros_like(key[:, 0]) - 1e38
+        for step in range(x.shape[1]):
+            k, v = key[:, step], value[:, step]
+            top = torch.maximum(peak, k + self.time_first)
+            e1, e2 = torch.exp(peak - top), torch.exp(k + self.time_first - top)
+            output[:, step] = (e1 * numerator + e2 * v) / (e1 * denominator + e2)
+            top = torch.maximum(peak + self.time_decay, k)
+            e1, e2 = torch.exp(peak + self.time_decay - top), torch.exp(k - top)
+            numerator, denominator, peak = e1 * numerator + e2 * v, e1 * denominator + e2, top
+        return self.head(torch.square(torch.relu(output)))
+
+
+def test_a_wkv_scan_through_torch_export_reads_every_op():
+    """The factory route (torch.export graph) reads aten's maximum, square and zeros_like as the
+    ONNX route reads Max, Mul(x, x) and ConstantOfShape: no node unknown, the stabilised exps read
+    whole, and the static first/last ratio within 0.5 decades of the backward pass's (it was
+    10^+37.9 against 10^+2.7 on transformers' RWKV: zeros_like passed as data, then -1e38 added)."""
+    torch.manual_seed(0)
+    model, x = StabilisedScan(), torch.randn(64, 8, WIDTH)
+    handle = from_module(model, (x,))
+    read_as = {(d["source"], d["op"]) for _, d in handle.graph.nodes(data=True)}
+    assert not [pair for pair in read_as if pair[1] == "unknown"]
+    assert {("maximum", "maximum"), ("exp", "exp_gap"), ("square", "mul")} <= read_as
+    assert not [pair for pair in read_as if pair[0] == "zeros_like"]  # a constant, off the data path
+    result = run_audit(handle, AuditOptions())
+    static, measured = _static_and_measured(result)
+    assert not result.static.partial
+    assert abs(static - measured) <= 0.5
+
+
+def test_a_maximum_of_an_activation_and_a_constant_matches_autograd():
+    """max(x, c) for a constant c: the constant is an input node (as an add's), Clark's moments
+    give the forward RMS and the larger of the gradient shares (x's and c's, as the node's gain
+    is read), as autograd measures them."""
+    torch.manual_seed(0)
+    floor = torch.full((WIDTH,), 0.5)
+
+    class Floored(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(WIDTH, WIDTH)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.maximum(self.layer(x), floor)
+
+    model, x = Floored(), torch.randn(4096, WIDTH)
+    handle = from_module(model, (x,))
+    result = estimate(handle.graph, handle.inputs)
+    (node,) = [n for n, d in handle.graph.nodes(data=True) if d["op"] == "maximum"]
+    assert [handle.graph.nodes[p]["op"] for p in handle.graph.predecessors(node)].count("constant") == 1
+    a = model.layer(x).detach().requires_grad_()
+    c = floor.expand_as(a).clone().requires_grad_()  # the constant's gradient, element by element
+    m = torch.maximum(a, c)
+
+    def rms(t):
+        return math.log10(t.pow(2).mean().sqrt().item())
+
+    grad_a, grad_c = torch.autograd.grad(m, (a, c), torch.ones_like(m))
+    assert 0.5 * math.log10(result.nodes[node].q) == pytest.approx(rms(m), abs=0.2)
+    assert result.nodes[node].log10_gain == pytest.approx(max(rms(grad_a), rms(grad_c)), abs=0.3)
