@@ -62,19 +62,63 @@ def summed_outer_product(count: float, delta: Grad, x: Moments) -> float:
     return count * delta.sq * x.q + count * (count - 1.0) * coherent
 
 
-def _fans(ctx: GainContext, w: ParamStats) -> tuple[float, float]:
+def _fans(ctx: GainContext, w: ParamStats, coverage: float) -> tuple[float, float]:
+    """Forward and backward fans, scaled by the share of taps that read input values."""
     fan_in = float(ctx.attrs.get("fan_in") or w.numel / max(w.shape[0], 1))
     fan_out = float(ctx.attrs.get("fan_out") or w.shape[0])
-    return fan_in, fan_out
+    return fan_in * coverage, fan_out * coverage
+
+
+def _taps_in_bounds(size_in: int, size_out: int, kernel: int, stride: int, dilation: int) -> int:
+    """(output position, tap) pairs of one axis reading an input value rather than padding; the
+    padding is what the sizes imply, split evenly (torch pads both sides alike; when a stride's
+    floor drops a padded value at the end, the odd one left is the one before)."""
+    padding = max((size_out - 1) * stride + dilation * (kernel - 1) + 1 - size_in, 0)
+    before = (padding + 1) // 2
+    pairs = 0
+    for tap in range(kernel):
+        offset = before - tap * dilation  # input o * stride - offset must lie in [0, size_in)
+        first = max(-(-offset // stride), 0)
+        last = min((size_in - 1 + offset) // stride, size_out - 1)
+        pairs += max(last - first + 1, 0)
+    return pairs
+
+
+def tap_coverage(ctx: GainContext) -> float:
+    """The share of a convolution's kernel taps that read input values, not zero padding.
+
+    Output y_o = sum over taps t of W_t x_(o s - p + t d); a tap over the padding adds nothing,
+    so with c = (in-bounds (o, t) pairs) / (outputs x taps) E[y^2] = c fan_in E[w^2] E[x^2] and
+    each input gets c fan_out E[w^2] E[dy^2] back. A 3x3 convolution at 1x1 reads its centre
+    tap alone (c = 1/9), at 2x2 c = 4/9, at 8x8 0.84, at 32x32 0.96. Transposed convolutions keep c = 1.
+    """
+    in_shape = ctx.in_shapes[0] if ctx.in_shapes else None
+    out_shape, kernel = ctx.out_shape, ctx.attrs.get("kernel")
+    if ctx.attrs.get("transposed") or not in_shape or not out_shape or not kernel:
+        return 1.0
+    kernel = list(kernel)
+    dims = len(kernel)
+    if len(in_shape) != dims + 2 or len(out_shape) != dims + 2:
+        return 1.0
+    stride = list(ctx.attrs.get("stride") or [1] * dims)
+    dilation = list(ctx.attrs.get("dilation") or [1] * dims)
+    coverage = 1.0
+    for axis in range(dims):
+        size_out, k = int(out_shape[axis + 2]), int(kernel[axis])
+        pairs = _taps_in_bounds(int(in_shape[axis + 2]), size_out, k, int(stride[axis]), int(dilation[axis]))
+        coverage *= pairs / max(size_out * k, 1)
+    return coverage
 
 
 def _weighted(ctx: GainContext, channel_axis: int) -> Transfer:
     w = ctx.param("weight")
     if w is None:
         return Transfer(ctx.x, lambda g: [g] * len(ctx.inputs), known=False)
-    fan_in, fan_out = _fans(ctx, w)
+    coverage = tap_coverage(ctx) if ctx.op == "conv" else 1.0
+    fan_in, fan_out = _fans(ctx, w, coverage)
     x, bias = ctx.x, ctx.param("bias")
-    samples = rows_per_unit(ctx.out_shape, channel_axis, ctx.batch)
+    # a tap's gradient sums over the outputs it reads an input value for
+    samples = rows_per_unit(ctx.out_shape, channel_axis, ctx.batch) * coverage
     extra_slots = len(ctx.inputs) - 1  # a weight fed as an activation input gets no gradient here
     out = dense_forward(x, w, fan_in, bias)
     if channel_axis == 1 and _scales_each_channel(ctx, w):
@@ -108,7 +152,8 @@ def linear(ctx: GainContext) -> Transfer:
 
 @gain("conv")
 def conv(ctx: GainContext) -> Transfer:
-    """Convolution: per-element fans from graph.conv_fans, weight shared over spatial positions."""
+    """Convolution: per-element fans from graph.conv_fans times the taps that read input values
+    (tap_coverage), weight shared over spatial positions."""
     return _weighted(ctx, channel_axis=1)
 
 
